@@ -1,0 +1,251 @@
+"""Experiment settings: TOML files in experiments/ plus command-line overrides.
+
+An experiment has shared sections ([data], [sweep], [training], [schedule], [model]) and optional
+arms ([arms.NAME.training], ...) that override them. Arms share seeds and splits, so arm
+comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from valstat.errors import UserError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+DEFAULT_EXPERIMENT = "default"
+SEED_KINDS = ("split", "init", "order")
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"      # "digits" (built-in) or a folder in Keras layout
+    image_size: int = 32        # pixels per side
+    val_size: int = 30          # validation images per run
+    train_size: int = 430       # built-in data only: training images per run
+    truth_size: int = 500       # built-in data only: held-out truth-set images
+    holdout: float = 0.0        # user data only: stratified fraction kept as truth set
+    data_seed: int = 0          # fixes the built-in sample and the truth set
+
+
+@dataclass
+class SweepConfig:
+    seeds: int = 20
+    folds: int = 1
+    vary: list = field(default_factory=lambda: list(SEED_KINDS))  # seeds that change per seed
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adam"     # adam | sgd | rmsprop
+    learning_rate: float = 0.001
+    momentum: float = 0.0       # sgd only
+    loss: str = "categorical_crossentropy"
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "reduce_on_plateau"   # reduce_on_plateau | constant
+    monitor: str = "val_accuracy"
+    factor: float = 0.1
+    patience: int = 2
+    min_delta: float = 1e-4
+    min_lr: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    width: float = 1.0          # multiplier on AlexNet's filter counts (96, 256, 384, 384, 256)
+    dense_units: int = 4096
+    dropout: float = 0.5
+    batch_norm: bool = False
+
+
+SECTIONS = {"data": DataConfig, "sweep": SweepConfig, "training": TrainingConfig,
+            "schedule": ScheduleConfig, "model": ModelConfig}
+ARM_SECTIONS = ("data", "training", "schedule", "model")
+CHOICES = {("training", "optimizer"): ("adam", "sgd", "rmsprop"),
+           ("training", "loss"): ("categorical_crossentropy",),
+           ("schedule", "kind"): ("reduce_on_plateau", "constant"),
+           ("schedule", "monitor"): ("val_accuracy", "val_loss")}
+
+
+@dataclass
+class Arm:
+    """One configuration of the experiment, fully resolved."""
+
+    name: str
+    data: DataConfig
+    training: TrainingConfig
+    schedule: ScheduleConfig
+    model: ModelConfig
+
+    def settings(self) -> dict:
+        return {"data": asdict(self.data), "training": asdict(self.training),
+                "schedule": asdict(self.schedule), "model": asdict(self.model)}
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    source_file: str
+    sweep: SweepConfig
+    arms: list[Arm]
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes what a run computes (not the number of seeds)."""
+        payload = {"folds": self.sweep.folds, "vary": sorted(self.sweep.vary),
+                   "arms": {arm.name: arm.settings() for arm in self.arms}}
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {"experiment": self.name, "description": self.description,
+                "source_file": self.source_file, "sweep": asdict(self.sweep),
+                "arms": [arm.name for arm in self.arms],
+                "arms_config": {arm.name: arm.settings() for arm in self.arms}}
+
+
+def _coerce(section: str, key: str, value, default, origin: str):
+    kind = type(default)
+    where = f"[{section}] {key} in {origin}"
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if kind is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        return list(value)
+    if not isinstance(value, str):
+        raise UserError(f"{where} must be text, got {value!r}")
+    allowed = CHOICES.get((section, key))
+    if allowed and value not in allowed:
+        raise UserError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _apply(target, section: str, values, origin: str):
+    if not isinstance(values, dict):
+        raise UserError(f"[{section}] in {origin} must be a table")
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown key '{key}' in [{section}] of {origin} "
+                            f"(known: {', '.join(known)})")
+        setattr(target, key, _coerce(section, key, value, getattr(target, key), origin))
+    return target
+
+
+def resolve_experiment_path(name_or_path: str | None) -> Path:
+    if name_or_path is None:
+        name_or_path = DEFAULT_EXPERIMENT
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        path = EXPERIMENTS_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml")))
+        raise UserError(f"experiment file {name_or_path} not found (shipped: {shipped})")
+    return path
+
+
+def load_experiment(name_or_path: str | None = None, overrides: dict | None = None) -> Experiment:
+    """Read an experiment TOML and apply overrides {"seeds": 3, "epochs": 2, ...}."""
+    path = resolve_experiment_path(name_or_path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid TOML: {error}") from None
+    origin = str(path)
+    top_keys = {"name", "description", "arms", *SECTIONS}
+    for key in document:
+        if key not in top_keys:
+            raise UserError(f"unknown key '{key}' in {origin} (known: {', '.join(sorted(top_keys))})")
+    base = {name: _apply(cls(), name, document.get(name, {}), origin)
+            for name, cls in SECTIONS.items()}
+    arm_tables = document.get("arms", {"main": {}})
+    if not isinstance(arm_tables, dict) or not arm_tables:
+        raise UserError(f"[arms] in {origin} must hold at least one [arms.NAME] table")
+    arms = []
+    for arm_name, arm_values in arm_tables.items():
+        if not isinstance(arm_values, dict):
+            raise UserError(f"[arms.{arm_name}] in {origin} must be a table")
+        parts = {}
+        for key in arm_values:
+            if key not in ARM_SECTIONS:
+                raise UserError(f"unknown key '{key}' in [arms.{arm_name}] of {origin} "
+                                f"(known: {', '.join(ARM_SECTIONS)})")
+        for section in ARM_SECTIONS:
+            parts[section] = _apply(copy.deepcopy(base[section]), f"arms.{arm_name}.{section}",
+                                    arm_values.get(section, {}), origin)
+        arms.append(Arm(name=arm_name, **parts))
+    experiment = Experiment(name=str(document.get("name", path.stem)),
+                            description=str(document.get("description", "")),
+                            source_file=origin, sweep=base["sweep"], arms=arms)
+    apply_overrides(experiment, overrides or {})
+    validate(experiment)
+    return experiment
+
+
+def apply_overrides(experiment: Experiment, overrides: dict) -> None:
+    """CLI flags win over the file: seeds, folds, epochs, image_size, val_size, data, holdout."""
+    if overrides.get("seeds") is not None:
+        experiment.sweep.seeds = overrides["seeds"]
+    if overrides.get("folds") is not None:
+        experiment.sweep.folds = overrides["folds"]
+    for arm in experiment.arms:
+        if overrides.get("epochs") is not None:
+            arm.training.epochs = overrides["epochs"]
+        if overrides.get("image_size") is not None:
+            arm.data.image_size = overrides["image_size"]
+        if overrides.get("val_size") is not None:
+            arm.data.val_size = overrides["val_size"]
+        if overrides.get("data") is not None:
+            arm.data.source = str(overrides["data"])
+        if overrides.get("holdout") is not None:
+            arm.data.holdout = overrides["holdout"]
+
+
+def validate(experiment: Experiment) -> None:
+    sweep = experiment.sweep
+    if sweep.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {sweep.seeds}")
+    if sweep.folds < 1:
+        raise UserError(f"--folds must be at least 1, got {sweep.folds}")
+    unknown = set(sweep.vary) - set(SEED_KINDS)
+    if unknown:
+        raise UserError(f"[sweep] vary may only name {', '.join(SEED_KINDS)}; "
+                        f"got {', '.join(sorted(unknown))}")
+    sources = {arm.data.source for arm in experiment.arms}
+    if len(sources) > 1:
+        raise UserError("all arms of an experiment must use the same data source")
+    for arm in experiment.arms:
+        if arm.training.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {arm.training.epochs}")
+        if arm.training.batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {arm.training.batch_size}")
+        if arm.training.learning_rate <= 0:
+            raise UserError(f"learning_rate must be positive, got {arm.training.learning_rate}")
+        if arm.data.image_size < 16:
+            raise UserError(f"--image-size must be at least 16 pixels, got {arm.data.image_size}")
+        if arm.data.val_size < 2:
+            raise UserError(f"--val-size must be at least 2, got {arm.data.val_size}")
+        if not 0.0 <= arm.data.holdout < 0.9:
+            raise UserError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
+        if arm.model.width <= 0:
+            raise UserError(f"[model] width must be positive, got {arm.model.width}")
