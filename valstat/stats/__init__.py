@@ -1,0 +1,50 @@
+"""valstat.stats: pure numpy/scipy/statsmodels/pandas statistics (no Keras, no matplotlib).
+
+One module per topic: intervals, lattice, variance, paired, sizes, dynamics, selection.
+Accuracies are fractions in [0, 1]; counts are images; epochs are numbered from 0.
+"""
+
+from valstat.stats.dynamics import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
+from valstat.stats.intervals import binomial_interval, mean_interval
+from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
+from valstat.stats.paired import (
+    corrected_resampled_ttest,
+    mcnemar,
+    paired_difference_interval,
+    probability_of_improvement,
+)
+from valstat.stats.selection import expected_max_noise, optimism_summary, selection_optimism
+from valstat.stats.sizes import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+from valstat.stats.variance import (
+    finite_sample_by_fold,
+    finite_sample_variance,
+    variance_components,
+    variance_components_with_noise,
+)
+
+__all__ = [
+    "best_epochs",
+    "binomial_interval",
+    "corrected_resampled_ttest",
+    "curve_changes",
+    "expected_max_noise",
+    "finite_sample_by_fold",
+    "finite_sample_variance",
+    "infer_val_size",
+    "largest_drop",
+    "lattice_step",
+    "lr_collapse",
+    "mcnemar",
+    "mean_interval",
+    "minimum_detectable_difference",
+    "one_class_collapse",
+    "optimism_summary",
+    "paired_difference_interval",
+    "plateau_cuts_after_ties",
+    "probability_of_improvement",
+    "runs_needed",
+    "selection_optimism",
+    "val_size_for_halfwidth",
+    "variance_components",
+    "variance_components_with_noise",
+]

@@ -1,0 +1,205 @@
+"""Confidence intervals: one run's accuracy (binomial) and a metric's mean over runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
+
+from valstat.errors import UserError
+from valstat.stats._checks import as_1d, check_choice, check_level, check_positive_int
+
+# valstat name -> statsmodels proportion_confint name
+BINOMIAL_METHODS = {
+    "wilson": "wilson",
+    "clopper-pearson": "beta",
+    "jeffreys": "jeffreys",
+    "agresti-coull": "agresti_coull",
+    "wald": "normal",
+}
+MEAN_METHODS = ("t", "percentile", "bca")
+
+# Bootstrap work is done in chunks of at most this many drawn numbers (memory bound).
+_CHUNK_CELLS = 2_000_000
+
+
+def _counts(k, n):
+    """Check and broadcast counts: integers with n >= 1 and 0 <= k <= n."""
+    k_arr = np.asarray(k, dtype=float)
+    n_arr = np.asarray(n, dtype=float)
+    if k_arr.size == 0 or n_arr.size == 0:
+        raise UserError("k and n must not be empty")
+    if not (np.all(np.isfinite(k_arr)) and np.all(np.isfinite(n_arr))):
+        raise UserError("k and n must be finite whole numbers")
+    if np.any(k_arr != np.round(k_arr)) or np.any(n_arr != np.round(n_arr)):
+        raise UserError("k (images correct) and n (images) must be whole numbers")
+    if np.any(n_arr <= 0):
+        raise UserError(f"n must be >= 1, got {n_arr.min():g}")
+    if np.any(k_arr < 0) or np.any(k_arr > n_arr):
+        raise UserError("k must satisfy 0 <= k <= n (images correct cannot exceed images)")
+    k_arr, n_arr = np.broadcast_arrays(k_arr, n_arr)
+    return k_arr.copy(), n_arr.copy()
+
+
+def binomial_interval(k, n, level: float = 0.95, method: str = "wilson"):
+    """Interval for a proportion k/n (one model's accuracy on n images).
+
+    k: images correct, scalar or array (any shape, broadcast against n).
+    n: images, scalar or array, >= 1.
+    method: wilson | clopper-pearson | jeffreys | agresti-coull | wald
+      (statsmodels ``proportion_confint``; Jeffreys is clamped to 0 at k=0 and 1 at k=n,
+      which statsmodels does not do). Every bound is clipped to [0, 1].
+    Returns (low, high): floats for scalar input, arrays of the broadcast shape otherwise.
+    """
+    level = check_level(level)
+    if isinstance(method, str):
+        method = method.lower().replace("_", "-")
+    check_choice(method, BINOMIAL_METHODS, "interval method")
+    scalar = np.ndim(k) == 0 and np.ndim(n) == 0
+    k_arr, n_arr = _counts(k, n)
+    low, high = proportion_confint(k_arr, n_arr, alpha=1.0 - level, method=BINOMIAL_METHODS[method])
+    low = np.clip(np.asarray(low, dtype=float), 0.0, 1.0)
+    high = np.clip(np.asarray(high, dtype=float), 0.0, 1.0)
+    if method == "jeffreys":
+        low = np.where(k_arr == 0, 0.0, low)
+        high = np.where(k_arr == n_arr, 1.0, high)
+    if scalar:
+        return float(low), float(high)
+    return low, high
+
+
+def _unit_layout(values, units):
+    """Sort values by unit: return (sorted values, start index per unit, size per unit)."""
+    unit_arr = np.asarray(units)
+    if unit_arr.shape != values.shape:
+        raise UserError(f"units must have the same length as values ({values.size}), got {unit_arr.size}")
+    _, codes = np.unique(unit_arr, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return values[order], starts, sizes
+
+
+def _unit_means(sorted_values, starts, sizes):
+    return np.add.reduceat(sorted_values, starts) / sizes
+
+
+def _bootstrap_means(values, n_boot, rng, layout=None):
+    """Means of `n_boot` bootstrap resamples, shape (n_boot,).
+
+    Without a layout: resample values with replacement. With a unit layout (hierarchical):
+    resample units with replacement, then values within each chosen unit; the statistic is
+    the mean over chosen units of their resampled means.
+    """
+    out = np.empty(n_boot)
+    if layout is None:
+        n = values.size
+        step = max(1, _CHUNK_CELLS // n)
+        for start in range(0, n_boot, step):
+            stop = min(n_boot, start + step)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            out[start:stop] = values[idx].mean(axis=1)
+        return out
+    sorted_values, starts, sizes = layout
+    n_units, widest = sizes.size, int(sizes.max())
+    slots = np.arange(widest)
+    step = max(1, _CHUNK_CELLS // (n_units * widest))
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        chosen = rng.integers(0, n_units, size=(stop - start, n_units))
+        size = sizes[chosen][..., None]
+        within = np.floor(rng.random((stop - start, n_units, widest)) * size).astype(np.int64)
+        mask = slots < size
+        picked = np.where(mask, sorted_values[starts[chosen][..., None] + np.minimum(within, size - 1)], 0.0)
+        out[start:stop] = (picked.sum(axis=2) / size[..., 0]).mean(axis=1)
+    return out
+
+
+def _bca_bounds(boot, estimate, jackknife, level):
+    """BCa bounds from bootstrap statistics and leave-one-out (jackknife) statistics."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z0 = sps.norm.ppf(np.mean(boot < estimate))
+        dev = jackknife.mean() - jackknife
+        accel = np.sum(dev**3) / (6.0 * np.sum(dev**2) ** 1.5)
+        z = sps.norm.ppf([(1 - level) / 2, (1 + level) / 2])
+        alphas = sps.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+    if not np.all(np.isfinite(alphas)):
+        return np.nan, np.nan
+    low, high = np.percentile(boot, alphas * 100)
+    return float(low), float(high)
+
+
+def _scipy_bca(values, level, n_boot, seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (values,),
+            lambda x, axis: np.mean(x, axis=axis),
+            vectorized=True,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Interval for the mean of a metric over runs, plus the spread of one run.
+
+    values: shape (runs,), the metric per run (e.g. final val accuracy, a fraction).
+    method: "t" | "percentile" | "bca". BCa uses scipy.stats.bootstrap (without units) or a
+      hierarchical BCa with a leave-one-unit-out jackknife (with units); on degenerate data
+      (all equal, NaN result) it falls back to percentile and says so in `note`.
+    units: optional, shape (runs,), the resampling unit per run (e.g. seed). With units the
+      estimate is the mean of unit means; bootstrap methods resample units, then runs within
+      each chosen unit; the t method uses the unit means (df = units - 1).
+    Returns dict: estimate, low, high (CI of the mean), method (used), level, n (values),
+      n_units (None without units), sd (ddof=1 over values), pi_low, pi_high (t prediction
+      interval for one new run: estimate ± t·sd·sqrt(1+1/n)), note.
+    """
+    level = check_level(level)
+    method = check_choice(str(method).lower(), MEAN_METHODS, "mean-interval method")
+    values = as_1d(values, "values")
+    n_boot = check_positive_int(n_boot, "n_boot")
+    n = values.size
+    layout = None if units is None else _unit_layout(values, units)
+    means = values if layout is None else _unit_means(*layout)
+    estimate = float(means.mean())
+    result = {
+        "estimate": estimate, "low": np.nan, "high": np.nan, "method": method, "level": level,
+        "n": int(n), "n_units": None if layout is None else int(means.size),
+        "sd": np.nan, "pi_low": np.nan, "pi_high": np.nan, "note": "",
+    }
+    if n >= 2:
+        sd = float(values.std(ddof=1))
+        t_pi = sps.t.ppf((1 + level) / 2, n - 1) * sd * np.sqrt(1 + 1 / n)
+        result.update(sd=sd, pi_low=float(estimate - t_pi), pi_high=float(estimate + t_pi))
+    if means.size < 2:
+        what = "one value" if layout is None else "one unit"
+        result["note"] = f"{what}: no interval for the mean"
+        return result
+    if method == "t":
+        half = sps.t.ppf((1 + level) / 2, means.size - 1) * means.std(ddof=1) / np.sqrt(means.size)
+        result.update(low=float(estimate - half), high=float(estimate + half))
+        return result
+    rng = np.random.default_rng(seed)
+    low = high = np.nan
+    if method == "bca":
+        if layout is None:
+            low, high = _scipy_bca(values, level, n_boot, seed)
+        else:
+            boot = _bootstrap_means(values, n_boot, rng, layout)
+            jack = (means.sum() - means) / (means.size - 1)
+            low, high = _bca_bounds(boot, estimate, jack, level)
+        if np.isfinite(low) and np.isfinite(high):
+            result.update(low=low, high=high)
+            return result
+        why = "constant data" if np.ptp(values) == 0 else "this data (NaN result)"
+        result.update(method="percentile", note=f"BCa undefined on {why}; fell back to percentile")
+    boot = _bootstrap_means(values, n_boot, rng, layout)
+    low, high = np.percentile(boot, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    result.update(low=float(low), high=float(high))
+    return result

@@ -1,0 +1,196 @@
+"""Where run-to-run spread comes from: finite validation sets, splits, seeds."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from valstat.errors import UserError
+from valstat.stats._checks import as_bool_matrix, need_columns
+
+COMPONENTS = ("split", "seed", "residual")
+
+
+def finite_sample_variance(correct) -> dict:
+    """Split the run-to-run variance of accuracy on one fixed validation set (Jordan 2023).
+
+    correct: shape (runs, images) booleans: image i classified correctly by run r.
+    With eps_i the fraction of runs wrong on image i and R runs, n images:
+      empirical_variance = ddof=1 variance over runs of the accuracy;
+      independent_errors_variance = (1/n²) Σ eps_i(1 - eps_i) · R/(R-1), i.e. each image's
+        ddof=1 Bernoulli variance. ddof=1 on both terms makes the estimator unbiased: the
+        difference is then exactly the mean off-diagonal covariance between images. (The
+        plug-in eps(1-eps) with no R/(R-1) biases the distribution-wise variance up by
+        about independent/R, which shows on a handful of runs.)
+      distribution_variance = n/(n-1) · (empirical - independent), unclipped (may be < 0);
+      distribution_variance_clipped = max(0, distribution_variance);
+      finite_sample_share = independent / empirical, clipped to [0, 1] (NaN if empirical = 0).
+    Variances are in accuracy-fraction units squared. Also returns runs, n.
+    """
+    c = as_bool_matrix(correct, "correct", min_rows=2, min_cols=2)
+    runs, n = c.shape
+    acc = c.mean(axis=1)
+    empirical = float(acc.var(ddof=1))
+    eps = 1.0 - c.mean(axis=0)
+    independent = float(np.sum(eps * (1 - eps)) / n**2 * runs / (runs - 1))
+    distribution = n / (n - 1) * (empirical - independent)
+    share = float(np.clip(independent / empirical, 0.0, 1.0)) if empirical > 0 else float("nan")
+    return {
+        "empirical_variance": empirical,
+        "independent_errors_variance": independent,
+        "distribution_variance": float(distribution),
+        "distribution_variance_clipped": float(max(0.0, distribution)),
+        "finite_sample_share": share,
+        "runs": int(runs),
+        "n": int(n),
+    }
+
+
+def finite_sample_by_fold(correct_by_fold: dict) -> dict:
+    """finite_sample_variance per fold, averaged over folds (each fold has its own images).
+
+    correct_by_fold: {fold: (runs, images) boolean matrix}; folds with fewer than 2 runs are
+    skipped. Returns the mean of each variance and the share over folds (NaN shares ignored),
+    plus folds (used), runs (total) and per_fold (list of the per-fold dicts with `fold`).
+    """
+    per_fold = []
+    for fold, matrix in correct_by_fold.items():
+        if np.shape(matrix)[0] >= 2:
+            per_fold.append({"fold": fold, **finite_sample_variance(matrix)})
+    if not per_fold:
+        raise UserError("finite-sample variance needs a fold with at least 2 runs on the same images")
+    table = pd.DataFrame(per_fold)
+    keys = ["empirical_variance", "independent_errors_variance", "distribution_variance",
+            "distribution_variance_clipped", "finite_sample_share"]
+    out = {key: float(table[key].mean()) for key in keys}
+    out.update(folds=len(per_fold), runs=int(table["runs"].sum()), per_fold=per_fold)
+    return out
+
+
+def _frame(rows, method, total):
+    df = pd.DataFrame(rows, columns=["component", "variance", "raw", "note"])
+    kept = df["variance"].sum(min_count=1)
+    df["share"] = df["variance"] / kept if kept and kept > 0 else np.nan
+    df["method"] = method
+    df.loc[len(df)] = ["total", total, total, "observed ddof=1 variance over runs", 1.0 if total > 0 else np.nan, "observed"]
+    return df[["component", "variance", "raw", "share", "method", "note"]]
+
+
+def _row(name, raw, note=""):
+    return [name, np.nan if np.isnan(raw) else max(0.0, raw), raw, note]
+
+
+def _one_way(y, groups):
+    """Method-of-moments one-way random effects: (between, within) variances."""
+    _, codes = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(codes)
+    g, N = sizes.size, y.size
+    means = np.bincount(codes, weights=y) / sizes
+    ms_between = np.sum(sizes * (means - y.mean()) ** 2) / (g - 1)
+    ms_within = np.sum((y - means[codes]) ** 2) / (N - g)
+    n0 = (N - np.sum(sizes**2) / N) / (g - 1)
+    return (ms_between - ms_within) / n0, ms_within
+
+
+def _two_way(y, a, b):
+    """Crossed two-way random effects, one run per cell (balanced): MoM (split, seed, residual)."""
+    table = pd.DataFrame({"a": a, "b": b, "y": y}).pivot(index="a", columns="b", values="y").to_numpy()
+    I, J = table.shape
+    grand = table.mean()
+    row, col = table.mean(axis=1), table.mean(axis=0)
+    ms_a = J * np.sum((row - grand) ** 2) / (I - 1)
+    ms_b = I * np.sum((col - grand) ** 2) / (J - 1)
+    ms_e = np.sum((table - row[:, None] - col[None, :] + grand) ** 2) / ((I - 1) * (J - 1))
+    return (ms_a - ms_e) / J, (ms_b - ms_e) / I, ms_e
+
+
+def _mixedlm(y, a, b):
+    """Crossed random effects by REML (statsmodels MixedLM with variance components)."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    data = pd.DataFrame({"y": y, "split": pd.Categorical(a).codes, "seed": pd.Categorical(b).codes, "all": 1})
+    vc = {"split": "0 + C(split)", "seed": "0 + C(seed)"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = MixedLM.from_formula("y ~ 1", groups="all", vc_formula=vc, re_formula="0", data=data).fit(reml=True)
+    vcomp = dict(zip(fit.model.exog_vc.names, fit.vcomp))
+    return float(vcomp["split"]), float(vcomp["seed"]), float(fit.scale)
+
+
+def variance_components(runs_df: pd.DataFrame, metric: str = "final_val_accuracy", split_col: str = "fold", seed_col: str = "seed") -> pd.DataFrame:
+    """Variance of a per-run metric split into split (validation set), seed and residual.
+
+    runs_df: one row per run with columns `metric`, `split_col`, `seed_col`; rows with a
+      non-finite metric are dropped; at least 2 runs are needed.
+    Design -> method:
+      several splits x several seeds, one run per cell, all cells present: crossed two-way
+        random-effects ANOVA, method of moments ("anova-crossed"); the residual is the
+        split x seed interaction plus any other noise;
+      several splits x several seeds otherwise (missing cells, replicates): statsmodels
+        MixedLM with crossed variance components, REML ("mixedlm-reml");
+      one factor has a single level: that component is NaN (not estimable) and the other
+        is a one-way ANOVA ("anova-one-way"); when that factor also has one run per level
+        it cannot be told from the residual: it gets all the variance, residual NaN.
+    Returns DataFrame rows split, seed, residual, total with columns component, variance
+      (clipped at 0; NaN = not estimable), raw (unclipped moment estimate), share (of the
+      sum of the three clipped components), method, note. Units: metric units squared.
+    """
+    need_columns(runs_df, [metric, split_col, seed_col], "runs_df")
+    data = runs_df[[metric, split_col, seed_col]].copy()
+    data[metric] = pd.to_numeric(data[metric], errors="coerce")
+    data = data[np.isfinite(data[metric].to_numpy(dtype=float))]
+    if len(data) < 2:
+        raise UserError(f"variance components need at least 2 runs with a finite {metric}")
+    y = data[metric].to_numpy(dtype=float)
+    a, b = data[split_col].to_numpy(), data[seed_col].to_numpy()
+    total = float(y.var(ddof=1))
+    n_a, n_b = len(pd.unique(a)), len(pd.unique(b))
+    if n_a >= 2 and n_b >= 2:
+        cells = data.groupby([split_col, seed_col]).size()
+        if len(cells) == n_a * n_b and cells.eq(1).all():
+            split, seed, resid = _two_way(y, a, b)
+            method = "anova-crossed"
+        else:
+            split, seed, resid = _mixedlm(y, a, b)
+            method = "mixedlm-reml"
+        rows = [_row("split", split), _row("seed", seed), _row("residual", resid)]
+        return _frame(rows, method, total)
+    rows = {}
+    for name, values, other, levels in (("split", a, "seed", n_a), ("seed", b, "split", n_b)):
+        if levels == 1:
+            rows[name] = _row(name, np.nan, f"one {name} level: not estimable")
+    factor = [name for name in ("split", "seed") if name not in rows]
+    if not factor:
+        rows["residual"] = _row("residual", total, "one split and one seed: all variance is residual")
+    else:
+        name = factor[0]
+        groups = a if name == "split" else b
+        if len(pd.unique(groups)) == len(groups):
+            rows[name] = _row(name, total, f"one run per {name}: includes the residual (not separable)")
+            rows["residual"] = _row("residual", np.nan, f"not separable from {name}")
+        else:
+            between, within = _one_way(y, groups)
+            rows[name] = _row(name, between)
+            rows["residual"] = _row("residual", within)
+    return _frame([rows[c] for c in COMPONENTS], "anova-one-way", total)
+
+
+def variance_components_with_noise(runs_df: pd.DataFrame, correct_by_fold: dict, metric: str = "final_val_accuracy",
+                                   split_col: str = "fold", seed_col: str = "seed") -> pd.DataFrame:
+    """variance_components plus a `finite_sample` row from finite_sample_by_fold.
+
+    correct_by_fold: {fold: (runs, images) booleans} for the runs' final epochs.
+    The finite_sample row's variance is the fold-averaged independent-errors variance and its
+    share is the fold-averaged finite_sample_share, i.e. a share of the within-fold variance
+    (seed + residual), not of the total: it overlaps those components and does not add to them.
+    """
+    df = variance_components(runs_df, metric, split_col, seed_col)
+    noise = finite_sample_by_fold(correct_by_fold)
+    df.loc[len(df)] = [
+        "finite_sample", noise["independent_errors_variance"], noise["independent_errors_variance"],
+        noise["finite_sample_share"], "jordan-independent-errors",
+        f"binomial noise of the finite validation set, averaged over {noise['folds']} fold(s); part of seed+residual",
+    ]
+    return df
