@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 CREATE TABLE IF NOT EXISTS predictions (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
     example INTEGER NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,
-    p_true REAL NOT NULL, PRIMARY KEY (run_id, epoch, example)
+    p_true REAL, PRIMARY KEY (run_id, epoch, example)
 ) WITHOUT ROWID;
 """
 

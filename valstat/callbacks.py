@@ -1,0 +1,83 @@
+"""Keras callbacks that record what a valstat store keeps, one concern each.
+
+`ValidationRecorder` must come before any callback that reads val_loss/val_accuracy (such as
+ReduceLROnPlateau): it predicts the validation images once per epoch and writes val_loss and
+val_accuracy into the shared logs dict, so the stored accuracy is exactly the share of correct
+per-image predictions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+EPSILON = 1e-7  # keras.backend.epsilon(): the clip Keras applies in categorical cross-entropy
+
+
+def predict_in_batches(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Softmax outputs (N, C) for images (N, S, S, 3), inference mode."""
+    outputs = [keras.ops.convert_to_numpy(model(images[start:start + batch_size], training=False))
+               for start in range(0, len(images), batch_size)]
+    return np.concatenate(outputs).astype(np.float64)
+
+
+class ValidationRecorder(keras.callbacks.Callback):
+    """Per epoch: learning rate in use, per-image validation predictions, truth-set accuracy.
+
+    val_images: (n, S, S, 3); val_labels: (n,) int; example_ids: (n,) global image indices.
+    truth_images/truth_labels: optional held-out set, scored but never used for decisions.
+    After training: `rows` (epoch dicts) and `predictions` (row tuples without run_id).
+    """
+
+    def __init__(self, val_images, val_labels, example_ids, truth_images=None, truth_labels=None):
+        super().__init__()
+        self.val_images = val_images
+        self.val_labels = np.asarray(val_labels, dtype=np.int64)
+        self.example_ids = np.asarray(example_ids, dtype=np.int64)
+        self.truth_images = truth_images
+        self.truth_labels = None if truth_labels is None else np.asarray(truth_labels)
+        self.rows: list[dict] = []
+        self.predictions: list[tuple] = []
+        self._learning_rate = math.nan
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._learning_rate = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        probabilities = predict_in_batches(self.model, self.val_images)
+        predicted = probabilities.argmax(axis=1)
+        p_true = probabilities[np.arange(len(self.val_labels)), self.val_labels]
+        correct = predicted == self.val_labels
+        logs["val_loss"] = float(np.mean(-np.log(np.clip(p_true, EPSILON, 1.0))))
+        logs["val_accuracy"] = float(correct.mean())
+        truth_accuracy = math.nan
+        if self.truth_images is not None and len(self.truth_images):
+            truth_predicted = predict_in_batches(self.model, self.truth_images).argmax(axis=1)
+            truth_accuracy = float(np.mean(truth_predicted == self.truth_labels))
+        self.rows.append({"epoch": epoch, "loss": float(logs.get("loss", math.nan)),
+                          "accuracy": float(logs.get("accuracy", math.nan)),
+                          "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
+                          "learning_rate": self._learning_rate,
+                          "truth_accuracy": truth_accuracy})
+        self.predictions.extend(
+            (epoch, int(example), int(label), int(guess), float(p))
+            for example, label, guess, p in zip(self.example_ids, self.val_labels, predicted,
+                                                p_true))
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training when the training loss becomes NaN or infinite; sets `diverged`."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True

@@ -1,0 +1,72 @@
+"""AlexNet, its optimiser and its learning-rate schedule, from an Arm (Keras 3 APIs only)."""
+
+from __future__ import annotations
+
+import keras
+
+from valstat.config import ModelConfig, ScheduleConfig, TrainingConfig
+
+ALEXNET_FILTERS = (96, 256, 384, 384, 256)
+ALEXNET_KERNELS = (11, 5, 3, 3, 3)
+
+
+def alexnet_filters(width: float) -> list[int]:
+    return [max(4, int(round(f * width))) for f in ALEXNET_FILTERS]
+
+
+def build_alexnet(image_size: int, n_classes: int, config: ModelConfig) -> keras.Model:
+    """AlexNet (Krizhevsky et al. 2012, single-tower): five convolutions, three max-pools,
+    two dense layers with dropout, softmax. Input (image_size, image_size, 3) uint8-range floats.
+
+    `width` scales the filter counts; pools switch to 'same' padding only where the feature map
+    would otherwise vanish (inputs far below 227 px), so 227 px gives the classic 55-27-13-6 maps.
+    """
+    filters = alexnet_filters(config.width)
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    size = image_size
+    for index, (count, kernel) in enumerate(zip(filters, ALEXNET_KERNELS)):
+        first = index == 0
+        x = keras.layers.Conv2D(count, kernel, strides=4 if first else 1,
+                                padding="valid" if first else "same",
+                                activation=None if config.batch_norm else "relu")(x)
+        if first:
+            size = (size - kernel) // 4 + 1
+        if config.batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation("relu")(x)
+        if index in (0, 1, 4):
+            padding = "valid" if size >= 3 else "same"
+            x = keras.layers.MaxPooling2D(3, strides=2, padding=padding)(x)
+            size = (size - 3) // 2 + 1 if padding == "valid" else (size + 1) // 2
+    x = keras.layers.Flatten()(x)
+    for _ in range(2):
+        x = keras.layers.Dense(config.dense_units, activation="relu")(x)
+        x = keras.layers.Dropout(config.dropout)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="alexnet")
+
+
+def build_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=config.learning_rate)
+    return keras.optimizers.Adam(learning_rate=config.learning_rate)
+
+
+def build_schedule(config: ScheduleConfig, monitor_mode: str = "auto") -> list:
+    """Keras callbacks that change the learning rate (empty for a constant rate)."""
+    if config.kind == "constant":
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(
+        monitor=config.monitor, factor=config.factor, patience=config.patience,
+        min_delta=config.min_delta, min_lr=config.min_lr, mode=monitor_mode, verbose=0)]
+
+
+def describe_model(image_size: int, n_classes: int, config: ModelConfig) -> dict:
+    """What the report states about the network: filters, dense units, parameter count."""
+    model = build_alexnet(image_size, n_classes, config)
+    return {"input": [image_size, image_size, 3], "filters": alexnet_filters(config.width),
+            "dense_units": config.dense_units, "batch_norm": config.batch_norm,
+            "params": int(model.count_params())}

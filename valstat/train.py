@@ -1,0 +1,129 @@
+"""Train one run. The only module (with callbacks.py and model.py) that imports Keras/TensorFlow,
+and it does so lazily, inside functions, so the CLI and analysis never pay the import."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from valstat.splits import RunSpec
+from valstat.store import RunRecord
+
+_CONFIGURED_THREADS: int | None = None
+
+
+def configure_threads(threads: int | None) -> None:
+    """Pin TensorFlow's thread pools (must happen before TF runs its first op in the process)."""
+    global _CONFIGURED_THREADS
+    if threads is None or _CONFIGURED_THREADS is not None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # runtime already initialised in this process; keep its pools
+    _CONFIGURED_THREADS = threads
+
+
+def _enable_determinism() -> None:
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def versions() -> dict:
+    import keras
+
+    tf_version = None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf_version = tf.__version__
+    return {"python": platform.python_version(), "tensorflow": tf_version,
+            "keras": keras.__version__, "backend": keras.backend.backend()}
+
+
+def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed: int):
+    """A Keras PyDataset whose batch order depends only on `order_seed` (reshuffled each epoch)."""
+    import keras
+
+    class ShuffledBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(order_seed)
+            self.order = self.rng.permutation(len(images))
+
+        def __len__(self):
+            return -(-len(images) // batch_size)
+
+        def __getitem__(self, index):
+            chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            return images[chosen], onehot[chosen]
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(images))
+
+    return ShuffledBatches()
+
+
+def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
+    """Train AlexNet for one arm x seed x fold; returns the run, its epochs and predictions."""
+    configure_threads(threads)
+    import keras
+
+    from valstat.callbacks import StopOnDivergence, ValidationRecorder
+    from valstat.data import load_dataset
+    from valstat.model import build_alexnet, build_optimizer, build_schedule
+
+    arm = spec.arm
+    dataset = load_dataset(spec.source, arm.data.image_size, spec.cache_dir)
+    images = dataset.images.astype(np.float32)
+    onehot = np.eye(dataset.n_classes, dtype=np.float32)[dataset.labels]
+    split = spec.split
+
+    started = time.perf_counter()
+    _enable_determinism()
+    keras.utils.set_random_seed(spec.init_seed)
+    model = build_alexnet(arm.data.image_size, dataset.n_classes, arm.model)
+    model.compile(optimizer=build_optimizer(arm.training), loss=arm.training.loss,
+                  metrics=["accuracy"])
+    recorder = ValidationRecorder(
+        images[split.val], dataset.labels[split.val], split.val,
+        images[split.truth] if len(split.truth) else None,
+        dataset.labels[split.truth] if len(split.truth) else None)
+    divergence = StopOnDivergence()
+    model.fit(_batches(images[split.train], onehot[split.train], arm.training.batch_size,
+                       spec.order_seed),
+              epochs=arm.training.epochs, verbose=0,
+              callbacks=[recorder, divergence, *build_schedule(arm.schedule)])
+    wall_s = time.perf_counter() - started
+
+    info = versions()
+    run = {"run_id": spec.run_id, "experiment": spec.experiment, "arm": arm.name,
+           "seed": spec.seed, "fold": spec.fold, "split_seed": spec.split_seed,
+           "init_seed": spec.init_seed, "order_seed": spec.order_seed,
+           "status": "diverged" if divergence.diverged else "finished", "wall_s": wall_s,
+           "n_train": int(len(split.train)), "n_val": int(len(split.val)),
+           "n_truth": int(len(split.truth)), "epochs_run": len(recorder.rows),
+           "python_version": info["python"], "tf_version": info["tensorflow"],
+           "keras_version": info["keras"], "backend": info["backend"],
+           "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "val_examples": [int(i) for i in split.val]}
+    epochs = [(spec.run_id, r["epoch"], r["loss"], r["accuracy"], r["val_loss"],
+               r["val_accuracy"], r["learning_rate"], r["truth_accuracy"]) for r in recorder.rows]
+    predictions = [(spec.run_id, *row) for row in recorder.predictions]
+    keras.backend.clear_session()
+    return RunRecord(run=run, epochs=epochs, predictions=predictions)
