@@ -63,10 +63,3 @@ def build_schedule(config: ScheduleConfig, monitor_mode: str = "auto") -> list:
         monitor=config.monitor, factor=config.factor, patience=config.patience,
         min_delta=config.min_delta, min_lr=config.min_lr, mode=monitor_mode, verbose=0)]
 
-
-def describe_model(image_size: int, n_classes: int, config: ModelConfig) -> dict:
-    """What the report states about the network: filters, dense units, parameter count."""
-    model = build_alexnet(image_size, n_classes, config)
-    return {"input": [image_size, image_size, 3], "filters": alexnet_filters(config.width),
-            "dense_units": config.dense_units, "batch_norm": config.batch_norm,
-            "params": int(model.count_params())}

@@ -68,6 +68,7 @@ class RunRecord:
     run: dict
     epochs: list[tuple] = field(default_factory=list)
     predictions: list[tuple] = field(default_factory=list)
+    model: dict = field(default_factory=dict)  # the network's description, for meta
 
 
 @dataclass
@@ -177,6 +178,19 @@ class Store:
                 f"INSERT INTO predictions VALUES ({', '.join('?' for _ in PREDICTION_COLUMNS)})",
                 record.predictions)
         return True
+
+
+def read_meta(out_dir: str | Path) -> dict | None:
+    """The meta of an existing store (read-only, the file is not touched), or None if absent."""
+    path = store_path(out_dir)
+    if not path.exists():
+        return None
+    connection = _connect_readonly(path)
+    try:
+        return {key: json.loads(value) for key, value in
+                connection.execute("SELECT key, value FROM meta").fetchall()}
+    finally:
+        connection.close()
 
 
 def load_tables(out_dir: str | Path) -> StoreTables:

@@ -86,7 +86,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
 
     from valstat.callbacks import StopOnDivergence, ValidationRecorder
     from valstat.data import load_dataset
-    from valstat.model import build_alexnet, build_optimizer, build_schedule
+    from valstat.model import alexnet_filters, build_alexnet, build_optimizer, build_schedule
 
     arm = spec.arm
     dataset = load_dataset(spec.source, arm.data.image_size, spec.cache_dir)
@@ -125,5 +125,8 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
     epochs = [(spec.run_id, r["epoch"], r["loss"], r["accuracy"], r["val_loss"],
                r["val_accuracy"], r["learning_rate"], r["truth_accuracy"]) for r in recorder.rows]
     predictions = [(spec.run_id, *row) for row in recorder.predictions]
+    model_info = {"input": [arm.data.image_size, arm.data.image_size, 3],
+                  "filters": alexnet_filters(arm.model.width), "dense_units": arm.model.dense_units,
+                  "batch_norm": arm.model.batch_norm, "params": int(model.count_params())}
     keras.backend.clear_session()
-    return RunRecord(run=run, epochs=epochs, predictions=predictions)
+    return RunRecord(run=run, epochs=epochs, predictions=predictions, model=model_info)

@@ -1,0 +1,198 @@
+"""`valstat` command line: parse, call the library, print. No logic of its own.
+
+Imports are inside the command functions so `valstat --help` and the analysis commands never
+import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from valstat.errors import UserError
+
+EPILOG = """examples:
+  valstat run --seeds 20                      # built-in digits, default experiment
+  valstat run experiments/seed_question.toml --data ~/photos --seeds 20 --folds 5
+  valstat stats reports/default
+  valstat report reports/default --lang zh
+  valstat diagnose training_log.csv --val-size 30
+  valstat export reports/default --csv exported/
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2 (argparse would print the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"valstat: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.3, got {text!r}") from None
+    if not 0.0 <= value < 0.9:
+        raise argparse.ArgumentTypeError(f"must be in [0, 0.9), got {value}")
+    return value
+
+
+def cmd_run(args) -> int:
+    from valstat.config import load_experiment
+    from valstat.execute import run_sweep
+    from valstat.progress import SweepProgress
+
+    experiment = load_experiment(args.experiment, {
+        "seeds": args.seeds, "folds": args.folds, "epochs": args.epochs,
+        "image_size": args.image_size, "val_size": args.val_size, "data": args.data,
+        "holdout": args.holdout})
+    out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
+    outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
+                        progress=None if args.quiet else SweepProgress())
+    stored = outcome.already_done + len(outcome.finished) + len(outcome.diverged)
+    if outcome.interrupted:
+        print(f"valstat: interrupted; {stored} of {outcome.planned} runs are stored in "
+              f"{out_dir}. Run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(f"{len(outcome.finished) + len(outcome.diverged)} runs trained, "
+          f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged; "
+          f"{stored}/{outcome.planned} runs in {out_dir}. Next: valstat report {out_dir}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from valstat.store import load_tables
+    from valstat.summary import format_summary, summarize
+
+    tables = load_tables(args.out_dir)
+    if tables.runs.empty:
+        raise UserError(f"the store in {args.out_dir} holds no runs yet")
+    summary = summarize(tables.runs, tables.epochs, tables.predictions, tables.meta)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from valstat.report import build_report
+
+    index = build_report(args.out_dir, args.output, lang=args.lang)
+    print(f"report written to {index}")
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from valstat.diagnose import diagnose, format_diagnosis
+    from valstat.history import read_history
+
+    epochs = read_history(args.history)
+    result = diagnose(epochs, val_size=args.val_size)
+    print(json.dumps(result, indent=2) if args.json else format_diagnosis(result))
+    if args.report:
+        from valstat.report import write_single_run_report
+
+        index = write_single_run_report(epochs, None, result["val_size"], args.report,
+                                        title=Path(args.history).name)
+        print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from valstat.store import export_csv
+
+    for path in export_csv(args.out_dir, args.csv):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="valstat", description=(
+        "Measure why small-validation-set CNN curves look the way they do: train AlexNet "
+        "many times, store every curve, and turn the runs into intervals, tests and figures."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    run = commands.add_parser("run", help="train AlexNet over seeds and folds; store every curve",
+                              epilog="example: valstat run --seeds 20 --out reports/default",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("experiment", nargs="?", help="experiment TOML file or name in experiments/ "
+                     "(default: default)")
+    run.add_argument("--seeds", type=positive_int, help="number of seeds (split/init/order)")
+    run.add_argument("--folds", type=positive_int, help="cross-validation folds per seed")
+    run.add_argument("--epochs", type=positive_int, help="epochs per run")
+    run.add_argument("--image-size", type=positive_int, help="input size in pixels (square)")
+    run.add_argument("--val-size", type=positive_int, help="validation images per run")
+    run.add_argument("--data", help="image folder in Keras layout (one subfolder per class); "
+                     "default: the built-in digits")
+    run.add_argument("--holdout", type=fraction, help="user data: stratified fraction kept "
+                     "aside as the truth set (default 0: none)")
+    run.add_argument("--out", help="output folder holding the store (default reports/NAME)")
+    run.add_argument("--workers", type=positive_int, help="worker processes (default: by "
+                     "input size; threads per worker = cores / workers)")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler, "
+                     "e.g. tcp://10.0.0.5:8786")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    stats = commands.add_parser("stats", help="intervals, variance sources and tests per arm",
+                                epilog="example: valstat stats reports/default --json")
+    stats.add_argument("out_dir", help="output folder of `valstat run`")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(handler=cmd_stats)
+
+    report = commands.add_parser("report", help="HTML report, figures, LaTeX and methods text",
+                                 epilog="example: valstat report reports/default --lang zh")
+    report.add_argument("out_dir", help="output folder of `valstat run`")
+    report.add_argument("-o", "--output", help="destination folder (default OUT_DIR/report)")
+    report.add_argument("--lang", default="en", choices=["en", "zh"], help="language")
+    report.set_defaults(handler=cmd_report)
+
+    diagnose = commands.add_parser("diagnose", help="analyse one Keras history without retraining",
+                                   epilog="example: valstat diagnose log.csv --val-size 30")
+    diagnose.add_argument("history", help="Keras CSVLogger CSV or JSON of History.history")
+    diagnose.add_argument("--val-size", type=positive_int, help="validation images "
+                          "(default: inferred from the accuracy values)")
+    diagnose.add_argument("--json", action="store_true", help="print JSON")
+    diagnose.add_argument("--report", help="also write a single-run HTML report to this folder")
+    diagnose.set_defaults(handler=cmd_diagnose)
+
+    export = commands.add_parser("export", help="write runs.csv, epochs.csv, predictions.csv",
+                                 epilog="example: valstat export reports/default --csv out/")
+    export.add_argument("out_dir", help="output folder of `valstat run`")
+    export.add_argument("--csv", required=True, help="destination folder")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"valstat: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"valstat: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("valstat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Run a sweep's specs on Dask distributed and write each finished run to the store.
+
+Workers are spawned processes (TensorFlow is unsafe after fork); each gets cores/workers
+threads for TensorFlow. The driver writes a run in one transaction as soon as it finishes, so an
+interrupted sweep keeps every finished run and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from valstat.config import Experiment
+from valstat.data import load_dataset
+from valstat.errors import UserError
+from valstat.splits import RunSpec, plan_runs
+from valstat.store import Store, read_meta
+
+
+@dataclass
+class SweepOutcome:
+    planned: int
+    already_done: int
+    finished: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def default_layout(cores: int, image_size: int) -> tuple[int, int]:
+    """(workers, threads per worker). Small inputs train faster as one-thread processes
+    (benchmarks/scaling); large inputs as fewer processes with more threads each."""
+    workers = cores if image_size <= 64 else max(1, cores // 2)
+    return workers, max(1, cores // workers)
+
+
+def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]:
+    """Decode the data once, plan every run, and check the store belongs to this experiment."""
+    existing = read_meta(out_dir)
+    if existing and existing.get("config_hash") not in (None, experiment.config_hash()):
+        raise UserError(f"{out_dir} holds a store written by a different experiment config "
+                        f"('{existing.get('experiment')}', {existing.get('source_file')}); "
+                        "use another --out folder")
+    arm = experiment.arms[0]
+    cache_dir = out_dir / "cache"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"output folder {out_dir} is not writable; choose another --out")
+    datasets = {a.data.image_size: load_dataset(a.data.source, a.data.image_size, cache_dir)
+                for a in experiment.arms}
+    dataset = datasets[arm.data.image_size]
+    specs = plan_runs(experiment, dataset.labels, dataset.n_classes, str(cache_dir))
+    meta = {**experiment.describe(), "config_hash": experiment.config_hash(),
+            "dataset": dataset.describe()}
+    return specs, meta
+
+
+def _dask_client(workers: int, threads: int, scheduler: str | None):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=50)
+    return Client(cluster)
+
+
+def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
+              scheduler: str | None = None, progress=None) -> SweepOutcome:
+    """Train every pending run of `experiment` and store it in `out_dir`.
+
+    progress: optional object with start(total, done), advance(record), stop() methods.
+    """
+    from dask.distributed import as_completed
+
+    from valstat.train import train_one_run
+
+    out_dir = Path(out_dir)
+    specs, meta = prepare(experiment, out_dir)
+    store = Store(out_dir)
+    try:
+        store.set_meta(meta)
+        done = store.finished_run_ids()
+        pending = [spec for spec in specs if spec.run_id not in done]
+        outcome = SweepOutcome(planned=len(specs), already_done=len(specs) - len(pending))
+        if not pending:
+            return outcome
+        cores = os.cpu_count() or 1
+        max_size = max(arm.data.image_size for arm in experiment.arms)
+        default_workers, _ = default_layout(cores, max_size)
+        workers = min(workers or default_workers, len(pending))
+        threads = max(1, cores // workers)
+        if progress:
+            progress.start(len(specs), outcome.already_done)
+        client = _dask_client(workers, threads, scheduler)
+        try:
+            futures = [client.submit(train_one_run, spec, threads, key=f"valstat-{spec.run_id}",
+                                     pure=False, retries=2) for spec in pending]
+            for future in as_completed(futures):
+                record = future.result()
+                if store.write_run(record):
+                    _remember_model(store, record)
+                    bucket = outcome.diverged if record.run["status"] == "diverged" else outcome.finished
+                    bucket.append(record.run["run_id"])
+                if progress:
+                    progress.advance(record)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            client.close()
+            if client.cluster is not None:
+                client.cluster.close()
+    finally:
+        if progress:
+            progress.stop()
+        store.close()
+    return outcome
+
+
+def _remember_model(store: Store, record) -> None:
+    if not record.model:
+        return
+    summary = store.meta().get("model_summary", {})
+    if record.run["arm"] not in summary:
+        summary[record.run["arm"]] = record.model
+        store.set_meta({"model_summary": summary,
+                        "versions": {"python": record.run["python_version"],
+                                     "tensorflow": record.run["tf_version"],
+                                     "keras": record.run["keras_version"],
+                                     "backend": record.run["backend"]}})
