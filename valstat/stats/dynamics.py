@@ -41,6 +41,31 @@ def lr_collapse(learning_rate, threshold: float = 0.01) -> dict:
     }
 
 
+def majority_by_group(groups, predicted, n_groups: int, max_cells: int = 20_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Most common predicted class and its share per group, vectorised.
+
+    groups: shape (rows,), int group codes in [0, n_groups); predicted: shape (rows,), class
+    per row. Returns (majority_class, majority_share), each shape (n_groups,); the smallest
+    class wins ties; empty groups get share NaN. Counting uses a dense groups x classes
+    table up to `max_cells` cells, a sparse pandas count beyond.
+    """
+    classes, codes = np.unique(np.asarray(predicted), return_inverse=True)
+    k = classes.size
+    if n_groups * k <= max_cells:
+        counts = np.bincount(np.asarray(groups) * k + codes.reshape(-1), minlength=n_groups * k).reshape(n_groups, k)
+        top, total = counts.argmax(axis=1), counts.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return classes[top], counts.max(axis=1) / total
+    frame = pd.DataFrame({"g": groups, "c": codes.reshape(-1)}).value_counts().rename("n").reset_index()
+    frame = frame.sort_values(["g", "n", "c"], ascending=[True, False, True]).drop_duplicates("g")
+    share = np.full(n_groups, np.nan)
+    top = np.zeros(n_groups, dtype=np.int64)
+    sizes = np.bincount(np.asarray(groups), minlength=n_groups)
+    share[frame["g"]] = frame["n"].to_numpy() / sizes[frame["g"]]
+    top[frame["g"]] = frame["c"].to_numpy()
+    return classes[top], share
+
+
 def one_class_collapse(predictions_df: pd.DataFrame) -> pd.DataFrame:
     """Per epoch: did the network predict the same class for every validation image?
 
@@ -52,14 +77,12 @@ def one_class_collapse(predictions_df: pd.DataFrame) -> pd.DataFrame:
     if len(predictions_df) == 0:
         raise UserError("predictions_df is empty")
     keys = ["run_id", "epoch"] if "run_id" in predictions_df.columns else ["epoch"]
-    counts = predictions_df.groupby(keys + ["predicted"], sort=True, observed=True).size().rename("count").reset_index()
-    totals = counts.groupby(keys, sort=False)["count"].transform("sum")
-    top = counts.sort_values(keys + ["count"], ascending=[True] * len(keys) + [False], kind="stable")
-    top = top.assign(share=(counts["count"] / totals).loc[top.index]).drop_duplicates(keys)
-    out = top[keys].reset_index(drop=True)
-    out["collapsed"] = (top["share"].to_numpy() == 1.0)
-    out["majority_class"] = top["predicted"].to_numpy()
-    out["majority_share"] = top["share"].to_numpy()
+    grouped = predictions_df.groupby(keys, sort=True)
+    out = grouped.size().reset_index()[keys]
+    top, share = majority_by_group(grouped.ngroup().to_numpy(), predictions_df["predicted"].to_numpy(), len(out))
+    out["collapsed"] = share == 1.0
+    out["majority_class"] = top
+    out["majority_share"] = share
     return out
 
 
@@ -106,6 +129,30 @@ def _label_epochs(values, min_delta, mode):
     return labels
 
 
+KINDS = ("after_ties_only", "after_worse", "other")
+
+
+def plateau_cut_counts(values, learning_rate, patience: int = 2, min_delta: float = 1e-4, mode: str = "max",
+                       lag: int = 1) -> dict:
+    """Arrays behind plateau_cut_table, one entry per cut (see there): cut_epoch (position),
+    decision_epoch, ties, worse, improved, kind (index into KINDS)."""
+    check_choice(mode, ("max", "min"), "mode")
+    patience = check_positive_int(patience, "patience")
+    labels = np.array(_label_epochs(values, float(min_delta), mode))
+    cuts = lr_cuts(learning_rate)
+    decision = cuts - int(lag)
+    lo = np.clip(decision - patience + 1, 0, None)
+    hi = np.clip(decision + 1, 0, None)
+    counts = {}
+    for name in ("tie", "worse", "improved"):
+        cum = np.r_[0, np.cumsum(labels == name)]
+        counts[name] = cum[np.minimum(hi, labels.size)] - cum[np.minimum(lo, labels.size)]
+    short = (hi - lo) < patience
+    kind = np.where(short | (counts["improved"] > 0), 2, np.where(counts["worse"] > 0, 1, 0))
+    return {"cut_epoch": cuts, "decision_epoch": decision, "ties": counts["tie"], "worse": counts["worse"],
+            "improved": counts["improved"], "kind": kind}
+
+
 def plateau_cut_table(values, learning_rate, patience: int = 2, min_delta: float = 1e-4, mode: str = "max", lag: int = 1) -> pd.DataFrame:
     """Per learning-rate cut: the `patience` monitored epochs that led to it, as ties/worse.
 
@@ -115,20 +162,10 @@ def plateau_cut_table(values, learning_rate, patience: int = 2, min_delta: float
     ties, worse, improved (counts over the window), kind ('after_ties_only' | 'after_worse' |
     'other': the window holds an improvement or is short, so Keras would not have cut there).
     """
-    check_choice(mode, ("max", "min"), "mode")
-    patience = check_positive_int(patience, "patience")
-    labels = np.array(_label_epochs(values, float(min_delta), mode))
-    rows = []
-    for cut in lr_cuts(learning_rate):
-        decision = int(cut) - int(lag)
-        window = labels[max(0, decision - patience + 1): decision + 1] if decision >= 0 else labels[:0]
-        ties, worse, improved = (int(np.sum(window == x)) for x in ("tie", "worse", "improved"))
-        if window.size < patience or improved:
-            kind = "other"
-        else:
-            kind = "after_worse" if worse else "after_ties_only"
-        rows.append((int(cut), decision, ties, worse, improved, kind))
-    return pd.DataFrame(rows, columns=["cut_epoch", "decision_epoch", "ties", "worse", "improved", "kind"])
+    counts = plateau_cut_counts(values, learning_rate, patience, min_delta, mode, lag)
+    table = pd.DataFrame({k: v for k, v in counts.items() if k != "kind"})
+    table["kind"] = np.array(KINDS, dtype=object)[counts["kind"]] if len(table) else pd.Series(dtype=object)
+    return table
 
 
 def plateau_cuts_after_ties(epochs_df: pd.DataFrame, monitor: str = "val_accuracy", patience: int = 2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -20,6 +21,9 @@ BINOMIAL_METHODS = {
     "wald": "normal",
 }
 MEAN_METHODS = ("t", "percentile", "bca")
+
+# scipy >= 1.15 names the generator `rng`; older versions call it `random_state`.
+_BOOTSTRAP_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
 
 # Bootstrap work is done in chunks of at most this many drawn numbers (memory bound).
 _CHUNK_CELLS = 2_000_000
@@ -141,7 +145,7 @@ def _scipy_bca(values, level, n_boot, seed):
             n_resamples=n_boot,
             confidence_level=level,
             method="BCa",
-            rng=np.random.default_rng(seed),
+            **{_BOOTSTRAP_RNG_ARG: np.random.default_rng(seed)},
         )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 

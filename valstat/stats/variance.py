@@ -130,9 +130,10 @@ def variance_components(runs_df: pd.DataFrame, metric: str = "final_val_accuracy
         split x seed interaction plus any other noise;
       several splits x several seeds otherwise (missing cells, replicates): statsmodels
         MixedLM with crossed variance components, REML ("mixedlm-reml");
-      one factor has a single level: that component is NaN (not estimable) and the other
-        is a one-way ANOVA ("anova-one-way"); when that factor also has one run per level
-        it cannot be told from the residual: it gets all the variance, residual NaN.
+      otherwise ("anova-one-way"): a factor with a single level is NaN (not estimable); a
+        factor with one run per level cannot be told from the residual: it is NaN (inside
+        the residual) when the other factor is estimated by one-way ANOVA, and it gets all
+        the variance (residual NaN) when the other factor has a single level.
     Returns DataFrame rows split, seed, residual, total with columns component, variance
       (clipped at 0; NaN = not estimable), raw (unclipped moment estimate), share (of the
       sum of the three clipped components), method, note. Units: metric units squared.
@@ -144,36 +145,36 @@ def variance_components(runs_df: pd.DataFrame, metric: str = "final_val_accuracy
     if len(data) < 2:
         raise UserError(f"variance components need at least 2 runs with a finite {metric}")
     y = data[metric].to_numpy(dtype=float)
-    a, b = data[split_col].to_numpy(), data[seed_col].to_numpy()
+    groups = {"split": data[split_col].to_numpy(), "seed": data[seed_col].to_numpy()}
     total = float(y.var(ddof=1))
-    n_a, n_b = len(pd.unique(a)), len(pd.unique(b))
-    if n_a >= 2 and n_b >= 2:
+    roles = {}
+    for name, values in groups.items():
+        levels = len(pd.unique(values))
+        roles[name] = "single" if levels == 1 else "per-run" if levels == len(y) else "factor"
+    factors = [name for name, role in roles.items() if role == "factor"]
+    if len(factors) == 2:
         cells = data.groupby([split_col, seed_col]).size()
-        if len(cells) == n_a * n_b and cells.eq(1).all():
-            split, seed, resid = _two_way(y, a, b)
+        if len(cells) == cells.index.levshape[0] * cells.index.levshape[1] and cells.eq(1).all():
+            split, seed, resid = _two_way(y, groups["split"], groups["seed"])
             method = "anova-crossed"
         else:
-            split, seed, resid = _mixedlm(y, a, b)
+            split, seed, resid = _mixedlm(y, groups["split"], groups["seed"])
             method = "mixedlm-reml"
-        rows = [_row("split", split), _row("seed", seed), _row("residual", resid)]
-        return _frame(rows, method, total)
-    rows = {}
-    for name, values, other, levels in (("split", a, "seed", n_a), ("seed", b, "split", n_b)):
-        if levels == 1:
-            rows[name] = _row(name, np.nan, f"one {name} level: not estimable")
-    factor = [name for name in ("split", "seed") if name not in rows]
-    if not factor:
-        rows["residual"] = _row("residual", total, "one split and one seed: all variance is residual")
+        return _frame([_row("split", split), _row("seed", seed), _row("residual", resid)], method, total)
+    rows = {name: _row(name, np.nan, f"one {name} level: not estimable") for name, role in roles.items() if role == "single"}
+    per_run = [name for name, role in roles.items() if role == "per-run"]
+    if factors:
+        between, within = _one_way(y, groups[factors[0]])
+        rows[factors[0]] = _row(factors[0], between)
+        rows["residual"] = _row("residual", within)
+        rows.update({name: _row(name, np.nan, f"one run per {name}: inside residual") for name in per_run})
+    elif len(per_run) == 1:
+        name = per_run[0]
+        rows[name] = _row(name, total, f"one run per {name}: includes the residual (not separable)")
+        rows["residual"] = _row("residual", np.nan, f"not separable from {name}")
     else:
-        name = factor[0]
-        groups = a if name == "split" else b
-        if len(pd.unique(groups)) == len(groups):
-            rows[name] = _row(name, total, f"one run per {name}: includes the residual (not separable)")
-            rows["residual"] = _row("residual", np.nan, f"not separable from {name}")
-        else:
-            between, within = _one_way(y, groups)
-            rows[name] = _row(name, between)
-            rows["residual"] = _row("residual", within)
+        rows.update({name: _row(name, np.nan, "changes with every run: inside residual") for name in per_run})
+        rows["residual"] = _row("residual", total, "split and seed not separable: all variance is residual")
     return _frame([rows[c] for c in COMPONENTS], "anova-one-way", total)
 
 

@@ -1,0 +1,64 @@
+"""Time valstat.summary.summarize on synthetic store tables (no training).
+
+Full size: 2 arms x 100 seeds x 5 folds = 1,000 runs x 100 epochs x 30 images (3 M prediction
+rows). --quick: 2 x 10 x 5 = 100 runs x 30 epochs. Appends a line under "## stats" in
+benchmarks/RESULTS.md and prints the seconds as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from valstat.stats.simulate import fake_store
+from valstat.summary import summarize
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def append_result(line: str) -> None:
+    """Add `line` to the "## stats" section of RESULTS.md (created if missing), leaving other sections alone."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    lines = text.rstrip("\n").split("\n")
+    if "## stats" not in lines:
+        lines += ["", "## stats"]
+    i = lines.index("## stats") + 1
+    while i < len(lines) and not lines[i].startswith("## "):
+        i += 1
+    while i > 0 and lines[i - 1] == "":
+        i -= 1
+    lines.insert(i, line)
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 runs x 30 epochs instead of 1,000 x 100")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls; the best is reported")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    seeds, epochs = (10, 30) if args.quick else (100, 100)
+    runs, ep, preds, meta, _ = fake_store(arms=("base", "alt"), seeds=seeds, folds=5, epochs=epochs,
+                                          val_size=30, n_classes=10, diverged=("base", 0, 0, 3), seed=1)
+    times = []
+    for _ in range(max(1, args.repeats)):
+        start = time.perf_counter()
+        summary = summarize(runs, ep, preds, meta)
+        times.append(time.perf_counter() - start)
+    json.dumps(summary, allow_nan=False)
+    best = min(times)
+    size = f"{len(runs)} runs x {epochs} epochs x 30 images ({len(preds):,} prediction rows)"
+    print(f"summarize: {size}; best of {len(times)}: {best:.3f} s")
+    if not args.no_record:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        append_result(f"- {stamp} summarize, {size}: {best:.2f} s best of {len(times)} "
+                      f"({platform.processor() or platform.machine()}, python {platform.python_version()})")
+    print(f"{best:.3f}")
+
+
+if __name__ == "__main__":
+    main()

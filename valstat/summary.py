@@ -1,0 +1,478 @@
+"""From the store's tables to answers: one JSON-ready summary per experiment.
+
+summarize(runs, epochs, predictions, meta) takes the store's tables as pandas DataFrames and
+returns plain Python (dicts, lists, str, int, float, bool, None; no NaN) for the report and
+`valstat stats`. format_summary turns it into compact text. Pure pandas/numpy/scipy/statsmodels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from valstat.errors import UserError
+from valstat.stats import (
+    corrected_resampled_ttest,
+    expected_max_noise,
+    finite_sample_by_fold,
+    infer_val_size,
+    lr_collapse,
+    mcnemar,
+    mean_interval,
+    minimum_detectable_difference,
+    optimism_summary,
+    probability_of_improvement,
+    runs_needed,
+    val_size_for_halfwidth,
+    variance_components,
+)
+from valstat.stats._checks import need_columns
+from valstat.stats.dynamics import KINDS, majority_by_group, plateau_cut_counts
+from valstat.stats.lattice import fisher_p
+from valstat.stats.paired import mcnemar_exact_p
+
+RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
+               "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run"]
+EPOCH_COLUMNS = ["run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "truth_accuracy"]
+PREDICTION_COLUMNS = ["run_id", "epoch", "example", "label", "predicted", "p_true"]
+
+ALPHA = 0.05            # significance level for "within noise" and "significant"
+COLLAPSE_THRESHOLD = 0.01  # lr below 1% of its start counts as collapsed
+HALFWIDTHS = (0.05, 0.10)
+
+
+def _plain(value):
+    """Recursively convert numpy/pandas values to JSON-ready Python; NaN/inf/NA -> None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [_plain(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [_plain(v) for v in list(value)]
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass
+class _Predictions:
+    """Per-image predictions reshaped: one row per (run, epoch) group, sorted by run and epoch.
+
+    run, epoch: shape (groups,); start, size: each group's slice of the sorted flat arrays
+    example, correct (label == predicted), predicted: shape (rows,).
+    """
+
+    run: np.ndarray
+    epoch: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    example: np.ndarray
+    correct: np.ndarray
+    predicted: np.ndarray
+
+    @classmethod
+    def build(cls, predictions: pd.DataFrame, run_ids: pd.Index) -> _Predictions:
+        codes = run_ids.get_indexer(predictions["run_id"])
+        keep = codes >= 0
+        run = codes[keep].astype(np.int64)
+        epoch = predictions["epoch"].to_numpy(dtype=np.int64)[keep]
+        example = predictions["example"].to_numpy(dtype=np.int64)[keep]
+        label = predictions["label"].to_numpy()[keep]
+        predicted = predictions["predicted"].to_numpy()[keep]
+        if run.size and (epoch.min() < 0 or example.min() < 0):
+            raise UserError("predictions hold a negative epoch or example index")
+        width_x = int(example.max(initial=0)) + 1
+        group_key = run * (int(epoch.max(initial=0)) + 1) + epoch
+        key = group_key * width_x + example
+        steps = np.diff(key)
+        if np.any(steps < 0):
+            order = np.argsort(key, kind="stable")
+            key, group_key, example, label, predicted = (a[order] for a in (key, group_key, example, label, predicted))
+            run, epoch = run[order], epoch[order]
+            steps = np.diff(key)
+        if np.any(steps == 0):
+            raise UserError("predictions hold the same (run_id, epoch, example) more than once")
+        start = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]]) if run.size else np.zeros(0, np.int64)
+        size = np.diff(np.r_[start, run.size])
+        return cls(run[start], epoch[start], start, size, example, label == predicted, predicted)
+
+    def rows(self, groups: np.ndarray, width: int) -> np.ndarray:
+        """Flat indices of `groups` (all of size `width`), shape (len(groups), width)."""
+        return self.start[groups][:, None] + np.arange(width)[None, :]
+
+    def moves(self) -> pd.DataFrame:
+        """Consecutive recorded epochs of one run on the same images: lost/gained images, McNemar p."""
+        parts = []
+        for width in np.unique(self.size):
+            groups = np.flatnonzero(self.size == width)
+            if groups.size < 2:
+                continue
+            idx = self.rows(groups, width)
+            ex, ok = self.example[idx], self.correct[idx]
+            pair = (self.run[groups[1:]] == self.run[groups[:-1]]) & np.all(ex[1:] == ex[:-1], axis=1)
+            lost = np.sum(ok[:-1] & ~ok[1:], axis=1)[pair]
+            gained = np.sum(~ok[:-1] & ok[1:], axis=1)[pair]
+            parts.append(pd.DataFrame({"run": self.run[groups[1:]][pair], "lost": lost, "gained": gained}))
+        if not parts:
+            return pd.DataFrame({"run": [], "lost": [], "gained": [], "p_value": []})
+        out = pd.concat(parts, ignore_index=True)
+        out["p_value"] = mcnemar_exact_p(out["lost"], out["gained"])
+        return out
+
+    def last_groups(self) -> np.ndarray:
+        """Index of each run's last recorded epoch group."""
+        return np.flatnonzero(np.r_[self.run[1:] != self.run[:-1], True]) if self.run.size else self.run
+
+    def final_correct(self) -> dict:
+        """{run code: (examples, correct)} at each run's last recorded epoch."""
+        out = {}
+        for g in self.last_groups():
+            s = slice(self.start[g], self.start[g] + self.size[g])
+            out[int(self.run[g])] = (self.example[s], self.correct[s])
+        return out
+
+    def collapse(self) -> pd.DataFrame:
+        """Per run: collapsed at the last recorded epoch, ever collapsed (one class for all images)."""
+        groups = np.repeat(np.arange(self.run.size), self.size)
+        _, share = majority_by_group(groups, self.predicted, self.run.size)
+        frame = pd.DataFrame({"run": self.run, "collapsed": share == 1.0})
+        last = frame.groupby("run", sort=False).tail(1).set_index("run")["collapsed"]
+        ever = frame.groupby("run", sort=False)["collapsed"].any()
+        return pd.DataFrame({"ends_collapsed": last, "ever_collapsed": ever})
+
+
+def _check_inputs(runs, epochs, predictions, meta):
+    for frame, columns, name in ((runs, RUN_COLUMNS, "runs"), (epochs, EPOCH_COLUMNS, "epochs"),
+                                 (predictions, PREDICTION_COLUMNS, "predictions")):
+        if not isinstance(frame, pd.DataFrame):
+            raise UserError(f"{name} must be a pandas DataFrame")
+        need_columns(frame, columns, name)
+    if not isinstance(meta, dict):
+        raise UserError("meta must be a dict")
+    if runs["run_id"].duplicated().any():
+        raise UserError("runs holds the same run_id more than once")
+    if len(epochs) == 0:
+        raise UserError("the store holds no epochs: nothing to summarize")
+
+
+def _per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """runs plus final/best val accuracy, last epoch, and a split identity per run."""
+    ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
+    last = ordered.groupby("run_id", sort=False).tail(1).set_index("run_id")
+    per = runs.set_index("run_id", drop=False).copy()
+    per["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(per.index)
+    per["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(per.index)
+    per["last_epoch"] = last["epoch"].reindex(per.index)
+    return per
+
+
+def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
+    """The validation set a run used: its fold, or (split_seed, fold) when split seeds differ."""
+    if arm_runs["split_seed"].nunique() <= 1:
+        return arm_runs["fold"]
+    return arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
+
+
+def _val_size(arm_runs, arm_epochs, config):
+    sizes = pd.to_numeric(arm_runs["n_val"], errors="coerce").dropna()
+    if len(sizes):
+        return int(sizes.mode().iloc[0]), "runs.n_val"
+    if config.get("val_size"):
+        return int(config["val_size"]), "meta"
+    acc = arm_epochs["val_accuracy"].to_numpy(dtype=float)
+    if np.isfinite(acc).any():
+        return infer_val_size(acc), "inferred from the accuracy lattice"
+    return None, "unknown"
+
+
+def _interval(values, units):
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)] if units is None else values
+    if values.size == 0:
+        return None
+    return mean_interval(values, method="t", units=units)
+
+
+def _metric_intervals(arm):
+    """mean_interval of final and best val accuracy; folds of one seed resampled as a unit."""
+    finite = arm[np.isfinite(arm["final_val_accuracy"])]
+    units = None
+    if len(finite) and finite.groupby("seed").size().gt(1).any() and finite["seed"].nunique() > 1:
+        units = finite["seed"].to_numpy()
+    out = {}
+    for metric in ("final_val_accuracy", "best_val_accuracy"):
+        result = _interval(finite[metric], units)
+        if result is not None and units is not None:
+            result["units"] = "seed"
+        out[metric] = result
+    return out
+
+
+def _moves(arm, arm_epochs, moves_by_run, val_size):
+    """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no predictions)."""
+    tested = moves_by_run[moves_by_run["run"].isin(arm["code"])]
+    tested = tested[tested["lost"] != tested["gained"]]
+    p = [tested["p_value"].to_numpy()]
+    without = arm.loc[~arm["code"].isin(moves_by_run["run"]), "run_id"]
+    fisher_moves = 0
+    if len(without) and val_size:
+        ep = arm_epochs[arm_epochs["run_id"].isin(without)].sort_values(["run_id", "epoch"])
+        k = np.rint(ep["val_accuracy"].to_numpy(dtype=float) * val_size)
+        same_run = ep["run_id"].to_numpy()[1:] == ep["run_id"].to_numpy()[:-1]
+        changed = same_run & np.isfinite(k[1:]) & np.isfinite(k[:-1]) & (k[1:] != k[:-1])
+        if changed.any():
+            p.append(fisher_p(k[:-1][changed].astype(int), k[1:][changed].astype(int), val_size))
+            fisher_moves = int(changed.sum())
+    p = np.concatenate(p)
+    tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
+    return {
+        "share": float(np.mean(p >= ALPHA)) if p.size else None,
+        "moves": int(p.size),
+        "within_noise": int(np.sum(p >= ALPHA)),
+        "test": "+".join(tests) or None,
+        "note": "moves = consecutive epochs whose val accuracy changed; within noise: p >= 0.05",
+    }
+
+
+def _finite_sample(arm, finals):
+    """finite_sample_by_fold over groups of runs that share their final-epoch validation images."""
+    by_images: dict = {}
+    for code, fold in zip(arm["code"], arm["split"]):
+        if code in finals:
+            examples, correct = finals[code]
+            by_images.setdefault((fold, examples.tobytes()), []).append(correct)
+    matrices = {f"{fold}#{i}": np.vstack(rows) for i, ((fold, _), rows) in enumerate(by_images.items()) if len(rows) >= 2}
+    if not matrices:
+        return None
+    result = finite_sample_by_fold(matrices)
+    for row in result["per_fold"]:
+        row["fold"] = row["fold"].split("#")[0]
+    return result
+
+
+def _dynamics(arm, arm_epochs, config):
+    """lr collapse and plateau-cut counts per run, loop over runs on numpy slices."""
+    monitor = config.get("monitor", "val_loss")
+    mode = "max" if "acc" in monitor else "min"
+    patience = int(config.get("patience", 10))
+    min_delta = float(config.get("min_delta", 1e-4))
+    ep = arm_epochs.sort_values(["run_id", "epoch"], kind="stable")
+    ids = ep["run_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+    lr = ep["learning_rate"].to_numpy(dtype=float)
+    mon = ep[monitor].to_numpy(dtype=float) if monitor in ep else None
+    collapse_epochs, after, kinds = [], [], np.zeros(len(KINDS), dtype=int)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        run_lr = lr[lo:hi]
+        if not (np.all(np.isfinite(run_lr)) and run_lr[0] > 0):
+            continue
+        info = lr_collapse(run_lr, COLLAPSE_THRESHOLD)
+        if info["epoch"] is not None:
+            collapse_epochs.append(info["epoch"])
+            after.append(info["epochs_after"])
+        if mon is not None:
+            kind = plateau_cut_counts(mon[lo:hi], run_lr, patience, min_delta, mode)["kind"]
+            kinds += np.bincount(kind, minlength=len(KINDS))
+    return {
+        "lr_collapse": {
+            "runs": len(collapse_epochs),
+            "median_epoch": float(np.median(collapse_epochs)) if collapse_epochs else None,
+            "median_epochs_after": float(np.median(after)) if after else None,
+            "threshold": COLLAPSE_THRESHOLD,
+        },
+        "plateau_cuts": {
+            "monitor": monitor, "mode": mode, "patience": patience,
+            "cuts": int(kinds.sum()), **{name: int(count) for name, count in zip(KINDS, kinds)},
+        },
+    }
+
+
+def _optimism(arm_epochs, val_size, per):
+    truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
+    if not np.isfinite(truth).any():
+        return None
+    table = optimism_summary(arm_epochs)
+    out = {"rules": table.to_dict(orient="records")}
+    epochs_run = per["last_epoch"].dropna()
+    if val_size and len(epochs_run):
+        final_truth = arm_epochs.sort_values("epoch").groupby("run_id")["truth_accuracy"].last()
+        p = float(np.nanmean(final_truth)) if np.isfinite(final_truth).any() else float(np.nanmean(truth))
+        out["expected_from_noise"] = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
+    return out
+
+
+def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse):
+    val_size, val_size_source = _val_size(arm, arm_epochs, config)
+    out = {
+        "n_runs": int(len(arm)),
+        "n_diverged": int((arm["status"] == "diverged").sum()),
+        "val_size": val_size,
+        "val_size_source": val_size_source,
+        "lattice_step": None if not val_size else 1.0 / val_size,
+        **_metric_intervals(arm),
+        "moves_within_noise_share": None, "moves_within_noise": None,
+        "variance_components": None, "finite_sample": None,
+        "one_class_collapse": None, "optimism": None,
+        "val_size_for_halfwidth": None, "minimum_detectable_difference": None,
+    }
+    if len(arm) == 0:
+        return out
+    moves = _moves(arm, arm_epochs, moves_by_run, val_size)
+    out["moves_within_noise_share"], out["moves_within_noise"] = moves["share"], moves
+    if np.isfinite(arm["final_val_accuracy"]).sum() >= 2:
+        out["variance_components"] = variance_components(arm, "final_val_accuracy", "split", "seed").to_dict(orient="records")
+    out["finite_sample"] = _finite_sample(arm, finals)
+    out.update(_dynamics(arm, arm_epochs, config))
+    arm_collapse = collapse.reindex(arm["code"].to_numpy()).dropna()
+    if len(arm_collapse):
+        out["one_class_collapse"] = {
+            "runs_ending_collapsed": int(arm_collapse["ends_collapsed"].astype(bool).sum()),
+            "runs_ever_collapsed": int(arm_collapse["ever_collapsed"].astype(bool).sum()),
+            "runs_with_predictions": int(len(arm_collapse)),
+        }
+    out["optimism"] = _optimism(arm_epochs, val_size, arm)
+    mean = (out["final_val_accuracy"] or {}).get("estimate")
+    if val_size and mean is not None and np.isfinite(mean):
+        out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h) for h in HALFWIDTHS}
+        if val_size >= 2:
+            out["minimum_detectable_difference"] = minimum_detectable_difference(val_size, mean)
+    return out
+
+
+def _compare(name_a, name_b, per, finals):
+    """Arm A vs arm B, paired on (seed, fold)."""
+    cols = ["seed", "fold", "code", "final_val_accuracy", "n_train", "n_val"]
+    a = per.loc[per["arm"] == name_a, cols]
+    b = per.loc[per["arm"] == name_b, cols]
+    pairs = a.merge(b, on=["seed", "fold"], suffixes=("_a", "_b")).drop_duplicates(["seed", "fold"])
+    pairs = pairs[np.isfinite(pairs["final_val_accuracy_a"]) & np.isfinite(pairs["final_val_accuracy_b"])]
+    out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": [], "mcnemar_significant": 0,
+           "corrected_t": None, "probability_of_improvement": None, "note": ""}
+    for row in pairs.itertuples(index=False):
+        fa, fb = finals.get(row.code_a), finals.get(row.code_b)
+        if fa is None or fb is None or not np.array_equal(fa[0], fb[0]):
+            continue
+        test = mcnemar(fa[1], fb[1])
+        out["mcnemar"].append({"seed": row.seed, "fold": row.fold, **test, "significant": test["p_value"] < ALPHA})
+    out["mcnemar_significant"] = sum(m["significant"] for m in out["mcnemar"])
+    if len(pairs) == 0:
+        out["note"] = "no (seed, fold) pairs shared by both arms"
+        return out
+    diff_a, diff_b = pairs["final_val_accuracy_a"].to_numpy(), pairs["final_val_accuracy_b"].to_numpy()
+    out["probability_of_improvement"] = probability_of_improvement(diff_a, diff_b)
+    n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
+    n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
+    if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
+        out["corrected_t"] = corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test))
+        out["corrected_t"]["n_train"], out["corrected_t"]["n_test"] = int(n_train), int(n_test)
+    else:
+        out["note"] = "corrected t needs at least 2 pairs and n_train/n_val in runs"
+    return out
+
+
+def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict) -> dict:
+    """Answers for every arm of one experiment, from the store's tables.
+
+    runs, epochs, predictions: the store's tables (columns RUN_COLUMNS, EPOCH_COLUMNS,
+    PREDICTION_COLUMNS; predictions may be empty). meta: experiment, arms (ordered names),
+    class_names, arms_config {arm: {learning_rate, patience, factor, monitor, val_size, ...}}.
+    Returns a JSON-ready dict: experiment, arm_names, arms {arm: {...}}, comparisons (first
+    arm vs each other arm, paired on (seed, fold)), runs_needed, notes.
+    """
+    _check_inputs(runs, epochs, predictions, meta)
+    per = _per_run(runs, epochs)
+    per["code"] = np.arange(len(per))
+    per["split"] = pd.Series(dtype=object)
+    for arm_name, idx in per.groupby("arm").groups.items():
+        per.loc[idx, "split"] = _split_identity(per.loc[idx]).astype(str)
+    cube = _Predictions.build(predictions, pd.Index(per["run_id"]))
+    moves_by_run = cube.moves()
+    finals = cube.final_correct()
+    collapse = cube.collapse()
+    arm_names = list(meta.get("arms") or sorted(per["arm"].unique()))
+    configs = meta.get("arms_config") or {}
+    epochs_by_arm = epochs.merge(per[["run_id", "arm"]].reset_index(drop=True), on="run_id")
+    arms = {}
+    for name in arm_names:
+        arm = per[per["arm"] == name]
+        arms[name] = _arm_summary(name, arm, epochs_by_arm[epochs_by_arm["arm"] == name], configs.get(name, {}),
+                                  moves_by_run, finals, collapse)
+    comparisons = [_compare(arm_names[0], other, per, finals) for other in arm_names[1:]]
+    gamma, alpha, beta = 0.75, 0.05, 0.05
+    summary = {
+        "experiment": meta.get("experiment"),
+        "arm_names": arm_names,
+        "class_names": list(meta.get("class_names") or []),
+        "arms": arms,
+        "comparisons": comparisons,
+        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta)},
+        "notes": [
+            "final/best val accuracy: t interval of the mean (CI) and a prediction interval for one new run (pi)",
+            "accuracy values are fractions; the lattice step is 1/val_size",
+        ],
+    }
+    return _plain(summary)
+
+
+def _pct(x, digits=1):
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _format_metric(label, m):
+    if not m:
+        return f"  {label}: n/a"
+    ci = f"CI {_pct(m['low'])}..{_pct(m['high'])}" if m.get("low") is not None else "no CI"
+    pi = f"one new run {_pct(m['pi_low'])}..{_pct(m['pi_high'])}" if m.get("pi_low") is not None else ""
+    return f"  {label}: mean {_pct(m['estimate'])} ({ci}; sd {_pct(m['sd'])}; {pi}; n={m['n']})"
+
+
+def format_summary(summary: dict) -> str:
+    """Compact human-readable text of a summarize() result, one block per arm."""
+    lines = [f"experiment: {summary.get('experiment')}"]
+    for name, arm in summary["arms"].items():
+        lines.append(f"arm {name}: {arm['n_runs']} runs ({arm['n_diverged']} diverged), "
+                     f"validation images {arm['val_size']} (one image = {_pct(arm['lattice_step'], 2)})")
+        lines.append(_format_metric("final val accuracy", arm["final_val_accuracy"]))
+        lines.append(_format_metric("best val accuracy", arm["best_val_accuracy"]))
+        moves = arm.get("moves_within_noise") or {}
+        if moves.get("moves"):
+            lines.append(f"  epoch-to-epoch changes within noise: {moves['within_noise']}/{moves['moves']} "
+                         f"({_pct(moves['share'])}, {moves['test']})")
+        if arm.get("variance_components"):
+            parts = [f"{r['component']} {_pct(r['share'], 0) if r['share'] is not None else 'n/a'}"
+                     for r in arm["variance_components"] if r["component"] in ("split", "seed", "residual")]
+            lines.append(f"  variance shares: {', '.join(parts)} ({arm['variance_components'][0]['method']})")
+        if arm.get("finite_sample"):
+            lines.append(f"  finite validation set explains {_pct(arm['finite_sample']['finite_sample_share'], 0)} "
+                         f"of within-fold variance")
+        if arm.get("lr_collapse"):
+            lc, pc = arm["lr_collapse"], arm["plateau_cuts"]
+            lines.append(f"  learning rate below 1% of start in {lc['runs']} runs (median epoch {lc['median_epoch']}); "
+                         f"LR cuts {pc['cuts']}, after ties only {pc['after_ties_only']}, after worse {pc['after_worse']}")
+        if arm.get("one_class_collapse"):
+            oc = arm["one_class_collapse"]
+            lines.append(f"  one-class collapse: {oc['runs_ending_collapsed']} runs end collapsed, "
+                         f"{oc['runs_ever_collapsed']} ever")
+        for rule in (arm.get("optimism") or {}).get("rules", []):
+            lines.append(f"  optimism of {rule['rule']}: {_pct(rule['mean'])} (CI {_pct(rule['low'])}..{_pct(rule['high'])})")
+        if arm.get("val_size_for_halfwidth"):
+            sizes = ", ".join(f"±{_pct(float(h), 0)}: {n} images" for h, n in arm["val_size_for_halfwidth"].items())
+            lines.append(f"  validation size for a 95% interval of {sizes}")
+    for comp in summary.get("comparisons", []):
+        poi = comp.get("probability_of_improvement") or {}
+        t = comp.get("corrected_t") or {}
+        lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} pairs, McNemar significant "
+                     f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}, "
+                     f"P(A>B) {poi.get('estimate', 'n/a')}, corrected t p={t.get('p_value', 'n/a')}")
+    rn = summary.get("runs_needed") or {}
+    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')}")
+    return "\n".join(lines)
