@@ -28,7 +28,7 @@ from valstat.history import validate_epochs
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
-#: The learning rate counts as collapsed once it is below this fraction of its first value.
+#: The learning rate counts as collapsed once it is at or below this fraction of its first value.
 LR_COLLAPSE_THRESHOLD = 0.01
 #: Largest ReduceLROnPlateau patience tried when matching the logged rate cuts.
 MAX_PATIENCE = 20
@@ -88,8 +88,9 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                 "number of images; pass --val-size N with the number of validation images")
         inferred = True
     else:
-        if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)) \
-                or val_size < 1:
+        whole = isinstance(val_size, (int, np.integer)) or (
+            isinstance(val_size, (float, np.floating)) and float(val_size).is_integer())
+        if isinstance(val_size, (bool, np.bool_)) or not whole or val_size < 1:
             raise UserError(f"--val-size must be a whole number of images >= 1, got {val_size!r}")
         n = int(val_size)
         scaled = accuracy * n
@@ -136,7 +137,10 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                    "lr_cuts_after_ties": None})
     if "learning_rate" in epochs.columns:
         rate = epochs["learning_rate"].to_numpy(dtype=float)
-        collapse = lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD)
+        # "at or below 1%": lr_collapse tests lr < threshold * lr[0], so a rate of exactly 1%
+        # would count when Keras logs float32 (1e-5 -> 9.99999997e-06) but not when a history
+        # holds exact decimals; the relative nudge makes both read the same.
+        collapse = lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD * (1 + 1e-6))
         cuts = [int(c) for c in collapse["cuts"]]  # positions; reported as the history's epochs
         result["lr_initial"] = rate[0]
         result["lr_final"] = collapse["final_lr"]
