@@ -1,0 +1,177 @@
+"""valstat.stats.intervals against published values, scipy/statsmodels, and hand formulas."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from valstat.errors import UserError
+from valstat.stats import binomial_interval, mean_interval
+
+Z95 = 1.959963984540054  # Phi^-1(0.975)
+METHODS = ["wilson", "clopper-pearson", "jeffreys", "agresti-coull", "wald"]
+
+
+def wilson_by_hand(k, n, z=Z95):
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def test_clopper_pearson_matches_scipy_documentation():
+    # SciPy docs, scipy.stats.binomtest(...).proportion_ci(): 7 of 50 at 95% -> (0.058192, 0.267396)
+    low, high = binomial_interval(7, 50, method="clopper-pearson")
+    assert low == pytest.approx(0.058192, abs=1e-6)
+    assert high == pytest.approx(0.267396, abs=1e-6)
+
+
+@pytest.mark.parametrize("k,n", [(0, 30), (1, 30), (24, 30), (30, 30), (7, 50)])
+def test_wilson_matches_formula(k, n):
+    assert binomial_interval(k, n) == pytest.approx(wilson_by_hand(k, n), abs=1e-12)
+
+
+def test_wilson_at_24_of_30_is_about_63_to_90_percent():
+    # GUIDE §1: "A 95% interval for one model's accuracy at 24/30 is about 63%-90% (Wilson)"
+    low, high = binomial_interval(24, 30)
+    assert low == pytest.approx(0.63, abs=0.01) and high == pytest.approx(0.90, abs=0.01)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 29, 30])
+def test_jeffreys_is_beta_quantiles_clamped(k):
+    n = 30
+    low, high = binomial_interval(k, n, method="jeffreys")
+    exp_low = 0.0 if k == 0 else sps.beta.ppf(0.025, k + 0.5, n - k + 0.5)
+    exp_high = 1.0 if k == n else sps.beta.ppf(0.975, k + 0.5, n - k + 0.5)
+    assert (low, high) == pytest.approx((exp_low, exp_high), abs=1e-10)
+
+
+@pytest.mark.parametrize("k,n", [(0, 30), (3, 30), (24, 30), (30, 30)])
+def test_agresti_coull_and_wald_by_hand(k, n):
+    n_t = n + Z95**2
+    p_t = (k + Z95**2 / 2) / n_t
+    half = Z95 * np.sqrt(p_t * (1 - p_t) / n_t)
+    expected = (max(0.0, p_t - half), min(1.0, p_t + half))
+    assert binomial_interval(k, n, method="agresti-coull") == pytest.approx(expected, abs=1e-12)
+    p = k / n
+    half = Z95 * np.sqrt(p * (1 - p) / n)
+    assert binomial_interval(k, n, method="wald") == pytest.approx((max(0, p - half), min(1, p + half)), abs=1e-12)
+
+
+def test_wald_has_zero_width_at_k_equals_n():
+    assert binomial_interval(30, 30, method="wald") == (1.0, 1.0)
+
+
+def test_vectorised_over_k():
+    k = np.arange(31)
+    low, high = binomial_interval(k, 30, level=0.9)
+    assert low.shape == high.shape == (31,)
+    for i in (0, 13, 30):
+        assert (low[i], high[i]) == pytest.approx(wilson_by_hand(i, 30, sps.norm.ppf(0.95)), abs=1e-12)
+
+
+def test_method_names_accept_underscores():
+    assert binomial_interval(3, 10, method="clopper_pearson") == binomial_interval(3, 10, method="clopper-pearson")
+
+
+@pytest.mark.parametrize("kwargs", [dict(k=31, n=30), dict(k=-1, n=30), dict(k=1, n=0), dict(k=1.5, n=30),
+                                    dict(k=1, n=30, level=1.0), dict(k=1, n=30, level=0),
+                                    dict(k=1, n=30, method="bogus"), dict(k=[], n=30)])
+def test_bad_input_is_a_user_error(kwargs):
+    with pytest.raises(UserError):
+        binomial_interval(**kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400), frac=st.floats(0, 1), method=st.sampled_from(METHODS),
+       level=st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+def test_interval_properties(n, frac, method, level):
+    k = int(round(frac * n))
+    low, high = binomial_interval(k, n, level, method)
+    assert 0.0 <= low <= high <= 1.0
+    # holds for all five: Wald is symmetric about k/n, Agresti-Coull contains Wilson, which
+    # contains k/n; Clopper-Pearson and clamped Jeffreys contain it by construction.
+    assert low - 1e-12 <= k / n <= high + 1e-12
+    low2, high2 = binomial_interval(2 * k, 2 * n, level, method)
+    assert high2 - low2 <= high - low + 1e-12  # narrower (never wider) with twice the images
+
+
+def test_mean_interval_t_matches_scipy():
+    values = np.array([0.7, 0.733, 0.8, 0.633, 0.767, 0.7])
+    res = mean_interval(values, level=0.9)
+    low, high = sps.t.interval(0.9, values.size - 1, loc=values.mean(), scale=sps.sem(values))
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert res["sd"] == pytest.approx(values.std(ddof=1))
+    half = sps.t.ppf(0.95, 5) * values.std(ddof=1) * np.sqrt(1 + 1 / 6)
+    assert (res["pi_low"], res["pi_high"]) == pytest.approx((values.mean() - half, values.mean() + half))
+    assert res["method"] == "t" and res["n"] == 6 and res["note"] == "" and res["n_units"] is None
+
+
+def test_bca_equals_scipy_bootstrap():
+    values = np.random.default_rng(3).gamma(2.0, size=40)
+    res = mean_interval(values, method="bca", n_boot=2000, seed=5)
+    ref = sps.bootstrap((values,), np.mean, n_resamples=2000, method="BCa", rng=np.random.default_rng(5))
+    assert (res["low"], res["high"]) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert res["method"] == "bca"
+
+
+def test_percentile_close_to_scipy_percentile():
+    values = np.random.default_rng(4).normal(0.7, 0.05, size=60)
+    res = mean_interval(values, method="percentile", n_boot=10000)
+    ref = sps.bootstrap((values,), np.mean, n_resamples=10000, method="percentile", rng=np.random.default_rng(9))
+    assert res["low"] == pytest.approx(ref.confidence_interval.low, abs=0.002)
+    assert res["high"] == pytest.approx(ref.confidence_interval.high, abs=0.002)
+
+
+def test_bca_on_constant_data_falls_back_and_says_so():
+    res = mean_interval(np.full(10, 1.0), method="bca")
+    assert res["method"] == "percentile" and "fell back" in res["note"]
+    assert res["low"] == res["high"] == 1.0
+
+
+def test_units_t_uses_unit_means():
+    values = np.array([0.6, 0.7, 0.8, 0.9, 0.5, 0.55])
+    units = np.array([1, 1, 2, 2, 3, 3])
+    res = mean_interval(values, units=units)
+    means = np.array([0.65, 0.85, 0.525])
+    low, high = sps.t.interval(0.95, 2, loc=means.mean(), scale=sps.sem(means))
+    assert (res["estimate"], res["low"], res["high"]) == pytest.approx((means.mean(), low, high))
+    assert res["n_units"] == 3 and res["n"] == 6
+
+
+def test_hierarchical_bca_with_singleton_units_matches_plain_bca():
+    values = np.random.default_rng(6).normal(size=50)
+    plain = mean_interval(values, method="bca", n_boot=4000)
+    nested = mean_interval(values, method="bca", units=np.arange(50), n_boot=4000)
+    assert (nested["low"], nested["high"]) == pytest.approx((plain["low"], plain["high"]), abs=0.02)
+
+
+def test_hierarchical_bootstrap_respects_clustering():
+    rng = np.random.default_rng(7)
+    units = np.repeat(np.arange(8), 10)
+    values = rng.normal(0, 1, 8)[units] + rng.normal(0, 0.1, units.size)
+    naive = mean_interval(values, method="percentile")
+    nested = mean_interval(values, method="percentile", units=units)
+    t_units = mean_interval(values, method="t", units=units)
+    assert nested["high"] - nested["low"] > 2 * (naive["high"] - naive["low"])
+    assert nested["high"] - nested["low"] == pytest.approx(t_units["high"] - t_units["low"], rel=0.35)
+
+
+def test_unbalanced_units_run():
+    values = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.4, 0.45])
+    res = mean_interval(values, method="bca", units=[1, 1, 1, 2, 2, 3, 3], n_boot=500)
+    assert res["low"] <= res["estimate"] <= res["high"]
+
+
+def test_single_value_has_no_interval():
+    res = mean_interval([0.8])
+    assert np.isnan(res["low"]) and np.isnan(res["sd"]) and "no interval" in res["note"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(values=[]), dict(values=[1, np.nan]), dict(values=[1, 2], method="x"),
+                                    dict(values=[1, 2], level=2), dict(values=[1, 2], units=[1]),
+                                    dict(values=[1, 2], n_boot=0)])
+def test_mean_interval_bad_input(kwargs):
+    with pytest.raises(UserError):
+        mean_interval(**kwargs)

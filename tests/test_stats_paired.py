@@ -1,0 +1,107 @@
+"""valstat.stats.paired: McNemar, Newcombe intervals, Nadeau-Bengio t, P(A > B)."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep
+
+from valstat.errors import UserError
+from valstat.stats import corrected_resampled_ttest, mcnemar, paired_difference_interval, probability_of_improvement
+from valstat.stats.paired import independent_difference_interval
+
+
+def pair(b, c, both=10, neither=5):
+    """Correctness vectors with b images right only under A and c right only under B."""
+    a = np.array([1] * both + [1] * b + [0] * c + [0] * neither, dtype=bool)
+    bb = np.array([1] * both + [0] * b + [1] * c + [0] * neither, dtype=bool)
+    return a, bb
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (1, 0), (5, 1), (3, 9), (12, 12)])
+def test_mcnemar_exact_p_by_hand(b, c):
+    res = mcnemar(*pair(b, c))
+    expected = 1.0 if b + c == 0 else min(1.0, 2 * sps.binom.cdf(min(b, c), b + c, 0.5))
+    assert res["exact"] and (res["b"], res["c"]) == (b, c)
+    assert res["p_value"] == pytest.approx(expected)
+
+
+def test_mcnemar_chi_square_with_continuity_correction_at_25_or_more():
+    res = mcnemar(*pair(20, 8))
+    stat = (abs(20 - 8) - 1) ** 2 / 28
+    assert not res["exact"]
+    assert res["statistic"] == pytest.approx(stat)
+    assert res["p_value"] == pytest.approx(sps.chi2.sf(stat, 1))
+
+
+def test_mcnemar_bad_input():
+    with pytest.raises(UserError):
+        mcnemar([True, False], [True])
+    with pytest.raises(UserError):
+        mcnemar([], [])
+    with pytest.raises(UserError):
+        mcnemar([2, 0], [1, 0])
+
+
+def test_newcombe_independent_published_example():
+    # Newcombe (1998), Statistics in Medicine 17:873-890, Table II: 56/70 vs 48/80,
+    # method 10 (score, no continuity correction): 0.0524 to 0.3339
+    low, high = independent_difference_interval(56, 70, 48, 80)
+    assert (low, high) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+
+
+def test_paired_interval_with_zero_correlation_equals_independent():
+    # a*d == b*c gives phi = 0, where method 10 for paired data reduces to the unpaired one
+    low, high = paired_difference_interval(4, 2, 4, 2)
+    ref = confint_proportions_2indep(6, 12, 8, 12, method="newcomb", compare="diff")
+    assert (low, high) == pytest.approx(ref)
+
+
+def test_paired_interval_coverage_by_simulation():
+    rng = np.random.default_rng(11)
+    # 30 images; true per-image joint distribution: both right .55, 1 only .2, 2 only .1, neither .15
+    probs = [0.55, 0.2, 0.1, 0.15]
+    truth = 0.2 - 0.1
+    hits = 0
+    sims = 600
+    for counts in rng.multinomial(30, probs, size=sims):
+        low, high = paired_difference_interval(*counts)
+        hits += low <= truth <= high
+    assert 0.91 <= hits / sims <= 0.99
+
+
+def test_paired_interval_bad_counts():
+    with pytest.raises(UserError):
+        paired_difference_interval(0, 0, 0, 0)
+
+
+def test_corrected_resampled_t_by_hand():
+    d = np.array([0.0333, 0.0667, -0.0333, 0.1, 0.0333])
+    res = corrected_resampled_ttest(d, n_train=400, n_test=30)
+    se = np.sqrt((1 / 5 + 30 / 400) * d.var(ddof=1))
+    t = d.mean() / se
+    assert res["t"] == pytest.approx(t) and res["df"] == 4 and res["se"] == pytest.approx(se)
+    assert res["p_value"] == pytest.approx(2 * sps.t.sf(abs(t), 4))
+    naive_t = d.mean() / (d.std(ddof=1) / np.sqrt(5))
+    assert abs(res["t"]) < abs(naive_t)
+
+
+def test_corrected_resampled_t_without_spread():
+    assert corrected_resampled_ttest([0.1, 0.1], 10, 5)["p_value"] == 0.0
+    res = corrected_resampled_ttest([0.0, 0.0], 10, 5)
+    assert np.isnan(res["t"]) and res["p_value"] == 1.0
+    with pytest.raises(UserError):
+        corrected_resampled_ttest([0.1], 10, 5)
+    with pytest.raises(UserError):
+        corrected_resampled_ttest([0.1, 0.2], 0, 5)
+
+
+def test_probability_of_improvement_counts_ties_half():
+    a = np.array([0.8, 0.7, 0.9, 0.6, 0.7])
+    b = np.array([0.7, 0.7, 0.8, 0.7, 0.6])
+    res = probability_of_improvement(a, b, n_boot=2000)
+    assert res["estimate"] == pytest.approx((1 + 0.5 + 1 + 0 + 1) / 5)
+    assert 0 <= res["low"] <= res["estimate"] <= res["high"] <= 1
+    same = probability_of_improvement(a, a)
+    assert (same["estimate"], same["low"], same["high"]) == (0.5, 0.5, 0.5)
+    with pytest.raises(UserError):
+        probability_of_improvement(a, b[:3])
