@@ -181,6 +181,13 @@ def test_history_json_without_learning_rate():
     assert "no learning rate" in result["verdict"]
     drop = result["largest_drop"]
     assert (drop["from_epoch"], drop["to_epoch"], drop["images"]) == (6, 7, -2)
+    whole = result["first_to_last"]  # 12/30 -> 21/30: each step is noise, the whole rise is not
+    p = fisher_p(12, 21, 30)
+    assert p < 0.05 and result["changes_beyond_noise"] == 0
+    assert (whole["from_epoch"], whole["to_epoch"], whole["images"]) == (0, 7, 9)
+    assert whole["p_value"] == pytest.approx(p, rel=1e-6) and whole["within_noise"] is False
+    assert f"rose from 12/30 (epoch 0) to 21/30 (epoch 7), 9 images: larger than noise (p={p:.2g})" \
+        in result["verdict"]
 
 
 def test_old_keras_acc_history():

@@ -5,14 +5,29 @@ a dict of plain JSON types (no numpy, NaN as ``None``); :func:`format_diagnosis`
 into text for the terminal.  All statistics come from :mod:`valstat.stats`; this module only
 chooses what to ask, maps positions to the history's epoch numbers and words the answer.
 
-Keys of the result (stable; more may be added):
+Keys of the result (stable; more may be added).  Accuracies, bands and intervals are fractions;
+epochs are the history's own epoch numbers; counts are images.
 
-``val_size``, ``val_size_inferred``, ``lattice_step``, ``level``, ``epochs`` (one dict per epoch:
-``epoch, val_accuracy, k, low, high, change_images, p_value, within_noise``),
-``noise_test``, ``changes_tested``, ``changes_beyond_noise``, ``largest_drop``, ``lr_collapse_epoch``,
-``lr_epochs_after_collapse``, ``lr_initial``, ``lr_final``, ``lr_cuts``, ``lr_cuts_after_ties``,
-``best_val_loss_epoch``, ``best_val_accuracy_epoch``, ``best_epoch_expected_optimism``,
-``best_epoch_optimism``, ``verdict``.
+* ``val_size`` (int), ``val_size_inferred`` (bool), ``lattice_step`` (1/val_size), ``level``
+* ``epochs``: one dict per epoch: ``epoch``, ``val_accuracy`` (k/n), ``k`` (images right),
+  ``low``, ``high`` (Wilson band), ``change_images`` (k minus the previous epoch's k; null at the
+  first epoch), ``p_value``, ``within_noise`` (null at the first epoch)
+* ``noise_test`` (text), ``changes_tested``, ``changes_beyond_noise`` (counts of epoch-to-epoch
+  changes)
+* ``largest_drop``: ``from_epoch``, ``to_epoch``, ``images`` (negative), ``within_noise``,
+  ``p_value``, ``low``, ``high`` (interval for the change in accuracy); null if it never fell
+* ``first_to_last``: ``from_epoch``, ``to_epoch``, ``images``, ``p_value``, ``within_noise``: the
+  whole run as one change, same test; null for a single epoch
+* ``lr_collapse_epoch`` (first epoch at or below 1% of the first rate), ``lr_epochs_after_collapse``
+  (epochs from it to the end, counting it), ``lr_initial``, ``lr_final``, ``lr_cuts`` (epochs whose
+  rate is below the previous epoch's), ``lr_cuts_after_ties`` (see :func:`_cuts_after_ties`): all
+  null without a learning-rate column
+* ``best_val_loss_epoch``, ``best_val_accuracy_epoch`` (first on ties; null without the column)
+* ``best_epoch_expected_optimism``: expected amount by which the best of the E epochs' val
+  accuracies exceeds the true accuracy under pure noise (see ``best_epoch_optimism`` for the
+  basis: ``true_accuracy`` = the curve's mean, ``epochs``, ``val_size``, ``expected_max``,
+  ``low``/``high`` = 2.5/97.5 percentiles of one run's optimism, ``assumption``)
+* ``verdict``: plain-language summary
 """
 
 from __future__ import annotations
@@ -79,9 +94,9 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
             raise UserError(
                 f"cannot infer the validation size: no validation set of up to "
                 f"{MAX_INFERRED_VAL_SIZE} images makes every val_accuracy a whole number of "
-                f"images (epoch {int(labels[0])} has {accuracy[0]!r}; were accuracies averaged "
-                "over batches, or rounded?); pass --val-size N with the number of validation "
-                "images") from None
+                f"images (epoch {int(labels[0])} has {float(accuracy[0])!r}; were accuracies "
+                "averaged over batches, or rounded?); pass --val-size N with the number of "
+                "validation images") from None
         if n == 1:
             raise UserError(
                 "cannot infer the validation size: every val_accuracy is 0 or 1, which fits any "
@@ -129,7 +144,16 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         "changes_tested": int(tested.sum()),
         "changes_beyond_noise": beyond,
         "largest_drop": drop,
+        "first_to_last": None,
     }
+    if len(epochs) > 1:
+        # the whole run as one change: first epoch against last, with the same test
+        ends = curve_changes(accuracy[[0, -1]], n, level=level).iloc[1]
+        result["first_to_last"] = {
+            "from_epoch": labels[0], "to_epoch": labels[-1],
+            "images": int(ends["change_images"]), "p_value": ends["p_value"],
+            "within_noise": bool(ends["within_noise"]),
+        }
 
     # -- learning-rate schedule ---------------------------------------------------------------
     result.update({"lr_collapse_epoch": None, "lr_epochs_after_collapse": None,
@@ -157,8 +181,8 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     # Null model: every epoch is the same model, measured with fresh binomial noise on n images.
     # Its accuracy is estimated by the mean over all epochs (the pooled estimate under that
     # null), not by the final epoch, which is a single measurement with a band ~30 points wide
-    # at n=30. Epochs really share images and weights, so the real optimism lies between 0 and
-    # this figure: it is an upper-end estimate.
+    # at n=30. Real epochs share images and weights (correlated scores) and differ in true
+    # accuracy, both of which usually make the real optimism smaller: an upper-end figure.
     pooled = float(np.mean(changes["val_accuracy"]))
     noise = expected_max_noise(n, len(epochs), pooled)
     result["best_epoch_expected_optimism"] = noise.get("expected_optimism")
@@ -252,6 +276,15 @@ def _verdict(r: dict, epochs: pd.DataFrame) -> str:
                 sentence += (f"larger than noise ({_p(drop['p_value'])}): something real changed "
                              f"at epoch {drop['to_epoch']}.")
         parts.append(sentence[0].upper() + sentence[1:])
+        whole = r["first_to_last"]
+        if whole["images"]:
+            first, final = rows[0]["k"], last["k"]
+            moved = "rose" if whole["images"] > 0 else "fell"
+            parts.append(
+                f"Over the whole run it {moved} from {first}/{n} (epoch {whole['from_epoch']}) to "
+                f"{final}/{n} (epoch {whole['to_epoch']}), {_images(abs(whole['images']))}: "
+                + ("within noise" if whole["within_noise"] else "larger than noise")
+                + f" ({_p(whole['p_value'])}).")
 
     if last["k"] == 0:
         parts.append("No validation image is right at the end: a network that predicts one class "
