@@ -43,8 +43,8 @@ class ValidationRecorder(keras.callbacks.Callback):
         self._learning_rate = math.nan
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._learning_rate = float(keras.ops.convert_to_numpy(
-            self.model.optimizer.learning_rate))
+        # The optimiser holds the rate as float32; 7 significant digits give back the decimal.
+        self._learning_rate = float(f"{float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)):.7g}")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

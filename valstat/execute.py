@@ -54,8 +54,12 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
                 for a in experiment.arms}
     dataset = datasets[arm.data.image_size]
     specs = plan_runs(experiment, dataset.labels, dataset.n_classes, str(cache_dir))
+    truth = {}
+    for spec in specs:
+        truth.setdefault(spec.arm.name, [int(i) for i in spec.split.truth])
     meta = {**experiment.describe(), "config_hash": experiment.config_hash(),
-            "dataset": dataset.describe()}
+            "dataset": {**dataset.describe(), "n_truth": len(next(iter(truth.values()), []))},
+            "truth_examples": truth}
     return specs, meta
 
 

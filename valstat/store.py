@@ -4,7 +4,7 @@ Tables (tidy, GUIDE §2):
   meta(key, value)                 JSON values: experiment, config hash, data description, ...
   runs(run_id, experiment, arm, seed, fold, split_seed, init_seed, order_seed, status, wall_s,
        n_train, n_val, n_truth, epochs_run, python_version, tf_version, keras_version, backend,
-       finished_at, val_examples)
+       finished_at, val_examples, train_examples)   (example lists as JSON)
   epochs(run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy)
   predictions(run_id, epoch, example, label, predicted, p_true)
 Each finished run is written in one transaction, so a killed driver never leaves half a run.
@@ -26,7 +26,7 @@ STORE_NAME = "valstat.sqlite"
 RUN_COLUMNS = [
     "run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
     "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run", "python_version",
-    "tf_version", "keras_version", "backend", "finished_at", "val_examples",
+    "tf_version", "keras_version", "backend", "finished_at", "val_examples", "train_examples",
 ]
 EPOCH_COLUMNS = [
     "run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     init_seed INTEGER NOT NULL, order_seed INTEGER NOT NULL, status TEXT NOT NULL,
     wall_s REAL, n_train INTEGER, n_val INTEGER, n_truth INTEGER, epochs_run INTEGER,
     python_version TEXT, tf_version TEXT, keras_version TEXT, backend TEXT,
-    finished_at TEXT, val_examples TEXT
+    finished_at TEXT, val_examples TEXT, train_examples TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
@@ -160,8 +160,9 @@ class Store:
     def write_run(self, record: RunRecord) -> bool:
         """Write one run atomically; returns False (and writes nothing) if it is already stored."""
         run = dict(record.run)
-        if isinstance(run.get("val_examples"), (list, tuple)):
-            run["val_examples"] = json.dumps([int(i) for i in run["val_examples"]])
+        for key in ("val_examples", "train_examples"):
+            if isinstance(run.get(key), (list, tuple)):
+                run[key] = json.dumps([int(i) for i in run[key]])
         columns = ", ".join(RUN_COLUMNS)
         marks = ", ".join("?" for _ in RUN_COLUMNS)
         with self.connection:

@@ -121,7 +121,8 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
            "python_version": info["python"], "tf_version": info["tensorflow"],
            "keras_version": info["keras"], "backend": info["backend"],
            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "val_examples": [int(i) for i in split.val]}
+           "val_examples": [int(i) for i in split.val],
+           "train_examples": [int(i) for i in split.train]}
     epochs = [(spec.run_id, r["epoch"], r["loss"], r["accuracy"], r["val_loss"],
                r["val_accuracy"], r["learning_rate"], r["truth_accuracy"]) for r in recorder.rows]
     predictions = [(spec.run_id, *row) for row in recorder.predictions]

@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny experiment, image folders written as real files, a tiny real sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TESTS = Path(__file__).resolve().parent
+TINY = TESTS / "data" / "tiny.toml"
+REPO = TESTS.parent
+
+
+def valstat(*args, cwd=None, timeout=600):
+    """Run the real `valstat` entry point; returns CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "valstat.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def write_image_folder(root: Path, classes=("cats", "dogs"), per_class=20, size=24, seed=0):
+    """Real PNG/JPEG files in Keras layout: class-dependent brightness patterns plus noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            base = np.zeros((size, size, 3))
+            base[:, : size // 2] = 200 if label == 0 else 40
+            base[:, size // 2:] = 40 if label == 0 else 200
+            pixels = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
+            suffix = ".png" if index % 2 else ".jpg"
+            Image.fromarray(pixels).save(folder / f"img_{index:03d}{suffix}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """A real 2-arm x 2-seed sweep on the built-in digits (3 epochs, 16 px), stored once."""
+    out = tmp_path_factory.mktemp("tiny_sweep")
+    result = valstat("run", TINY, "--out", out, "--quiet", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    return out
