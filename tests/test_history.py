@@ -203,3 +203,13 @@ def test_binary_file(tmp_path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00\xff\xfe\x80")
     with pytest.raises(UserError, match=r"not a text file"):
         read_history(path)
+
+
+def test_metrics_valstat_does_not_use_may_hold_anything(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("epoch,val_accuracy,note\n0,0.5,warm-up\n1,0.6,\n")
+    assert read_history(path)["val_accuracy"].tolist() == [0.5, 0.6]
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"val_accuracy": [0.5, 0.6], "params": {"epochs": 2},
+                                "comment": "two epochs", "precision": [0.1]}))
+    assert read_history(flat)["val_accuracy"].tolist() == [0.5, 0.6]

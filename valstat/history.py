@@ -51,6 +51,7 @@ ALIASES = {
 _FRACTIONS = ("accuracy", "val_accuracy")
 _MAY_BE_NONFINITE = ("loss", "val_loss")
 _DELIMITERS = (",", ";", "\t")
+_KNOWN = {spelling for spellings in ALIASES.values() for spelling in spellings}
 
 
 def read_history(path) -> pd.DataFrame:
@@ -95,12 +96,12 @@ def read_history(path) -> pd.DataFrame:
         raise UserError(f"history file {name} is empty")
 
     if text.lstrip()[:1] in ("{", "["):
-        columns = _columns_from_json(text, name)
+        columns, found = _columns_from_json(text, name)
         kind = "JSON"
     else:
-        columns = _columns_from_csv(text, name)
+        columns, found = _columns_from_csv(text, name)
         kind = "CSV"
-    return _tidy(columns, name, kind)
+    return _tidy(columns, name, kind, found)
 
 
 def validate_epochs(epochs: pd.DataFrame, name: str = "epochs table") -> pd.DataFrame:
@@ -115,7 +116,7 @@ def validate_epochs(epochs: pd.DataFrame, name: str = "epochs table") -> pd.Data
         try:
             columns[str(column)] = np.asarray(epochs[column], dtype=float)
         except (TypeError, ValueError):
-            if str(column) in {s for spellings in ALIASES.values() for s in spellings}:
+            if str(column) in _KNOWN:
                 raise UserError(f"{name}: column '{column}' holds non-numeric values") from None
             # columns valstat does not use (run_id, notes, ...) may hold anything
     return _tidy(columns, name, "table")
@@ -140,8 +141,11 @@ def _columns_from_json(text: str, name: str) -> dict:
                         "History.history saved with json.dump (metric name -> list of values)")
     if not data:
         raise UserError(f"{name} is an empty JSON object: no metrics, no epochs")
+    used = {key: values for key, values in data.items() if key in _KNOWN}
+    if not used:
+        return {}, [str(key) for key in data]
     lengths = {}
-    for key, values in data.items():
+    for key, values in used.items():
         if not isinstance(values, list):
             raise UserError(f"{name}: metric '{key}' is a JSON {type(values).__name__}, "
                             "not a list of per-epoch values")
@@ -151,15 +155,15 @@ def _columns_from_json(text: str, name: str) -> dict:
         raise UserError(f"{name}: the metric lists have unequal lengths ({detail}); "
                         "every metric needs one value per epoch")
     columns = {}
-    for key, values in data.items():
+    for key, values in used.items():
         for i, value in enumerate(values):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UserError(f"{name}: non-numeric value {_show(value)} in '{key}' "
                                 f"at position {i} (epoch {i})")
-        columns[str(key)] = [float(v) for v in values]
+        columns[key] = [float(v) for v in values]
     if "epoch" not in columns:
         columns["epoch"] = list(range(lengths[next(iter(lengths))]))
-    return columns
+    return columns, [str(key) for key in data]
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ def _columns_from_csv(text: str, name: str) -> dict:
     if not body:
         raise UserError(f"{name} has a header line but no epochs")
 
-    columns = {cell: [] for cell in header}
+    columns = {cell: [] for cell in header if cell in _KNOWN}
     for lineno, row in body:
         cells = [cell.strip() for cell in row]
         if cells == header:
@@ -203,6 +207,8 @@ def _columns_from_csv(text: str, name: str) -> dict:
             raise UserError(f"{name}: line {lineno} has {len(cells)} fields but the header has "
                             f"{len(header)}")
         for column, cell in zip(header, cells):
+            if column not in columns:
+                continue  # a metric valstat does not use may hold anything
             if cell == "":
                 raise UserError(f"{name}: empty value in column '{column}' at line {lineno}")
             try:
@@ -213,7 +219,7 @@ def _columns_from_csv(text: str, name: str) -> dict:
             columns[column].append(value)
     if "epoch" not in columns:
         columns["epoch"] = [float(i) for i in range(len(body))]
-    return columns
+    return columns, header
 
 
 def _is_name(cell: str) -> bool:
@@ -228,8 +234,11 @@ def _is_name(cell: str) -> bool:
 # shared
 
 
-def _tidy(columns: dict, name: str, kind: str) -> pd.DataFrame:
-    """Map aliases to canonical names, validate values, return the tidy DataFrame."""
+def _tidy(columns: dict, name: str, kind: str, found=None) -> pd.DataFrame:
+    """Map aliases to canonical names, validate values, return the tidy DataFrame.
+
+    `found`: every column/metric name in the source, for the message when none is usable.
+    """
     chosen = {}
     for canonical, spellings in ALIASES.items():
         present = [s for s in spellings if s in columns]
@@ -245,7 +254,8 @@ def _tidy(columns: dict, name: str, kind: str) -> pd.DataFrame:
         chosen[canonical] = columns[first]
 
     if "val_accuracy" not in chosen:
-        found = ", ".join(sorted(c for c in columns if c != "epoch")) or "none"
+        names = columns if found is None else found
+        found = ", ".join(sorted(str(c) for c in names if c != "epoch")) or "none"
         raise UserError(f"{name} has no validation-accuracy column (val_accuracy); metrics found: "
                         f"{found}. Train with metrics=['accuracy'] and validation data "
                         "(validation_data=... or validation_split=...)")
