@@ -147,6 +147,8 @@ BROKEN = [
     ("header_only.csv", "epoch,val_accuracy\n", r"no epochs"),
     ("no_val.csv", "epoch,accuracy,loss\n0,0.5,1.0\n", r"no validation-accuracy column.*accuracy, loss"),
     ("text_value.csv", "epoch,val_accuracy\n0,0.5\n1,abc\n", r"non-numeric value 'abc'.*val_accuracy.*line 3"),
+    ("val_freq.csv", "epoch,loss,val_accuracy\n0,1.0,NA\n1,0.9,0.5\n", r"'val_accuracy' is NA at line 2.*validation_freq"),
+    ("na_lr.csv", "epoch,lr,val_accuracy\n0,NA,0.5\n", r"learning_rate' is NaN at epoch 0"),
     ("empty_cell.csv", "epoch,val_accuracy,loss\n0,,1.0\n", r"empty value.*val_accuracy.*line 2"),
     ("nan_val.csv", "epoch,val_accuracy\n0,0.5\n1,nan\n", r"val_accuracy' is NaN at epoch 1"),
     ("inf_val.csv", "epoch,val_accuracy\n0,inf\n", r"val_accuracy' is inf at epoch 0"),

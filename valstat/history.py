@@ -211,6 +211,14 @@ def _columns_from_csv(text: str, name: str) -> dict:
                 continue  # a metric valstat does not use may hold anything
             if cell == "":
                 raise UserError(f"{name}: empty value in column '{column}' at line {lineno}")
+            if cell == "NA":  # CSVLogger's mark for a metric missing that epoch
+                if column in ALIASES["val_accuracy"]:
+                    raise UserError(
+                        f"{name}: '{column}' is NA at line {lineno}: Keras writes NA on epochs "
+                        "without validation (validation_freq > 1); diagnose needs a validation "
+                        "score every epoch")
+                columns[column].append(math.nan)
+                continue
             try:
                 value = float(cell)
             except ValueError:
