@@ -142,6 +142,8 @@ class _Predictions:
 
     def collapse(self) -> pd.DataFrame:
         """Per run: collapsed at the last recorded epoch, ever collapsed (one class for all images)."""
+        if self.run.size == 0:
+            return pd.DataFrame({"ends_collapsed": pd.Series(dtype=bool), "ever_collapsed": pd.Series(dtype=bool)})
         groups = np.repeat(np.arange(self.run.size), self.size)
         _, share = majority_by_group(groups, self.predicted, self.run.size)
         frame = pd.DataFrame({"run": self.run, "collapsed": share == 1.0})
@@ -168,7 +170,7 @@ def _per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """runs plus final/best val accuracy, last epoch, and a split identity per run."""
     ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
     last = ordered.groupby("run_id", sort=False).tail(1).set_index("run_id")
-    per = runs.set_index("run_id", drop=False).copy()
+    per = runs.sort_values("run_id", kind="stable").set_index("run_id", drop=False)
     per["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(per.index)
     per["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(per.index)
     per["last_epoch"] = last["epoch"].reindex(per.index)

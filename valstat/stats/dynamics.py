@@ -8,7 +8,8 @@ import pandas as pd
 from valstat.errors import UserError
 from valstat.stats._checks import as_1d, check_choice, check_positive_int, need_columns
 
-# A logged rate counts as cut when it is below the previous one by more than this fraction.
+# Relative margin for rate comparisons: a logged rate counts as lower only beyond it
+# (Keras logs float32, so 1e-5 is logged just below 0.01 * float32(1e-3)).
 _CUT_RTOL = 1e-6
 
 
@@ -22,7 +23,8 @@ def lr_collapse(learning_rate, threshold: float = 0.01) -> dict:
     """When the learning rate has fallen below `threshold` times its initial value.
 
     learning_rate: shape (epochs,), the rate recorded at each epoch (epochs numbered from 0).
-    Returns dict: epoch (first epoch with lr < threshold·lr[0], or None), epochs_after
+    Returns dict: epoch (first epoch with lr < threshold·lr[0], or None; a relative 1e-6
+      margin keeps float32 logs of lr0·threshold itself from counting), epochs_after
       (epochs run from that epoch to the end, counting it: epochs - epoch; 0 if None),
       final_lr, cuts (list of epochs whose rate is lower than the previous epoch's).
     """
@@ -31,7 +33,7 @@ def lr_collapse(learning_rate, threshold: float = 0.01) -> dict:
         raise UserError(f"the initial learning rate must be > 0, got {lr[0]!r}")
     if not 0 < threshold < 1:
         raise UserError(f"threshold must be in (0, 1), got {threshold!r}")
-    below = np.flatnonzero(lr < threshold * lr[0])
+    below = np.flatnonzero(lr < threshold * lr[0] * (1 - _CUT_RTOL))
     epoch = int(below[0]) if below.size else None
     return {
         "epoch": epoch,

@@ -1,0 +1,206 @@
+"""valstat.summary.summarize / format_summary on synthetic store tables with known structure."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from valstat.errors import UserError
+from valstat.stats import curve_changes, lr_collapse, plateau_cuts_after_ties
+from valstat.stats.simulate import fake_store
+from valstat.summary import format_summary, summarize
+
+ARM_KEYS = {"n_runs", "n_diverged", "val_size", "lattice_step", "final_val_accuracy", "best_val_accuracy",
+            "moves_within_noise_share", "variance_components", "finite_sample", "lr_collapse",
+            "one_class_collapse", "plateau_cuts", "optimism", "val_size_for_halfwidth"}
+
+
+def store(**kwargs):
+    """Synthetic store: runs, epochs, predictions, meta (see valstat.stats.simulate.fake_store)."""
+    return fake_store(**kwargs)[:4]
+
+
+@pytest.fixture(scope="module")
+def two_arms():
+    tables = store(seeds=3, folds=2, epochs=8, diverged=("base", 1, 1, 3), seed=1)
+    return tables, summarize(*tables)
+
+
+def final_correct(preds, run_id):
+    rows = preds[preds["run_id"] == run_id]
+    last = rows[rows["epoch"] == rows["epoch"].max()].sort_values("example")
+    return (last["label"] == last["predicted"]).to_numpy()
+
+
+def test_output_is_plain_json_with_the_documented_keys(two_arms):
+    _, summary = two_arms
+    json.dumps(summary, allow_nan=False)
+    assert set(summary) >= {"experiment", "arm_names", "arms", "comparisons", "runs_needed"}
+    assert summary["arm_names"] == ["base", "alt"] and summary["runs_needed"]["runs"] == 29
+    for arm in summary["arms"].values():
+        assert set(arm) >= ARM_KEYS
+    base = summary["arms"]["base"]
+    assert (base["n_runs"], base["n_diverged"], base["val_size"]) == (6, 1, 30)
+    assert base["lattice_step"] == pytest.approx(1 / 30)
+    assert set(base["val_size_for_halfwidth"]) == {"0.05", "0.10"}
+
+
+def test_final_accuracy_interval_from_the_frames(two_arms):
+    (runs, epochs, _, _), summary = two_arms
+    last = epochs.sort_values("epoch").groupby("run_id").tail(1).merge(runs[["run_id", "arm", "seed"]])
+    base = last[last["arm"] == "base"]
+    unit_means = base.groupby("seed")["val_accuracy"].mean().to_numpy()  # folds of a seed resampled together
+    low, high = sps.t.interval(0.95, len(unit_means) - 1, loc=unit_means.mean(), scale=sps.sem(unit_means))
+    res = summary["arms"]["base"]["final_val_accuracy"]
+    assert res["estimate"] == pytest.approx(base["val_accuracy"].mean())
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert res["sd"] == pytest.approx(base["val_accuracy"].std(ddof=1)) and res["units"] == "seed"
+    best = epochs.merge(runs[["run_id", "arm"]]).query("arm == 'alt'").groupby("run_id")["val_accuracy"].max()
+    assert summary["arms"]["alt"]["best_val_accuracy"]["estimate"] == pytest.approx(best.mean())
+
+
+def test_moves_within_noise_match_curve_changes_per_run(two_arms):
+    (runs, epochs, preds, _), summary = two_arms
+    within = moves = 0
+    for run_id in runs.loc[runs["arm"] == "alt", "run_id"]:
+        run_preds = preds[preds["run_id"] == run_id].sort_values(["epoch", "example"])
+        correct = (run_preds["label"] == run_preds["predicted"]).to_numpy().reshape(-1, 30)
+        df = curve_changes(correct.mean(axis=1), 30, correct=correct)
+        changed = df["change_images"].fillna(0) != 0
+        moves += int(changed.sum())
+        within += int(df.loc[changed, "within_noise"].sum())
+    got = summary["arms"]["alt"]["moves_within_noise"]
+    assert (got["moves"], got["within_noise"], got["test"]) == (moves, within, "mcnemar")
+    assert summary["arms"]["alt"]["moves_within_noise_share"] == pytest.approx(within / moves)
+
+
+def test_dynamics_match_the_per_run_functions(two_arms):
+    (runs, epochs, _, _), summary = two_arms
+    arm_runs = runs.loc[runs["arm"] == "base", "run_id"]
+    collapsed, cuts, ties_only = [], 0, 0
+    for run_id in arm_runs:
+        run_epochs = epochs[epochs["run_id"] == run_id]
+        info = lr_collapse(run_epochs["learning_rate"])
+        if info["epoch"] is not None:
+            collapsed.append(info["epoch"])
+        res = plateau_cuts_after_ties(run_epochs, monitor="val_accuracy", patience=2)
+        cuts, ties_only = cuts + res["cuts"], ties_only + res["after_ties_only"]
+    base = summary["arms"]["base"]
+    assert base["lr_collapse"]["runs"] == len(collapsed)
+    assert base["lr_collapse"]["median_epoch"] == (float(np.median(collapsed)) if collapsed else None)
+    assert (base["plateau_cuts"]["cuts"], base["plateau_cuts"]["after_ties_only"]) == (cuts, ties_only)
+    assert base["one_class_collapse"] == {"runs_ending_collapsed": 1, "runs_ever_collapsed": 1, "runs_with_predictions": 6}
+    assert summary["arms"]["alt"]["one_class_collapse"]["runs_ever_collapsed"] == 0
+
+
+def test_comparisons_are_paired_on_seed_and_fold(two_arms):
+    (runs, epochs, preds, _), summary = two_arms
+    (comp,) = summary["comparisons"]
+    assert (comp["a"], comp["b"], comp["pairs"]) == ("base", "alt", 6) and len(comp["mcnemar"]) == 6
+    first = next(m for m in comp["mcnemar"] if (m["seed"], m["fold"]) == (0, 1))
+    a, b = final_correct(preds, "base-s0-f1"), final_correct(preds, "alt-s0-f1")
+    n10, n01 = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    expected = 1.0 if n10 + n01 == 0 else min(1.0, 2 * sps.binom.cdf(min(n10, n01), n10 + n01, 0.5))
+    assert (first["b"], first["c"]) == (n10, n01) and first["p_value"] == pytest.approx(expected)
+    final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
+    keys = [(s, f) for s in range(3) for f in range(2)]
+    da = np.array([final[f"base-s{s}-f{f}"] for s, f in keys])
+    db = np.array([final[f"alt-s{s}-f{f}"] for s, f in keys])
+    assert comp["probability_of_improvement"]["estimate"] == pytest.approx(np.mean((da > db) + 0.5 * (da == db)))
+    d = da - db
+    t = d.mean() / np.sqrt((1 / 6 + 30 / 400) * d.var(ddof=1))
+    assert comp["corrected_t"]["t"] == pytest.approx(t) and comp["corrected_t"]["df"] == 5
+
+
+def test_optimism_and_finite_sample_present(two_arms):
+    _, summary = two_arms
+    alt = summary["arms"]["alt"]
+    assert [r["rule"] for r in alt["optimism"]["rules"]] == ["best_val_accuracy", "best_val_loss", "final"]
+    assert alt["optimism"]["expected_from_noise"]["expected_optimism"] > 0
+    assert alt["finite_sample"]["folds"] == 2 and alt["finite_sample"]["runs"] == 6
+    components = {r["component"]: r for r in alt["variance_components"]}
+    assert components["split"]["method"] == "anova-crossed"
+
+
+def test_one_arm_one_fold_with_a_diverged_run():
+    tables = store(arms=("only",), seeds=4, folds=1, epochs=6, diverged=("only", 2, 0, 2), truth=False)
+    summary = summarize(*tables)
+    json.dumps(summary, allow_nan=False)
+    arm = summary["arms"]["only"]
+    assert (arm["n_runs"], arm["n_diverged"]) == (4, 1)
+    components = {r["component"]: r for r in arm["variance_components"]}
+    assert components["split"]["variance"] is None and "not estimable" in components["split"]["note"]
+    assert components["seed"]["variance"] == pytest.approx(components["total"]["variance"])
+    assert arm["one_class_collapse"]["runs_ending_collapsed"] == 1
+    assert arm["finite_sample"]["folds"] == 1 and arm["finite_sample"]["runs"] == 4
+    assert arm["optimism"] is None and summary["comparisons"] == []
+    assert arm["final_val_accuracy"]["n"] == 4 and arm["final_val_accuracy"]["n_units"] is None
+    assert "only" in format_summary(summary)
+
+
+def test_without_predictions_moves_fall_back_to_fisher():
+    runs, epochs, preds, meta = store(seeds=2, folds=2, epochs=5)
+    summary = summarize(runs, epochs, preds.iloc[:0], meta)
+    arm = summary["arms"]["base"]
+    assert arm["moves_within_noise"]["test"] == "fisher"
+    assert arm["one_class_collapse"] is None and arm["finite_sample"] is None
+    assert summary["comparisons"][0]["mcnemar"] == [] and summary["comparisons"][0]["pairs"] == 4
+
+
+def test_row_order_does_not_matter():
+    runs, epochs, preds, meta = store(seeds=2, folds=2, epochs=5, seed=3)
+    a = summarize(runs, epochs, preds, meta)
+    shuffled = preds.sample(frac=1.0, random_state=0)
+    b = summarize(runs.iloc[::-1], epochs.sample(frac=1.0, random_state=1), shuffled, meta)
+    assert a == b
+
+
+def test_known_structure_is_found():
+    # a big arm effect and a big split effect, few runs
+    tables = store(seeds=6, folds=4, epochs=5, accuracy=0.6, arm_effects={"alt": 0.3}, split_sd=0.15,
+                   seed_sd=0.0, seed=4)
+    summary = summarize(*tables)
+    comp = summary["comparisons"][0]
+    assert comp["probability_of_improvement"]["estimate"] < 0.1
+    assert comp["corrected_t"]["p_value"] < 0.01 and comp["mcnemar_significant"] >= 1
+    shares = {r["component"]: r["share"] for r in summary["arms"]["base"]["variance_components"]}
+    assert shares["split"] > shares["seed"]
+
+
+def test_split_seed_per_seed_groups_finite_sample_by_images():
+    tables = store(arms=("a",), seeds=3, folds=2, epochs=3, shared_split=False)
+    arm = summarize(*tables)["arms"]["a"]
+    assert arm["finite_sample"] is None  # every run has its own validation images
+    components = {r["component"]: r for r in arm["variance_components"]}
+    assert components["split"]["variance"] is None and components["seed"]["variance"] is not None
+
+
+def test_arm_without_runs_and_val_size_sources():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=2, folds=1, epochs=3)
+    meta = {**meta, "arms": ["a", "ghost"]}
+    summary = summarize(runs.assign(n_val=np.nan), epochs, preds, meta)
+    assert summary["arms"]["ghost"]["n_runs"] == 0 and summary["arms"]["ghost"]["final_val_accuracy"] is None
+    assert summary["arms"]["a"]["val_size_source"] == "meta"
+    meta2 = {**meta, "arms_config": {}}
+    assert summarize(runs.assign(n_val=np.nan), epochs, preds, meta2)["arms"]["a"]["val_size"] in (30, 15, 10, 6, 5, 3, 2, 1)
+
+
+def test_bad_tables_are_user_errors():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=2, folds=1, epochs=2)
+    with pytest.raises(UserError):
+        summarize(runs.drop(columns="seed"), epochs, preds, meta)
+    with pytest.raises(UserError):
+        summarize(runs, epochs.iloc[:0], preds, meta)
+    with pytest.raises(UserError):
+        summarize(runs, epochs, pd.concat([preds, preds.iloc[:1]]), meta)
+    with pytest.raises(UserError):
+        summarize(pd.concat([runs, runs.iloc[:1]]), epochs, preds, meta)
+
+
+def test_format_summary_is_compact_text(two_arms):
+    _, summary = two_arms
+    text = format_summary(summary)
+    assert "arm base" in text and "arm alt" in text and "within noise" in text and "base vs alt" in text
+    assert "nan" not in text.lower() and len(text.splitlines()) < 40
