@@ -18,7 +18,7 @@ epochs are the history's own epoch numbers; counts are images.
   ``p_value``, ``low``, ``high`` (interval for the change in accuracy); null if it never fell
 * ``first_to_last``: ``from_epoch``, ``to_epoch``, ``images``, ``p_value``, ``within_noise``: the
   whole run as one change, same test; null for a single epoch
-* ``lr_collapse_epoch`` (first epoch at or below 1% of the first rate), ``lr_epochs_after_collapse``
+* ``lr_collapse_epoch`` (first epoch below 1% of the first rate), ``lr_epochs_after_collapse``
   (epochs from it to the end, counting it), ``lr_initial``, ``lr_final``, ``lr_cuts`` (epochs whose
   rate is below the previous epoch's), ``lr_cuts_after_ties`` (see :func:`_cuts_after_ties`): all
   null without a learning-rate column
@@ -43,7 +43,7 @@ from valstat.history import validate_epochs
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
-#: The learning rate counts as collapsed once it is at or below this fraction of its first value.
+#: The learning rate counts as collapsed once it is below this fraction of its first value.
 LR_COLLAPSE_THRESHOLD = 0.01
 #: Largest ReduceLROnPlateau patience tried when matching the logged rate cuts.
 MAX_PATIENCE = 20
@@ -161,10 +161,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                    "lr_cuts_after_ties": None})
     if "learning_rate" in epochs.columns:
         rate = epochs["learning_rate"].to_numpy(dtype=float)
-        # "at or below 1%": lr_collapse tests lr < threshold * lr[0], so a rate of exactly 1%
-        # would count when Keras logs float32 (1e-5 -> 9.99999997e-06) but not when a history
-        # holds exact decimals; the relative nudge makes both read the same.
-        collapse = lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD * (1 + 1e-6))
+        collapse = lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD)
         cuts = [int(c) for c in collapse["cuts"]]  # positions; reported as the history's epochs
         result["lr_initial"] = rate[0]
         result["lr_final"] = collapse["final_lr"]
@@ -313,8 +310,8 @@ def _verdict(r: dict, epochs: pd.DataFrame) -> str:
             sentence += ", the last epoch."
         parts.append(sentence)
     else:
-        parts.append(f"The learning rate stayed above {LR_COLLAPSE_THRESHOLD:.0%} of its start "
-                     f"(from {r['lr_initial']:.2g} to {r['lr_final']:.2g}).")
+        parts.append(f"The learning rate never fell below {LR_COLLAPSE_THRESHOLD:.0%} of its "
+                     f"start (from {r['lr_initial']:.2g} to {r['lr_final']:.2g}).")
     ties = r["lr_cuts_after_ties"]
     if ties and ties["consistent"] and ties["cuts"]:
         p = ties["patience_inferred"]
@@ -404,7 +401,7 @@ def format_diagnosis(result: dict, width: int = 100) -> str:
         if cuts:
             text += f" (at epochs {', '.join(str(c) for c in cuts)})"
         if result.get("lr_collapse_epoch") is not None:
-            text += (f"; {LR_COLLAPSE_THRESHOLD:.0%} of the start or less from epoch "
+            text += (f"; below {LR_COLLAPSE_THRESHOLD:.0%} of the start from epoch "
                      f"{result['lr_collapse_epoch']} ({result['lr_epochs_after_collapse']} epochs)")
         lines.append(f"learning rate:    {text}")
     best = []
