@@ -44,14 +44,17 @@ COLLAPSE_THRESHOLD = 0.01  # lr below 1% of its start counts as collapsed
 HALFWIDTHS = (0.05, 0.10)
 
 
-def _plain(value):
-    """Recursively convert numpy/pandas values to JSON-ready Python; NaN/inf/NA -> None."""
+def to_plain(value):
+    """Recursively convert numpy/pandas values (and DataFrames, as records) to JSON-ready Python.
+
+    NaN, inf and pd.NA become None; numpy scalars become int/float/bool; unknown objects str.
+    """
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, pd.DataFrame):
-        return [_plain(r) for r in value.to_dict(orient="records")]
+        return [to_plain(r) for r in value.to_dict(orient="records")]
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [_plain(v) for v in list(value)]
+        return [to_plain(v) for v in list(value)]
     if value is None or value is pd.NA:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -162,6 +165,8 @@ def _check_inputs(runs, epochs, predictions, meta):
         raise UserError("meta must be a dict")
     if runs["run_id"].duplicated().any():
         raise UserError("runs holds the same run_id more than once")
+    if len(runs) == 0:
+        raise UserError("the store holds no runs: nothing to summarize")
     if len(epochs) == 0:
         raise UserError("the store holds no epochs: nothing to summarize")
 
@@ -196,26 +201,18 @@ def _val_size(arm_runs, arm_epochs, config):
     return None, "unknown"
 
 
-def _interval(values, units):
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)] if units is None else values
-    if values.size == 0:
-        return None
-    return mean_interval(values, method="t", units=units)
-
-
 def _metric_intervals(arm):
-    """mean_interval of final and best val accuracy; folds of one seed resampled as a unit."""
+    """mean_interval (t) of final and best val accuracy; folds of one seed form one unit."""
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
-    units = None
-    if len(finite) and finite.groupby("seed").size().gt(1).any() and finite["seed"].nunique() > 1:
-        units = finite["seed"].to_numpy()
+    if len(finite) == 0:
+        return {"final_val_accuracy": None, "best_val_accuracy": None}
+    clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
+    units = finite["seed"].to_numpy() if clustered else None
     out = {}
     for metric in ("final_val_accuracy", "best_val_accuracy"):
-        result = _interval(finite[metric], units)
-        if result is not None and units is not None:
-            result["units"] = "seed"
-        out[metric] = result
+        out[metric] = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
+        if clustered:
+            out[metric]["units"] = "seed"
     return out
 
 
@@ -387,20 +384,33 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     runs, epochs, predictions: the store's tables (columns RUN_COLUMNS, EPOCH_COLUMNS,
     PREDICTION_COLUMNS; predictions may be empty). meta: experiment, arms (ordered names),
     class_names, arms_config {arm: {learning_rate, patience, factor, monitor, val_size, ...}}.
-    Returns a JSON-ready dict: experiment, arm_names, arms {arm: {...}}, comparisons (first
-    arm vs each other arm, paired on (seed, fold)), runs_needed, notes.
+    Returns a JSON-ready dict (accuracies are fractions):
+      experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
+      arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
+        final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
+        of a seed are clustered), moves_within_noise_share, moves_within_noise {share, moves,
+        within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
+        finite_sample (finite_sample_by_fold over runs sharing final-epoch images), lr_collapse
+        {runs, median_epoch, median_epochs_after, threshold}, plateau_cuts {monitor, mode,
+        patience, cuts, after_ties_only, after_worse, other}, one_class_collapse
+        {runs_ending_collapsed, runs_ever_collapsed, runs_with_predictions}, optimism {rules,
+        expected_from_noise} or None, val_size_for_halfwidth {"0.05": n, "0.10": n},
+        minimum_detectable_difference}},
+      comparisons [first arm vs each other: a, b, pairs, mcnemar (per (seed, fold) on the final
+        epoch where both runs scored the same images), mcnemar_significant, corrected_t,
+        probability_of_improvement, note], runs_needed {gamma, alpha, beta, runs}, notes.
+    Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
     """
     _check_inputs(runs, epochs, predictions, meta)
     per = _per_run(runs, epochs)
     per["code"] = np.arange(len(per))
-    per["split"] = pd.Series(dtype=object)
-    for arm_name, idx in per.groupby("arm").groups.items():
-        per.loc[idx, "split"] = _split_identity(per.loc[idx]).astype(str)
+    per["split"] = pd.concat([_split_identity(group).astype(str) for _, group in per.groupby("arm")])
     cube = _Predictions.build(predictions, pd.Index(per["run_id"]))
     moves_by_run = cube.moves()
     finals = cube.final_correct()
     collapse = cube.collapse()
-    arm_names = list(meta.get("arms") or sorted(per["arm"].unique()))
+    listed = list(meta.get("arms") or [])
+    arm_names = listed + sorted(set(per["arm"]) - set(listed))
     configs = meta.get("arms_config") or {}
     epochs_by_arm = epochs.merge(per[["run_id", "arm"]].reset_index(drop=True), on="run_id")
     arms = {}
@@ -422,18 +432,23 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
             "accuracy values are fractions; the lattice step is 1/val_size",
         ],
     }
-    return _plain(summary)
+    return to_plain(summary)
 
 
 def _pct(x, digits=1):
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
+def _span(low, high):
+    """Percent range of an accuracy interval, clipped to 0..100% for display."""
+    return f"{_pct(max(0.0, low))}..{_pct(min(1.0, high))}"
+
+
 def _format_metric(label, m):
     if not m:
         return f"  {label}: n/a"
-    ci = f"CI {_pct(m['low'])}..{_pct(m['high'])}" if m.get("low") is not None else "no CI"
-    pi = f"one new run {_pct(m['pi_low'])}..{_pct(m['pi_high'])}" if m.get("pi_low") is not None else ""
+    ci = f"CI {_span(m['low'], m['high'])}" if m.get("low") is not None else "no CI"
+    pi = f"one new run {_span(m['pi_low'], m['pi_high'])}" if m.get("pi_low") is not None else ""
     return f"  {label}: mean {_pct(m['estimate'])} ({ci}; sd {_pct(m['sd'])}; {pi}; n={m['n']})"
 
 
@@ -472,9 +487,11 @@ def format_summary(summary: dict) -> str:
     for comp in summary.get("comparisons", []):
         poi = comp.get("probability_of_improvement") or {}
         t = comp.get("corrected_t") or {}
-        lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} pairs, McNemar significant "
-                     f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}, "
-                     f"P(A>B) {poi.get('estimate', 'n/a')}, corrected t p={t.get('p_value', 'n/a')}")
+        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (CI {poi['low']:.2f}..{poi['high']:.2f})"
+        t_text = "n/a" if not t else f"t={t['t']:.2f}, p={t['p_value']:.3g}" if t.get("t") is not None else f"p={t['p_value']:.3g}"
+        lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} (seed, fold) pairs; McNemar significant in "
+                     f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}; P({comp['a']} > {comp['b']}) {poi_text}; "
+                     f"corrected t {t_text}")
     rn = summary.get("runs_needed") or {}
     lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')}")
     return "\n".join(lines)

@@ -9,12 +9,17 @@ import numpy as np
 from valstat.errors import UserError
 
 
+def as_number(value, message: str) -> float:
+    """float(value), or a UserError with `message` when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(message) from None
+
+
 def check_level(level: float, name: str = "level") -> float:
     """Return `level` as float after checking it lies strictly inside (0, 1)."""
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number in (0, 1), got {level!r}") from None
+    value = as_number(level, f"{name} must be a number in (0, 1), got {level!r}")
     if not 0.0 < value < 1.0:
         raise UserError(f"{name} must be in (0, 1), got {level!r}")
     return value
@@ -22,10 +27,7 @@ def check_level(level: float, name: str = "level") -> float:
 
 def check_positive_int(value, name: str) -> int:
     """Return `value` as int after checking it is a whole number >= 1."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a positive whole number, got {value!r}") from None
+    number = as_number(value, f"{name} must be a positive whole number, got {value!r}")
     if not math.isfinite(number) or number < 1 or number != int(number):
         raise UserError(f"{name} must be a positive whole number, got {value!r}")
     return int(number)
@@ -48,6 +50,15 @@ def as_1d(values, name: str, min_len: int = 1, allow_nan: bool = False) -> np.nd
     return arr
 
 
+def _to_bool(arr: np.ndarray, name: str) -> np.ndarray:
+    """arr as booleans; UserError unless it already is boolean or holds only 0 and 1."""
+    if arr.dtype == bool:
+        return arr
+    if not np.all(np.isin(arr, (0, 1))):
+        raise UserError(f"{name} must hold booleans (True/False or 1/0)")
+    return arr.astype(bool)
+
+
 def as_bool_matrix(values, name: str, min_rows: int = 1, min_cols: int = 1) -> np.ndarray:
     """Return a 2-D boolean array (rows x columns), checking that entries are 0/1 or bool."""
     arr = np.asarray(values)
@@ -57,11 +68,7 @@ def as_bool_matrix(values, name: str, min_rows: int = 1, min_cols: int = 1) -> n
         raise UserError(
             f"{name} needs at least {min_rows} row(s) and {min_cols} column(s), got shape {arr.shape}"
         )
-    if arr.dtype != bool:
-        if not np.all(np.isin(arr, (0, 1))):
-            raise UserError(f"{name} must hold booleans (True/False or 1/0)")
-        arr = arr.astype(bool)
-    return arr
+    return _to_bool(arr, name)
 
 
 def as_paired_bool(a, b, names=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
@@ -71,11 +78,7 @@ def as_paired_bool(a, b, names=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
         arr = np.asarray(values)
         if arr.ndim != 1 or arr.size == 0:
             raise UserError(f"{name} must be a non-empty 1-D array of booleans")
-        if arr.dtype != bool:
-            if not np.all(np.isin(arr, (0, 1))):
-                raise UserError(f"{name} must hold booleans (True/False or 1/0)")
-            arr = arr.astype(bool)
-        arrays.append(arr)
+        arrays.append(_to_bool(arr, name))
     if arrays[0].size != arrays[1].size:
         raise UserError(
             f"{names[0]} and {names[1]} must be the same length, got {arrays[0].size} and {arrays[1].size}"

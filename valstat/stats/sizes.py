@@ -9,15 +9,12 @@ from scipy import stats as sps
 from statsmodels.stats.power import NormalIndPower
 
 from valstat.errors import UserError
-from valstat.stats._checks import check_level, check_positive_int
+from valstat.stats._checks import as_number, check_level, check_positive_int
 from valstat.stats.intervals import binomial_interval
 
 
 def _fraction(value, name, low_open=False, high_open=False):
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, got {value!r}") from None
+    x = as_number(value, f"{name} must be a number, got {value!r}")
     too_low = x <= 0 if low_open else x < 0
     too_high = x >= 1 if high_open else x > 1
     if not math.isfinite(x) or too_low or too_high:
