@@ -84,14 +84,16 @@ def _simulate_run(rng, difficulty, labels, val_ids, truth_ids, epochs, schedule,
 def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epochs=20,
                 val_size=30, val_sizes=None, collapse=True, truth=True, class_names=None,
                 experiment="synthetic", max_runs=None, diverged=False, meta=True,
-                seed=0) -> Path:
+                vary=("init", "order"), seed=0) -> Path:
     """Write a synthetic store into `out_dir` and return it.
 
     arms: arm names; an arm whose name contains "constant" keeps its learning rate fixed, others
     use ReduceLROnPlateau. val_sizes: {arm: n} to make arms that differ only in validation size
     (as experiments/val_size.toml does). max_runs: stop early, as an interrupted sweep would.
     collapse: the first run of the first arm collapses to one class. diverged: one run's loss
-    becomes NaN at epoch 3 (status "diverged").
+    becomes NaN at epoch 3 (status "diverged"). vary: seed kinds that change with the seed; with
+    "split" in it every seed draws new validation images, without it each fold keeps its images
+    across seeds (so the finite-sample variance is estimable).
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -115,7 +117,7 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
                 "config_hash": "0123456789abcdef",
                 "arms": list(arms),
                 "arms_config": arms_config,
-                "sweep": {"seeds": seeds, "folds": folds, "vary": ["split", "init", "order"]},
+                "sweep": {"seeds": seeds, "folds": folds, "vary": list(vary)},
                 "dataset": {"source": "digits", "class_names": class_names,
                             "class_counts": {c: 180 for c in class_names},
                             "n_images": 1797, "n_truth": int(truth_ids.size),
@@ -129,7 +131,8 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
         base = {s: rng.normal(-1.2, 0.5) for s in range(seeds)}
         for s in range(seeds):
             for f in range(folds):
-                permutation = np.random.default_rng(1000 + 17 * s + f).permutation(1000)
+                split_seed = s if "split" in vary else 0
+                permutation = np.random.default_rng(1000 + 17 * split_seed + f).permutation(1000)
                 for a_index, arm in enumerate(arms):
                     if max_runs is not None and written >= max_runs:
                         return out_dir
@@ -146,10 +149,10 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
                         run_rng, difficulty, labels, val_ids, truth_ids, epochs, schedule, 1e-3,
                         base[s] + (0.4 if "constant" in arm else 0.0), collapse_class,
                         diverge_at)
-                    run_id = f"{arm}-s{s}-f{f}"
+                    run_id = f"{arm}/s{s}/f{f}"
                     run = {"run_id": run_id, "experiment": experiment, "arm": arm, "seed": s,
-                           "fold": f, "split_seed": 1000 + 17 * s + f, "init_seed": 50 + s,
-                           "order_seed": 70 + s,
+                           "fold": f, "split_seed": split_seed, "init_seed": s,
+                           "order_seed": s,
                            "status": "diverged" if diverge_at is not None else "finished",
                            "wall_s": 60.0 + s, "n_train": 430, "n_val": n_val,
                            "n_truth": int(truth_ids.size), "epochs_run": len(rows),

@@ -5,8 +5,8 @@ the figure text of one language (valstat/report/<lang>.toml, table [figures]) an
 matplotlib Figure sized for a thesis page (16 cm wide). `save_figure` writes each figure once as
 PDF (TrueType fonts embedded, pdf.fonttype 42), SVG (text as paths) and 300-dpi PNG.
 
-Epochs are stored counted from 0 (Keras callbacks); figures show them counted from 1, as Keras
-prints "Epoch 1/30".
+Epochs are shown as stored: counted from 0, as Keras callbacks and CSVLogger count them (the
+same numbers `valstat stats` and `valstat diagnose` print).
 
 Array/table shapes (one row per ...):
   epochs:  run_id, arm, epoch, val_accuracy, val_loss, learning_rate   (run x epoch)
@@ -65,7 +65,8 @@ def style(lang: str = "en") -> dict:
         "axes.spines.top": False, "axes.spines.right": False,
         "axes.titlelocation": "left", "axes.titleweight": "normal",
         "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 300,
-        "savefig.bbox": "tight", "savefig.pad_inches": 0.03,
+        "savefig.bbox": None, "figure.constrained_layout.h_pad": 0.04,
+        "figure.constrained_layout.w_pad": 0.04,
         "svg.hashsalt": "valstat", "pdf.compression": 6,
         "path.simplify": True,
     })
@@ -96,10 +97,14 @@ def save_figure(fig: Figure, dest: str | Path, stem: str, formats=FORMATS) -> Sa
                         "CreationDate": None},
                 "svg": {"Date": None}, "png": {"Software": "valstat"}}
     try:
-        for fmt in formats:
+        for i, fmt in enumerate(formats):
             path = dest / f"{stem}.{fmt}"
             fig.savefig(path, format=fmt, metadata=metadata.get(fmt))
             paths[fmt] = path
+            if i == 0:
+                # the layout is settled by the first save: keep it for the other formats
+                # instead of solving the constrained layout again (the slow part)
+                fig.set_layout_engine("none")
     finally:
         plt.close(fig)
     svg = paths["svg"].read_text(encoding="utf-8") if "svg" in paths else ""
@@ -118,8 +123,8 @@ def arm_colors(arms) -> dict:
 # --------------------------------------------------------------------------- helpers
 
 def _shown(epoch):
-    """Stored epoch (from 0) -> shown epoch (from 1)."""
-    return np.asarray(epoch) + 1
+    """Stored epoch -> the x value drawn (the same number: epochs are shown as logged)."""
+    return np.asarray(epoch)
 
 
 def _percent_axis(ax, axis="y"):
@@ -141,7 +146,7 @@ def _lattice_lines(ax, n, axis="y", lo=0.0, hi=1.0):
 
 
 def _epoch_axis(ax, max_epoch):
-    ax.set_xlim(0.5, max_epoch + 1.5)
+    ax.set_xlim(-0.5, max_epoch + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8, min_n_ticks=3))
 
 
@@ -149,6 +154,13 @@ def _segments(frame, x, y, by="run_id"):
     """(n_lines, points, 2) list of arrays for a LineCollection, one line per `by` value."""
     return [np.column_stack([g[x].to_numpy(float), g[y].to_numpy(float)])
             for _, g in frame.sort_values([by, x]).groupby(by, sort=False)]
+
+
+def _steps_mid(points):
+    """(k, 2) points -> a step line holding each value from x-0.5 to x+0.5 (rate per epoch)."""
+    x, y = points[:, 0], points[:, 1]
+    xs = np.column_stack([x - 0.5, x + 0.5]).ravel()
+    return np.column_stack([xs, np.repeat(y, 2)])
 
 
 def _facet_axes(n_panels, height_cm, max_cols=3, sharey=True):
@@ -180,8 +192,8 @@ def plot_val_accuracy_runs(epochs: pd.DataFrame, bands: pd.DataFrame, val_sizes:
                                          linewidths=0.6, alpha=0.45, zorder=1))
         band = bands[bands["arm"] == arm].sort_values("epoch")
         x = _shown(band["epoch"])
-        ax.fill_between(x, band["low"], band["high"], color=colors[arm], alpha=0.28, lw=0,
-                        zorder=2)
+        ax.fill_between(x, band["low"].clip(0, 1), band["high"].clip(0, 1), color=colors[arm],
+                        alpha=0.28, lw=0, zorder=2)
         ax.plot(x, band["estimate"], color=colors[arm], lw=1.8, zorder=3)
         ax.set_title(labels["arm_title"].format(arm=arm, runs=runs["run_id"].nunique(),
                                                 n=val_sizes.get(arm, "?")))
@@ -197,44 +209,66 @@ def plot_val_accuracy_runs(epochs: pd.DataFrame, bands: pd.DataFrame, val_sizes:
     return fig
 
 
-def plot_run_band(changes: pd.DataFrame, drop: dict | None, run_label: str, color: str,
-                  labels: dict) -> Figure:
+def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label: str,
+                  color: str, labels: dict) -> Figure:
     """One run's validation accuracy with its per-epoch 95% Wilson band; the largest drop marked.
 
-    changes: curve_changes output (epoch, val_accuracy, n, low, high, within_noise ...);
-    drop: largest_drop output or None.
+    changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: largest_drop
+    output or None; note: the text written at the drop (e.g. "-4 of 30 images, p = 0.13").
     """
     fig, ax = plt.subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
     n = int(changes["n"].iloc[0])
     x = _shown(changes["epoch"])
     _lattice_lines(ax, n)
     ax.fill_between(x, changes["low"], changes["high"], color=color, alpha=0.22, lw=0,
-                    step=None, label=labels["wilson_band"])
+                    label=labels["wilson_band"])
     ax.plot(x, changes["val_accuracy"], color=color, marker="o", ms=3.2, lw=1.4,
             label=labels["val_accuracy"], zorder=3)
     if drop is not None:
-        x0, x1 = drop["from_epoch"] + 1, drop["to_epoch"] + 1
-        y0 = float(changes.loc[changes["epoch"] == drop["from_epoch"], "val_accuracy"].iloc[0])
-        y1 = float(changes.loc[changes["epoch"] == drop["to_epoch"], "val_accuracy"].iloc[0])
-        verdict = labels["within_noise"] if drop["within_noise"] else labels["beyond_noise"]
-        text = labels["drop_note"].format(images=-drop["images"], n=n, p=drop["p_value"],
-                                          verdict=verdict)
+        x0, x1 = drop["from_epoch"], drop["to_epoch"]
+        y0 = float(changes.loc[changes["epoch"] == x0, "val_accuracy"].iloc[0])
+        y1 = float(changes.loc[changes["epoch"] == x1, "val_accuracy"].iloc[0])
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.1}, zorder=4)
-        below = y1 > 0.45
-        ax.annotate(text, xy=(x1, y1), xytext=(0, -34 if below else 30),
-                    textcoords="offset points", ha="center" if 3 < x1 < x.max() - 2 else "left",
+                    arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.0,
+                                "shrinkA": 3, "shrinkB": 3, "mutation_scale": 9}, zorder=4)
+        below = (y0 + y1) / 2 > 0.5
+        span = float(x.max() - x.min()) or 1.0
+        frac = (x1 - float(x.min())) / span
+        ax.annotate(note, xy=((x0 + x1) / 2, (y0 + y1) / 2),
+                    xytext=(0, -40 if below else 40), textcoords="offset points",
+                    ha="left" if frac < 0.25 else "right" if frac > 0.75 else "center",
                     va="top" if below else "bottom", fontsize=8,
                     bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": GREY, "lw": 0.6},
                     arrowprops={"arrowstyle": "-", "color": GREY, "lw": 0.6}, zorder=5)
-    ax.set_title(run_label)
+    if run_label:
+        ax.set_title(run_label)
     ax.set_ylim(-0.02, 1.02)
     _epoch_axis(ax, int(changes["epoch"].max()))
     ax.set_xlabel(labels["epoch"])
     ax.set_ylabel(labels["val_accuracy_pct"])
     _percent_axis(ax)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.2)
     return fig
+
+
+def _dot_stack(values, center, width, step):
+    """x offsets that stack equal values side by side (a dot histogram on the lattice).
+
+    values: shape (k,), rounded to the lattice; returns x positions, shape (k,), growing
+    leftwards from `center` so that the interval bars can sit to the right.
+    """
+    values = np.asarray(values, dtype=float)
+    keys = np.round(values, 6)
+    order = np.argsort(keys, kind="stable")
+    rank = np.empty(len(values), dtype=float)
+    sorted_keys = keys[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_keys)) + 1]
+    counts = np.diff(np.r_[starts, len(values)])
+    within = np.arange(len(values)) - np.repeat(starts, counts)
+    rank[order] = within
+    biggest = counts.max() if len(counts) else 1
+    dx = min(step, width / max(biggest, 1))
+    return center - rank * dx, dx
 
 
 def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes: dict,
@@ -243,34 +277,40 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
 
     per_run: arm, final, best (fractions); intervals: {arm: {"final": dict, "best": dict}} with
     estimate, low, high (CI of the mean) and pi_low, pi_high (where one new run may land).
+    Dots with equal values sit side by side (a dot histogram); the mean (diamond), its CI
+    (thick bar) and the prediction interval (dotted) stand to the right of each arm's dots.
     """
     arms = [a for a in colors if a in set(per_run["arm"])]
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 7.2 * CM), sharey=True,
                              layout="constrained")
     n_min = min((val_sizes.get(a) or 0 for a in arms), default=0) or None
+    counts = per_run.groupby("arm").size()
+    dot = 3.6 if counts.max() <= 30 else 2.6 if counts.max() <= 80 else 1.9
     for ax, column, title in zip(axes, ("final", "best"), (labels["final"], labels["best"])):
         _lattice_lines(ax, n_min)
-        data = per_run[["arm", column]].dropna()
-        size = 3.2 if len(data) / max(len(arms), 1) <= 40 else 2.0
-        sns.swarmplot(data=data, x="arm", y=column, hue="arm", order=arms, hue_order=arms,
-                      palette=colors, size=size, ax=ax, legend=False, zorder=2,
-                      warn_thresh=1.0)
         for i, arm in enumerate(arms):
+            values = per_run.loc[per_run["arm"] == arm, column].dropna().to_numpy(float)
+            if values.size:
+                xs, _ = _dot_stack(values, i - 0.02, 0.55, 0.05)
+                ax.plot(xs, values, ls="", marker="o", ms=dot, color=colors[arm], alpha=0.85,
+                        mew=0, zorder=2)
             info = (intervals.get(arm) or {}).get(column)
             if not info or not np.isfinite(info.get("estimate", np.nan)):
                 continue
-            xs = i + 0.42
+            xs = i + 0.12
             if np.isfinite(info.get("pi_low", np.nan)):
-                ax.vlines(xs, max(info["pi_low"], -0.02), min(info["pi_high"], 1.02),
-                          color=colors[arm], lw=1.0, linestyles=":", zorder=3)
+                ax.vlines(xs + 0.1, max(info["pi_low"], 0.0), min(info["pi_high"], 1.0),
+                          color=colors[arm], lw=1.1, linestyles=(0, (1, 1.5)), zorder=3)
             if np.isfinite(info.get("low", np.nan)):
-                ax.vlines(xs, info["low"], info["high"], color=colors[arm], lw=3.0, zorder=3)
+                ax.vlines(xs, max(info["low"], 0.0), min(info["high"], 1.0), color=colors[arm],
+                          lw=3.0, zorder=3)
             ax.plot([xs], [info["estimate"]], marker="D", ms=4.5, color="white",
                     mec=colors[arm], mew=1.3, zorder=4)
         ax.set_title(title)
-        ax.set_xlabel("")
-        ax.set_xlim(-0.6, len(arms) - 0.4 + 0.2)
+        ax.set_xticks(np.arange(len(arms)) - 0.1, arms)
+        ax.set_xlim(-0.75, len(arms) - 0.55)
         ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(axis="x", length=0)
         if len(arms) > 3:
             ax.tick_params(axis="x", labelrotation=30)
             for tick in ax.get_xticklabels():
@@ -281,7 +321,7 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
                Line2D([], [], ls="", marker="D", ms=4.5, mfc="white", mec="black",
                       label=labels["mean"]),
                Line2D([], [], color="black", lw=3, label=labels["ci_mean"]),
-               Line2D([], [], color="black", lw=1, ls=":", label=labels["pi_run"])]
+               Line2D([], [], color="black", lw=1.1, ls=(0, (1, 1.5)), label=labels["pi_run"])]
     fig.legend(handles=handles, loc="outside lower center", ncols=4)
     return fig
 
@@ -335,7 +375,7 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
     rng = np.random.default_rng(0)
     for arm in arms:
         runs = data[data["arm"] == arm]
-        segments = _segments(runs, "x", "learning_rate")
+        segments = [_steps_mid(seg) for seg in _segments(runs, "x", "learning_rate")]
         # tiny vertical offsets (multiplicative) so identical traces stay visible as a bundle
         offsets = 10 ** rng.uniform(-0.04, 0.04, size=len(segments))
         segments = [np.column_stack([s[:, 0], s[:, 1] * o]) for s, o in zip(segments, offsets)]
@@ -358,7 +398,7 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
     handles = [Line2D([], [], color=colors[a], lw=1.5, label=a) for a in arms]
     handles.append(Line2D([], [], ls="", marker="X", ms=6, mfc=GREY, mec="black", mew=0.6,
                           label=labels["collapse_mark"]))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.legend(handles=handles, loc="lower left")
     return fig
 
 
@@ -370,54 +410,64 @@ def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dic
     """
     order = ["total", "finite_sample", "split", "seed", "residual"]
     data = components[components["component"].isin(order)].copy()
-    data["sd"] = np.sqrt(data["variance"].astype(float).clip(lower=0)) * 100
+    data["sd"] = np.sqrt(pd.to_numeric(data["variance"], errors="coerce").clip(lower=0)) * 100
     arms = [a for a in colors if a in set(data["arm"])]
-    names = {c: labels[f"vc_{c}"] for c in order}
-    data["label"] = data["component"].map(names)
-    fig, ax = plt.subplots(figsize=(WIDTH, (3.2 + 0.9 * len(order) * max(1, len(arms)) ** 0.5)
-                                    * CM), layout="constrained")
-    sns.barplot(data=data, y="label", x="sd", hue="arm", order=[names[c] for c in order],
-                hue_order=arms, palette=colors, ax=ax, orient="h", errorbar=None,
-                saturation=0.9, width=0.75)
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.1f", padding=2, fontsize=7.5)
-    missing = data[~np.isfinite(data["variance"].astype(float))]
+    names = [labels[f"vc_{c}"] for c in order]
+    height = 1.2 + 0.42 * len(order) * max(1, len(arms)) ** 0.7
+    fig, ax = plt.subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained")
+    band = 0.8 / max(len(arms), 1)
+    missing = False
+    for j, arm in enumerate(arms):
+        part = data[data["arm"] == arm].set_index("component")["sd"]
+        values = np.array([part.get(c, np.nan) for c in order], dtype=float)
+        y = np.arange(len(order)) - 0.4 + band * (j + 0.5)
+        bars = ax.barh(y, np.nan_to_num(values), height=band * 0.92, color=colors[arm],
+                       label=arm)
+        texts = [f"{v:.1f}" if np.isfinite(v) else "n/a" for v in values]
+        missing |= not np.isfinite(values).all()
+        ax.bar_label(bars, labels=texts, padding=2, fontsize=7.5)
+    ax.set_yticks(np.arange(len(order)), names)
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", length=0)
     ax.set_xlabel(labels["sd_points"])
-    ax.set_ylabel("")
     right = float(np.nanmax(data["sd"])) if data["sd"].notna().any() else 1.0
-    ax.set_xlim(0, right * 1.18 + 0.5)
+    ax.set_xlim(0, right * 1.15 + 0.5)
     if len(arms) > 1:
-        ax.legend(title=None, loc="lower right")
-    elif ax.get_legend():
-        ax.get_legend().remove()
-    if len(missing):
-        ax.text(0.99, 0.02 if len(arms) <= 1 else 0.98, labels["vc_missing"],
-                transform=ax.transAxes, ha="right", va="bottom" if len(arms) <= 1 else "top",
-                fontsize=7, color="#555555")
+        fig.legend(loc="outside upper center", ncols=min(len(arms), 4))
+    if missing:
+        fig.text(0.99, 0.0, "n/a: " + labels["vc_missing"], ha="right", va="bottom",
+                 fontsize=7, color="#555555")
     return fig
 
 
 def plot_correct_map(maps: list, labels: dict) -> Figure:
     """Per-image correct (blue) / wrong (light) over epochs for one or two runs.
 
-    maps: list of dicts with title, matrix (images x epochs booleans; rows already ordered),
-    row_labels (class of each image) and optionally predicted (images x epochs ints).
+    maps: list of dicts with title, matrix (images x epochs booleans; rows already grouped by
+    class), row_labels (class of each row) and first_epoch. Each class is labelled once.
     """
-    fig, axes = plt.subplots(1, len(maps), figsize=(WIDTH, 8.4 * CM), squeeze=False,
+    fig, axes = plt.subplots(1, len(maps), figsize=(WIDTH, 8.0 * CM), squeeze=False,
                              layout="constrained")
     cmap = matplotlib.colors.ListedColormap([WRONG, CORRECT])
     for ax, item in zip(axes.flat, maps):
         matrix = np.asarray(item["matrix"], dtype=float)
         images, n_epochs = matrix.shape
+        first = item.get("first_epoch", 0)
         ax.imshow(matrix, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest",
-                  extent=(0.5, n_epochs + 0.5, images + 0.5, 0.5))
+                  extent=(first - 0.5, first + n_epochs - 0.5, images + 0.5, 0.5))
         ax.set_title(item["title"])
         ax.set_xlabel(labels["epoch"])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
-        if images <= 40:
-            ax.set_yticks(np.arange(1, images + 1))
-            ax.set_yticklabels([str(v) for v in item.get("row_labels", [])] or None,
-                               fontsize=5.5 if images > 20 else 7)
+        rows = list(item.get("row_labels") or [])
+        if rows and len(rows) == images:
+            starts = [i for i in range(images) if i == 0 or rows[i] != rows[i - 1]]
+            ends = starts[1:] + [images]
+            centers = [(a + b + 1) / 2 for a, b in zip(starts, ends)]
+            shown = [rows[a] for a in starts]
+            ax.set_yticks(centers, [t if len(t) <= 14 else t[:13] + "…" for t in shown],
+                          fontsize=7 if len(starts) <= 12 else 5.5)
+            for a in starts[1:]:
+                ax.axhline(a + 0.5, color="white", lw=1.0)
         else:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
         ax.tick_params(axis="y", length=0)
@@ -431,31 +481,41 @@ def plot_correct_map(maps: list, labels: dict) -> Figure:
 
 
 def plot_halfwidth(curve: pd.DataFrame, current: dict, measured: pd.DataFrame | None,
-                   labels: dict) -> Figure:
+                   labels: dict, targets=()) -> Figure:
     """95% interval half-width (points) against validation size, current n marked.
 
     curve: n, halfwidth (fraction) for one accuracy p; current: {"n", "halfwidth", "p"};
     measured: optional n, halfwidth, arm (run-to-run 1.96·sd of final accuracy per arm that
-    differs only in validation size).
+    differs only in validation size); targets: [(halfwidth, n needed)] drawn as guides.
     """
     fig, ax = plt.subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
-    ax.plot(curve["n"], curve["halfwidth"] * 100, color="#333333", lw=1.6,
+    ax.plot(curve["n"], curve["halfwidth"] * 100, color="#333333", lw=1.5,
             label=labels["hw_curve"].format(p=current["p"] * 100))
+    for target, needed in targets:
+        if not needed:
+            continue
+        ax.plot([curve["n"].min(), needed, needed], [target * 100, target * 100, 0],
+                color="#8c8c8c", lw=0.8, ls=(0, (3, 2)), zorder=1)
+        ax.annotate(labels["hw_target"].format(hw=target * 100, n=needed),
+                    xy=(needed, target * 100), xytext=(4, 3), textcoords="offset points",
+                    fontsize=7.5, color="#555555")
     ax.plot([current["n"]], [current["halfwidth"] * 100], ls="", marker="o", ms=7,
             color="#d55e00", zorder=4, label=labels["hw_current"].format(n=current["n"]))
     ax.annotate(labels["hw_current_note"].format(n=current["n"], hw=current["halfwidth"] * 100),
-                xy=(current["n"], current["halfwidth"] * 100), xytext=(12, 6),
+                xy=(current["n"], current["halfwidth"] * 100), xytext=(10, 5),
                 textcoords="offset points", fontsize=8, color="#d55e00")
-    for target in (0.05, 0.02):
-        ax.axhline(target * 100, color=LATTICE_GREY, lw=0.8, zorder=0)
     if measured is not None and len(measured):
         ax.plot(measured["n"], measured["halfwidth"] * 100, ls="", marker="s", ms=5.5,
                 mfc="white", mec="#0072b2", mew=1.4, zorder=5, label=labels["hw_measured"])
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlim(curve["n"].min() * 0.9, curve["n"].max() * 1.1)
     ax.set_xlabel(labels["val_size"])
     ax.set_ylabel(labels["halfwidth_points"])
-    ax.set_ylim(0, float(curve["halfwidth"].max()) * 100 * 1.05)
+    top = float(curve["halfwidth"].max()) * 100
+    if measured is not None and len(measured):
+        top = max(top, float(measured["halfwidth"].max()) * 100)
+    ax.set_ylim(0, top * 1.05)
     ax.yaxis.set_major_locator(MultipleLocator(5))
     ax.legend(loc="upper right")
     return fig
@@ -485,17 +545,19 @@ def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dic
     ax.set_ylabel(labels["final_val_accuracy_pct"])
     ax.set_title(labels["paired_title"])
     base = arms[0]
-    diffs = []
-    for arm in arms[1:]:
-        d = (wide[arm] - wide[base]).dropna() * 100
-        diffs.append(pd.DataFrame({"arm": arm, "diff": d.to_numpy()}))
-    if diffs:
-        diff = pd.concat(diffs, ignore_index=True)
-        sns.swarmplot(data=diff, y="arm", x="diff", hue="arm", palette=colors,
-                      order=arms[1:], ax=ax_d, size=3.5, legend=False, warn_thresh=1.0)
+    others = [a for a in arms[1:] if a in wide]
+    for row, arm in enumerate(others):
+        d = ((wide[arm] - wide[base]).dropna() * 100).to_numpy()
+        if not d.size:
+            continue
+        ys, _ = _dot_stack(d, row, 0.8, 0.09)
+        ax_d.plot(d, ys, ls="", marker="o", ms=3.6, color=colors[arm], alpha=0.85, mew=0)
+    if others:
         ax_d.axvline(0, color="black", lw=0.8)
+        ax_d.set_yticks(np.arange(len(others)), others)
+        ax_d.set_ylim(len(others) - 0.75, -0.9)   # inverted: dots stack upwards from a row
+        ax_d.tick_params(axis="y", length=0)
         ax_d.set_xlabel(labels["paired_diff"].format(base=base))
-        ax_d.set_ylabel("")
         ax_d.set_title(labels["paired_diff_title"])
     else:
         ax_d.set_visible(False)

@@ -1,0 +1,233 @@
+"""`valstat report`: one self-contained HTML page plus a thesis kit, built from a store.
+
+    build_report(out_dir, dest=None, lang="en") -> Path of index.html
+    write_single_run_report(epochs_df, predictions_df, val_size, dest, lang="en", title=None)
+
+Output folder (default OUT_DIR/report/):
+    index.html                 figures inline (SVG data URIs), CSS inline, no network
+    figures/<stem>.{pdf,svg,png}   PDF with TrueType fonts embedded; 300-dpi PNG
+    figures.tex                one figure environment per figure (caption, label)
+    tables/<name>.{tex,csv}    booktabs tables and their CSV twins
+    methods.tex, methods.md    the methods paragraph with citations
+    references.bib             BibTeX for every method cited
+    summary.json               valstat.summary.summarize output
+
+Never imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from valstat.errors import UserError
+
+__all__ = ["build_report", "write_single_run_report"]
+
+FIGURE_FORMATS = ("pdf", "svg", "png")
+
+
+def _prepare_dest(dest: Path) -> Path:
+    """Create `dest` and check it is writable; UserError (one line) otherwise."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the report folder {dest}: "
+                        f"{error.strerror or error}") from None
+    if not dest.is_dir():
+        raise UserError(f"cannot write the report: {dest} exists and is not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".valstat-write-test-", dir=dest)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(f"cannot write into the report folder {dest}: "
+                        f"{error.strerror or error}") from None
+    return dest
+
+
+def _clean_figures(folder: Path) -> None:
+    """Remove figures of a previous build, so a figure that no longer applies is not left."""
+    from valstat.report.figures import FIGURES
+
+    for stem in FIGURES:
+        for fmt in FIGURE_FORMATS:
+            (folder / f"{stem}.{fmt}").unlink(missing_ok=True)
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from valstat.report.text import HERE
+
+    return Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+            or 0x3000 <= code <= 0x303F or 0x20000 <= code <= 0x2FFFF)
+
+
+def _render(template: str, context: dict) -> str:
+    """Render twice when the page holds CJK text: the second time with an inline @font-face
+    subset to exactly the CJK characters used, so the page shows real glyphs offline even on
+    a machine without any CJK font."""
+    from valstat.fonts import css_font_face
+
+    env = _environment()
+    page = env.get_template(template).render(font_face="", **context)
+    cjk = "".join(sorted({ch for ch in page if _is_cjk(ch)}))
+    if not cjk:
+        return page
+    return env.get_template(template).render(font_face=css_font_face(cjk), **context)
+
+
+def build_report(out_dir, dest=None, lang: str = "en") -> Path:
+    """Write the report for the store in `out_dir` into `dest` (default OUT_DIR/report/).
+
+    Returns the path of index.html. Raises UserError for an unknown language, a missing or
+    empty store, or a destination that cannot be written.
+    """
+    from valstat import __version__
+    from valstat.report.text import Strings
+
+    S = Strings(lang)
+    from valstat.store import load_tables
+
+    tables = load_tables(out_dir)
+    if tables.runs.empty:
+        raise UserError(f"the store in {out_dir} holds 0 runs: nothing to report yet "
+                        "(wait until `valstat run` has finished at least one run)")
+    dest = _prepare_dest(Path(dest) if dest is not None else Path(out_dir) / "report")
+
+    from valstat.report import content, latex
+    from valstat.report.analysis import analyse
+    from valstat.report.figures import make_figures
+    from valstat.report.text import cite_keys, cite_plain
+
+    analysis = analyse(tables)
+    figures_dir = dest / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    _clean_figures(figures_dir)
+    figures = make_figures(analysis, S, figures_dir)
+
+    table_list = content.tables(analysis, S)
+    methods = content.methods(analysis, S)
+    keys = list(dict.fromkeys(cite_keys(methods)))
+    latex.write_tables(table_list, dest / "tables", lang)
+    (dest / "figures.tex").write_text(latex.figures_tex(figures, lang), encoding="utf-8")
+    (dest / "methods.tex").write_text(latex.methods_tex(methods, lang), encoding="utf-8")
+    (dest / "methods.md").write_text(
+        latex.methods_md(methods, S["methods.title"], S["methods.references"]),
+        encoding="utf-8")
+    latex.write_bib(keys, dest / "references.bib")
+    (dest / "summary.json").write_text(json.dumps(analysis.summary, indent=2,
+                                                  ensure_ascii=False), encoding="utf-8")
+
+    entries = latex.parse_bib(latex.bib_text())
+    experiment = analysis.meta.get("experiment") or S["page.unnamed"]
+    context = {
+        "S": S.data, "html_lang": "zh-CN" if lang == "zh" else "en", "version": __version__,
+        "title": f"{S['page.title']} — {experiment}",
+        "subtitle": S("page.subtitle", experiment=experiment),
+        "coverage": content.coverage(analysis, S),
+        "coverage_complete": analysis.coverage["complete"],
+        "setup": content.setup(analysis, S),
+        "arm_differences": content.arm_differences(analysis, S),
+        "findings": content.findings(analysis, S),
+        "figures": figures, "tables": table_list, "advice": content.advice(analysis, S),
+        "methods": cite_plain(methods),
+        "references": [latex.format_reference(entries[k]) for k in keys if k in entries],
+        "generated": S("page.generated", store=str(out_dir), version=__version__),
+    }
+    index = dest / "index.html"
+    index.write_text(_render("report.html.j2", context), encoding="utf-8")
+    return index
+
+
+def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str = "en",
+                            title: str | None = None) -> Path:
+    """Single-run report (`valstat diagnose HISTORY --report DIR`): the curve with its
+    per-epoch binomial band and largest drop, loss beside accuracy, and the learning-rate
+    trace with the collapse marked, in the same page style. Returns the path of index.html.
+
+    epochs_df: epoch, val_accuracy and optionally val_loss, learning_rate (one run);
+    predictions_df: per-image rows (epoch, example, label, predicted) or None;
+    val_size: validation images (None: inferred from the accuracy lattice).
+    """
+    from valstat import __version__, stats
+    from valstat.diagnose import diagnose
+    from valstat.report.figures import make_single_run_figures
+    from valstat.report.text import Strings, epoch, pct, pts, pval, rate
+
+    S = Strings(lang)
+    result = diagnose(epochs_df, val_size=val_size)
+    n = int(result["val_size"])
+    dest = _prepare_dest(Path(dest))
+    epochs = epochs_df.sort_values("epoch").reset_index(drop=True)
+    accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
+    correct = None
+    if predictions_df is not None and len(predictions_df):
+        table = predictions_df.assign(ok=predictions_df["predicted"] == predictions_df["label"]) \
+            .pivot(index="epoch", columns="example", values="ok")
+        if table.shape == (len(epochs), n) and not table.isna().any().any():
+            correct = table.to_numpy(dtype=bool)
+    changes = stats.curve_changes(accuracy, n, correct=correct)
+    changes["epoch"] = epochs["epoch"].to_numpy()
+    drop = stats.largest_drop(changes)
+
+    paragraphs = []
+    k_last = int(changes["k"].iloc[-1])
+    paragraphs.append(S("single.lattice", n=n, step=pts(1 / n), k=k_last, acc=pct(k_last / n),
+                        low=pct(changes["low"].iloc[-1]), high=pct(changes["high"].iloc[-1])))
+    tested = changes["within_noise"].dropna()
+    paragraphs.append(S("single.changes", beyond=int((~tested.astype(bool)).sum()),
+                        tested=len(tested), n=n))
+    if drop is not None:
+        key = "drop_within" if drop["within_noise"] else "drop_beyond"
+        if correct is None:
+            key += "_fisher"
+        k = changes.set_index("epoch")["k"]
+        paragraphs.append(S("single.drop", k0=int(k[drop["from_epoch"]]),
+                            k1=int(k[drop["to_epoch"]]), n=n, e0=drop["from_epoch"],
+                            e1=drop["to_epoch"], images=-drop["images"],
+                            points=pts(-drop["images"] / n)))
+        paragraphs.append(S(f"findings.{key}", p=pval(drop["p_value"]), n=n,
+                            low=pts(drop["low"], signed=True), high=pts(drop["high"],
+                                                                         signed=True)))
+    if result.get("lr_collapse_epoch") is not None:
+        paragraphs.append(S("single.lr", initial=rate(result["lr_initial"]),
+                            epoch=result["lr_collapse_epoch"],
+                            after=result["lr_epochs_after_collapse"],
+                            final=rate(result["lr_final"])))
+        ties = result.get("lr_cuts_after_ties")
+        if ties and ties.get("consistent"):
+            paragraphs.append(S("single.lr_ties", ties=ties["after_ties_only"],
+                                cuts=ties["cuts"]))
+    if result.get("best_val_accuracy_epoch") is not None:
+        paragraphs.append(S("single.best", best_acc=epoch(result["best_val_accuracy_epoch"]),
+                            best_loss=epoch(result.get("best_val_loss_epoch")),
+                            epochs=len(epochs), n=n,
+                            noise=pts(result.get("best_epoch_expected_optimism"),
+                                      signed=True)))
+    if correct is None:
+        paragraphs.append(S["single.no_predictions"])
+
+    figures_dir = dest / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    _clean_figures(figures_dir)
+    figures = make_single_run_figures(epochs, changes, drop, result.get("lr_collapse_epoch"),
+                                      S, figures_dir, n)
+    heading = S("page.single_title", title=title or "history")
+    context = {"S": S.data, "html_lang": "zh-CN" if lang == "zh" else "en",
+               "version": __version__, "title": heading, "paragraphs": paragraphs,
+               "figures": figures,
+               "generated": S("page.generated", store=title or "history",
+                              version=__version__)}
+    index = dest / "index.html"
+    index.write_text(_render("single.html.j2", context), encoding="utf-8")
+    return index

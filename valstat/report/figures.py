@@ -1,0 +1,137 @@
+"""Draw the report's figures from an Analysis (fixed set, stable file names)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from valstat import plots
+from valstat.report.analysis import Analysis
+from valstat.report.text import Strings, pval
+
+# stem -> caption key; the order is the order in the report
+FIGURES = ("val_accuracy_runs", "run_band", "accuracy_distribution", "loss_vs_accuracy",
+           "learning_rate", "variance_components", "correct_map", "halfwidth", "arms_paired",
+           "selection")
+
+
+@dataclass
+class FigureEntry:
+    stem: str
+    caption: str
+    label: str            # LaTeX label, fig:valstat-<stem>
+    uri: str              # data URI of the SVG, for the page
+    files: dict           # format -> Path
+
+
+def _entry(saved: plots.SavedFigure, caption: str) -> FigureEntry:
+    uri = "data:image/svg+xml;base64," + base64.b64encode(saved.svg.encode("utf-8")).decode()
+    return FigureEntry(saved.stem, caption, f"fig:valstat-{saved.stem.replace('_', '-')}", uri,
+                       saved.paths)
+
+
+def drop_note(drop, n, L) -> str:
+    """Text at the arrow of the largest drop: images lost, p, within/beyond noise."""
+    if drop is None:
+        return ""
+    verdict = L["within_noise"] if drop["within_noise"] else L["beyond_noise"]
+    return L["drop_note"].format(images=-drop["images"], n=n, p=pval(drop["p_value"]),
+                                 verdict=verdict)
+
+
+def make_figures(analysis: Analysis, S: Strings, dest: Path) -> list:
+    """Draw every figure the data allows into `dest` (PDF, SVG, PNG); return FigureEntry list."""
+    dest.mkdir(parents=True, exist_ok=True)
+    L = S.section("figures")
+    C = S.section("captions")
+    colors = plots.arm_colors(analysis.arms)
+    epochs = analysis.epochs
+    out = []
+    with plots.figure_context(S.lang):
+        def add(stem, fig, caption):
+            out.append(_entry(plots.save_figure(fig, dest, stem), caption))
+
+        healthy = epochs[~epochs["status"].eq("diverged")]
+        add("val_accuracy_runs",
+            plots.plot_val_accuracy_runs(healthy, analysis.bands, analysis.val_sizes, colors, L),
+            C["val_accuracy_runs"])
+        example = analysis.example
+        if example is not None:
+            add("run_band", plots.plot_run_band(example["changes"], example["drop"],
+                                                drop_note(example["drop"], example["n"], L),
+                                                example["run_id"], colors[example["arm"]], L),
+                C["run_band"].format(run=example["run_id"], n=example["n"]))
+        intervals = {arm: {"final": (analysis.summary["arms"].get(arm) or {})
+                           .get("final_val_accuracy"),
+                           "best": (analysis.summary["arms"].get(arm) or {})
+                           .get("best_val_accuracy")} for arm in analysis.arms}
+        per_run = analysis.runs[~analysis.runs["diverged"]].rename(
+            columns={"final_val_accuracy": "final", "best_val_accuracy": "best"})
+        add("accuracy_distribution",
+            plots.plot_accuracy_distribution(per_run[["arm", "final", "best"]], intervals,
+                                             analysis.val_sizes, colors, L),
+            C["accuracy_distribution"])
+        if example is not None and epochs["val_loss"].notna().any():
+            arm_epochs = healthy[healthy["arm"] == example["arm"]]
+            add("loss_vs_accuracy",
+                plots.plot_loss_vs_accuracy(arm_epochs, example["run_id"],
+                                            colors[example["arm"]], L),
+                C["loss_vs_accuracy"].format(run=example["run_id"], arm=example["arm"]))
+        if epochs["learning_rate"].notna().any():
+            add("learning_rate", plots.plot_learning_rate(epochs, analysis.lr_marks, colors, L),
+                C["learning_rate"])
+        if not analysis.variance.empty:
+            add("variance_components",
+                plots.plot_variance_components(analysis.variance, colors, L),
+                C["variance_components"])
+        if analysis.correct_maps:
+            maps = [dict(m, title=L["map_collapsed" if m["kind"] == "collapsed"
+                                   else "map_example"].format(run=m["run_id"]))
+                    for m in analysis.correct_maps]
+            add("correct_map", plots.plot_correct_map(maps, L), C["correct_map"])
+        if analysis.halfwidth:
+            hw = analysis.halfwidth
+            caption = C["halfwidth"] + (C["halfwidth_measured"] if hw["measured"] is not None
+                                        else "")
+            targets = sorted((analysis.advice.get("sizes") or {}).items(), reverse=True)
+            add("halfwidth", plots.plot_halfwidth(hw["curve"], hw["current"], hw["measured"], L,
+                                                  targets), caption)
+        if len(analysis.arms) > 1 and analysis.paired["arm"].nunique() > 1:
+            add("arms_paired", plots.plot_arms_paired(analysis.paired, analysis.arms, colors, L),
+                C["arms_paired"])
+        if len(analysis.selection):
+            add("selection", plots.plot_selection(analysis.selection, colors, L),
+                C["selection"])
+    return out
+
+
+def make_single_run_figures(epochs: pd.DataFrame, changes: pd.DataFrame, drop, collapse_epoch,
+                            S: Strings, dest: Path, n: int) -> list:
+    """The single-run subset: band, loss beside accuracy, learning rate."""
+    dest.mkdir(parents=True, exist_ok=True)
+    L = S.section("figures")
+    C = S.section("captions")
+    color = plots.arm_colors(["run"])["run"]
+    out = []
+    frame = epochs.assign(run_id="run", arm="run")
+    with plots.figure_context(S.lang):
+        def add(stem, fig, caption):
+            out.append(_entry(plots.save_figure(fig, dest, stem), caption))
+
+        add("run_band", plots.plot_run_band(changes, drop, drop_note(drop, n, L), "", color, L),
+            C["single_band"].format(n=n))
+        if "val_loss" in frame and frame["val_loss"].notna().any():
+            add("loss_vs_accuracy", plots.plot_loss_vs_accuracy(frame, "run", color, L),
+                C["single_loss"])
+        if "learning_rate" in frame and frame["learning_rate"].notna().any() and \
+                (frame["learning_rate"] > 0).any():
+            marks = frame.iloc[0:0][["run_id", "arm", "epoch", "learning_rate"]]
+            if collapse_epoch is not None:
+                marks = frame[frame["epoch"] == collapse_epoch][
+                    ["run_id", "arm", "epoch", "learning_rate"]]
+            add("learning_rate", plots.plot_learning_rate(frame, marks, {"run": color}, L),
+                C["single_lr"])
+    return out

@@ -1,0 +1,158 @@
+"""The report's words: strings per language (en.toml, zh.toml beside this file) and the
+sentences built from an Analysis.
+
+All human text lives in the TOML files; this module only picks a string and fills in numbers.
+Values are plain text here: the HTML template escapes them (jinja2 autoescape) and the LaTeX
+writer escapes them with `latex.escape`. Citations are written `[@key]` or `[@a; @b]` and turned
+into "(Author Year)" or \\cite{...} by the writer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from valstat.errors import UserError
+
+HERE = Path(__file__).resolve().parent
+LANGS = ("en", "zh")
+
+
+class Strings:
+    """One language's strings: S["section.key"] or S("section.key", **values)."""
+
+    def __init__(self, lang: str):
+        if lang not in LANGS:
+            raise UserError(f"unknown language {lang!r}; choose one of: {', '.join(LANGS)}")
+        self.lang = lang
+        self.data = _load(lang)
+
+    def __getitem__(self, key: str):
+        node = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"missing string {key!r} for language {self.lang!r}")
+            node = node[part]
+        return node
+
+    def __call__(self, key: str, **values) -> str:
+        return self[key].format(**values)
+
+    def section(self, name: str) -> dict:
+        return dict(self[name])
+
+
+@functools.lru_cache(maxsize=None)
+def _load(lang: str) -> dict:
+    with open(HERE / f"{lang}.toml", "rb") as handle:
+        return tomllib.load(handle)
+
+
+# --------------------------------------------------------------------------- number formats
+
+def finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def pct(x, digits: int = 1, clip: bool = True) -> str:
+    """Accuracy fraction -> '80.0%' (clipped to [0, 100%]: t intervals can pass the bounds)."""
+    if not finite(x):
+        return "–"
+    x = float(x)
+    if clip:
+        x = min(max(x, 0.0), 1.0)
+    return f"{100 * x:.{digits}f}%"
+
+
+def pts(x, digits: int = 1, signed: bool = False) -> str:
+    """Fraction -> accuracy points, '3.3' (signed: '+3.3' / '−3.3')."""
+    if not finite(x):
+        return "–"
+    value = 100 * float(x)
+    text = f"{abs(value):.{digits}f}"
+    if signed:
+        return ("+" if value >= 0 else "−") + text
+    return ("−" if value < 0 and float(text) != 0 else "") + text
+
+
+def pval(p) -> str:
+    if not finite(p):
+        return "–"
+    p = float(p)
+    if p < 0.001:
+        return "< 0.001"
+    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+
+
+def num(x, digits: int = 2) -> str:
+    if not finite(x):
+        return "–"
+    return f"{float(x):.{digits}f}"
+
+
+def rate(x) -> str:
+    """Learning rate -> '1e-3', '5e-4', '1.5e-5'."""
+    if not finite(x) or float(x) <= 0:
+        return "0" if finite(x) else "–"
+    mantissa, exponent = f"{float(x):.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def epoch(x) -> str:
+    if not finite(x):
+        return "–"
+    value = float(x)
+    return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
+# --------------------------------------------------------------------------- citations
+
+CITES = {
+    "wilson1927": ("Wilson", "1927"),
+    "clopper1934": ("Clopper & Pearson", "1934"),
+    "brown2001": ("Brown, Cai & DasGupta", "2001"),
+    "mcnemar1947": ("McNemar", "1947"),
+    "newcombe1998paired": ("Newcombe", "1998"),
+    "fisher1922": ("Fisher", "1922"),
+    "efron1987": ("Efron", "1987"),
+    "nadeau2003": ("Nadeau & Bengio", "2003"),
+    "bouthillier2021": ("Bouthillier et al.", "2021"),
+    "jordan2024": ("Jordan", "2024"),
+    "noether1987": ("Noether", "1987"),
+    "cohen1988": ("Cohen", "1988"),
+    "krizhevsky2012": ("Krizhevsky et al.", "2012"),
+    "chollet2015keras": ("Chollet et al.", "2015"),
+    "seabold2010": ("Seabold & Perktold", "2010"),
+    "virtanen2020": ("Virtanen et al.", "2020"),
+}
+CITE_RE = re.compile(r"\[(@[A-Za-z0-9_]+(?:\s*;\s*@[A-Za-z0-9_]+)*)\]")
+
+
+def cite_keys(text: str) -> list:
+    keys = []
+    for match in CITE_RE.finditer(text):
+        keys += [k.strip().lstrip("@") for k in match.group(1).split(";")]
+    return keys
+
+
+def cite_plain(text: str) -> str:
+    """'[@wilson1927; @brown2001]' -> '(Wilson 1927; Brown, Cai & DasGupta 2001)'."""
+    def repl(match):
+        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
+        return "(" + "; ".join(" ".join(CITES.get(k, (k, ""))).strip() for k in keys) + ")"
+    return CITE_RE.sub(repl, text)
+
+
+def cite_latex(text: str) -> str:
+    """'[@wilson1927; @brown2001]' -> '\\cite{wilson1927,brown2001}' (after escaping)."""
+    def repl(match):
+        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
+        return "~\\cite{" + ",".join(keys) + "}"
+    return CITE_RE.sub(repl, text)
