@@ -68,7 +68,10 @@ def css_font_face(text: str, family: str = "valstat-cjk") -> str:
     """An inline `@font-face` rule with the CJK font subset to the characters of `text`.
 
     The page stays one self-contained file and shows real glyphs even on a machine without any
-    CJK font. Only the non-ASCII characters are kept (Latin text uses the page's own font), as a
+    CJK font. Put the family FIRST in the page's font-family list: Chromium lays text out before
+    a data-URI font has decoded and re-lays out only text whose first family is the new font,
+    so as a later fallback it left tofu boxes in some headings. `unicode-range` lists exactly
+    the subset's characters, so Latin text goes straight to the next family. Only the non-ASCII characters are kept (Latin text uses the page's own font), as a
     zlib-compressed WOFF in a data URI; a page of Chinese report text is about 100 kB.
     Returns "" when `text` has no non-ASCII character.
     """
@@ -92,5 +95,7 @@ def css_font_face(text: str, family: str = "valstat-cjk") -> str:
     font.flavor = "woff"
     font.save(buffer)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return ("@font-face{font-family:'%s';font-style:normal;font-weight:400;"
-            "src:url(data:font/woff;base64,%s) format('woff');}" % (family, data))
+    ranges = ",".join(f"U+{ord(ch):X}" for ch in characters)
+    return ("@font-face{font-family:'%s';font-style:normal;font-weight:400;font-display:block;"
+            "unicode-range:%s;src:url(data:font/woff;base64,%s) format('woff');}"
+            % (family, ranges, data))

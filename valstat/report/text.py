@@ -93,7 +93,7 @@ def pval(p) -> str:
 def num(x, digits: int = 2) -> str:
     if not finite(x):
         return "–"
-    return f"{float(x):.{digits}f}"
+    return f"{float(x):.{digits}f}".replace("-", "−")
 
 
 def rate(x) -> str:
