@@ -104,7 +104,7 @@ def cmd_diagnose(args) -> int:
     if args.report:
         from valstat.report import write_single_run_report
 
-        index = write_single_run_report(epochs, None, result["val_size"], args.report,
+        index = write_single_run_report(epochs, None, args.val_size, args.report,
                                         title=Path(args.history).name)
         print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
     return 0

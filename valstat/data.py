@@ -124,14 +124,15 @@ def _decode_folder(root: Path, image_size: int) -> Dataset:
         images.append(_resize(rgb, image_size))
         labels.append(label)
         names.append(str(path.relative_to(root)))
-    if skipped:
-        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {shown}", stacklevel=2)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
     for name, count in zip(class_names, counts):
         if count < MIN_IMAGES_PER_CLASS:
             raise UserError(f"--data {root}: class '{name}' has {count} readable image(s) "
-                            f"after skipping unreadable files; need at least {MIN_IMAGES_PER_CLASS}")
+                            f"after skipping {len(skipped)} unreadable file(s); "
+                            f"need at least {MIN_IMAGES_PER_CLASS}")
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {shown}", stacklevel=2)
     return Dataset(images=np.stack(images), labels=np.asarray(labels, dtype=np.int64),
                    class_names=class_names, names=names, source=str(root), skipped=skipped)
 

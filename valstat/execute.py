@@ -8,7 +8,7 @@ interrupted sweep keeps every finished run and the same command resumes it.
 from __future__ import annotations
 
 import os
-import time
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +72,14 @@ def _dask_client(workers: int, threads: int, scheduler: str | None):
         except (OSError, TimeoutError) as error:
             raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=50)
+    # Workers inherit an ignored SIGINT, so Ctrl-C in the terminal stops only the driver,
+    # which then shuts the cluster down in order.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=50)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return Client(cluster)
 
 

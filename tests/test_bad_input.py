@@ -1,0 +1,237 @@
+"""Bad input, interruptions and hostile names: one clear line, non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import TINY, valstat, write_image_folder
+from valstat.store import load_tables, store_path
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("valstat: error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_data(tmp_path, case):
+    root = tmp_path / "data"
+    if case == "missing":
+        return root
+    if case == "file":
+        root.write_text("not a folder")
+        return root
+    root.mkdir()
+    if case == "empty":
+        return root
+    if case == "one_class":
+        write_image_folder(root, classes=("only",), per_class=6)
+    elif case == "class_without_images":
+        write_image_folder(root, classes=("a", "b"), per_class=6)
+        (root / "c").mkdir()
+        (root / "c" / "notes.txt").write_text("no images here")
+    elif case == "all_corrupt_in_a_class":
+        write_image_folder(root, classes=("a", "b"), per_class=6)
+        for path in (root / "b").iterdir():
+            path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "no such folder"),
+    ("file", "not a folder"),
+    ("empty", "no class subfolders"),
+    ("one_class", "only one class"),
+    ("class_without_images", "'c' holds no images"),
+    ("all_corrupt_in_a_class", "class 'b' has 0 readable image"),
+])
+def test_bad_data_folders_are_refused(tmp_path, case, fragment):
+    data = make_data(tmp_path, case)
+    result = valstat("run", TINY, "--data", data, "--out", tmp_path / "out", "--quiet")
+    assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seeds", "0"], "--seeds: must be at least 1"),
+    (["--seeds", "-3"], "--seeds: must be at least 1"),
+    (["--seeds", "abc"], "--seeds: expected a whole number"),
+    (["--epochs", "0"], "--epochs: must be at least 1"),
+    (["--folds", "40"], "--folds 40 is larger than the smallest class allows"),
+    (["--val-size", "5000"], "val_size 5000 + truth_size 100 = 5220 is too many"),
+    (["--val-size", "4"], "smaller than the number of classes (10)"),
+    (["--holdout", "2"], "--holdout: must be in [0, 0.9)"),
+    (["no_such_experiment"], "experiment file no_such_experiment not found"),
+])
+def test_bad_options_are_refused(tmp_path, args, fragment):
+    experiment = [] if args[0] == "no_such_experiment" else [TINY]
+    result = valstat("run", *experiment, *args, "--out", tmp_path / "out", "--quiet")
+    assert_one_line_error(result, fragment)
+    assert not store_path(tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ('[training]\nepochz = 3\n', ["unknown key 'epochz'", "[training]", "bad.toml"]),
+    ('[training]\nepochs = "three"\n', ["[training] epochs", "bad.toml", "whole number"]),
+    ('[schedule]\nmonitor = "val_auc"\n', ["monitor", "val_accuracy, val_loss"]),
+    ('colour = "red"\n', ["unknown key 'colour'", "bad.toml"]),
+    ('[arms.a]\ntraining = { learning_rat = 1 }\n', ["unknown key 'learning_rat'", "arms.a"]),
+    ('[training\n', ["not valid TOML"]),
+])
+def test_bad_experiment_files_name_the_key_and_file(tmp_path, text, fragments):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    result = valstat("run", bad, "--out", tmp_path / "out", "--quiet")
+    assert_one_line_error(result, *fragments)
+
+
+def test_awkward_images_are_converted_and_corrupt_ones_skipped_with_one_warning(tmp_path):
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "data", classes=("a", "b"), per_class=12)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (40, 17), dtype=np.uint8), "L").save(root / "a" / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (9, 31, 4), dtype=np.uint8), "RGBA").save(root / "a" / "rgba.png")
+    Image.fromarray(rng.integers(0, 65535, (20, 20), dtype=np.uint16)).save(root / "b" / "deep.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "b" / "pic.gif")
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "b" / "fake.png").write_text("hello")
+    os.symlink(root / "b", root / "b" / "loop")           # a symlink loop inside a class
+    (root / "中文类").mkdir()
+    for index in range(6):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+            root / "中文类" / f"图片{index}.bmp")
+
+    from valstat.data import load_dataset
+
+    with pytest.warns(UserWarning, match="skipped 2 unreadable image.*broken.jpg.*fake.png"):
+        dataset = load_dataset(str(root), 16)
+    assert dataset.class_names == ["a", "b", "中文类"]
+    assert dataset.images.shape == (12 + 2 + 12 + 2 + 6, 16, 16, 3)
+    assert dataset.images.dtype == np.uint8
+    deep = dataset.names.index("b/deep.png")
+    assert dataset.images[deep].std() > 10        # 16-bit values scaled, not clipped to white
+
+    result = valstat("run", TINY, "--data", root, "--seeds", "1", "--epochs", "1",
+                     "--val-size", "6", "--out", tmp_path / "out", "--quiet", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "broken.jpg" in warnings[0] and "Traceback" not in result.stderr
+
+
+def test_store_of_another_experiment_is_refused_and_left_unchanged(tiny_sweep, tmp_path):
+    before = sha(store_path(tiny_sweep))
+    result = valstat("run", TINY, "--epochs", "5", "--out", tiny_sweep, "--quiet")
+    assert_one_line_error(result, "different experiment config")
+    assert sha(store_path(tiny_sweep)) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_store_is_refused_and_left_byte_for_byte(tiny_sweep, tmp_path, damage):
+    out = tmp_path / "damaged"
+    out.mkdir()
+    original = store_path(tiny_sweep).read_bytes()
+    damaged = {"truncate": original[: len(original) // 3], "garbage": b"x" * 5000,
+               "empty": b""}[damage]
+    store_path(out).write_bytes(damaged)
+    before = sha(store_path(out))
+    for command in (["run", TINY, "--out", out, "--quiet"], ["stats", out], ["report", out],
+                    ["export", out, "--csv", tmp_path / "csv"]):
+        result = valstat(*command)
+        assert_one_line_error(result, str(store_path(out)))
+        assert sha(store_path(out)) == before
+
+
+def test_unwritable_output_folder_is_refused(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = valstat("run", TINY, "--out", blocker / "out", "--quiet")
+    assert_one_line_error(result, "cannot create output folder")
+
+
+def test_diverging_run_is_kept_and_the_sweep_continues(tmp_path):
+    exploding = tmp_path / "explode.toml"
+    exploding.write_text(TINY.read_text() + '\n[arms.explodes]\ntraining = { optimizer = "sgd", '
+                         'learning_rate = 1e12 }\n')
+    out = tmp_path / "out"
+    result = valstat("run", exploding, "--seeds", "1", "--epochs", "3", "--out", out, "--quiet",
+                     "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    runs = load_tables(out).runs.set_index("arm")
+    assert runs.loc["explodes", "status"] == "diverged"
+    assert runs.loc["explodes", "epochs_run"] >= 1
+    assert (runs.drop(index="explodes").status == "finished").all()
+    assert "1 diverged" in result.stdout
+
+
+def _start_sweep(out, seeds):
+    return subprocess.Popen(
+        [sys.executable, "-m", "valstat.cli", "run", str(TINY), "--seeds", str(seeds),
+         "--epochs", "3", "--out", str(out), "--quiet", "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_runs(out, count, process, limit=300):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        if store_path(out).exists():
+            try:
+                with sqlite3.connect(store_path(out)) as connection:
+                    if connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= count:
+                        return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.5)
+    raise AssertionError("sweep did not store a run in time")
+
+
+def _assert_complete_without_duplicates(out, runs):
+    with sqlite3.connect(store_path(out)) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == runs
+        assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == runs * 3
+        assert connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == runs * 90
+
+
+def test_ctrl_c_stops_cleanly_keeps_runs_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "out"
+    process = _start_sweep(out, seeds=6)
+    _wait_for_runs(out, 1, process)
+    os.killpg(process.pid, signal.SIGINT)            # what Ctrl-C sends to the terminal's group
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert "Run the same command again to resume" in stderr
+    kept = len(load_tables(out).runs)
+    assert 1 <= kept < 12
+
+
+def test_kill_9_of_the_driver_then_rerun_resumes_without_duplicates(tmp_path):
+    out = tmp_path / "out"
+    process = _start_sweep(out, seeds=3)
+    _wait_for_runs(out, 1, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    kept = len(load_tables(out).runs)
+    assert 1 <= kept < 6
+    again = valstat("run", TINY, "--seeds", "3", "--epochs", "3", "--out", out, "--quiet",
+                    "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert f"{kept} already stored" in again.stdout
+    _assert_complete_without_duplicates(out, 6)
