@@ -89,6 +89,19 @@ class SavedFigure:
     svg: str
 
 
+def _freeze_layout(fig: Figure) -> None:
+    """Keep the layout the first save computed for the other formats.
+
+    With any layout engine set (even the placeholder that set_layout_engine("none") leaves),
+    every savefig draws the whole figure once more just to lay it out; the positions are
+    already final after the first save, so drop the engine. matplotlib has no public call
+    that removes it, hence the attribute (guarded: if it changes, we only lose speed).
+    """
+    fig.set_layout_engine("none")
+    if hasattr(fig, "_layout_engine"):
+        fig._layout_engine = None
+
+
 def save_figure(fig: Figure, dest: str | Path, stem: str, formats=FORMATS) -> SavedFigure:
     """Write `fig` as dest/stem.{pdf,svg,png} (each format once) and close it."""
     dest = Path(dest)
@@ -102,9 +115,7 @@ def save_figure(fig: Figure, dest: str | Path, stem: str, formats=FORMATS) -> Sa
             fig.savefig(path, format=fmt, metadata=metadata.get(fmt))
             paths[fmt] = path
             if i == 0:
-                # the layout is settled by the first save: keep it for the other formats
-                # instead of solving the constrained layout again (the slow part)
-                fig.set_layout_engine("none")
+                _freeze_layout(fig)
     finally:
         plt.close(fig)
     svg = paths["svg"].read_text(encoding="utf-8") if "svg" in paths else ""
@@ -307,6 +318,7 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
             ax.plot([xs], [info["estimate"]], marker="D", ms=4.5, color="white",
                     mec=colors[arm], mew=1.3, zorder=4)
         ax.set_title(title)
+        ax.set_xlabel(labels["arm"])
         ax.set_xticks(np.arange(len(arms)) - 0.1, arms)
         ax.set_xlim(-0.75, len(arms) - 0.55)
         ax.set_ylim(-0.02, 1.02)
@@ -453,7 +465,7 @@ def plot_correct_map(maps: list, labels: dict) -> Figure:
         matrix = np.asarray(item["matrix"], dtype=float)
         images, n_epochs = matrix.shape
         first = item.get("first_epoch", 0)
-        ax.imshow(matrix, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+        ax.imshow(matrix, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="none",
                   extent=(first - 0.5, first + n_epochs - 0.5, images + 0.5, 0.5))
         ax.set_title(item["title"])
         ax.set_xlabel(labels["epoch"])
@@ -539,6 +551,7 @@ def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dic
         ax.plot(np.full(len(wide), xs[i]), wide[arm] + jitter[:, i], ls="", marker="o", ms=3.5,
                 color=colors[arm], alpha=0.8, zorder=3)
     ax.set_xticks(xs, arms)
+    ax.set_xlabel(labels["arm"])
     ax.set_xlim(-0.35, len(arms) - 0.65)
     ax.set_ylim(-0.02, 1.02)
     _percent_axis(ax)

@@ -57,14 +57,21 @@ def versions() -> dict:
 
 
 def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed: int):
-    """A Keras PyDataset whose batch order depends only on `order_seed` (reshuffled each epoch)."""
+    """A Keras PyDataset whose epoch-e batch order is a function of (order_seed, e) alone.
+
+    Pass it to fit with shuffle=False: Keras would otherwise reorder batches with Python's global
+    random state, which Dask's threads also draw from.
+    """
     import keras
+
+    def permutation(epoch: int) -> np.ndarray:
+        return np.random.default_rng([order_seed, epoch]).permutation(len(images))
 
     class ShuffledBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.rng = np.random.default_rng(order_seed)
-            self.order = self.rng.permutation(len(images))
+            self.epoch = 0
+            self.order = permutation(0)
 
         def __len__(self):
             return -(-len(images) // batch_size)
@@ -74,7 +81,8 @@ def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed
             return images[chosen], onehot[chosen]
 
         def on_epoch_end(self):
-            self.order = self.rng.permutation(len(images))
+            self.epoch += 1
+            self.order = permutation(self.epoch)
 
     return ShuffledBatches()
 
@@ -97,7 +105,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
     started = time.perf_counter()
     _enable_determinism()
     keras.utils.set_random_seed(spec.init_seed)
-    model = build_alexnet(arm.data.image_size, dataset.n_classes, arm.model)
+    model = build_alexnet(arm.data.image_size, dataset.n_classes, arm.model, seed=spec.init_seed)
     model.compile(optimizer=build_optimizer(arm.training), loss=arm.training.loss,
                   metrics=["accuracy"])
     recorder = ValidationRecorder(
@@ -107,7 +115,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
     divergence = StopOnDivergence()
     model.fit(_batches(images[split.train], onehot[split.train], arm.training.batch_size,
                        spec.order_seed),
-              epochs=arm.training.epochs, verbose=0,
+              epochs=arm.training.epochs, verbose=0, shuffle=False,
               callbacks=[recorder, divergence, *build_schedule(arm.schedule)])
     wall_s = time.perf_counter() - started
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -66,10 +67,8 @@ def _environment():
                        undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
 
 
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return (0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
-            or 0x3000 <= code <= 0x303F or 0x20000 <= code <= 0x2FFFF)
+# CJK ideographs, radicals, symbols and punctuation, full-width forms, extension planes
+_CJK = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002ffff]")
 
 
 def _render(template: str, context: dict) -> str:
@@ -80,7 +79,7 @@ def _render(template: str, context: dict) -> str:
 
     env = _environment()
     page = env.get_template(template).render(font_face="", **context)
-    cjk = "".join(sorted({ch for ch in page if _is_cjk(ch)}))
+    cjk = "".join(sorted(set(_CJK.findall(page))))
     if not cjk:
         return page
     return env.get_template(template).render(font_face=css_font_face(cjk), **context)

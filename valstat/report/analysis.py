@@ -86,18 +86,30 @@ def _summary_meta(meta: dict) -> dict:
 
 
 def _correct_matrices(predictions: pd.DataFrame) -> dict:
-    """run_id -> (epochs, examples, labels, (epochs x images) bool correct), sorted."""
+    """run_id -> (epochs, examples, labels, (epochs x images) bool correct), sorted.
+
+    Runs whose predictions do not form a full epochs x images grid are left out.
+    """
     out = {}
     if predictions is None or predictions.empty:
         return out
-    frame = predictions.assign(correct=predictions["predicted"] == predictions["label"])
-    for run_id, group in frame.groupby("run_id", sort=False):
-        table = group.pivot(index="epoch", columns="example", values="correct")
-        if table.isna().any().any():
+    frame = predictions.sort_values(["run_id", "epoch", "example"], kind="stable")
+    run = frame["run_id"].to_numpy()
+    epoch = frame["epoch"].to_numpy()
+    example = frame["example"].to_numpy()
+    label = frame["label"].to_numpy()
+    correct = frame["predicted"].to_numpy() == label
+    bounds = np.flatnonzero(np.r_[True, run[1:] != run[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        epochs_u = np.unique(epoch[lo:hi])
+        first = epoch[lo:hi] == epochs_u[0]
+        examples_u = example[lo:hi][first]
+        shape = (len(epochs_u), len(examples_u))
+        if hi - lo != shape[0] * shape[1] or not np.array_equal(
+                example[lo:hi].reshape(shape), np.broadcast_to(examples_u, shape)):
             continue
-        labels = group.drop_duplicates("example").set_index("example")["label"]
-        out[run_id] = (table.index.to_numpy(), table.columns.to_numpy(),
-                       labels.reindex(table.columns).to_numpy(), table.to_numpy(dtype=bool))
+        out[run[lo]] = (epochs_u, examples_u, label[lo:hi][first],
+                        correct[lo:hi].reshape(shape))
     return out
 
 

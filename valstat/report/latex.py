@@ -145,10 +145,18 @@ def _plain_tex(value: str) -> str:
 
 def format_reference(entry: dict) -> str:
     """One plain-text reference: Authors (Year). Title. Venue, volume(number), pages. doi."""
-    authors = [a.strip() for a in _plain_tex(entry.get("author", "")).split(" and ")]
-    if len(authors) > 6:
-        authors = authors[:6] + ["et al."]
-    text = f"{', '.join(authors)} ({entry.get('year', '')}). {_plain_tex(entry.get('title', ''))}."
+    names = [a.strip() for a in _plain_tex(entry.get("author", "")).split(" and ") if a.strip()]
+    authors = []
+    for name in names[:6]:
+        if name == "others":
+            continue
+        last, _, first = name.partition(",")
+        initials = " ".join(f"{part[0]}." for part in first.replace(".", " ").split() if part)
+        authors.append(f"{last.strip()}, {initials}" if initials else last.strip())
+    if len(names) > 6 or "others" in names:
+        authors.append("et al.")
+    text = ", ".join(authors)
+    text = f"{text} ({entry.get('year', '')}). {_plain_tex(entry.get('title', ''))}."
     venue = entry.get("journal") or entry.get("booktitle") or entry.get("publisher") \
         or entry.get("howpublished")
     if venue:

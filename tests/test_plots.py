@@ -1,0 +1,201 @@
+"""Figures: each function draws labelled axes; saving writes PDF (TrueType only), SVG and PNG;
+Chinese labels use the packaged CJK font (no tofu: every glyph is in a font we ship)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
+
+from valstat import fonts, plots  # noqa: E402
+from valstat.report.text import HERE  # noqa: E402
+from valstat.stats import curve_changes, largest_drop  # noqa: E402
+
+
+def pdf_fonts(path) -> list[tuple[str, str]]:
+    """(subtype, base font) of every font dictionary in a PDF written by matplotlib.
+
+    matplotlib writes font dictionaries as plain (uncompressed) objects, so a regex over the
+    bytes finds them; FontFile2 marks an embedded TrueType program.
+    """
+    data = path.read_bytes()
+    return [(m.group(1).decode(), m.group(2).decode())
+            for m in re.finditer(rb"/Subtype\s*/(\w+)[^>]*?/BaseFont\s*/([\w+-]+)", data)] + \
+        [(m.group(2).decode(), m.group(1).decode())
+         for m in re.finditer(rb"/BaseFont\s*/([\w+-]+)[^>]*?/Subtype\s*/(\w+)", data)]
+
+
+def assert_truetype_only(path):
+    data = path.read_bytes()
+    assert b"/Type3" not in data, f"{path.name} has a Type 3 font"
+    assert b"/FontFile2" in data, f"{path.name} embeds no TrueType font program"
+    assert b"/FontFile3" not in data, f"{path.name} embeds a CFF (FontFile3) font"
+    kinds = {kind for kind, _ in pdf_fonts(path)}
+    assert kinds <= {"Type0", "CIDFontType2", "TrueType"}, kinds
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture()
+def labels():
+    with open(HERE / "en.toml", "rb") as handle:
+        return tomllib.load(handle)["figures"]
+
+
+def _epochs(runs=4, epochs=10, n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(runs):
+        k = np.clip(np.cumsum(rng.integers(-2, 4, size=epochs)) + 10, 0, n)
+        lr = 1e-3 * 0.1 ** (np.arange(epochs) // 3)
+        for e in range(epochs):
+            rows.append({"run_id": f"a/s{r}/f0", "arm": "a" if r < 2 else "b", "epoch": e,
+                         "val_accuracy": k[e] / n, "val_loss": 2.0 * np.exp(-e / 4) + 0.1 * r,
+                         "learning_rate": lr[e]})
+    return pd.DataFrame(rows)
+
+
+def test_save_figure_writes_three_formats_with_truetype(tmp_path, labels):
+    epochs = _epochs()
+    bands = epochs.groupby(["arm", "epoch"])["val_accuracy"].agg(
+        estimate="mean", low="min", high="max").reset_index()
+    with plots.figure_context("en"):
+        fig = plots.plot_val_accuracy_runs(epochs, bands, {"a": 30, "b": 30},
+                                           plots.arm_colors(["a", "b"]), labels)
+        saved = plots.save_figure(fig, tmp_path, "runs")
+    assert {p.suffix for p in saved.paths.values()} == {".pdf", ".svg", ".png"}
+    assert all(p.stat().st_size > 1000 for p in saved.paths.values())
+    assert saved.svg.lstrip().startswith("<?xml")
+    assert_truetype_only(saved.paths["pdf"])
+    assert "DejaVuSans" in {name.split("+")[-1] for _, name in pdf_fonts(saved.paths["pdf"])}
+    from PIL import Image
+
+    with Image.open(saved.paths["png"]) as image:
+        width = image.size[0]
+        dpi = image.info.get("dpi", (0, 0))[0]
+    assert abs(dpi - 300) < 1
+    assert abs(width / 300 * 2.54 - 16) < 0.6   # thesis text width, 16 cm
+
+
+def test_every_plot_function_labels_its_axes(labels):
+    epochs = _epochs()
+    n = 30
+    one = epochs[epochs["run_id"] == "a/s0/f0"]
+    changes = curve_changes(one["val_accuracy"].to_numpy(), n)
+    drop = largest_drop(changes)
+    colors = plots.arm_colors(["a", "b"])
+    per_run = pd.DataFrame({"arm": ["a", "a", "b", "b"], "final": [0.5, 0.6, 0.7, 0.7],
+                            "best": [0.6, 0.7, 0.8, 0.8]})
+    intervals = {"a": {"final": {"estimate": 0.55, "low": 0.4, "high": 0.7, "pi_low": 0.2,
+                                 "pi_high": 0.9}}}
+    components = pd.DataFrame({"arm": ["a"] * 5, "component": ["total", "finite_sample", "split",
+                                                              "seed", "residual"],
+                               "variance": [0.01, 0.004, np.nan, 0.003, 0.006]})
+    curve = pd.DataFrame({"n": [10, 30, 100, 1000], "halfwidth": [0.25, 0.15, 0.08, 0.03]})
+    paired = pd.DataFrame({"unit": ["0", "1", "0", "1"], "arm": ["a", "a", "b", "b"],
+                           "final": [0.5, 0.6, 0.7, 0.6]})
+    selection = pd.DataFrame({"run_id": ["x", "y"], "arm": ["a", "b"], "chosen": [0.8, 0.9],
+                              "truth": [0.7, 0.85]})
+    collapse = pd.DataFrame({"run_id": ["a/s0/f0"], "arm": ["a"], "epoch": [6],
+                             "learning_rate": [1e-5]})
+    matrix = np.random.default_rng(1).random((30, 10)) > 0.4
+    with plots.figure_context("en"):
+        figures = [
+            plots.plot_run_band(changes, drop, "note", "a/s0/f0", colors["a"], labels),
+            plots.plot_accuracy_distribution(per_run, intervals, {"a": n, "b": n}, colors,
+                                             labels),
+            plots.plot_loss_vs_accuracy(epochs[epochs["arm"] == "a"], "a/s0/f0", colors["a"],
+                                        labels),
+            plots.plot_learning_rate(epochs, collapse, colors, labels),
+            plots.plot_variance_components(components, colors, labels),
+            plots.plot_correct_map([{"title": "run", "matrix": matrix,
+                                     "row_labels": [str(i // 3) for i in range(30)]}], labels),
+            plots.plot_halfwidth(curve, {"n": 30, "p": 0.7, "halfwidth": 0.15}, None, labels,
+                                 [(0.05, 300)]),
+            plots.plot_arms_paired(paired, ["a", "b"], colors, labels),
+            plots.plot_selection(selection, colors, labels),
+        ]
+    for fig in figures:
+        visible = [ax for ax in fig.axes if ax.get_visible()]
+        assert visible
+        assert any(ax.get_xlabel() for ax in visible), fig
+        assert any(ax.get_ylabel() or ax.get_yticklabels() for ax in visible)
+    lr_axis = figures[3].axes[0]
+    assert lr_axis.get_yscale() == "log"
+
+
+def test_arm_colours_are_stable_and_distinct():
+    first = plots.arm_colors(["a", "b", "c"])
+    again = plots.arm_colors(["a", "b", "c"])
+    assert first == again and len(set(first.values())) == 3
+
+
+def test_cjk_font_is_packaged_truetype_and_registered():
+    path = fonts.cjk_font_path()
+    assert path.suffix == ".ttc" and path.is_file()
+    assert "site-packages" in str(path) or "dist-packages" in str(path)
+    family = fonts.register_cjk_font()
+    assert family == fonts.CJK_FAMILY
+    assert fonts.font_family("zh") == ["DejaVu Sans", family]
+    assert fonts.font_family("en") == ["DejaVu Sans"]
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(str(path), fontNumber=0, lazy=True)
+    assert "glyf" in font and "CFF " not in font     # TrueType outlines: embeds as fonttype 42
+    assert "fvar" not in font                         # static, not a variable font
+    assert font["OS/2"].usWeightClass == 400          # regular weight
+
+
+def _chars(value) -> set:
+    if isinstance(value, dict):
+        return set().union(*(_chars(v) for v in value.values())) if value else set()
+    return set(str(value))
+
+
+def test_every_chinese_figure_glyph_is_in_a_font_we_ship():
+    """No tofu: each character of the zh figure text is in DejaVu Sans or the CJK font."""
+    with open(HERE / "zh.toml", "rb") as handle:
+        strings = tomllib.load(handle)
+    wanted = _chars(strings["figures"]) - set("{}:.0fg")
+    fonts.register_cjk_font()
+    dejavu = FT2Font(font_manager.findfont("DejaVu Sans", fallback_to_default=False))
+    cjk = FT2Font(str(fonts.cjk_font_path()))
+    covered = set(dejavu.get_charmap()) | set(cjk.get_charmap())
+    missing = sorted(ch for ch in wanted if ord(ch) not in covered and not ch.isspace())
+    assert not missing, f"characters without a glyph: {missing}"
+
+
+def test_chinese_pdf_embeds_the_cjk_font_as_truetype(tmp_path, labels):
+    with open(HERE / "zh.toml", "rb") as handle:
+        zh = tomllib.load(handle)["figures"]
+    curve = pd.DataFrame({"n": [10, 30, 100], "halfwidth": [0.25, 0.15, 0.08]})
+    with plots.figure_context("zh"):
+        fig = plots.plot_halfwidth(curve, {"n": 30, "p": 0.7, "halfwidth": 0.15}, None, zh)
+        saved = plots.save_figure(fig, tmp_path, "hw")
+    assert_truetype_only(saved.paths["pdf"])
+    names = {name.split("+")[-1] for _, name in pdf_fonts(saved.paths["pdf"])}
+    assert "WenQuanYiMicroHei" in names
+    assert 'font-family' not in saved.svg   # SVG text is drawn as paths: no font needed
+
+
+def test_css_font_face_subsets_to_the_text():
+    css = fonts.css_font_face("验证准确率 abc")
+    assert css.startswith("@font-face{font-family:'valstat-cjk'")
+    assert "data:font/woff;base64," in css
+    assert "U+9A8C" in css and "U+61" not in css   # 验 is in, ASCII is left to other fonts
+    assert len(css) < 20000
+    assert fonts.css_font_face("only ascii") == ""

@@ -1,0 +1,338 @@
+"""`valstat report`: a report from a small synthetic store, checked as a student would use it.
+
+One English report is built in a fresh interpreter (to check TensorFlow/Keras are never
+imported) from a store whose class, arm and experiment names are hostile to HTML and LaTeX;
+one Chinese report is built in-process. The page is opened in headless Chromium from file://
+with the network off. Cheaper variants (partial store, no truth set) are checked on the text
+alone, without drawing figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from report_fixtures import CHROMIUM, HOSTILE, Chromium, build_store
+from valstat.errors import UserError
+from valstat.report import build_report, write_single_run_report
+from valstat.report.figures import FIGURES
+from valstat.store import Store, load_tables
+
+REPO = Path(__file__).resolve().parent.parent
+EVIL_EXPERIMENT = 'exp <b>bold</b> & 100% $x_1$ #{~^}\\'
+EVIL_ARM = "lr_1e-3 & <i>"
+ARMS = (EVIL_ARM, "constant_lr")
+
+
+def _store(path: Path, **kwargs) -> Path:
+    defaults = dict(arms=ARMS, seeds=3, folds=2, epochs=12, class_names=HOSTILE,
+                    experiment=EVIL_EXPERIMENT)
+    defaults.update(kwargs)
+    return build_store(path, **defaults)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return _store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="module")
+def english(store):
+    """Build the English report in a fresh interpreter; return (index path, modules seen)."""
+    code = ("import json, sys\n"
+            "from valstat.report import build_report\n"
+            f"index = build_report({str(store)!r})\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'torch', 'jax'))\n"
+            "print(json.dumps({'index': str(index), 'heavy': heavy}))\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return Path(result["index"]), result["heavy"]
+
+
+@pytest.fixture(scope="module")
+def chinese(store, tmp_path_factory):
+    return build_report(store, tmp_path_factory.mktemp("zh"), lang="zh")
+
+
+# --------------------------------------------------------------------------- the files
+
+def test_report_never_imports_tensorflow_or_keras(english):
+    index, heavy = english
+    assert index == index.parent / "index.html" and index.parent.name == "report"
+    assert heavy == []
+
+
+def test_report_writes_the_thesis_kit(english):
+    index, _ = english
+    dest = index.parent
+    stems = {p.stem for p in (dest / "figures").glob("*.pdf")}
+    assert stems == set(FIGURES)          # this store allows every figure
+    for stem in stems:
+        for fmt in ("svg", "png"):
+            assert (dest / "figures" / f"{stem}.{fmt}").stat().st_size > 1000
+    for name in ("arms", "comparisons", "variance", "optimism"):
+        assert (dest / "tables" / f"{name}.tex").read_text().count("\\toprule") == 1
+        assert (dest / "tables" / f"{name}.csv").stat().st_size > 0
+    figures_tex = (dest / "figures.tex").read_text()
+    assert figures_tex.count("\\begin{figure}") == len(stems)
+    assert figures_tex.count("\\caption{") == figures_tex.count("\\label{fig:valstat-")
+    summary = json.loads((dest / "summary.json").read_text())
+    assert summary["arm_names"] == list(ARMS)
+
+
+def test_methods_cite_every_bibtex_entry_they_need(english):
+    dest = english[0].parent
+    methods = (dest / "methods.tex").read_text()
+    cited = {k for group in re.findall(r"\\cite\{([^}]*)\}", methods) for k in group.split(",")}
+    bib = (dest / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    assert cited == keys
+    assert {"wilson1927", "clopper1934", "brown2001", "mcnemar1947", "efron1987",
+            "nadeau2003", "bouthillier2021", "jordan2024"} <= keys
+    markdown = (dest / "methods.md").read_text()
+    assert "(Wilson 1927; Brown, Cai & DasGupta 2001)" in markdown
+    assert "Clopper, C. J., Pearson, E. S. (1934)" in markdown
+
+
+def test_every_pdf_embeds_truetype_only(english, chinese):
+    from test_plots import assert_truetype_only, pdf_fonts
+
+    for index in (english[0], chinese):
+        for pdf in (index.parent / "figures").glob("*.pdf"):
+            assert_truetype_only(pdf)
+    cjk = {name.split("+")[-1] for pdf in (chinese.parent / "figures").glob("*.pdf")
+           for _, name in pdf_fonts(pdf)}
+    assert "WenQuanYiMicroHei" in cjk
+
+
+# --------------------------------------------------------------------------- the page
+
+def test_page_is_self_contained(english):
+    html = english[0].read_text(encoding="utf-8")
+    assert "<script" not in html.lower().replace("&lt;script", "")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert not re.search(r"url\(\s*['\"]?https?:", html)
+    assert "<link" not in html
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert len(images) == len(FIGURES)
+    assert all(src.startswith("data:image/svg+xml;base64,") for src in images)
+
+
+def test_data_derived_text_is_escaped_in_html(english):
+    html = english[0].read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;quotes&#34;" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<i>" not in html and "lr_1e-3 &amp; &lt;i&gt;" in html
+
+
+def test_data_derived_text_is_escaped_in_latex(english):
+    dest = english[0].parent
+    arms_tex = (dest / "tables" / "arms.tex").read_text()
+    assert r"lr\_1e-3 \& \textless{}i\textgreater{}" in arms_tex
+    assert "<i>" not in arms_tex
+
+
+def test_page_says_what_it_covers_and_answers_the_questions(english):
+    html = english[0].read_text(encoding="utf-8")
+    assert "covers all 12 runs" in html
+    for heading in ("Accuracy on 30 images moves in steps of 3.3 points",
+                    "Is the drop bigger than the noise of this validation set?",
+                    "Why the curves go flat", "Why the loss is smooth",
+                    "Where the run-to-run spread comes from",
+                    "Picking the best epoch flatters the model", "What to do"):
+        assert heading in html, heading
+    assert "McNemar" in html and "ReduceLROnPlateau" in html
+    assert re.search(r"predicted the class “[^”]+” for every validation image", html)
+    assert re.search(r"For ±5 points you need about \d+ validation images", html)
+
+
+def _pixel_spread(path: Path) -> tuple[float, float]:
+    from PIL import Image, ImageStat
+
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        stddev = ImageStat.Stat(grey).stddev[0]
+        histogram = grey.histogram()
+    ink = 1 - sum(histogram[240:]) / sum(histogram)
+    return stddev, ink
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason=f"{CHROMIUM} is not installed (CI installs Chromium)")
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_page_renders_offline_in_headless_chromium(lang, english, chinese, tmp_path):
+    index = english[0] if lang == "en" else chinese
+    browser = Chromium(tmp_path / "profile")
+    try:
+        browser.open(index.resolve().as_uri())
+        images = browser.evaluate(
+            "JSON.stringify(Array.from(document.images).map(i => [i.complete, i.naturalWidth]))")
+        fonts_ok = browser.evaluate("document.fonts.ready.then(() => document.fonts.status)")
+        cjk_font = browser.evaluate("document.fonts.check('16px valstat-cjk', '验证')")
+        shot = browser.screenshot(tmp_path / f"{lang}.png")
+        errors = browser.errors()
+        fetched = [u for u in browser.requests() if not u.startswith(("data:", "file:"))]
+    finally:
+        browser.close()
+    images = json.loads(images)
+    assert len(images) == len(FIGURES)
+    assert all(complete and width > 100 for complete, width in images), images
+    assert errors == []
+    assert fetched == []
+    assert fonts_ok == "loaded"
+    assert cjk_font is True      # the hostile class name aside, zh text needs the CJK subset
+    stddev, ink = _pixel_spread(shot)
+    assert stddev > 20 and ink > 0.03, (stddev, ink)
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+def _compile(engine: str, preamble: str, dest: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    body = ["\\input{methods.tex}"]
+    body += [f"\\input{{tables/{t.stem}.tex}}" for t in sorted((dest / "tables").glob("*.tex"))]
+    body += ["\\input{figures.tex}", "\\bibliographystyle{plain}", "\\bibliography{references}"]
+    document = (f"\\documentclass{{article}}\n{preamble}\n"
+                "\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+                + "\n".join(body) + "\n\\end{document}\n")
+    work = tmp_path / "tex"
+    shutil.copytree(dest, work)
+    (work / "main.tex").write_text(document, encoding="utf-8")
+    return subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+                          cwd=work, capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex on this machine")
+def test_english_latex_snippets_compile(english, tmp_path):
+    done = _compile("pdflatex", "\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}",
+                    english[0].parent, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def _has_ctex() -> bool:
+    if shutil.which("xelatex") is None or shutil.which("kpsewhich") is None:
+        return False
+    found = subprocess.run(["kpsewhich", "ctex.sty"], capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
+@pytest.mark.skipif(not _has_ctex(), reason="no xelatex with ctex on this machine")
+def test_chinese_latex_snippets_compile(chinese, tmp_path):
+    done = _compile("xelatex", "\\usepackage{ctex}", chinese.parent, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+# --------------------------------------------------------------------------- Chinese text
+
+def test_chinese_report_text_and_font(chinese):
+    html = chinese.read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in html
+    assert "我的验证曲线为什么是这个样子？" in html
+    assert "本报告涵盖扫描计划中的全部 12 次运行" in html
+    assert "@font-face{font-family:'valstat-cjk'" in html
+    used = set(re.findall("[\u4e00-\u9fff]", re.sub(r"data:[^\"')]+", "", html)))
+    ranges = re.search(r"unicode-range:([^;]+);", html).group(1)
+    covered = {chr(int(code[2:], 16)) for code in ranges.split(",")}
+    assert used <= covered
+    methods = (chinese.parent / "methods.tex").read_text(encoding="utf-8")
+    assert "Wilson 得分区间~\\cite{wilson1927,brown2001}" in methods
+    assert "每次运行的验证集准确率" in (chinese.parent / "figures.tex").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- variants (text only)
+
+def _text_of(out_dir: Path, lang: str = "en") -> str:
+    """Every sentence the report would print, without drawing any figure."""
+    from valstat.report import content
+    from valstat.report.analysis import analyse
+    from valstat.report.text import Strings
+
+    S = Strings(lang)
+    analysis = analyse(load_tables(out_dir))
+    parts = content.coverage(analysis, S)
+    for finding in content.findings(analysis, S):
+        parts += [finding["title"], *finding["paragraphs"]]
+    parts += content.advice(analysis, S) + [content.methods(analysis, S)]
+    return "\n".join(parts)
+
+
+def test_partial_store_says_how_many_runs_it_covers(tmp_path):
+    out = build_store(tmp_path / "partial", seeds=3, folds=2, epochs=8, max_runs=5)
+    text = _text_of(out)
+    assert "covers 5 of the 12 runs the sweep planned" in text
+    assert "still running or was interrupted" in text
+
+
+def test_store_without_truth_set_says_so(tmp_path):
+    out = build_store(tmp_path / "notruth", arms=("baseline",), seeds=2, folds=2, epochs=8,
+                      truth=False)
+    text = _text_of(out)
+    assert "The store has no truth set (truth accuracy is absent)" in text
+    assert "Selection optimism" not in text
+
+
+def test_store_with_a_diverged_run_and_missing_meta(tmp_path):
+    out = build_store(tmp_path / "diverged", arms=("baseline",), seeds=3, folds=1, epochs=8,
+                      diverged=True, meta=False)
+    text = _text_of(out)
+    assert "1 run(s) diverged" in text
+    assert "does not say how many were planned" in text
+
+
+# --------------------------------------------------------------------------- user errors
+
+def test_unknown_language_is_a_user_error(store, tmp_path):
+    with pytest.raises(UserError, match="unknown language 'fr'"):
+        build_report(store, tmp_path / "r", lang="fr")
+
+
+def test_missing_store_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no valstat store"):
+        build_report(tmp_path / "nothing", tmp_path / "r")
+
+
+def test_empty_store_is_a_user_error(tmp_path):
+    Store(tmp_path / "empty").close()
+    with pytest.raises(UserError, match="0 runs"):
+        build_report(tmp_path / "empty", tmp_path / "r")
+
+
+def test_unwritable_destination_is_a_user_error(store, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot create the report folder"):
+        build_report(store, blocker / "report")
+
+
+# --------------------------------------------------------------------------- single run
+
+def test_single_run_report(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    accuracy = np.array([4, 9, 15, 18, 21, 17, 17, 17, 17, 17]) / 30
+    rate = 1e-3 * np.array([1, 1, 1, 1, 1, 1, 0.1, 0.1, 0.01, 0.001])
+    epochs = pd.DataFrame({"epoch": np.arange(10), "val_accuracy": accuracy,
+                           "val_loss": np.linspace(2.2, 0.9, 10), "learning_rate": rate,
+                           "loss": np.linspace(2.3, 0.5, 10), "accuracy": accuracy})
+    index = write_single_run_report(epochs, None, 30, tmp_path / "single", lang="zh",
+                                    title="history.csv")
+    html = index.read_text(encoding="utf-8")
+    assert index.name == "index.html"
+    assert {p.stem for p in (tmp_path / "single" / "figures").glob("*.pdf")} == \
+        {"run_band", "loss_vs_accuracy", "learning_rate"}
+    assert "单次训练：history.csv" in html
+    assert "Fisher" in html
+    assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
