@@ -31,7 +31,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, MultipleLocator  # noqa: E402
+from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotation,
+                               MaxNLocator, MultipleLocator, NullLocator)  # noqa: E402
 
 from valstat.fonts import font_family  # noqa: E402
 
@@ -375,7 +376,7 @@ def plot_loss_vs_accuracy(epochs: pd.DataFrame, highlight: str, color: str,
 
 
 def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dict,
-                       labels: dict) -> Figure:
+                       labels: dict, legend_arms: bool = True) -> Figure:
     """Learning rate of every run on a log axis; where it collapsed is marked with a cross.
 
     epochs: run_id, arm, epoch, learning_rate; collapse: run_id, arm, epoch, learning_rate
@@ -402,15 +403,23 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
     if len(data):
         lo, hi = float(data["learning_rate"].min()), float(data["learning_rate"].max())
         ax.set_ylim(lo / 3, hi * 3)
-        span = np.log10(hi) - np.log10(lo)
-        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=12 if span < 10 else 7))
+        # decades counted down from the initial rate, so that it is always labelled
+        top, bottom = int(np.floor(np.log10(hi))), int(np.floor(np.log10(lo)))
+        step = max(1, int(np.ceil((top - bottom) / 8)))
+        ax.yaxis.set_major_locator(FixedLocator([10.0 ** e for e in
+                                                 range(top, bottom - 1, -step)]))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(LogFormatterSciNotation())
         _epoch_axis(ax, int(data["epoch"].max()))
     ax.set_xlabel(labels["epoch"])
     ax.set_ylabel(labels["learning_rate"])
-    handles = [Line2D([], [], color=colors[a], lw=1.5, label=a) for a in arms]
-    handles.append(Line2D([], [], ls="", marker="X", ms=6, mfc=GREY, mec="black", mew=0.6,
-                          label=labels["collapse_mark"]))
-    ax.legend(handles=handles, loc="lower left")
+    handles = [Line2D([], [], color=colors[a], lw=1.5, label=a) for a in arms] \
+        if legend_arms else []
+    if collapse is not None and len(collapse):
+        handles.append(Line2D([], [], ls="", marker="X", ms=6, mfc=GREY, mec="black", mew=0.6,
+                              label=labels["collapse_mark"]))
+    if handles:
+        ax.legend(handles=handles, loc="lower left")
     return fig
 
 

@@ -132,6 +132,7 @@ def make_single_run_figures(epochs: pd.DataFrame, changes: pd.DataFrame, drop, c
             if collapse_epoch is not None:
                 marks = frame[frame["epoch"] == collapse_epoch][
                     ["run_id", "arm", "epoch", "learning_rate"]]
-            add("learning_rate", plots.plot_learning_rate(frame, marks, {"run": color}, L),
+            add("learning_rate", plots.plot_learning_rate(frame, marks, {"run": color}, L,
+                                                          legend_arms=False),
                 C["single_lr"])
     return out
