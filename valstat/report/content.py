@@ -422,9 +422,9 @@ def advice(analysis: Analysis, S: Strings) -> list:
         out.append(S("advice.val_size", p=pct(adv["p"], 0), hw=pts(hw["halfwidth"]),
                      n=adv["n"], n5=sizes.get(0.05) or "?", n25=sizes.get(0.025) or "?"))
     mdd = adv.get("mdd")
-    if mdd and finite(mdd.get("difference")):
-        out.append(S("advice.mdd", n=mdd["n"], mdd=pts(mdd["difference"]),
-                     images=num(mdd["images"], 0)))
+    if mdd and (finite(mdd.get("increase")) or finite(mdd.get("decrease"))):
+        out.append(S("advice.mdd", n=mdd["n"], up=pts(mdd.get("increase")),
+                     down=pts(abs(mdd["decrease"])) if finite(mdd.get("decrease")) else "–"))
     if adv.get("runs_needed"):
         pairs = max([c.get("pairs") or 0 for c in analysis.summary.get("comparisons") or []],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]
