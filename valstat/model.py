@@ -14,13 +14,21 @@ def alexnet_filters(width: float) -> list[int]:
     return [max(4, int(round(f * width))) for f in ALEXNET_FILTERS]
 
 
-def build_alexnet(image_size: int, n_classes: int, config: ModelConfig) -> keras.Model:
+def build_alexnet(image_size: int, n_classes: int, config: ModelConfig,
+                  seed: int = 0) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012, single-tower): five convolutions, three max-pools,
     two dense layers with dropout, softmax. Input (image_size, image_size, 3) uint8-range floats.
 
     `width` scales the filter counts; pools switch to 'same' padding only where the feature map
     would otherwise vanish (inputs far below 227 px), so 227 px gives the classic 55-27-13-6 maps.
+    Every initialiser and dropout layer gets its own seed derived from `seed`, so the weights
+    never depend on Python's global random state (which other threads, e.g. Dask's, also use).
     """
+    seeds = iter(range(seed * 100, seed * 100 + 100))
+
+    def init():
+        return keras.initializers.GlorotUniform(seed=next(seeds))
+
     filters = alexnet_filters(config.width)
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
@@ -29,7 +37,8 @@ def build_alexnet(image_size: int, n_classes: int, config: ModelConfig) -> keras
         first = index == 0
         x = keras.layers.Conv2D(count, kernel, strides=4 if first else 1,
                                 padding="valid" if first else "same",
-                                activation=None if config.batch_norm else "relu")(x)
+                                activation=None if config.batch_norm else "relu",
+                                kernel_initializer=init())(x)
         if first:
             size = (size - kernel) // 4 + 1
         if config.batch_norm:
@@ -41,9 +50,9 @@ def build_alexnet(image_size: int, n_classes: int, config: ModelConfig) -> keras
             size = (size - 3) // 2 + 1 if padding == "valid" else (size + 1) // 2
     x = keras.layers.Flatten()(x)
     for _ in range(2):
-        x = keras.layers.Dense(config.dense_units, activation="relu")(x)
-        x = keras.layers.Dropout(config.dropout)(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+        x = keras.layers.Dense(config.dense_units, activation="relu", kernel_initializer=init())(x)
+        x = keras.layers.Dropout(config.dropout, seed=next(seeds))(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init())(x)
     return keras.Model(inputs, outputs, name="alexnet")
 
 

@@ -1,0 +1,108 @@
+"""Sweeps on a Dask cluster the test starts on loopback: lost workers, same answers as local."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, valstat
+from valstat.store import load_tables, store_path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def dask_process(*args):
+    return subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+@pytest.fixture
+def cluster():
+    """A scheduler and two single-thread workers (separate `dask worker` commands)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    scheduler = dask_process("scheduler", "--host", "127.0.0.1", "--port",
+                             address.rsplit(":", 1)[1], "--no-dashboard")
+    workers = [dask_process("worker", address, "--nworkers", "1", "--nthreads", "1",
+                            "--no-dashboard", "--name", f"w{i}") for i in range(2)]
+    from dask.distributed import Client
+
+    deadline = time.time() + 90
+    while True:
+        try:
+            with Client(address, timeout="5s") as client:
+                client.wait_for_workers(2, timeout=60)
+            break
+        except (OSError, TimeoutError):
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+    yield address, workers
+    for process in [*workers, scheduler]:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def stored_runs(out) -> int:
+    if not store_path(out).exists():       # sqlite3.connect would create an empty file
+        return 0
+    try:
+        with sqlite3.connect(store_path(out)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_killed_worker_does_not_stop_the_sweep_and_answers_match_local(cluster, tmp_path):
+    address, workers = cluster
+    out = tmp_path / "cluster"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "valstat.cli", "run", str(TINY), "--seeds", "3", "--epochs", "3",
+         "--out", str(out), "--quiet", "--scheduler", address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while stored_runs(out) < 1:
+        assert driver.poll() is None, driver.communicate()
+        assert time.time() < deadline, "no run finished on the cluster"
+        time.sleep(0.3)
+    os.killpg(workers[0].pid, signal.SIGKILL)             # a worker machine goes away mid-sweep
+    stdout, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr
+    cluster_tables = load_tables(out)
+    assert len(cluster_tables.runs) == 6 and cluster_tables.runs.run_id.is_unique
+    assert len(cluster_tables.epochs) == 18
+    assert not cluster_tables.epochs.duplicated(["run_id", "epoch"]).any()
+
+    local = tmp_path / "local"
+    result = valstat("run", TINY, "--seeds", "3", "--epochs", "3", "--out", local, "--quiet",
+                     "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    local_tables = load_tables(local)
+    columns = ["run_id", "epoch", "loss", "val_loss", "val_accuracy", "learning_rate",
+               "truth_accuracy"]
+    pd.testing.assert_frame_equal(local_tables.epochs[columns].reset_index(drop=True),
+                                  cluster_tables.epochs[columns].reset_index(drop=True),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(local_tables.predictions.reset_index(drop=True),
+                                  cluster_tables.predictions.reset_index(drop=True),
+                                  check_exact=True)
+
+
+def test_unreachable_scheduler_is_one_clear_line(tmp_path):
+    result = valstat("run", TINY, "--seeds", "1", "--out", tmp_path / "o", "--quiet",
+                     "--scheduler", f"tcp://127.0.0.1:{free_port()}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("valstat: error: cannot reach the Dask scheduler")
