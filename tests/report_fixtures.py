@@ -85,7 +85,7 @@ def _simulate_run(rng, difficulty, labels, val_ids, truth_ids, epochs, schedule,
 def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epochs=20,
                 val_size=30, val_sizes=None, collapse=True, truth=True, class_names=None,
                 experiment="synthetic", max_runs=None, diverged=False, meta=True,
-                vary=("init", "order"), seed=0) -> Path:
+                vary=("init", "order"), predictions=True, seed=0) -> Path:
     """Write a synthetic store into `out_dir` and return it.
 
     arms: arm names; an arm whose name contains "constant" keeps its learning rate fixed, others
@@ -94,7 +94,8 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
     collapse: the first run of the first arm collapses to one class. diverged: one run's loss
     becomes NaN at epoch 3 (status "diverged"). vary: seed kinds that change with the seed; with
     "split" in it every seed draws new validation images, without it each fold keeps its images
-    across seeds (so the finite-sample variance is estimable).
+    across seeds (so the finite-sample variance is estimable). predictions=False writes no
+    per-image rows (runs recorded from a plain Keras history).
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -163,7 +164,7 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
                            "val_examples": [int(i) for i in val_ids]}
                     store.write_run(RunRecord(
                         run=run, epochs=[(run_id, *r) for r in rows],
-                        predictions=[(run_id, *p) for p in preds]))
+                        predictions=[(run_id, *p) for p in preds] if predictions else []))
                     written += 1
     return out_dir
 

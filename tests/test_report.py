@@ -281,6 +281,7 @@ def test_store_without_truth_set_says_so(tmp_path):
     text = _text_of(out)
     assert "The store has no truth set (truth accuracy is absent)" in text
     assert "Selection optimism" not in text
+    assert "overstated accuracy by" not in text
 
 
 def test_store_with_a_diverged_run_and_missing_meta(tmp_path):
@@ -336,3 +337,11 @@ def test_single_run_report(tmp_path):
     assert "单次训练：history.csv" in html
     assert "Fisher" in html
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
+
+
+def test_store_without_per_image_predictions(tmp_path):
+    out = build_store(tmp_path / "nopred", arms=("baseline",), seeds=2, folds=1, epochs=8,
+                      predictions=False)
+    text = _text_of(out)
+    assert "no per-image predictions, so a collapse to one class cannot be checked" in text
+    assert "Fisher’s exact test" in text and "[@fisher1922]" in text

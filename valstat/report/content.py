@@ -337,9 +337,9 @@ def _selection(analysis, S):
         noise = optimism.get("expected_from_noise") or {}
         paragraphs.append(S("findings.selection_body", arm=arm,
                             epochs=noise.get("epochs") or _epochs(analysis, arm),
-                            n=analysis.val_sizes.get(arm), mean=pts(best["mean"], signed=True),
+                            n=analysis.val_sizes.get(arm), mean=pts(best["mean"]),
                             low=pts(best["low"], signed=True), high=pts(best["high"], signed=True),
-                            max=pts(best["max"], signed=True), runs=best.get("n_runs"),
+                            max=pts(best["max"]), runs=best.get("n_runs"),
                             n_truth=n_truth or "?"))
         if finite(noise.get("expected_optimism")):
             paragraphs.append(S("findings.selection_noise",
