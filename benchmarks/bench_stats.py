@@ -12,7 +12,6 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -20,23 +19,7 @@ from valstat.stats import mean_interval
 from valstat.stats.simulate import fake_store
 from valstat.summary import summarize
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def append_result(line: str) -> None:
-    """Add `line` to the "## stats" section of RESULTS.md (created if missing), leaving other sections alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = text.rstrip("\n").split("\n")
-    if "## stats" not in lines:
-        lines += ["", "## stats"]
-    i = lines.index("## stats") + 1
-    while i < len(lines) and not lines[i].startswith("## "):
-        i += 1
-    while i > 0 and lines[i - 1] == "":
-        i -= 1
-    lines.insert(i, line)
-    RESULTS.write_text("\n".join(lines) + "\n")
-
+from common import append_result
 
 def time_bootstrap(repeats: int) -> dict:
     """Best seconds of mean_interval over 100 values with n_boot=10,000, per method."""
@@ -77,7 +60,7 @@ def main() -> None:
     if not args.no_record:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         boot_text = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in boot.items())
-        append_result(f"- {stamp} summarize, {size}: {best:.2f} s best of {len(times)}; "
+        append_result("stats", f"- {stamp} summarize, {size}: {best:.2f} s best of {len(times)}; "
                       f"mean_interval n_boot=10000 over 100 values: {boot_text} "
                       f"({platform.machine()}, python {platform.python_version()})")
     print(f"{best:.3f}")

@@ -32,7 +32,6 @@ epochs are the history's own epoch numbers; counts are images.
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import numpy as np
@@ -40,6 +39,7 @@ import pandas as pd
 
 from valstat.errors import UserError
 from valstat.history import validate_epochs
+from valstat.summary import to_plain
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
@@ -190,7 +190,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         "assumption": "epochs measured independently on n images at the curve's mean accuracy",
     }
 
-    result = _plain(result)
+    result = to_plain(result)
     result["verdict"] = _verdict(result, epochs)
     return result
 
@@ -420,29 +420,3 @@ def format_diagnosis(result: dict, width: int = 100) -> str:
     lines.extend(textwrap.wrap(result["verdict"], width=width, initial_indent="  ",
                                subsequent_indent="  "))
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# plain JSON types
-
-
-def _plain(value):
-    """Recursively turn numpy/pandas scalars into Python ones, NaN/inf/NA into None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [_plain(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if not math.isfinite(value):
-            return None
-        return value
-    if isinstance(value, str):
-        return value
-    return value

@@ -178,7 +178,7 @@ def _columns_from_csv(text: str, name: str) -> dict:
     except csv.Error as error:
         raise UserError(f"{name} is not a readable CSV file: {error}") from None
     numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
-    (header_lineno, header), body = numbered[0], numbered[1:]
+    (_, header), body = numbered[0], numbered[1:]
     header = [cell.strip() for cell in header]
     if len(header) == 1 and not _is_name(header[0]):
         raise UserError(f"{name} has no header line naming the columns "
