@@ -147,7 +147,7 @@ def test_data_derived_text_is_escaped_in_latex(english):
 
 def test_page_says_what_it_covers_and_answers_the_questions(english):
     html = english[0].read_text(encoding="utf-8")
-    assert "covers all 12 runs" in html
+    assert "covers every run the sweep planned: 12" in html
     for heading in ("Accuracy on 30 images moves in steps of 3.3 points",
                     "Is the drop bigger than the noise of this validation set?",
                     "Why the curves go flat", "Why the loss is smooth",
@@ -240,7 +240,7 @@ def test_chinese_report_text_and_font(chinese):
     html = chinese.read_text(encoding="utf-8")
     assert '<html lang="zh-CN">' in html
     assert "我的验证曲线为什么是这个样子？" in html
-    assert "本报告涵盖扫描计划中的全部 12 次运行" in html
+    assert "本报告涵盖扫描计划中的全部运行：共 12 次" in html
     assert "@font-face{font-family:'valstat-cjk'" in html
     used = set(re.findall("[\u4e00-\u9fff]", re.sub(r"data:[^\"')]+", "", html)))
     ranges = re.search(r"unicode-range:([^;]+);", html).group(1)
@@ -345,3 +345,28 @@ def test_store_without_per_image_predictions(tmp_path):
     text = _text_of(out)
     assert "no per-image predictions, so a collapse to one class cannot be checked" in text
     assert "Fisher’s exact test" in text and "[@fisher1922]" in text
+
+
+def test_every_string_exists_in_both_languages_with_the_same_placeholders():
+    import string
+    import tomllib
+
+    from valstat.report.text import HERE
+
+    def flat(table, prefix=""):
+        out = {}
+        for key, value in table.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    def fields(text):
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    en, zh = (flat(tomllib.load(open(HERE / f"{lang}.toml", "rb"))) for lang in ("en", "zh"))
+    assert set(en) == set(zh)
+    assert {k for k in en if fields(en[k]) != fields(zh[k])} == set()
+    assert set(re.findall(r"\[@(\w+)", " ".join(en.values()))) == \
+        set(re.findall(r"\[@(\w+)", " ".join(zh.values())))

@@ -193,7 +193,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
         k = changes.set_index("epoch")["k"]
         paragraphs.append(S("single.drop", k0=int(k[drop["from_epoch"]]),
                             k1=int(k[drop["to_epoch"]]), n=n, e0=drop["from_epoch"],
-                            e1=drop["to_epoch"], images=-drop["images"],
+                            e1=drop["to_epoch"], images=S.images(-drop["images"]),
                             points=pts(-drop["images"] / n)))
         paragraphs.append(S(f"findings.{key}", p=pval(drop["p_value"]), n=n,
                             low=pts(drop["low"], signed=True), high=pts(drop["high"],

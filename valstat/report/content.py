@@ -203,7 +203,7 @@ def _drop(analysis, S):
         k = ch.set_index("epoch")["k"]
         paragraphs.append(S("findings.drop_example", run=example["run_id"], arm=example["arm"],
                             k0=int(k[d["from_epoch"]]), k1=int(k[d["to_epoch"]]), n=n,
-                            e0=d["from_epoch"], e1=d["to_epoch"], images=-d["images"],
+                            e0=d["from_epoch"], e1=d["to_epoch"], images=S.images(-d["images"]),
                             points=pts(-d["images"] / n)))
         key = "drop_within" if d["within_noise"] else "drop_beyond"
         if not example["paired"]:
@@ -338,10 +338,9 @@ def _selection(analysis, S):
         paragraphs.append(S("findings.selection_body", arm=arm,
                             epochs=noise.get("epochs") or _epochs(analysis, arm),
                             n=analysis.val_sizes.get(arm), mean=pts(best["mean"]),
-                            low=pts(best["low"], signed=True), high=pts(best["high"], signed=True),
-                            max=pts(best["max"]), runs=best.get("n_runs"),
+                            ci=_ci_text(S, best), max=pts(best["max"]), runs=best.get("n_runs"),
                             n_truth=n_truth or "?"))
-        if finite(noise.get("expected_optimism")):
+        if finite(noise.get("expected_optimism")) and (noise.get("epochs") or 0) > 1:
             paragraphs.append(S("findings.selection_noise",
                                 noise=pts(noise["expected_optimism"], signed=True),
                                 epochs=noise["epochs"], n=noise["n"],
@@ -349,8 +348,7 @@ def _selection(analysis, S):
         final = rules.get("final") or {}
         if finite(final.get("mean")):
             paragraphs.append(S("findings.selection_final", mean=pts(final["mean"], signed=True),
-                                low=pts(final["low"], signed=True),
-                                high=pts(final["high"], signed=True)))
+                                ci=_ci_text(S, final)))
     if not any_truth:
         arm = analysis.arms[0]
         noise = _noise_without_truth(analysis, arm)
@@ -361,6 +359,14 @@ def _selection(analysis, S):
         else:
             paragraphs.append(S["findings.selection_absent_plain"])
     return {"id": "selection", "title": S["findings.selection_title"], "paragraphs": paragraphs}
+
+
+def _ci_text(S, row) -> str:
+    """'95% CI -4.5 to +20.7' in points, or a note when there is no interval (one run)."""
+    if finite(row.get("low")) and finite(row.get("high")):
+        return S("findings.ci", low=pts(row["low"], signed=True),
+                 high=pts(row["high"], signed=True))
+    return S["findings.ci_none"]
 
 
 def _epochs(analysis, arm):
@@ -422,9 +428,11 @@ def advice(analysis: Analysis, S: Strings) -> list:
         out.append(S("advice.val_size", p=pct(adv["p"], 0), hw=pts(hw["halfwidth"]),
                      n=adv["n"], n5=sizes.get(0.05) or "?", n25=sizes.get(0.025) or "?"))
     mdd = adv.get("mdd")
-    if mdd and (finite(mdd.get("increase")) or finite(mdd.get("decrease"))):
-        out.append(S("advice.mdd", n=mdd["n"], up=pts(mdd.get("increase")),
-                     down=pts(abs(mdd["decrease"])) if finite(mdd.get("decrease")) else "–"))
+    if mdd and finite(mdd.get("increase")) and finite(mdd.get("decrease")):
+        out.append(S("advice.mdd", n=mdd["n"], up=pts(mdd["increase"]),
+                     down=pts(abs(mdd["decrease"]))))
+    elif mdd and finite(mdd.get("decrease")):
+        out.append(S("advice.mdd_down", n=mdd["n"], down=pts(abs(mdd["decrease"]))))
     if adv.get("runs_needed"):
         pairs = max([c.get("pairs") or 0 for c in analysis.summary.get("comparisons") or []],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]

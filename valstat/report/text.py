@@ -44,6 +44,11 @@ class Strings:
     def section(self, name: str) -> dict:
         return dict(self[name])
 
+    def images(self, count: int) -> str:
+        """'1 image' / '4 images' (one form in Chinese)."""
+        key = "units.images_one" if abs(int(count)) == 1 else "units.images_many"
+        return self(key, n=int(count))
+
 
 @functools.lru_cache(maxsize=None)
 def _load(lang: str) -> dict:
