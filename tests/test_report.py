@@ -370,3 +370,21 @@ def test_every_string_exists_in_both_languages_with_the_same_placeholders():
     assert {k for k in en if fields(en[k]) != fields(zh[k])} == set()
     assert set(re.findall(r"\[@(\w+)", " ".join(en.values()))) == \
         set(re.findall(r"\[@(\w+)", " ".join(zh.values())))
+
+
+def test_one_class_collapse_counts_from_when_the_final_class_took_over():
+    import pandas as pd
+
+    from valstat.report.analysis import _one_class
+
+    rows = []
+    for epoch, guesses in enumerate([[7] * 4, [4] * 4, [6] * 4, [6] * 4]):
+        rows += [("r", epoch, example, label, guess)
+                 for example, (label, guess) in enumerate(zip([6, 1, 2, 3], guesses))]
+    predictions = pd.DataFrame(rows, columns=["run_id", "epoch", "example", "label",
+                                              "predicted"])
+    runs = pd.DataFrame({"run_id": ["r"], "arm": ["a"], "final_val_accuracy": [0.25],
+                         "n": [4]})
+    meta = {"dataset": {"class_names": [f"c{i}" for i in range(8)]}}
+    (item,) = _one_class(predictions, runs, meta)
+    assert (item["from_epoch"], item["epochs"], item["class_name"], item["k"]) == (2, 2, "c6", 1)

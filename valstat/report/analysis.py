@@ -285,10 +285,13 @@ def _one_class(predictions, runs, meta):
         flags = group["collapsed"].to_numpy()
         if run_id not in info.index or not flags[-1]:
             continue
-        start = len(flags)
-        while start > 0 and flags[start - 1]:
-            start -= 1
+        # the streak of epochs predicting the same single class as the last epoch (a run can
+        # collapse onto one class, then onto another)
         cls = group["majority_class"].iloc[-1]
+        same = flags & (group["majority_class"].to_numpy() == cls)
+        start = len(same)
+        while start > 0 and same[start - 1]:
+            start -= 1
         final = float(info.at[run_id, "final_val_accuracy"])
         n = info.at[run_id, "n"]
         out.append({"run_id": run_id, "arm": info.at[run_id, "arm"],

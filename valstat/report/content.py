@@ -13,7 +13,7 @@ import pandas as pd
 
 from valstat import __version__, stats
 from valstat.report.analysis import LEVEL, Analysis
-from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate
+from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 
 
 @dataclass
@@ -259,16 +259,25 @@ def _flat(analysis, S):
     if analysis.one_class:
         paragraphs.append(S("findings.one_class_count", count=len(analysis.one_class),
                             runs=with_predictions))
-        for item in analysis.one_class[:5]:
-            paragraphs.append(S("findings.one_class", run=item["run_id"], arm=item["arm"],
-                                cls=item["class_name"], e=item["from_epoch"],
-                                epochs=item["epochs"], k=item["k"] if item["k"] is not None
-                                else "?", n=item["n"] or "?", acc=pct(item["final"])))
+        first, *others = analysis.one_class
+        paragraphs.append(S("findings.one_class", run=first["run_id"], arm=first["arm"],
+                            cls=first["class_name"], e=first["from_epoch"],
+                            epochs=first["epochs"], k=_or(first["k"]), n=_or(first["n"]),
+                            acc=pct(first["final"])))
+        if others:
+            sep = "；" if S.lang == "zh" else "; "
+            paragraphs.append(S("findings.one_class_more", items=sep.join(
+                S("findings.one_class_item", run=o["run_id"], cls=o["class_name"],
+                  e=o["from_epoch"], k=_or(o["k"]), n=_or(o["n"])) for o in others)))
     elif with_predictions:
         paragraphs.append(S("findings.one_class_none", runs=with_predictions))
     else:
         paragraphs.append(S["findings.one_class_unknown"])
     return {"id": "flat", "title": S["findings.flat_title"], "paragraphs": paragraphs}
+
+
+def _or(value, missing="?"):
+    return missing if value is None else value
 
 
 def _smooth(analysis, S):
@@ -283,7 +292,7 @@ def _smooth(analysis, S):
                                 acc_move=pts(st["median_acc_move"]),
                                 loss_changed=st["loss_moves"] - st["loss_same"],
                                 loss_moves=st["loss_moves"],
-                                loss_move=num(st["median_loss_move"], 3)))
+                                loss_move=sig(st["median_loss_move"])))
     return {"id": "smooth", "title": S["findings.smooth_title"], "paragraphs": paragraphs}
 
 

@@ -101,6 +101,16 @@ def num(x, digits: int = 2) -> str:
     return f"{float(x):.{digits}f}".replace("-", "−")
 
 
+def sig(x, digits: int = 2) -> str:
+    """A positive size with `digits` significant digits: 0.031, 0.00012, 1.4."""
+    if not finite(x):
+        return "–"
+    x = float(x)
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}" if abs(x) >= 1e-4 else f"{x:.{digits - 1}e}"
+
+
 def rate(x) -> str:
     """Learning rate -> '1e-3', '5e-4', '1.5e-5'."""
     if not finite(x) or float(x) <= 0:
