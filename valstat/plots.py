@@ -21,20 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotation,
-                               MaxNLocator, MultipleLocator, NullLocator)  # noqa: E402
+                               MaxNLocator, MultipleLocator, NullLocator)
 
-from valstat.fonts import font_family  # noqa: E402
+from valstat.fonts import font_family
 
 CM = 1 / 2.54
 WIDTH = 16 * CM          # thesis text width
@@ -77,7 +73,7 @@ def style(lang: str = "en") -> dict:
 @contextlib.contextmanager
 def figure_context(lang: str = "en"):
     """Apply valstat's figure style inside the block (restores rcParams afterwards)."""
-    with plt.rc_context(style(lang)):
+    with matplotlib.rc_context(style(lang)):
         yield
 
 
@@ -118,7 +114,7 @@ def save_figure(fig: Figure, dest: str | Path, stem: str, formats=FORMATS) -> Sa
             if i == 0:
                 _freeze_layout(fig)
     finally:
-        plt.close(fig)
+        fig.clear()
     svg = paths["svg"].read_text(encoding="utf-8") if "svg" in paths else ""
     return SavedFigure(stem=stem, paths=paths, svg=svg)
 
@@ -183,10 +179,17 @@ def _steps_mid(points):
     return np.column_stack([xs, np.repeat(y, 2)])
 
 
+def _subplots(nrows=1, ncols=1, *, figsize, layout="constrained", **kwargs):
+    """Figure and axes without pyplot: no global figure registry, no backend switch (the
+    caller's matplotlib backend is left alone; saving uses the format's own canvas)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _facet_axes(n_panels, height_cm, max_cols=3, sharey=True):
     cols = min(max_cols, max(1, n_panels))
     rows = int(np.ceil(n_panels / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, height_cm * CM * rows),
+    fig, axes = _subplots(rows, cols, figsize=(WIDTH, height_cm * CM * rows),
                              sharey=sharey, squeeze=False, layout="constrained")
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
@@ -236,7 +239,7 @@ def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label
     changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: largest_drop
     output or None; note: the text written at the drop (e.g. "-4 of 30 images, p = 0.13").
     """
-    fig, ax = plt.subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
     n = int(changes["n"].iloc[0])
     x = _shown(changes["epoch"])
     _lattice_lines(ax, n)
@@ -301,7 +304,7 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
     (thick bar) and the prediction interval (dotted) stand to the right of each arm's dots.
     """
     arms = [a for a in colors if a in set(per_run["arm"])]
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 7.2 * CM), sharey=True,
+    fig, axes = _subplots(1, 2, figsize=(WIDTH, 7.2 * CM), sharey=True,
                              layout="constrained")
     n_min = min((val_sizes.get(a) or 0 for a in arms), default=0) or None
     counts = per_run.groupby("arm").size()
@@ -354,7 +357,7 @@ def plot_loss_vs_accuracy(epochs: pd.DataFrame, highlight: str, color: str,
     epochs: run_id, epoch, val_loss, val_accuracy for the runs of one arm; `highlight` is the
     run drawn in colour (the others grey).
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 6.4 * CM), layout="constrained")
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(WIDTH, 6.4 * CM), layout="constrained")
     data = epochs.assign(x=lambda d: _shown(d["epoch"]))
     others = data[data["run_id"] != highlight]
     one = data[data["run_id"] == highlight].sort_values("x")
@@ -390,7 +393,7 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
     epochs: run_id, arm, epoch, learning_rate; collapse: run_id, arm, epoch, learning_rate
     (one row per run whose rate collapsed, at the epoch it did).
     """
-    fig, ax = plt.subplots(figsize=(WIDTH, 6.6 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.6 * CM), layout="constrained")
     data = epochs[epochs["learning_rate"] > 0].assign(x=lambda d: _shown(d["epoch"]))
     arms = [a for a in colors if a in set(data["arm"])]
     rng = np.random.default_rng(0)
@@ -443,7 +446,7 @@ def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dic
     arms = [a for a in colors if a in set(data["arm"])]
     names = [labels[f"vc_{c}"] for c in order]
     height = 1.2 + 0.42 * len(order) * max(1, len(arms)) ** 0.7
-    fig, ax = plt.subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained")
     band = 0.8 / max(len(arms), 1)
     missing = False
     for j, arm in enumerate(arms):
@@ -475,7 +478,7 @@ def plot_correct_map(maps: list, labels: dict) -> Figure:
     maps: list of dicts with title, matrix (images x epochs booleans; rows already grouped by
     class), row_labels (class of each row) and first_epoch. Each class is labelled once.
     """
-    fig, axes = plt.subplots(1, len(maps), figsize=(WIDTH, 8.0 * CM), squeeze=False,
+    fig, axes = _subplots(1, len(maps), figsize=(WIDTH, 8.0 * CM), squeeze=False,
                              layout="constrained")
     cmap = matplotlib.colors.ListedColormap([WRONG, CORRECT])
     for ax, item in zip(axes.flat, maps):
@@ -517,7 +520,7 @@ def plot_halfwidth(curve: pd.DataFrame, current: dict, measured: pd.DataFrame | 
     measured: optional n, halfwidth, arm (run-to-run 1.96·sd of final accuracy per arm that
     differs only in validation size); targets: [(halfwidth, n needed)] drawn as guides.
     """
-    fig, ax = plt.subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
     ax.plot(curve["n"], curve["halfwidth"] * 100, color="#333333", lw=1.5,
             label=labels["hw_curve"].format(p=current["p"] * 100))
     for target, needed in targets:
@@ -556,7 +559,7 @@ def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dic
     paired: unit (seed/fold id), arm, final (fraction). Right panel: the paired difference of
     every arm against the first, in images when n is known (column n) else in points.
     """
-    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(WIDTH, 7.0 * CM), layout="constrained",
+    fig, (ax, ax_d) = _subplots(1, 2, figsize=(WIDTH, 7.0 * CM), layout="constrained",
                                    gridspec_kw={"width_ratios": [1.25, 1]})
     wide = paired.pivot_table(index="unit", columns="arm", values="final").reindex(columns=arms)
     xs = np.arange(len(arms))
@@ -602,7 +605,7 @@ def plot_selection(selection: pd.DataFrame, colors: dict, labels: dict) -> Figur
     selection: run_id, arm, chosen (val accuracy at the best epoch), truth (truth-set accuracy
     at that epoch), fractions. Points above the identity line overstate the model.
     """
-    fig, ax = plt.subplots(figsize=(WIDTH * 0.62, WIDTH * 0.52), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH * 0.62, WIDTH * 0.52), layout="constrained")
     ax.plot([0, 1], [0, 1], color="black", lw=0.9, ls="--", zorder=1,
             label=labels["identity"])
     arms = [a for a in colors if a in set(selection["arm"])]
