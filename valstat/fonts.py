@@ -56,12 +56,17 @@ def register_cjk_font() -> str:
 def font_family(lang: str) -> list[str]:
     """matplotlib `font.family` list for a report language.
 
-    English: DejaVu Sans alone. Chinese: DejaVu Sans for Latin text and digits, with the CJK font
-    as fallback for every glyph DejaVu lacks (matplotlib >= 3.6 falls back glyph by glyph).
+    DejaVu Sans for Latin text and digits, with the CJK font as fallback for every glyph DejaVu
+    lacks (matplotlib >= 3.6 falls back glyph by glyph; a PDF embeds only fonts it uses).
+    Chinese requires the CJK font (UserError without it); English uses it when it is installed,
+    so Chinese class folder names in an English report are not drawn as boxes either.
     """
     if lang == "zh":
         return [LATIN_FAMILY, register_cjk_font()]
-    return [LATIN_FAMILY]
+    try:
+        return [LATIN_FAMILY, register_cjk_font()]
+    except UserError:
+        return [LATIN_FAMILY]
 
 
 def css_font_face(text: str, family: str = "valstat-cjk") -> str:

@@ -71,7 +71,7 @@ def _environment():
 _CJK = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002ffff]")
 
 
-def _render(template: str, context: dict) -> str:
+def _render(template: str, context: dict, lang: str = "en") -> str:
     """Render twice when the page holds CJK text: the second time with an inline @font-face
     subset to exactly the CJK characters used, so the page shows real glyphs offline even on
     a machine without any CJK font."""
@@ -82,7 +82,13 @@ def _render(template: str, context: dict) -> str:
     cjk = "".join(sorted(set(_CJK.findall(page))))
     if not cjk:
         return page
-    return env.get_template(template).render(font_face=css_font_face(cjk), **context)
+    try:
+        face = css_font_face(cjk)
+    except UserError:
+        if lang == "zh":
+            raise
+        face = ""      # an English page with CJK class names: left to the browser's fonts
+    return env.get_template(template).render(font_face=face, **context)
 
 
 def build_report(out_dir, dest=None, lang: str = "en") -> Path:
@@ -144,7 +150,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
         "generated": S("page.generated", store=str(out_dir), version=__version__),
     }
     index = dest / "index.html"
-    index.write_text(_render("report.html.j2", context), encoding="utf-8")
+    index.write_text(_render("report.html.j2", context, lang), encoding="utf-8")
     return index
 
 
@@ -228,5 +234,5 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
                "generated": S("page.generated", store=title or "history",
                               version=__version__)}
     index = dest / "index.html"
-    index.write_text(_render("single.html.j2", context), encoding="utf-8")
+    index.write_text(_render("single.html.j2", context, lang), encoding="utf-8")
     return index
