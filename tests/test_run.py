@@ -130,3 +130,21 @@ def test_same_seed_and_fold_give_bit_identical_curves(tmp_path):
         return hashlib.sha256(repr((record.epochs, record.predictions)).encode()).hexdigest()
 
     assert first.epochs == second.epochs and digest(first) == digest(second)
+
+
+def test_holdout_carves_a_stratified_truth_set_from_user_data(tmp_path):
+    data = write_image_folder(tmp_path / "photos", classes=("a", "b"), per_class=20)
+    out = tmp_path / "out"
+    result = valstat("run", TINY, "--data", data, "--holdout", "0.25", "--seeds", "1",
+                     "--epochs", "2", "--val-size", "6", "--out", out, "--quiet",
+                     "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    tables = load_tables(out)
+    truth = set(tables.meta["truth_examples"]["plain"])
+    assert len(truth) == 10 and (tables.runs.n_truth == 10).all()
+    assert (tables.runs.n_train == 24).all()
+    for _, run in tables.runs.iterrows():
+        assert not truth & set(json.loads(run.train_examples))
+        assert not truth & set(json.loads(run.val_examples))
+    k = tables.epochs.truth_accuracy * 10
+    assert np.allclose(k, np.round(k))

@@ -105,7 +105,7 @@ def cmd_diagnose(args) -> int:
         from valstat.report import write_single_run_report
 
         index = write_single_run_report(epochs, None, args.val_size, args.report,
-                                        title=Path(args.history).name)
+                                        lang=args.lang, title=Path(args.history).name)
         print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: inferred from the accuracy values)")
     diagnose.add_argument("--json", action="store_true", help="print JSON")
     diagnose.add_argument("--report", help="also write a single-run HTML report to this folder")
+    diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="report language")
     diagnose.set_defaults(handler=cmd_diagnose)
 
     export = commands.add_parser("export", help="write runs.csv, epochs.csv, predictions.csv",

@@ -189,6 +189,17 @@ def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
     return arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
 
 
+def _flat_settings(settings) -> dict:
+    """One arm's settings as one flat dict: the run command stores them in sections
+    ({"data": {"val_size": 30}, "schedule": {"monitor": ...}, ...}); flat keys are kept too."""
+    settings = dict(settings or {})
+    flat = {}
+    for section in ("model", "training", "data", "schedule"):
+        if isinstance(settings.get(section), dict):
+            flat.update(settings.pop(section))
+    return {**flat, **settings}
+
+
 def _val_size(arm_runs, arm_epochs, config):
     sizes = pd.to_numeric(arm_runs["n_val"], errors="coerce").dropna()
     if len(sizes):
@@ -383,7 +394,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
 
     runs, epochs, predictions: the store's tables (columns RUN_COLUMNS, EPOCH_COLUMNS,
     PREDICTION_COLUMNS; predictions may be empty). meta: experiment, arms (ordered names),
-    class_names, arms_config {arm: {learning_rate, patience, factor, monitor, val_size, ...}}.
+    class_names (or dataset.class_names), arms_config {arm: {"data": {val_size, ...},
+    "training": {learning_rate, ...}, "schedule": {monitor, patience, factor, ...}}} (flat keys too).
     Returns a JSON-ready dict (accuracies are fractions):
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
       arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
@@ -411,7 +423,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     collapse = cube.collapse()
     listed = list(meta.get("arms") or [])
     arm_names = listed + sorted(set(per["arm"]) - set(listed))
-    configs = meta.get("arms_config") or {}
+    configs = {arm: _flat_settings(settings) for arm, settings in (meta.get("arms_config") or {}).items()}
     epochs_by_arm = epochs.merge(per[["run_id", "arm"]].reset_index(drop=True), on="run_id")
     arms = {}
     for name in arm_names:
@@ -423,7 +435,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     summary = {
         "experiment": meta.get("experiment"),
         "arm_names": arm_names,
-        "class_names": list(meta.get("class_names") or []),
+        "class_names": list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
         "arms": arms,
         "comparisons": comparisons,
         "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta)},

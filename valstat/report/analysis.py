@@ -66,25 +66,6 @@ def class_name(meta: dict, index) -> str:
         return str(index)
 
 
-def _summary_meta(meta: dict) -> dict:
-    """meta for summarize: arms_config entries carry both the nested sections the run command
-    writes ({"data": {...}, "schedule": {...}}) and the same keys flattened (val_size, monitor,
-    patience, ...), so the summary finds them whichever layout it reads."""
-    out = dict(meta)
-    config = {}
-    for arm, settings in (meta.get("arms_config") or {}).items():
-        settings = dict(settings or {})
-        flat = {}
-        for section in ("model", "training", "data", "schedule"):
-            if isinstance(settings.get(section), dict):
-                flat.update(settings[section])
-        config[arm] = {**flat, **settings}
-    out["arms_config"] = config
-    if "class_names" not in out and (meta.get("dataset") or {}).get("class_names"):
-        out["class_names"] = meta["dataset"]["class_names"]
-    return out
-
-
 def _correct_matrices(predictions: pd.DataFrame) -> dict:
     """run_id -> (epochs, examples, labels, (epochs x images) bool correct), sorted.
 
@@ -127,7 +108,7 @@ def analyse(tables) -> Analysis:
     if epochs.empty:
         raise UserError("the store's runs have no recorded epochs: nothing to report")
     predictions = tables.predictions
-    summary = summarize(tables.runs, tables.epochs, predictions, _summary_meta(meta))
+    summary = summarize(tables.runs, tables.epochs, predictions, meta)
     present = set(runs["arm"])
     arms = [a for a in summary["arm_names"] if a in present]
     arms += [a for a in dict.fromkeys(runs["arm"]) if a not in arms]

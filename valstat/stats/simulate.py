@@ -90,9 +90,11 @@ def fake_store(arms=("base", "alt"), seeds: int = 3, folds: int = 2, epochs: int
                     "epochs_run": n_epochs,
                 })
     meta = {
-        "experiment": "fake", "arms": list(arms), "class_names": [f"c{i}" for i in range(n_classes)],
-        "arms_config": {a: {"learning_rate": 1e-3, "patience": patience, "factor": 0.1,
-                            "monitor": "val_accuracy", "val_size": val_size} for a in arms},
+        "experiment": "fake", "arms": list(arms),
+        "dataset": {"class_names": [f"c{i}" for i in range(n_classes)]},
+        "arms_config": {a: {"training": {"learning_rate": 1e-3},
+                            "schedule": {"patience": patience, "factor": 0.1, "monitor": "val_accuracy"},
+                            "data": {"val_size": val_size}} for a in arms},
     }
     effects = {"split_effect": split_effect, "seed_effect": seed_effect, "arm_effects": arm_effects}
     return (pd.DataFrame(run_rows), pd.concat(epoch_parts, ignore_index=True),
