@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before any benchmark imports TensorFlow
 
 
 def machine() -> str:
