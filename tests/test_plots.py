@@ -199,3 +199,41 @@ def test_css_font_face_subsets_to_the_text():
     assert "U+9A8C" in css and "U+61" not in css   # 验 is in, ASCII is left to other fonts
     assert len(css) < 20000
     assert fonts.css_font_face("only ascii") == ""
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_variance_figure_text_does_not_overlap(lang):
+    """The n/a note sits below the x-axis label; the confounded design shows its own rows."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with open(HERE / f"{lang}.toml", "rb") as handle:
+        labels = tomllib.load(handle)["figures"]
+    colors = plots.arm_colors(["a", "b"])
+    one_fold = pd.DataFrame({"arm": ["a"] * 5 + ["b"] * 5,
+                             "component": ["total", "finite_sample", "split", "seed", "residual"] * 2,
+                             "variance": [0.01, 0.004, np.nan, 0.01, np.nan] * 2})
+    confounded = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3,
+                               "component": ["total", "finite_sample", "seed_split"] * 2,
+                               "variance": [0.005, 0.0005, 0.0045, 0.02, 0.004, 0.016]})
+    with plots.figure_context(lang):
+        for frame in (one_fold, confounded):
+            fig = plots.plot_variance_components(frame, colors, labels)
+            renderer = FigureCanvasAgg(fig).get_renderer()
+            fig.draw(renderer)
+            ax = fig.axes[0]
+            names = [t.get_text() for t in ax.get_yticklabels()]
+            texts = [t for t in ax.texts if t.get_text()] + [ax.xaxis.label]
+            boxes = [t.get_window_extent(renderer) for t in texts]
+            figure_box = fig.bbox
+            for i, box in enumerate(boxes):
+                assert figure_box.x0 - 1 <= box.x0 and box.x1 <= figure_box.x1 + 1, texts[i].get_text()
+                assert figure_box.y0 - 1 <= box.y0 and box.y1 <= figure_box.y1 + 1, texts[i].get_text()
+                for j in range(i):
+                    assert not box.overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+            if frame is confounded:
+                assert names == [labels["vc_total"], labels["vc_finite_sample"], labels["vc_seed_split"]]
+                assert not [t for t in ax.texts if t.get_text().startswith("n/a:")]
+            else:
+                note = [t for t in ax.texts if t.get_text().startswith("n/a:")]
+                assert len(note) == 1
+                assert note[0].get_window_extent(renderer).y1 < ax.xaxis.label.get_window_extent(renderer).y0

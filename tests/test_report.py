@@ -292,6 +292,24 @@ def test_store_with_a_diverged_run_and_missing_meta(tmp_path):
     assert "does not say how many were planned" in text
 
 
+def test_each_seed_with_its_own_split_shows_the_draw_of_validation_images(tmp_path):
+    from valstat.report.analysis import analyse
+
+    out = build_store(tmp_path / "own_split", arms=("baseline",), seeds=4, folds=1, epochs=6,
+                      vary=("split", "init", "order"))
+    variance = analyse(load_tables(out)).variance
+    rows = variance.set_index("component")
+    assert list(rows.index) == ["total", "finite_sample", "seed_split"]
+    assert rows.loc["finite_sample", "method"] in ("stratified-per-run", "binomial-per-run")
+    assert rows.loc["seed_split", "variance"] == pytest.approx(
+        max(0.0, rows.loc["total", "variance"] - rows.loc["finite_sample", "variance"]))
+    text = _text_of(out)
+    assert "Drawing 30 validation images alone gives a run’s accuracy a standard deviation" in text
+    assert "the parts of seed and split cannot be told apart" in text
+    assert "Where every run drew its own validation images" in text and "[@jordan2024]" not in text
+    assert "仅仅抽取 30 张验证图像" in _text_of(out, "zh")
+
+
 # --------------------------------------------------------------------------- user errors
 
 def test_unknown_language_is_a_user_error(store, tmp_path):

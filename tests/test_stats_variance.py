@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from valstat.errors import UserError
-from valstat.stats import finite_sample_by_fold, finite_sample_variance, variance_components, variance_components_with_noise
+from valstat.stats import (
+    binomial_sampling_variance,
+    finite_sample_by_fold,
+    finite_sample_variance,
+    stratified_sampling_variance,
+    variance_components,
+    variance_components_with_noise,
+)
 from valstat.stats.variance import _mixedlm
 
 
@@ -157,3 +164,108 @@ def test_with_noise_adds_finite_sample_row():
     expected = finite_sample_by_fold(folds)
     assert res.loc["finite_sample", "variance"] == pytest.approx(expected["independent_errors_variance"])
     assert res.loc["finite_sample", "share"] == pytest.approx(expected["finite_sample_share"])
+
+
+# --------------------------------------------------------------------------- per-run sampling
+
+def test_binomial_sampling_variance_by_hand():
+    acc = np.array([0.5, 0.8, 0.9, 0.6])
+    n = 10
+    res = binomial_sampling_variance(acc, n)
+    binomial = (0.25 + 0.16 + 0.09 + 0.24) / 4 / 9
+    empirical = np.sum((acc - 0.7) ** 2) / 3
+    assert res["binomial_variance"] == pytest.approx(binomial)
+    assert res["empirical_variance"] == pytest.approx(empirical)
+    assert res["share"] == pytest.approx(binomial / empirical)
+    assert res["model_variance"] == pytest.approx(empirical - binomial)
+    assert res["model_variance_clipped"] == pytest.approx(max(0.0, empirical - binomial))
+    assert (res["runs"], res["n"]) == (4, 10)
+
+
+def test_binomial_sampling_variance_edge_cases():
+    same = binomial_sampling_variance([0.5, 0.5, 0.5], 30)
+    assert np.isnan(same["share"]) and same["model_variance"] < 0 and same["model_variance_clipped"] == 0
+    assert binomial_sampling_variance([0.4, 0.41], 30)["share"] == 1.0  # clipped
+    for bad in (([0.5], 30), ([0.5, 1.2], 30), ([0.5, 0.6], 1), ([0.5, np.nan], 30), ([0.5, 0.6], 2.5)):
+        with pytest.raises(UserError):
+            binomial_sampling_variance(*bad)
+
+
+def test_binomial_sampling_variance_recovers_binomial_and_model_parts_by_simulation():
+    # run r has true accuracy p_r ~ Beta(6, 3); it is validated on n fresh Bernoulli(p_r) images
+    rng = np.random.default_rng(8)
+    sims, runs, n = 4000, 12, 30
+    a, b = 6.0, 3.0
+    mean_p = a / (a + b)
+    var_p = a * b / ((a + b) ** 2 * (a + b + 1))
+    binomial_truth = (mean_p - (var_p + mean_p**2)) / n      # E[p(1 - p)] / n
+    p = rng.beta(a, b, (sims, runs))
+    acc = rng.binomial(n, p) / n
+    results = [binomial_sampling_variance(row, n) for row in acc]
+    for key, truth in (("binomial_variance", binomial_truth), ("model_variance", var_p)):
+        est = np.array([r[key] for r in results])
+        se = est.std(ddof=1) / np.sqrt(sims)
+        assert abs(est.mean() - truth) < 4 * se, key
+        assert se < truth / 10, key  # the check has power
+    shares = np.array([r["binomial_variance"] for r in results]).mean() / np.array(
+        [r["empirical_variance"] for r in results]).mean()
+    assert shares == pytest.approx(binomial_truth / (binomial_truth + var_p), rel=0.03)
+
+
+def test_stratified_sampling_variance_by_hand():
+    # two runs, classes 0 and 1 with 2 and 3 images each
+    correct = np.array([[1, 0, 1, 1, 0], [1, 1, 0, 0, 0]], dtype=bool)
+    labels = np.array([[0, 0, 1, 1, 1], [1, 0, 1, 0, 1]])
+    n = 5
+    # run 0: class 0 -> 1/2 right (n_c 2), class 1 -> 2/3 (n_c 3); run 1: class 0 -> 1/2, class 1 -> 1/3
+    v0 = (2**2 * 0.25 / 1 + 3**2 * (2 / 9) / 2) / n**2
+    v1 = (2**2 * 0.25 / 1 + 3**2 * (2 / 9) / 2) / n**2
+    res = stratified_sampling_variance(correct, labels)
+    acc = correct.mean(axis=1)
+    assert res["stratified_variance"] == pytest.approx((v0 + v1) / 2)
+    assert res["binomial_variance"] == pytest.approx(np.mean(acc * (1 - acc) / (n - 1)))
+    assert res["empirical_variance"] == pytest.approx(acc.var(ddof=1))
+    assert res["model_variance"] == pytest.approx(acc.var(ddof=1) - (v0 + v1) / 2)
+    assert (res["runs"], res["n"]) == (2, 5)
+    # one class only: the stratified figure is the binomial one
+    one = stratified_sampling_variance(correct, np.zeros_like(labels))
+    assert one["stratified_variance"] == pytest.approx(one["binomial_variance"])
+
+
+def test_stratified_sampling_variance_is_zero_for_runs_that_get_whole_classes_right_or_wrong():
+    labels = np.tile(np.repeat(np.arange(10), 3), (4, 1))
+    correct = np.zeros((4, 30), dtype=bool)
+    correct[0, labels[0] == 3] = True                              # collapsed onto class 3: 3/30
+    correct[1, np.isin(labels[1], (2, 5))] = True                  # two classes: 6/30
+    correct[2, labels[2] == 7] = True
+    correct[3, np.isin(labels[3], (0, 1, 4))] = True
+    res = stratified_sampling_variance(correct, labels)
+    assert res["stratified_variance"] == 0 and res["share"] == 0
+    assert res["binomial_variance"] > 0.002 and res["binomial_share"] > 0.4
+    assert res["model_variance"] == pytest.approx(res["empirical_variance"])
+    with pytest.raises(UserError):
+        stratified_sampling_variance(correct, np.arange(30)[None, :].repeat(4, axis=0))
+    with pytest.raises(UserError):
+        stratified_sampling_variance(correct, labels[:, :20])
+
+
+def test_stratified_sampling_variance_recovers_the_stratified_part_by_simulation():
+    # per-class true accuracies differ; each run draws 3 images of each of 10 classes
+    rng = np.random.default_rng(9)
+    sims, runs, classes, per_class = 3000, 10, 10, 3
+    n = classes * per_class
+    labels = np.tile(np.repeat(np.arange(classes), per_class), (runs, 1))
+    base = np.linspace(0.15, 0.95, classes)
+    shift = rng.uniform(-0.05, 0.05, (sims, runs, 1))
+    p_c = np.clip(base[None, None, :] + shift, 0, 1)                     # sims x runs x classes
+    truth = np.mean(np.sum((1 / classes) ** 2 * p_c * (1 - p_c) / per_class, axis=2))
+    p_img = p_c[:, :, labels[0]]
+    correct = rng.random((sims, runs, n)) < p_img
+    results = [stratified_sampling_variance(c, labels) for c in correct]
+    est = np.array([r["stratified_variance"] for r in results])
+    se = est.std(ddof=1) / np.sqrt(sims)
+    assert abs(est.mean() - truth) < 4 * se and se < truth / 20
+    # the binomial figure is too large by the between-class part, Σ w_c (p_c - p)² / n
+    between = np.mean(np.var(p_c, axis=2)) / n
+    binomial = np.array([r["binomial_variance"] for r in results]).mean()
+    assert binomial - est.mean() == pytest.approx(between, rel=0.1)

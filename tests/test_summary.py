@@ -169,12 +169,70 @@ def test_known_structure_is_found():
     assert shares["split"] > shares["seed"]
 
 
-def test_split_seed_per_seed_groups_finite_sample_by_images():
-    tables = store(arms=("a",), seeds=3, folds=2, epochs=3, shared_split=False)
-    arm = summarize(*tables)["arms"]["a"]
-    assert arm["finite_sample"] is None  # every run has its own validation images
-    components = {r["component"]: r for r in arm["variance_components"]}
+def final_accuracies(epochs):
+    last = epochs.sort_values("epoch").groupby("run_id").tail(1).sort_values("run_id")
+    return last["val_accuracy"].to_numpy()
+
+
+def test_split_seed_per_seed_falls_back_to_the_stratified_draw_of_each_run():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=4, folds=2, epochs=3, shared_split=False, seed=5)
+    summary = summarize(runs, epochs, preds, meta)
+    finite = summary["arms"]["a"]["finite_sample"]   # every run has its own validation images
+    assert finite["method"] == "stratified-per-run"
+    n = 30
+    per_run, binomial, acc = [], [], []
+    for run_id in sorted(runs["run_id"]):
+        rows = preds[preds["run_id"] == run_id]
+        last = rows[rows["epoch"] == rows["epoch"].max()]
+        ok = (last["label"] == last["predicted"]).to_numpy()
+        labels = last["label"].to_numpy()
+        v = 0.0
+        for c in np.unique(labels):
+            right = ok[labels == c]
+            v += (right.size / n) ** 2 * right.var(ddof=1) / right.size   # W_c² s_c² / n_c
+        per_run.append(v)
+        p = ok.mean()
+        acc.append(p)
+        binomial.append(p * (1 - p) / (n - 1))
+    empirical = np.var(acc, ddof=1)
+    assert np.allclose(acc, final_accuracies(epochs))
+    assert finite["sampling_variance"] == pytest.approx(np.mean(per_run))
+    assert finite["independent_errors_variance"] == finite["sampling_variance"]
+    assert finite["empirical_variance"] == pytest.approx(empirical)
+    assert finite["finite_sample_share"] == pytest.approx(min(1.0, np.mean(per_run) / empirical))
+    assert finite["model_variance"] == pytest.approx(empirical - np.mean(per_run))
+    assert finite["binomial_variance"] == pytest.approx(np.mean(binomial))
+    assert (finite["folds"], finite["runs"], finite["n"]) == (8, 8, 30)
+    components = {r["component"]: r for r in summary["arms"]["a"]["variance_components"]}
     assert components["split"]["variance"] is None and components["seed"]["variance"] is not None
+    assert "drawing 30 validation images per run (stratified by class)" in format_summary(summary)
+
+
+def test_without_predictions_own_images_fall_back_to_binomial():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=5, folds=1, epochs=3, shared_split=False, seed=6)
+    summary = summarize(runs, epochs, preds.iloc[:0], meta)
+    finite = summary["arms"]["a"]["finite_sample"]
+    acc, n = final_accuracies(epochs), 30
+    binomial = np.mean(acc * (1 - acc) / (n - 1))
+    empirical = np.var(acc, ddof=1)
+    assert finite["method"] == "binomial-per-run"
+    assert finite["sampling_variance"] == pytest.approx(binomial)
+    assert finite["independent_errors_variance"] == pytest.approx(binomial)
+    assert finite["finite_sample_share"] == pytest.approx(min(1.0, binomial / empirical))
+    assert finite["model_variance"] == pytest.approx(empirical - binomial)
+    assert finite["model_variance_clipped"] == pytest.approx(max(0.0, empirical - binomial))
+    assert (finite["folds"], finite["runs"], finite["n"]) == (5, 5, 30)
+    assert "(binomial)" in format_summary(summary)
+    # runs that share their validation images: no per-run draw to speak of, and no Jordan without predictions
+    runs, epochs, preds, meta = store(arms=("a",), seeds=5, folds=1, epochs=3, seed=6)
+    assert summarize(runs, epochs, preds.iloc[:0], meta)["arms"]["a"]["finite_sample"] is None
+
+
+def test_shared_images_use_jordan_and_say_so(two_arms):
+    _, summary = two_arms
+    finite = summary["arms"]["alt"]["finite_sample"]
+    assert finite["method"] == "jordan-independent-errors"
+    assert finite["sampling_variance"] == finite["independent_errors_variance"]
 
 
 def test_arm_without_runs_and_val_size_sources():

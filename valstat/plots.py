@@ -437,15 +437,20 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
 def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dict) -> Figure:
     """Standard deviation (accuracy points) that each source contributes, per arm.
 
-    components: arm, component (finite_sample | split | seed | residual | total), variance
-    (fraction², clipped at 0, NaN = not estimable). Bars show sqrt(variance) in points.
+    components: arm, component (total | finite_sample | split | seed | residual | seed_split),
+    variance (fraction², clipped at 0, NaN = not estimable). Bars show sqrt(variance) in
+    points. Rows appear in that order, each only if some arm has it (seed_split replaces split,
+    seed and residual where seed and split are confounded). A note under the x-axis label says
+    what n/a means when a bar is not estimable.
     """
-    order = ["total", "finite_sample", "split", "seed", "residual"]
+    order = ["total", "finite_sample", "split", "seed", "residual", "seed_split"]
     data = components[components["component"].isin(order)].copy()
     data["sd"] = np.sqrt(pd.to_numeric(data["variance"], errors="coerce").clip(lower=0)) * 100
+    order = [c for c in order if c in set(data["component"])]
     arms = [a for a in colors if a in set(data["arm"])]
     names = [labels[f"vc_{c}"] for c in order]
-    height = 1.2 + 0.42 * len(order) * max(1, len(arms)) ** 0.7
+    lines = sum(name.count("\n") + 1 for name in names)
+    height = 1.2 + 0.42 * max(len(order), 0.6 * lines) * max(1, len(arms)) ** 0.7
     fig, ax = _subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained")
     band = 0.8 / max(len(arms), 1)
     missing = False
@@ -467,8 +472,11 @@ def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dic
     if len(arms) > 1:
         fig.legend(loc="outside upper center", ncols=min(len(arms), 4))
     if missing:
-        fig.text(0.99, 0.0, "n/a: " + labels["vc_missing"], ha="right", va="bottom",
-                 fontsize=7, color="#555555")
+        # below the x-axis label (x in axes fraction, y from the label), inside the layout
+        ax.annotate("n/a: " + labels["vc_missing"], xy=(1.0, 0.0),
+                    xycoords=("axes fraction", ax.xaxis.label), xytext=(0, -3),
+                    textcoords="offset points", ha="right", va="top", fontsize=7,
+                    color="#555555")
     return fig
 
 

@@ -17,6 +17,7 @@ from valstat.errors import UserError
 from valstat.stats import (
     corrected_resampled_ttest,
     expected_max_noise,
+    binomial_sampling_variance,
     finite_sample_by_fold,
     infer_val_size,
     lr_collapse,
@@ -26,6 +27,7 @@ from valstat.stats import (
     optimism_summary,
     probability_of_improvement,
     runs_needed,
+    stratified_sampling_variance,
     val_size_for_halfwidth,
     variance_components,
 )
@@ -71,7 +73,7 @@ class _Predictions:
     """Per-image predictions reshaped: one row per (run, epoch) group, sorted by run and epoch.
 
     run, epoch: shape (groups,); start, size: each group's slice of the sorted flat arrays
-    example, correct (label == predicted), predicted: shape (rows,).
+    example, correct (label == predicted), predicted, label: shape (rows,).
     """
 
     run: np.ndarray
@@ -81,6 +83,7 @@ class _Predictions:
     example: np.ndarray
     correct: np.ndarray
     predicted: np.ndarray
+    label: np.ndarray
 
     @classmethod
     def build(cls, predictions: pd.DataFrame, run_ids: pd.Index) -> _Predictions:
@@ -106,7 +109,7 @@ class _Predictions:
             raise UserError("predictions hold the same (run_id, epoch, example) more than once")
         start = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]]) if run.size else np.zeros(0, np.int64)
         size = np.diff(np.r_[start, run.size])
-        return cls(run[start], epoch[start], start, size, example, label == predicted, predicted)
+        return cls(run[start], epoch[start], start, size, example, label == predicted, predicted, label)
 
     def rows(self, groups: np.ndarray, width: int) -> np.ndarray:
         """Flat indices of `groups` (all of size `width`), shape (len(groups), width)."""
@@ -136,11 +139,11 @@ class _Predictions:
         return np.flatnonzero(np.r_[self.run[1:] != self.run[:-1], True]) if self.run.size else self.run
 
     def final_correct(self) -> dict:
-        """{run code: (examples, correct)} at each run's last recorded epoch."""
+        """{run code: (examples, correct, labels)} at each run's last recorded epoch."""
         out = {}
         for g in self.last_groups():
             s = slice(self.start[g], self.start[g] + self.size[g])
-            out[int(self.run[g])] = (self.example[s], self.correct[s])
+            out[int(self.run[g])] = (self.example[s], self.correct[s], self.label[s])
         return out
 
     def collapse(self) -> pd.DataFrame:
@@ -253,19 +256,57 @@ def _moves(arm, arm_epochs, moves_by_run, val_size):
     }
 
 
-def _finite_sample(arm, finals):
-    """finite_sample_by_fold over groups of runs that share their final-epoch validation images."""
+def _finite_sample(arm, finals, val_size):
+    """Noise of the finite validation set: Jordan's estimator over groups of runs that share
+    their final-epoch validation images; where no two runs share images, the per-run sampling
+    variance of drawing each run's own images (_sampling_per_run). None when neither applies."""
     by_images: dict = {}
     for code, fold in zip(arm["code"], arm["split"]):
         if code in finals:
-            examples, correct = finals[code]
+            examples, correct, _ = finals[code]
             by_images.setdefault((fold, examples.tobytes()), []).append(correct)
     matrices = {f"{fold}#{i}": np.vstack(rows) for i, ((fold, _), rows) in enumerate(by_images.items()) if len(rows) >= 2}
     if not matrices:
-        return None
+        return _sampling_per_run(arm, finals, val_size)
     result = finite_sample_by_fold(matrices)
     for row in result["per_fold"]:
         row["fold"] = row["fold"].split("#")[0]
+    result.update(method="jordan-independent-errors", sampling_variance=result["independent_errors_variance"])
+    return result
+
+
+def _sampling_per_run(arm, finals, val_size):
+    """Each run drew its own validation images: the variance that draw gives a run's accuracy.
+
+    Applies when no two runs share a split or (by their final-epoch predictions) images. Stratified by class (stratified_sampling_variance, as valstat
+    draws splits) when every run has final predictions on val_size images with at least 2 of
+    each class; else binomial (binomial_sampling_variance) over the final accuracies. The
+    returned keys mirror finite_sample_by_fold's (independent_errors_variance holds the
+    sampling variance, finite_sample_share its share of the total run-to-run variance, folds
+    the number of validation sets = runs) plus method, sampling_variance, model_variance(_clipped),
+    n and, for the stratified method, binomial_variance and binomial_share.
+    """
+    finite = arm[np.isfinite(arm["final_val_accuracy"].to_numpy(dtype=float))]
+    if len(finite) < 2 or not val_size or val_size < 2:
+        return None
+    codes = finite["code"].to_numpy()
+    with_predictions = [c for c in codes if c in finals]
+    images = {finals[c][0].tobytes() for c in with_predictions}
+    if finite["split"].duplicated().any() or len(images) < len(with_predictions):
+        return None
+    result = None
+    if len(with_predictions) == len(codes) and all(finals[c][1].size == val_size for c in codes):
+        try:
+            result = stratified_sampling_variance(np.vstack([finals[c][1] for c in codes]),
+                                                  np.vstack([finals[c][2] for c in codes]))
+            result.update(method="stratified-per-run", sampling_variance=result.pop("stratified_variance"))
+        except UserError:
+            result = None
+    if result is None:
+        result = binomial_sampling_variance(finite["final_val_accuracy"].to_numpy(dtype=float), val_size)
+        result.update(method="binomial-per-run", sampling_variance=result.pop("binomial_variance"))
+    result.update(independent_errors_variance=result["sampling_variance"],
+                  finite_sample_share=result.pop("share"), folds=result["runs"], per_fold=[])
     return result
 
 
@@ -340,7 +381,7 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
     out["moves_within_noise_share"], out["moves_within_noise"] = moves["share"], moves
     if np.isfinite(arm["final_val_accuracy"]).sum() >= 2:
         out["variance_components"] = variance_components(arm, "final_val_accuracy", "split", "seed").to_dict(orient="records")
-    out["finite_sample"] = _finite_sample(arm, finals)
+    out["finite_sample"] = _finite_sample(arm, finals, val_size)
     out.update(_dynamics(arm, arm_epochs, config))
     arm_collapse = collapse.reindex(arm["code"].to_numpy()).dropna()
     if len(arm_collapse):
@@ -402,7 +443,11 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
         of a seed are clustered), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
-        finite_sample (finite_sample_by_fold over runs sharing final-epoch images), lr_collapse
+        finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
+        sharing final-epoch images; where no two runs share images, "stratified-per-run" or
+        "binomial-per-run": the variance of drawing each run's own images, see
+        _sampling_per_run; keys sampling_variance, independent_errors_variance,
+        finite_sample_share, empirical_variance, folds in both), lr_collapse
         {runs, median_epoch, median_epochs_after, threshold}, plateau_cuts {monitor, mode,
         patience, cuts, after_ties_only, after_worse, other}, one_class_collapse
         {runs_ending_collapsed, runs_ever_collapsed, runs_with_predictions}, optimism {rules,
@@ -480,9 +525,15 @@ def format_summary(summary: dict) -> str:
             parts = [f"{r['component']} {_pct(r['share'], 0) if r['share'] is not None else 'n/a'}"
                      for r in arm["variance_components"] if r["component"] in ("split", "seed", "residual")]
             lines.append(f"  variance shares: {', '.join(parts)} ({arm['variance_components'][0]['method']})")
-        if arm.get("finite_sample"):
-            lines.append(f"  finite validation set explains {_pct(arm['finite_sample']['finite_sample_share'], 0)} "
+        finite = arm.get("finite_sample")
+        if finite and finite.get("method", "jordan-independent-errors") == "jordan-independent-errors":
+            lines.append(f"  finite validation set explains {_pct(finite['finite_sample_share'], 0)} "
                          f"of within-fold variance")
+        elif finite:
+            how = "stratified by class" if finite["method"] == "stratified-per-run" else "binomial"
+            sd = 100 * math.sqrt(max(finite["sampling_variance"], 0.0))
+            lines.append(f"  drawing {finite['n']} validation images per run ({how}): sd {sd:.1f} points, "
+                         f"{_pct(finite['finite_sample_share'], 0)} of run-to-run variance; the rest is the model")
         if arm.get("lr_collapse"):
             lc, pc = arm["lr_collapse"], arm["plateau_cuts"]
             lines.append(f"  learning rate below 1% of start in {lc['runs']} runs (median epoch {lc['median_epoch']}); "

@@ -41,7 +41,7 @@ class Analysis:
     lr_detail: dict                 # arm -> first/last collapse epoch, initial and lowest rate
     one_class: list                 # runs that end predicting one class
     steps: dict                     # arm -> ties of accuracy vs moves of the loss
-    variance: pd.DataFrame          # arm, component, variance, share, method, note
+    variance: pd.DataFrame          # arm, component, variance, raw, share, method, note
     selection: pd.DataFrame         # run_id, arm, chosen_epoch, chosen, truth
     paired: pd.DataFrame            # unit, arm, final
     halfwidth: dict                 # curve, current, measured
@@ -134,7 +134,7 @@ def analyse(tables) -> Analysis:
         lr_marks=pd.DataFrame(), lr_detail={},
         one_class=_one_class(predictions, runs, meta),
         steps=_steps(epochs, arms),
-        variance=_variance(summary, arms),
+        variance=_variance(summary, arms, runs),
         selection=_selection(healthy),
         paired=ok.assign(unit=ok["seed"].astype(str) + "/" + ok["fold"].astype(str))[
             ["unit", "arm", "final_val_accuracy"]].rename(
@@ -301,24 +301,66 @@ def _steps(epochs, arms):
     return out
 
 
-def _variance(summary, arms):
-    """Variance components per arm from the summary, plus its finite-sample row if present."""
+PER_RUN_DRAW = ("stratified-per-run", "binomial-per-run")
+
+
+def _one_run_per_seed_and_split(arm_runs: pd.DataFrame) -> bool:
+    """Every run has its own seed and its own validation split: their parts cannot be told apart."""
+    splits = arm_runs[["split_seed", "fold"]].astype(str).drop_duplicates()
+    return len(arm_runs) > 1 and arm_runs["seed"].nunique() == len(splits) == len(arm_runs)
+
+
+def _variance(summary, arms, runs):
+    """Variance components per arm from the summary, plus its finite-sample row if present.
+
+    The finite-sample row is Jordan's independent-errors variance where runs share their
+    validation images, else the variance of each run's own draw of images (summary's method).
+    Where seed and split are confounded (one run per seed and per split), the not-estimable
+    split, seed and residual rows give way to one row, seed_split: what is left of the total
+    once the draw of the validation images is taken out (the total where that is unknown).
+    """
     rows = []
     for arm in arms:
         info = summary["arms"].get(arm) or {}
-        for row in info.get("variance_components") or []:
-            rows.append({"arm": arm, **row})
+        components = [{"arm": arm, **row} for row in info.get("variance_components") or []]
         finite = info.get("finite_sample")
         if finite:
-            rows.append({"arm": arm, "component": "finite_sample",
-                         "variance": finite.get("independent_errors_variance"),
-                         "raw": finite.get("independent_errors_variance"),
-                         "share": finite.get("finite_sample_share"),
-                         "method": "jordan-independent-errors", "note": ""})
+            variance = finite.get("sampling_variance", finite.get("independent_errors_variance"))
+            components.append({"arm": arm, "component": "finite_sample", "variance": variance,
+                               "raw": variance, "share": finite.get("finite_sample_share"),
+                               "method": finite.get("method", "jordan-independent-errors"),
+                               "note": ""})
+        total = next((r for r in components if r["component"] == "total"), None)
+        if total is not None and _one_run_per_seed_and_split(runs[runs["arm"] == arm]):
+            components = [r for r in components if r["component"] not in stats.variance.COMPONENTS]
+            if finite and finite.get("method") in PER_RUN_DRAW:
+                rest = {"variance": finite.get("model_variance_clipped"),
+                        "raw": finite.get("model_variance"),
+                        "share": None if finite.get("finite_sample_share") is None
+                        else 1.0 - finite["finite_sample_share"],
+                        "method": "total-minus-finite-sample"}
+            else:
+                rest = {"variance": total["variance"], "raw": total["raw"], "share": 1.0,
+                        "method": total["method"]}
+            components.append({"arm": arm, "component": "seed_split", **rest,
+                               "note": "seed and split together (not separable)"})
+        rows += components
     frame = pd.DataFrame(rows, columns=["arm", "component", "variance", "raw", "share",
                                         "method", "note"])
     frame["variance"] = pd.to_numeric(frame["variance"], errors="coerce")
     return frame
+
+
+def confounded(analysis: Analysis, arm) -> bool:
+    """Seed and split could not be separated for this arm (its variance has a seed_split row)."""
+    frame = analysis.variance
+    return bool(((frame["arm"] == arm) & (frame["component"] == "seed_split")).any())
+
+
+def finite_sample_methods(analysis: Analysis) -> set:
+    """Estimators of the finite-validation-set noise that the arms used (summary methods)."""
+    frame = analysis.variance
+    return set(frame.loc[frame["component"] == "finite_sample", "method"])
 
 
 def _selection(epochs):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from valstat import __version__, stats
-from valstat.report.analysis import LEVEL, Analysis
+from valstat.report.analysis import LEVEL, Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 
 
@@ -300,6 +300,25 @@ def _component_name(S, component):
     return S[f"tables.comp_{component}"] if f"comp_{component}" in S["tables"] else component
 
 
+def _finite_sample_text(info, n, S) -> str:
+    """Jordan's share of within-fold variance, or what each run's own draw of images gives."""
+    method = info.get("method", "jordan-independent-errors")
+    if method == "jordan-independent-errors":
+        return S("findings.spread_finite", share=pct(info["finite_sample_share"], 0), n=n,
+                 folds=info["folds"])
+    text = S("findings.spread_draw", n=info.get("n") or n,
+             sd=pts(np.sqrt(max(info["sampling_variance"], 0.0))),
+             share=pct(info["finite_sample_share"], 0),
+             rest=pts(np.sqrt(max(info.get("model_variance_clipped") or 0.0, 0.0))))
+    if method == "stratified-per-run" and finite(info.get("binomial_variance")):
+        text += " " + S("findings.spread_draw_stratified",
+                        binomial_sd=pts(np.sqrt(max(info["binomial_variance"], 0.0))),
+                        binomial_share=pct(info.get("binomial_share"), 0))
+    elif method == "binomial-per-run":
+        text += " " + S["findings.spread_draw_binomial"]
+    return text
+
+
 def _spread(analysis, S):
     paragraphs = []
     for arm in analysis.arms:
@@ -315,17 +334,17 @@ def _spread(analysis, S):
                             pi_low=pct(final["pi_low"]), pi_high=pct(final["pi_high"])))
         finite_sample = info.get("finite_sample")
         if finite_sample and finite(finite_sample.get("finite_sample_share")):
-            paragraphs.append(S("findings.spread_finite",
-                                share=pct(finite_sample["finite_sample_share"], 0),
-                                n=analysis.val_sizes.get(arm), folds=finite_sample["folds"]))
+            paragraphs.append(_finite_sample_text(finite_sample, analysis.val_sizes.get(arm), S))
         rows = [r for r in info.get("variance_components") or []
                 if r["component"] in ("split", "seed", "residual")]
-        if rows:
+        if rows and not confounded(analysis, arm):
             parts = [S("findings.spread_part", name=_component_name(S, r["component"]),
                        share=pct(r["share"], 0) if finite(r.get("share"))
                        else S["findings.spread_na"]) for r in rows]
             paragraphs.append(S("findings.spread_components", method=rows[0]["method"],
                                 parts=", ".join(parts)))
+    if any(confounded(analysis, arm) for arm in analysis.arms):
+        paragraphs.append(S["findings.spread_confounded"])
     return {"id": "spread", "title": S["findings.spread_title"], "paragraphs": paragraphs}
 
 
@@ -499,7 +518,16 @@ def methods(analysis: Analysis, S: Strings) -> str:
              for a in analysis.arms}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
-    parts += [S["methods.means"], S["methods.variance"], S["methods.schedule"]]
+    parts += [S["methods.means"], S["methods.variance"]]
+    methods_used = finite_sample_methods(analysis)
+    if "jordan-independent-errors" in methods_used:
+        parts.append(S["methods.variance_jordan"])
+    for method in ("stratified", "binomial"):
+        if f"{method}-per-run" in methods_used:
+            parts.append(S[f"methods.variance_{method}"])
+    if any(confounded(analysis, a) for a in analysis.arms):
+        parts.append(S["methods.variance_confounded"])
+    parts.append(S["methods.schedule"])
     if len(analysis.arms) > 1:
         parts.append(S["methods.compare"])
     if len(analysis.selection):

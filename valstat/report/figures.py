@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from valstat import plots
-from valstat.report.analysis import Analysis
+from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
 
 # stem -> caption key; the order is the order in the report
@@ -40,6 +40,18 @@ def drop_note(drop, n, L) -> str:
     verdict = L["within_noise"] if drop["within_noise"] else L["beyond_noise"]
     return L["drop_note"].format(images=-drop["images"], n=n, p=pval(drop["p_value"]),
                                  verdict=verdict)
+
+
+def _variance_caption(analysis: Analysis, C: dict) -> str:
+    """Caption of the variance figure for the estimator of the validation-set noise it shows."""
+    methods = finite_sample_methods(analysis)
+    draw = next((m for m in ("stratified", "binomial") if f"{m}-per-run" in methods), None)
+    if draw is None:
+        return C["variance_components"]
+    how = C[f"draw_{draw}"]
+    if any(confounded(analysis, arm) for arm in analysis.arms):
+        return C["variance_components_confounded"].format(how=how)
+    return C["variance_components_draw"].format(how=how)
 
 
 def make_figures(analysis: Analysis, S: Strings, dest: Path) -> list:
@@ -86,7 +98,7 @@ def make_figures(analysis: Analysis, S: Strings, dest: Path) -> list:
         if not analysis.variance.empty:
             add("variance_components",
                 plots.plot_variance_components(analysis.variance, colors, L),
-                C["variance_components"])
+                _variance_caption(analysis, C))
         if analysis.correct_maps:
             maps = [dict(m, title=L["map_collapsed" if m["kind"] == "collapsed"
                                    else "map_example"].format(run=m["run_id"]))

@@ -142,6 +142,7 @@ CITES = {
     "jordan2024": ("Jordan", "2024"),
     "noether1987": ("Noether", "1987"),
     "cohen1988": ("Cohen", "1988"),
+    "cochran1977": ("Cochran", "1977"),
     "krizhevsky2012": ("Krizhevsky et al.", "2012"),
     "chollet2015keras": ("Chollet et al.", "2015"),
     "seabold2010": ("Seabold & Perktold", "2010"),

@@ -16,8 +16,10 @@ from valstat.stats.paired import (
 from valstat.stats.selection import expected_max_noise, optimism_summary, selection_optimism
 from valstat.stats.sizes import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
 from valstat.stats.variance import (
+    binomial_sampling_variance,
     finite_sample_by_fold,
     finite_sample_variance,
+    stratified_sampling_variance,
     variance_components,
     variance_components_with_noise,
 )
@@ -25,6 +27,7 @@ from valstat.stats.variance import (
 __all__ = [
     "best_epochs",
     "binomial_interval",
+    "binomial_sampling_variance",
     "corrected_resampled_ttest",
     "curve_changes",
     "expected_max_noise",
@@ -44,6 +47,7 @@ __all__ = [
     "probability_of_improvement",
     "runs_needed",
     "selection_optimism",
+    "stratified_sampling_variance",
     "val_size_for_halfwidth",
     "variance_components",
     "variance_components_with_noise",

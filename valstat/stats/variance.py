@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 
 from valstat.errors import UserError
-from valstat.stats._checks import as_bool_matrix, need_columns
+from valstat.stats._checks import as_1d, as_bool_matrix, check_positive_int, need_columns
 
 COMPONENTS = ("split", "seed", "residual")
+
+
+def _share(part: float, empirical: float) -> float:
+    """part / empirical clipped to [0, 1]; NaN when the empirical variance is 0."""
+    return float(np.clip(part / empirical, 0.0, 1.0)) if empirical > 0 else float("nan")
 
 
 def finite_sample_variance(correct) -> dict:
@@ -36,7 +41,7 @@ def finite_sample_variance(correct) -> dict:
     eps = 1.0 - c.mean(axis=0)
     independent = float(np.sum(eps * (1 - eps)) / n**2 * runs / (runs - 1))
     distribution = n / (n - 1) * (empirical - independent)
-    share = float(np.clip(independent / empirical, 0.0, 1.0)) if empirical > 0 else float("nan")
+    share = _share(independent, empirical)
     return {
         "empirical_variance": empirical,
         "independent_errors_variance": independent,
@@ -66,6 +71,98 @@ def finite_sample_by_fold(correct_by_fold: dict) -> dict:
             "distribution_variance_clipped", "finite_sample_share"]
     out = {key: float(table[key].mean()) for key in keys}
     out.update(folds=len(per_fold), runs=int(table["runs"].sum()), per_fold=per_fold)
+    return out
+
+
+def _sampling_result(name: str, sampling: float, acc: np.ndarray, n: int) -> dict:
+    empirical = float(acc.var(ddof=1))
+    model = empirical - sampling
+    return {
+        name: float(sampling),
+        "empirical_variance": empirical,
+        "share": _share(sampling, empirical),
+        "model_variance": float(model),
+        "model_variance_clipped": float(max(0.0, model)),
+        "runs": int(acc.size),
+        "n": int(n),
+    }
+
+
+def binomial_sampling_variance(accuracies, n) -> dict:
+    """Variance a run's accuracy gets from drawing its n validation images alone (binomial).
+
+    For designs where every run scores its own, freshly drawn validation images (no two runs
+    share images, so Jordan's estimator does not apply). Given the trained model, with true
+    accuracy p on the population the images are drawn from, k of n fresh images are right with
+    k ~ Binomial(n, p): the draw adds p(1 - p)/n to the variance of the run's accuracy k/n.
+      accuracies: shape (runs,), each run's accuracy k/n as a fraction in [0, 1], runs >= 2.
+      n: validation images per run (>= 2).
+    Per run p̂(1 - p̂)/(n - 1) is unbiased for p(1 - p)/n (E[p̂(1 - p̂)] = p(1 - p)(n - 1)/n);
+    their mean over runs estimates E_runs[p(1 - p)]/n. The observed run-to-run variance is then
+    that plus Var_runs(p), the model's own variance (initial weights, batch order, training set).
+    Returns (variances in accuracy-fraction units squared):
+      binomial_variance: mean over runs of p̂(1 - p̂)/(n - 1);
+      empirical_variance: ddof=1 variance of the accuracies over runs;
+      share: binomial / empirical clipped to [0, 1] (NaN if empirical is 0);
+      model_variance: empirical - binomial, unclipped (may be < 0 by chance);
+      model_variance_clipped: max(0, model_variance); runs; n.
+    Caveats, both making the binomial figure an upper bound of the sampling variance:
+      stratified draws (valstat's splits fix the images per class) have the smaller variance
+      Σ_c w_c p_c(1 - p_c)/n, where w_c are the class fractions and p_c the per-class
+      accuracies: smaller by Σ_c w_c (p_c - p)²/n, which is all of it for a run that gets whole
+      classes right or wrong (a collapse to one class): see stratified_sampling_variance;
+      no finite-population correction (N - n)/(N - 1): images are treated as drawn from an
+      unlimited population, not without replacement from a pool of N.
+    """
+    acc = as_1d(accuracies, "accuracies", min_len=2)
+    n = check_positive_int(n, "n")
+    if n < 2:
+        raise UserError("binomial sampling variance needs at least 2 validation images per run")
+    if np.any((acc < 0) | (acc > 1)):
+        raise UserError("accuracies must be fractions in [0, 1]")
+    binomial = float(np.mean(acc * (1 - acc) / (n - 1)))
+    return _sampling_result("binomial_variance", binomial, acc, n)
+
+
+def stratified_sampling_variance(correct, labels) -> dict:
+    """Variance a run's accuracy gets from drawing its validation images stratified by class.
+
+    Like binomial_sampling_variance, for runs that each score their own freshly drawn images,
+    but for draws that fix the number n_c of images of each class (valstat's splits do): the
+    accuracy is Σ_c (n_c/n) p̂_c, and the draw adds Σ_c (n_c/n)² p_c(1 - p_c)/n_c, the standard
+    variance of a stratified mean (no finite-population correction: each class's images are
+    treated as drawn from an unlimited population). Per run and class the ddof=1 variance of
+    the correct flags, n_c/(n_c - 1) p̂_c(1 - p̂_c), is unbiased for p_c(1 - p_c), so per run
+      v_r = Σ_c n_c² p̂_c(1 - p̂_c) / (n² (n_c - 1))
+    is unbiased, and is 0 for a run that gets every class all right or all wrong.
+      correct: shape (runs, n) booleans, run r's final prediction on its own image j is right;
+      labels: shape (runs, n), the class of that image. Every class present in a run needs at
+        least 2 of its images there (else UserError: use binomial_sampling_variance).
+    Returns stratified_variance (mean of v_r over runs), binomial_variance (the binomial figure
+    for the same runs) and binomial_share, and empirical_variance, share, model_variance,
+    model_variance_clipped, runs, n as binomial_sampling_variance does (share and
+    model_variance from the stratified figure). Variances in accuracy-fraction units squared.
+    """
+    c = as_bool_matrix(correct, "correct", min_rows=2, min_cols=2)
+    labels = np.asarray(labels)
+    if labels.shape != c.shape:
+        raise UserError(f"labels must have the shape of correct {c.shape}, got {labels.shape}")
+    runs, n = c.shape
+    codes = np.unique(labels, return_inverse=True)[1].reshape(c.shape)
+    k = int(codes.max()) + 1
+    cell = (codes + k * np.arange(runs)[:, None]).ravel()
+    n_c = np.bincount(cell, minlength=runs * k).reshape(runs, k)
+    right = np.bincount(cell, weights=c.ravel(), minlength=runs * k).reshape(runs, k)
+    present = n_c > 0
+    if np.any(present & (n_c < 2)):
+        raise UserError("stratified sampling variance needs at least 2 images of every class "
+                        "present in each run")
+    p = right / np.maximum(n_c, 1)
+    per_run = np.sum(np.where(present, n_c**2 * p * (1 - p) / np.maximum(n_c - 1, 1), 0.0), axis=1) / n**2
+    acc = c.mean(axis=1)
+    out = _sampling_result("stratified_variance", float(per_run.mean()), acc, n)
+    binomial = binomial_sampling_variance(acc, n)
+    out.update(binomial_variance=binomial["binomial_variance"], binomial_share=binomial["share"])
     return out
 
 
