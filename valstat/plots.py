@@ -595,6 +595,7 @@ def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dic
         ax_d.plot(d, ys, ls="", marker="o", ms=3.6, color=colors[arm], alpha=0.85, mew=0)
     if others:
         ax_d.axvline(0, color="black", lw=0.8)
+        ax_d.spines["left"].set_visible(False)    # categorical rows: the zero line is the axis
         ax_d.set_yticks(np.arange(len(others)), others)
         ax_d.set_ylim(len(others) - 0.75, -0.9)   # inverted: dots stack upwards from a row
         ax_d.tick_params(axis="y", length=0)

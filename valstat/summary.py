@@ -505,8 +505,17 @@ def _format_metric(label, m):
     if not m:
         return f"  {label}: n/a"
     ci = f"CI {_span(m['low'], m['high'])}" if m.get("low") is not None else "no CI"
-    pi = f"one new run {_span(m['pi_low'], m['pi_high'])}" if m.get("pi_low") is not None else ""
-    return f"  {label}: mean {_pct(m['estimate'])} ({ci}; sd {_pct(m['sd'])}; {pi}; n={m['n']})"
+    parts = [ci]
+    if m.get("sd") is not None:
+        parts.append(f"sd {_points(m['sd'])}")
+    if m.get("pi_low") is not None:
+        parts.append(f"one new run {_span(m['pi_low'], m['pi_high'])}")
+    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']})"
+
+
+def _points(value) -> str:
+    """A difference or spread of accuracies in percentage points."""
+    return "n/a" if value is None else f"{100 * value:.1f} points"
 
 
 def format_summary(summary: dict) -> str:
@@ -536,14 +545,17 @@ def format_summary(summary: dict) -> str:
                          f"{_pct(finite['finite_sample_share'], 0)} of run-to-run variance; the rest is the model")
         if arm.get("lr_collapse"):
             lc, pc = arm["lr_collapse"], arm["plateau_cuts"]
-            lines.append(f"  learning rate below 1% of start in {lc['runs']} runs (median epoch {lc['median_epoch']}); "
+            when = f" (median epoch {lc['median_epoch']:g})" if lc["median_epoch"] is not None else ""
+            lines.append(f"  learning rate below 1% of start in {lc['runs']} runs{when}; "
                          f"LR cuts {pc['cuts']}, after ties only {pc['after_ties_only']}, after worse {pc['after_worse']}")
         if arm.get("one_class_collapse"):
             oc = arm["one_class_collapse"]
             lines.append(f"  one-class collapse: {oc['runs_ending_collapsed']} runs end collapsed, "
                          f"{oc['runs_ever_collapsed']} ever")
         for rule in (arm.get("optimism") or {}).get("rules", []):
-            lines.append(f"  optimism of {rule['rule']}: {_pct(rule['mean'])} (CI {_pct(rule['low'])}..{_pct(rule['high'])})")
+            ci = ("no CI" if rule["low"] is None
+                  else f"CI {100 * rule['low']:.1f}..{100 * rule['high']:.1f}")
+            lines.append(f"  optimism of {rule['rule']}: {_points(rule['mean'])} ({ci})")
         if arm.get("val_size_for_halfwidth"):
             sizes = ", ".join(f"±{_pct(float(h), 0)}: {n} images" for h, n in arm["val_size_for_halfwidth"].items())
             lines.append(f"  validation size for a 95% interval of {sizes}")
