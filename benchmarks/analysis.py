@@ -19,25 +19,12 @@ from common import append_result, machine
 
 def write_store(out: Path, seeds: int, epochs: int) -> int:
     from valstat.stats.simulate import fake_store
-    from valstat.store import RunRecord, Store
+    from valstat.store import write_tables
 
     runs, epoch_rows, predictions, meta, _ = fake_store(
         arms=("founding", "contrast"), seeds=seeds, folds=5, epochs=epochs, val_size=30,
         n_classes=10, seed=3)
-    epoch_groups = dict(tuple(epoch_rows.groupby("run_id")))
-    prediction_groups = dict(tuple(predictions.groupby("run_id")))
-    with Store(out) as store:
-        store.set_meta(meta)
-        for run in runs.to_dict("records"):
-            run_id = run["run_id"]
-            store.write_run(RunRecord(
-                run=run,
-                epochs=list(epoch_groups[run_id][["run_id", "epoch", "loss", "accuracy",
-                    "val_loss", "val_accuracy", "learning_rate", "truth_accuracy"]]
-                    .itertuples(index=False, name=None)),
-                predictions=list(prediction_groups[run_id][["run_id", "epoch", "example",
-                    "label", "predicted", "p_true"]].itertuples(index=False, name=None))))
-    return len(runs)
+    return write_tables(out, runs, epoch_rows, predictions, meta)
 
 
 def timed_cli(*args) -> float:

@@ -231,3 +231,26 @@ def export_csv(out_dir: str | Path, dest: str | Path) -> list[Path]:
         frame.to_csv(target, index=False)
         written.append(target)
     return written
+
+
+def write_tables(out_dir: str | Path, runs: pd.DataFrame, epochs: pd.DataFrame,
+                 predictions: pd.DataFrame, meta: dict) -> int:
+    """Write tidy tables (the columns above) into the store at `out_dir`, one transaction per
+    run, skipping runs already stored. Returns how many runs were written."""
+    epochs_by_run = dict(tuple(epochs.groupby("run_id")))
+    predictions_by_run = dict(tuple(predictions.groupby("run_id")))
+    empty_epochs = pd.DataFrame(columns=EPOCH_COLUMNS)
+    empty_predictions = pd.DataFrame(columns=PREDICTION_COLUMNS)
+    written = 0
+    with Store(out_dir) as store:
+        store.set_meta(meta)
+        for run in runs.to_dict("records"):
+            run_id = run["run_id"]
+            record = RunRecord(
+                run=run,
+                epochs=list(epochs_by_run.get(run_id, empty_epochs)[EPOCH_COLUMNS]
+                            .itertuples(index=False, name=None)),
+                predictions=list(predictions_by_run.get(run_id, empty_predictions)
+                                 [PREDICTION_COLUMNS].itertuples(index=False, name=None)))
+            written += store.write_run(record)
+    return written
