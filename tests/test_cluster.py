@@ -106,3 +106,32 @@ def test_unreachable_scheduler_is_one_clear_line(tmp_path):
                      "--scheduler", f"tcp://127.0.0.1:{free_port()}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("valstat: error: cannot reach the Dask scheduler")
+
+
+def test_slurm_settings_from_the_experiment_file_reach_the_job_script(tmp_path):
+    from valstat.config import load_experiment
+    from valstat.execute import slurm_cluster
+
+    experiment_file = tmp_path / "slurm.toml"
+    experiment_file.write_text(TINY.read_text() + '\n[cluster]\nkind = "slurm"\njobs = 3\n'
+                               'cores = 8\nprocesses = 4\nmemory = "24GB"\n'
+                               'walltime = "02:30:00"\nqueue = "gpu-short"\naccount = "thesis"\n')
+    experiment = load_experiment(str(experiment_file))
+    assert experiment.cluster.jobs == 3
+    cluster = slurm_cluster(experiment.cluster, threads=2)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p gpu-short", "#SBATCH -A thesis", "#SBATCH -t 02:30:00",
+                 "#SBATCH --cpus-per-task=8", "export OMP_NUM_THREADS=2"):
+        assert line in script, script
+    assert "--nworkers 4" in script and "--nthreads 2" in script
+
+
+def test_cluster_settings_do_not_change_the_config_hash(tmp_path):
+    from valstat.config import load_experiment
+
+    with_cluster = tmp_path / "with_cluster.toml"
+    with_cluster.write_text(TINY.read_text() + '\n[cluster]\nkind = "slurm"\njobs = 2\n')
+    assert load_experiment(str(with_cluster)).config_hash() == load_experiment(str(TINY)).config_hash()

@@ -67,12 +67,27 @@ class ModelConfig:
     batch_norm: bool = False
 
 
+@dataclass
+class ClusterConfig:
+    """Where runs execute; does not change what a run computes (not in the config hash)."""
+
+    kind: str = "local"         # local (LocalCluster, or --scheduler) | slurm (dask-jobqueue)
+    jobs: int = 1               # slurm: batch jobs to submit
+    cores: int = 8              # slurm: cores per job
+    processes: int = 4          # slurm: Dask worker processes per job
+    memory: str = "16GB"        # slurm: memory per job
+    walltime: str = "04:00:00"  # slurm: time limit per job
+    queue: str = ""             # slurm: partition (empty: the site default)
+    account: str = ""           # slurm: account to charge (empty: the user default)
+
+
 SECTIONS = {"data": DataConfig, "sweep": SweepConfig, "training": TrainingConfig,
-            "schedule": ScheduleConfig, "model": ModelConfig}
+            "schedule": ScheduleConfig, "model": ModelConfig, "cluster": ClusterConfig}
 ARM_SECTIONS = ("data", "training", "schedule", "model")
 CHOICES = {("training", "optimizer"): ("adam", "sgd", "rmsprop"),
            ("training", "loss"): ("categorical_crossentropy",),
            ("schedule", "kind"): ("reduce_on_plateau", "constant"),
+           ("cluster", "kind"): ("local", "slurm"),
            ("schedule", "monitor"): ("val_accuracy", "val_loss")}
 
 
@@ -98,6 +113,7 @@ class Experiment:
     source_file: str
     sweep: SweepConfig
     arms: list[Arm]
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def config_hash(self) -> str:
         """Hash of everything that changes what a run computes (not the number of seeds)."""
@@ -196,7 +212,8 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
         arms.append(Arm(name=arm_name, **parts))
     experiment = Experiment(name=str(document.get("name", path.stem)),
                             description=str(document.get("description", "")),
-                            source_file=origin, sweep=base["sweep"], arms=arms)
+                            source_file=origin, sweep=base["sweep"], arms=arms,
+                            cluster=base["cluster"])
     apply_overrides(experiment, overrides or {})
     validate(experiment)
     return experiment

@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from valstat.config import Experiment
+from valstat.config import ClusterConfig, Experiment
 from valstat.data import load_dataset
 from valstat.errors import UserError
 from valstat.splits import RunSpec, plan_runs
@@ -63,9 +63,30 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
     return specs, meta
 
 
-def _dask_client(workers: int, threads: int, scheduler: str | None):
+def slurm_cluster(settings: ClusterConfig, threads: int):
+    """A dask-jobqueue SLURMCluster from the experiment's [cluster] table (jobs not yet
+    submitted: call .scale(jobs=...))."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise UserError("[cluster] kind = \"slurm\" needs dask-jobqueue: "
+                        "pip install -e \".[slurm]\"") from None
+    options = {"queue": settings.queue or None, "account": settings.account or None}
+    return SLURMCluster(cores=settings.cores, processes=settings.processes,
+                        memory=settings.memory, walltime=settings.walltime,
+                        job_script_prologue=["export TF_CPP_MIN_LOG_LEVEL=2",
+                                             f"export OMP_NUM_THREADS={threads}"],
+                        **{key: value for key, value in options.items() if value})
+
+
+def _dask_client(workers: int, threads: int, scheduler: str | None,
+                 settings: ClusterConfig | None = None):
     from dask.distributed import Client, LocalCluster
 
+    if settings is not None and settings.kind == "slurm" and not scheduler:
+        cluster = slurm_cluster(settings, threads)
+        cluster.scale(jobs=settings.jobs)
+        return Client(cluster)
     if scheduler:
         try:
             return Client(scheduler, timeout="20s")
@@ -108,9 +129,11 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
         default_workers, _ = default_layout(cores, max_size)
         workers = min(workers or default_workers, len(pending))
         threads = max(1, cores // workers)
+        if experiment.cluster.kind == "slurm":
+            threads = max(1, experiment.cluster.cores // experiment.cluster.processes)
         if progress:
             progress.start(len(specs), outcome.already_done)
-        client = _dask_client(workers, threads, scheduler)
+        client = _dask_client(workers, threads, scheduler, experiment.cluster)
         try:
             futures = [client.submit(train_one_run, spec, threads, key=f"valstat-{spec.run_id}",
                                      pure=False, retries=2) for spec in pending]
