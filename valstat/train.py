@@ -78,7 +78,7 @@ def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
-            return images[chosen], onehot[chosen]
+            return images[chosen].astype(np.float32), onehot[chosen]
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -98,7 +98,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
 
     arm = spec.arm
     dataset = load_dataset(spec.source, arm.data.image_size, spec.cache_dir)
-    images = dataset.images.astype(np.float32)
+    images = dataset.images  # uint8; converted to float32 per batch, not the whole data set
     onehot = np.eye(dataset.n_classes, dtype=np.float32)[dataset.labels]
     split = spec.split
 
@@ -109,8 +109,8 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
     model.compile(optimizer=build_optimizer(arm.training), loss=arm.training.loss,
                   metrics=["accuracy"])
     recorder = ValidationRecorder(
-        images[split.val], dataset.labels[split.val], split.val,
-        images[split.truth] if len(split.truth) else None,
+        images[split.val].astype(np.float32), dataset.labels[split.val], split.val,
+        images[split.truth].astype(np.float32) if len(split.truth) else None,
         dataset.labels[split.truth] if len(split.truth) else None)
     divergence = StopOnDivergence()
     model.fit(_batches(images[split.train], onehot[split.train], arm.training.batch_size,
