@@ -108,10 +108,10 @@ def index_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return [d.name for d in class_dirs], files
 
 
-def _decode_folder(root: Path, image_size: int) -> Dataset:
+def _decode_folder(root: Path, class_names: list[str], files: list[tuple[Path, int]],
+                   image_size: int) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
-    class_names, files = index_folder(root)
     images, labels, names, skipped = [], [], [], []
     for path, label in files:
         try:
@@ -149,9 +149,9 @@ def _decode_digits(image_size: int) -> Dataset:
                    names=[f"digits[{i}]" for i in range(len(gray))], source=BUILTIN)
 
 
-def _folder_fingerprint(root: Path) -> str:
+def _folder_fingerprint(root: Path, files: list[tuple[Path, int]]) -> str:
+    """Hash of the indexed files' names, labels, sizes and modification times."""
     digest = hashlib.sha256()
-    _, files = index_folder(root)
     for path, label in files:
         stat = path.stat()
         digest.update(f"{path.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n"
@@ -168,8 +168,8 @@ def load_dataset(source: str, image_size: int, cache_dir: str | Path | None = No
         key = (BUILTIN, image_size)
     else:
         root = Path(source).expanduser()
-        key = (str(root.resolve()) if root.exists() else str(root), image_size,
-               _folder_fingerprint(root))
+        class_names, files = index_folder(root)
+        key = (str(root.resolve()), image_size, _folder_fingerprint(root, files))
     if key in _MEMORY:
         return _MEMORY[key]
     cache_file = None
@@ -184,7 +184,8 @@ def load_dataset(source: str, image_size: int, cache_dir: str | Path | None = No
                                   skipped=list(saved["skipped"]))
             _MEMORY[key] = dataset
             return dataset
-    dataset = _decode_digits(image_size) if source == BUILTIN else _decode_folder(root, image_size)
+    dataset = (_decode_digits(image_size) if source == BUILTIN
+               else _decode_folder(root, class_names, files, image_size))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_file.with_suffix(".partial.npz")

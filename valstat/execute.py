@@ -50,9 +50,9 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
         raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
     if not os.access(out_dir, os.W_OK):
         raise UserError(f"output folder {out_dir} is not writable; choose another --out")
-    datasets = {a.data.image_size: load_dataset(a.data.source, a.data.image_size, cache_dir)
-                for a in experiment.arms}
-    dataset = datasets[arm.data.image_size]
+    for other in experiment.arms:      # decode every input size once, into the workers' cache
+        load_dataset(other.data.source, other.data.image_size, cache_dir)
+    dataset = load_dataset(arm.data.source, arm.data.image_size, cache_dir)
     specs = plan_runs(experiment, dataset.labels, dataset.n_classes, str(cache_dir))
     truth = {}
     for spec in specs:
