@@ -13,6 +13,8 @@ import math
 import keras
 import numpy as np
 
+from valstat.store import EPOCH_COLUMNS, RunRecord
+
 EPSILON = 1e-7  # keras.backend.epsilon(): the clip Keras applies in categorical cross-entropy
 
 
@@ -68,6 +70,15 @@ class ValidationRecorder(keras.callbacks.Callback):
             (epoch, int(example), int(label), int(guess), float(p))
             for example, label, guess, p in zip(self.example_ids, self.val_labels, predicted,
                                                 p_true))
+
+
+    def to_record(self, run: dict, model: dict | None = None) -> RunRecord:
+        """The recorded epochs and predictions as a store RunRecord for `run` (RUN_COLUMNS)."""
+        run_id = run["run_id"]
+        return RunRecord(
+            run=run,
+            epochs=[(run_id, *(row[c] for c in EPOCH_COLUMNS[1:])) for row in self.rows],
+            predictions=[(run_id, *row) for row in self.predictions], model=model or {})
 
 
 class StopOnDivergence(keras.callbacks.Callback):

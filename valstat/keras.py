@@ -20,7 +20,7 @@ import numpy as np
 from valstat.callbacks import ValidationRecorder
 from valstat.errors import UserError
 from valstat.splits import run_id_for
-from valstat.store import RunRecord, Store, read_meta
+from valstat.store import Store, read_meta
 from valstat.train import versions
 
 RECORDED_EXPERIMENT = "recorded"
@@ -77,12 +77,7 @@ class Recorder(ValidationRecorder):
                "keras_version": info["keras"], "backend": info["backend"],
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "val_examples": [int(i) for i in self.example_ids], "train_examples": None}
-        record = RunRecord(
-            run=run,
-            epochs=[(run_id, r["epoch"], r["loss"], r["accuracy"], r["val_loss"],
-                     r["val_accuracy"], r["learning_rate"], r["truth_accuracy"])
-                    for r in self.rows],
-            predictions=[(run_id, *row) for row in self.predictions])
+        record = self.to_record(run)
         n_classes = int(self.model.output_shape[-1])
         with Store(self.out_dir) as store:
             meta = store.meta()

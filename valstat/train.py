@@ -131,11 +131,8 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "val_examples": [int(i) for i in split.val],
            "train_examples": [int(i) for i in split.train]}
-    epochs = [(spec.run_id, r["epoch"], r["loss"], r["accuracy"], r["val_loss"],
-               r["val_accuracy"], r["learning_rate"], r["truth_accuracy"]) for r in recorder.rows]
-    predictions = [(spec.run_id, *row) for row in recorder.predictions]
     model_info = {"input": [arm.data.image_size, arm.data.image_size, 3],
                   "filters": alexnet_filters(arm.model.width), "dense_units": arm.model.dense_units,
                   "batch_norm": arm.model.batch_norm, "params": int(model.count_params())}
     keras.backend.clear_session()
-    return RunRecord(run=run, epochs=epochs, predictions=predictions, model=model_info)
+    return recorder.to_record(run, model_info)
