@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import valstat
 from valstat.store import load_tables
@@ -48,3 +49,98 @@ def test_recorder_stores_a_users_fit_that_stats_then_reads(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["arms"]["dense"]["n_runs"] == 2
+
+
+def _fit(model, x, y, recorder, epochs=3):
+    return model.fit(x, y, epochs=epochs, verbose=0, callbacks=[recorder])
+
+
+def _data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1).astype("int64")
+    return x, y
+
+
+def test_recorder_reads_a_sigmoid_classifier_with_integer_labels(tmp_path):
+    import keras
+
+    from valstat.keras import Recorder
+
+    x, y = _data()
+    y = (y > 0).astype("int64")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    recorder = Recorder(tmp_path, validation_data=(x[:30], y[:30]), arm="sigmoid")
+    _fit(model, x[30:], y[30:], recorder)
+    tables = load_tables(tmp_path)
+    p1 = model.predict(x[:30], verbose=0).reshape(-1).astype(np.float64)
+    stored = tables.predictions.query("epoch == 2").sort_values("example")
+    assert np.array_equal(stored.predicted.to_numpy(), (p1 > 0.5).astype(int))
+    expected_p_true = np.where(y[:30] == 1, p1, 1 - p1)
+    assert np.allclose(stored.p_true.to_numpy(), expected_p_true, atol=1e-6)
+    assert tables.meta["dataset"]["class_names"] == ["0", "1"]
+
+
+def test_recorder_turns_logits_into_probabilities(tmp_path):
+    import keras
+
+    from valstat.keras import Recorder
+
+    x, y = _data(seed=2)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    recorder = Recorder(tmp_path, validation_data=(x[:30], y[:30]), arm="logits")
+    history = _fit(model, x[30:], y[30:], recorder)
+    logits = model.predict(x[:30], verbose=0).astype(np.float64)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    stored = load_tables(tmp_path).predictions.query("epoch == 2").sort_values("example")
+    assert np.allclose(stored.p_true.to_numpy(), softmax[np.arange(30), y[:30]], atol=1e-6)
+    assert history.history["val_loss"][-1] == pytest.approx(
+        np.mean(-np.log(softmax[np.arange(30), y[:30]])), rel=1e-5)
+
+
+def test_recorder_refuses_outputs_that_are_not_probabilities(tmp_path):
+    import keras
+
+    from valstat.errors import UserError
+    from valstat.keras import Recorder
+
+    x, y = _data(seed=3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    recorder = Recorder(tmp_path, validation_data=(x[:30], y[:30]))
+    with pytest.raises(UserError, match="from_logits=True"):
+        _fit(model, x[30:], y[30:], recorder)
+    with pytest.raises(UserError, match="one-hot"):
+        Recorder(tmp_path, validation_data=(x[:30], np.full((30, 3), 0.5)))
+
+
+def test_recorder_starts_afresh_when_fit_is_called_again(tmp_path):
+    import keras
+
+    from valstat.keras import Recorder
+
+    x, y = _data(seed=4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    recorder = Recorder(tmp_path, validation_data=(x[:30], y[:30]), seed=0)
+    _fit(model, x[30:], y[30:], recorder, epochs=3)
+    recorder.seed = 1
+    _fit(model, x[30:], y[30:], recorder, epochs=2)
+    tables = load_tables(tmp_path)
+    counts = tables.epochs.groupby("run_id").size().to_dict()
+    assert counts == {"main/s0/f0": 3, "main/s1/f0": 2}
+    assert len(tables.predictions.query("run_id == 'main/s1/f0'")) == 2 * 30
+
+
+def test_recorder_refuses_a_sweep_store(tiny_sweep):
+    from valstat.errors import UserError
+    from valstat.keras import Recorder
+
+    x, y = _data()
+    with pytest.raises(UserError, match="sweep store"):
+        Recorder(tiny_sweep, validation_data=(x[:30], y[:30]))

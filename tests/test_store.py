@@ -7,8 +7,15 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+import sqlite3
+
+import pytest
+
+from conftest import TINY, valstat
+from valstat.errors import UserError
 from valstat.stats.simulate import fake_store
-from valstat.store import EPOCH_COLUMNS, PREDICTION_COLUMNS, load_tables, store_path, write_tables
+from valstat.store import (EPOCH_COLUMNS, PREDICTION_COLUMNS, SCHEMA_VERSION, load_tables,
+                           read_meta, store_path, write_tables)
 
 
 def test_tables_round_trip_and_runs_are_never_written_twice(tmp_path):
@@ -16,7 +23,7 @@ def test_tables_round_trip_and_runs_are_never_written_twice(tmp_path):
     assert write_tables(tmp_path, runs, epochs, predictions, meta) == len(runs)
     assert write_tables(tmp_path, runs, epochs, predictions, meta) == 0
     tables = load_tables(tmp_path)
-    assert tables.meta == meta
+    assert tables.meta == {"store_kind": "imported", **meta}
     key = ["run_id", "epoch"]
     stored = tables.epochs[EPOCH_COLUMNS].sort_values(key).reset_index(drop=True)
     given = epochs[EPOCH_COLUMNS].sort_values(key).reset_index(drop=True)
@@ -35,4 +42,40 @@ def test_loading_never_modifies_the_file(tmp_path):
     write_tables(tmp_path, runs, epochs, predictions, meta)
     before = hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest()
     load_tables(tmp_path)
+    assert hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest() == before
+
+
+def test_store_carries_its_schema_version_and_refuses_a_newer_one(tmp_path):
+    runs, epochs, predictions, meta, _ = fake_store(seeds=1, folds=1, epochs=2, seed=1)
+    write_tables(tmp_path, runs, epochs, predictions, meta)
+    with sqlite3.connect(store_path(tmp_path)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest()
+    with pytest.raises(UserError, match="newer valstat"):
+        load_tables(tmp_path)
+    result = valstat("stats", tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "newer valstat" in result.stderr
+    assert hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest() == before
+
+
+def test_kind_of_a_store_written_before_kinds_were_kept_is_inferred(tmp_path):
+    runs, epochs, predictions, meta, _ = fake_store(seeds=1, folds=1, epochs=2, seed=1)
+    write_tables(tmp_path / "sweep", runs, epochs, predictions, {**meta, "config_hash": "abc"})
+    write_tables(tmp_path / "recorded", runs, epochs, predictions, {**meta, "experiment": "recorded"})
+    for kind in ("sweep", "recorded"):
+        with sqlite3.connect(store_path(tmp_path / kind)) as connection:
+            connection.execute("DELETE FROM meta WHERE key = 'store_kind'")
+        assert read_meta(tmp_path / kind)["store_kind"] == kind
+
+
+def test_run_refuses_a_store_of_another_kind_and_leaves_it_unchanged(tmp_path):
+    runs, epochs, predictions, meta, _ = fake_store(seeds=1, folds=1, epochs=2, seed=1)
+    write_tables(tmp_path, runs, epochs, predictions, {**meta, "store_kind": "recorded"})
+    before = hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest()
+    result = valstat("run", TINY, "--out", tmp_path, "--quiet")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "recorded store" in result.stderr
     assert hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest() == before

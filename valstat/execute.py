@@ -16,7 +16,7 @@ from valstat.config import ClusterConfig, Experiment
 from valstat.data import load_dataset
 from valstat.errors import UserError
 from valstat.splits import RunSpec, plan_runs
-from valstat.store import Store, read_meta
+from valstat.store import Store, read_meta, require_kind
 
 
 @dataclass
@@ -38,6 +38,7 @@ def default_layout(cores: int, image_size: int) -> tuple[int, int]:
 def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]:
     """Decode the data once, plan every run, and check the store belongs to this experiment."""
     existing = read_meta(out_dir)
+    require_kind(existing, "sweep", out_dir, "train a sweep into")
     if existing and existing.get("config_hash") not in (None, experiment.config_hash()):
         raise UserError(f"{out_dir} holds a store written by a different experiment config "
                         f"('{existing.get('experiment')}', {existing.get('source_file')}); "
@@ -57,7 +58,7 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
     truth = {}
     for spec in specs:
         truth.setdefault(spec.arm.name, [int(i) for i in spec.split.truth])
-    meta = {**experiment.describe(), "config_hash": experiment.config_hash(),
+    meta = {**experiment.describe(), "store_kind": "sweep", "config_hash": experiment.config_hash(),
             "dataset": {**dataset.describe(), "n_truth": len(next(iter(truth.values()), []))},
             "truth_examples": truth}
     return specs, meta

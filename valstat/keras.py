@@ -5,6 +5,8 @@
 
 Place it first in the list: it sets val_loss/val_accuracy in the shared logs from its own
 per-image predictions, so later callbacks (the schedule, CSVLogger) see the same numbers.
+Any single-output Keras classifier works: softmax over C classes or one sigmoid unit, outputs as
+probabilities or logits (a loss compiled with `from_logits=True`), labels as integers or one-hot.
 """
 
 from __future__ import annotations
@@ -17,21 +19,50 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from valstat.callbacks import ValidationRecorder
+from valstat.callbacks import ValidationRecorder, predict_in_batches
 from valstat.errors import UserError
 from valstat.splits import run_id_for
-from valstat.store import Store, read_meta
+from valstat.store import Store, read_meta, require_kind
 from valstat.train import versions
 
 RECORDED_EXPERIMENT = "recorded"
 
 
 def _labels(targets) -> np.ndarray:
-    """Integer labels (n,) from integer labels (n,) or one-hot / probability targets (n, C)."""
+    """Integer labels (n,) from integer labels (n,) / (n, 1) or one-hot targets (n, C)."""
     targets = np.asarray(targets)
     if targets.ndim == 2 and targets.shape[1] > 1:
+        if not np.all((targets == 0) | (targets == 1)) or np.any(targets.sum(axis=1) != 1):
+            raise UserError("Recorder: validation labels of shape (n, C) must be one-hot "
+                            "(one 1 per row); pass integer class labels otherwise")
         return targets.argmax(axis=1).astype(np.int64)
-    return targets.reshape(-1).astype(np.int64)
+    if targets.ndim > 2 or (targets.ndim == 2 and targets.shape[1] != 1):
+        raise UserError(f"Recorder: validation labels of shape {targets.shape} are neither "
+                        "integer labels (n,) nor one-hot (n, C)")
+    flat = targets.reshape(-1)
+    if flat.size == 0:
+        raise UserError("Recorder: validation_data holds no images")
+    if not np.all(np.mod(flat, 1) == 0) or flat.min() < 0:
+        raise UserError("Recorder: validation labels must be class indices 0, 1, ... "
+                        "(integers) or one-hot rows")
+    return flat.astype(np.int64)
+
+
+def _from_logits(model) -> bool:
+    """Whether the compiled loss takes logits (a Loss object built with from_logits=True)."""
+    loss = model.loss
+    if isinstance(loss, (dict, list, tuple)):
+        raise UserError("Recorder records a classifier with one output; this model was "
+                        "compiled with several losses")
+    return bool(isinstance(loss, keras.losses.Loss) and loss.get_config().get("from_logits"))
+
+
+def _n_classes(model) -> int:
+    """Classes the model scores: its output width, or 2 for a single sigmoid/logit unit."""
+    shape = model.output_shape
+    if isinstance(shape, (list, dict)) or isinstance(shape[0], (tuple, list)):
+        raise UserError("Recorder records a classifier with one output; this model has several")
+    return max(2, int(shape[-1] or 0))
 
 
 class Recorder(ValidationRecorder):
@@ -51,16 +82,42 @@ class Recorder(ValidationRecorder):
         self.class_names = class_names
         self.experiment = experiment
         existing = read_meta(self.out_dir)
+        require_kind(existing, "recorded", self.out_dir, "record a fit into")
         if existing and existing.get("experiment") != experiment:
             raise UserError(f"{self.out_dir} holds the store of experiment "
                             f"'{existing.get('experiment')}'; record into another folder")
+        self.n_classes = 0
         self._started = 0.0
         self._initial_rate = math.nan
 
     def on_train_begin(self, logs=None):
-        self.rows, self.predictions = [], []
+        super().on_train_begin(logs)
+        self.from_logits = _from_logits(self.model)
+        self.n_classes = _n_classes(self.model)
+        if self.val_labels.max() >= self.n_classes:
+            raise UserError(f"Recorder: validation labels go up to {self.val_labels.max()} but the "
+                            f"model scores {self.n_classes} classes")
         self._started = time.perf_counter()
         self._initial_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.rows:
+            self._check_probabilities()
+        super().on_epoch_end(epoch, logs)
+
+    def _check_probabilities(self) -> None:
+        """Refuse outputs that are neither probabilities nor declared logits."""
+        if self.from_logits:
+            return
+        outputs = predict_in_batches(self.model, self.val_images[:256])
+        rows = outputs.reshape(len(outputs), -1)
+        bad = np.any(rows < -1e-6) or np.any(rows > 1 + 1e-6)
+        if rows.shape[1] > 1:
+            bad = bad or not np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
+        if bad:
+            raise UserError("Recorder: the model's outputs are not class probabilities; end it "
+                            "with softmax (or one sigmoid unit), or compile the loss with "
+                            "from_logits=True")
 
     def on_train_end(self, logs=None):
         run_id = run_id_for(self.arm, self.seed, self.fold)
@@ -78,7 +135,6 @@ class Recorder(ValidationRecorder):
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "val_examples": [int(i) for i in self.example_ids], "train_examples": None}
         record = self.to_record(run)
-        n_classes = int(self.model.output_shape[-1])
         with Store(self.out_dir) as store:
             meta = store.meta()
             arms = meta.get("arms", [])
@@ -91,10 +147,10 @@ class Recorder(ValidationRecorder):
                                  "optimizer": type(self.model.optimizer).__name__.lower(),
                                  "epochs": len(self.rows)}}
             store.set_meta({
-                "experiment": self.experiment, "arms": arms, "arms_config": config,
+                "store_kind": "recorded", "experiment": self.experiment, "arms": arms, "arms_config": config,
                 "dataset": meta.get("dataset") or {
                     "source": "recorded with valstat.keras.Recorder",
-                    "class_names": self.class_names or [str(c) for c in range(n_classes)]}})
+                    "class_names": self.class_names or [str(c) for c in range(self.n_classes)]}})
             if not store.write_run(record):
                 raise UserError(f"run {run_id} is already in {self.out_dir}; "
                                 "pass another seed= or fold= to record a new run")

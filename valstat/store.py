@@ -8,6 +8,8 @@ Tables (tidy, GUIDE §2):
   epochs(run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy)
   predictions(run_id, epoch, example, label, predicted, p_true)
 Each finished run is written in one transaction, so a killed driver never leaves half a run.
+The file carries its schema version (`PRAGMA user_version`) and meta `store_kind`: "sweep"
+(`valstat run`), "recorded" (`valstat.keras.Recorder`) or "imported" (`write_tables`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pandas as pd
 from valstat.errors import UserError
 
 STORE_NAME = "valstat.sqlite"
+SCHEMA_VERSION = 1   # PRAGMA user_version; 0 is a store written before versions were kept
+STORE_KINDS = ("sweep", "recorded", "imported")
 
 RUN_COLUMNS = [
     "run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
@@ -109,7 +113,34 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         connection.close()
         raise UserError(f"{path} is a SQLite file but not a valstat store "
                         f"(missing tables: {', '.join(sorted(missing))})")
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        connection.close()
+        raise UserError(f"{path} was written by a newer valstat (store schema {version}, this "
+                        f"version reads up to {SCHEMA_VERSION}); upgrade valstat to read it")
     return connection
+
+
+def _read_meta(connection: sqlite3.Connection) -> dict:
+    """The meta table as a dict, with `store_kind` filled in for stores written before it was
+    kept (a config hash means a sweep; the Recorder's experiment name means recorded)."""
+    meta = {key: json.loads(value) for key, value in
+            connection.execute("SELECT key, value FROM meta").fetchall()}
+    if meta and "store_kind" not in meta:
+        meta["store_kind"] = ("sweep" if "config_hash" in meta
+                              else "recorded" if meta.get("experiment") == "recorded"
+                              else "imported")
+    return meta
+
+
+def require_kind(meta: dict | None, kind: str, out_dir, action: str) -> None:
+    """Refuse (UserError) a store of another kind than `kind`; an empty or absent store passes.
+
+    action: what the caller does with the store, for the message ("train a sweep into")."""
+    found = (meta or {}).get("store_kind", kind)
+    if found != kind:
+        raise UserError(f"{out_dir} holds a {found} store; cannot {action} it "
+                        "(use another folder)")
 
 
 class Store:
@@ -132,6 +163,7 @@ class Store:
             self.connection = sqlite3.connect(self.path, timeout=30)
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.executescript(SCHEMA)
+            self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.OperationalError as error:
             raise UserError(f"cannot write the store {self.path}: {error}") from None
 
@@ -145,8 +177,7 @@ class Store:
         self.close()
 
     def meta(self) -> dict:
-        rows = self.connection.execute("SELECT key, value FROM meta").fetchall()
-        return {key: json.loads(value) for key, value in rows}
+        return _read_meta(self.connection)
 
     def set_meta(self, values: dict) -> None:
         with self.connection:
@@ -188,8 +219,7 @@ def read_meta(out_dir: str | Path) -> dict | None:
         return None
     connection = _connect_readonly(path)
     try:
-        return {key: json.loads(value) for key, value in
-                connection.execute("SELECT key, value FROM meta").fetchall()}
+        return _read_meta(connection)
     finally:
         connection.close()
 
@@ -202,8 +232,7 @@ def load_tables(out_dir: str | Path) -> StoreTables:
                         "run `valstat run --out DIR` first")
     connection = _connect_readonly(path)
     try:
-        meta = {key: json.loads(value) for key, value in
-                connection.execute("SELECT key, value FROM meta").fetchall()}
+        meta = _read_meta(connection)
         runs = pd.read_sql_query("SELECT * FROM runs ORDER BY arm, seed, fold", connection)
         epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", connection)
         predictions = pd.read_sql_query(
@@ -236,13 +265,16 @@ def export_csv(out_dir: str | Path, dest: str | Path) -> list[Path]:
 def write_tables(out_dir: str | Path, runs: pd.DataFrame, epochs: pd.DataFrame,
                  predictions: pd.DataFrame, meta: dict) -> int:
     """Write tidy tables (the columns above) into the store at `out_dir`, one transaction per
-    run, skipping runs already stored. Returns how many runs were written."""
+    run, skipping runs already stored. The store's kind is meta's `store_kind`, else "imported".
+    Returns how many runs were written."""
     epochs_by_run = dict(tuple(epochs.groupby("run_id")))
     predictions_by_run = dict(tuple(predictions.groupby("run_id")))
     empty_epochs = pd.DataFrame(columns=EPOCH_COLUMNS)
     empty_predictions = pd.DataFrame(columns=PREDICTION_COLUMNS)
     written = 0
+    meta = {"store_kind": "imported", **meta}
     with Store(out_dir) as store:
+        require_kind(store.meta(), meta["store_kind"], out_dir, "import tables into")
         store.set_meta(meta)
         for run in runs.to_dict("records"):
             run_id = run["run_id"]
