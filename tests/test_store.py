@@ -79,3 +79,21 @@ def test_run_refuses_a_store_of_another_kind_and_leaves_it_unchanged(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "recorded store" in result.stderr
     assert hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest() == before
+
+
+def test_a_store_from_before_the_augment_seed_is_read_then_migrated_on_write(tmp_path):
+    from valstat.store import Store
+
+    runs, epochs, predictions, meta, _ = fake_store(seeds=1, folds=1, epochs=2, seed=1)
+    write_tables(tmp_path, runs, epochs, predictions, meta)
+    with sqlite3.connect(store_path(tmp_path)) as connection:
+        connection.execute("ALTER TABLE runs DROP COLUMN augment_seed")
+        connection.execute("PRAGMA user_version = 0")
+    old = load_tables(tmp_path)
+    assert old.runs.augment_seed.isna().all() and len(old.runs) == len(runs)
+    Store(tmp_path).close()
+    with sqlite3.connect(store_path(tmp_path)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
+    assert "augment_seed" in columns
+    assert load_tables(tmp_path).runs.run_id.tolist() == old.runs.run_id.tolist()

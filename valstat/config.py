@@ -14,11 +14,12 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from valstat.augment import is_identity
 from valstat.errors import UserError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 DEFAULT_EXPERIMENT = "default"
-SEED_KINDS = ("split", "init", "order")
+SEED_KINDS = ("split", "init", "order", "augment")
 
 
 @dataclass
@@ -68,6 +69,18 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-image augmentation, as Keras's ImageDataGenerator names it (valstat.augment)."""
+
+    horizontal_flip: bool = False   # mirror left-right with probability 1/2
+    rotation_range: float = 0.0     # degrees: angle uniform in [-r, r]
+    width_shift_range: float = 0.0  # fraction of the width: shift uniform in [-w, w]
+    height_shift_range: float = 0.0 # fraction of the height
+    zoom_range: float = 0.0         # zoom per axis uniform in [1 - z, 1 + z]
+    brightness_range: list = field(default_factory=list)  # [low, high] factor; empty: none
+
+
+@dataclass
 class ClusterConfig:
     """Where runs execute; does not change what a run computes (not in the config hash)."""
 
@@ -82,8 +95,9 @@ class ClusterConfig:
 
 
 SECTIONS = {"data": DataConfig, "sweep": SweepConfig, "training": TrainingConfig,
-            "schedule": ScheduleConfig, "model": ModelConfig, "cluster": ClusterConfig}
-ARM_SECTIONS = ("data", "training", "schedule", "model")
+            "schedule": ScheduleConfig, "model": ModelConfig, "augment": AugmentConfig,
+            "cluster": ClusterConfig}
+ARM_SECTIONS = ("data", "training", "schedule", "model", "augment")
 CHOICES = {("training", "optimizer"): ("adam", "sgd", "rmsprop"),
            ("training", "loss"): ("categorical_crossentropy",),
            ("schedule", "kind"): ("reduce_on_plateau", "constant"),
@@ -100,10 +114,20 @@ class Arm:
     training: TrainingConfig
     schedule: ScheduleConfig
     model: ModelConfig
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def augments(self) -> bool:
+        return not is_identity(self.augment)
 
     def settings(self) -> dict:
-        return {"data": asdict(self.data), "training": asdict(self.training),
-                "schedule": asdict(self.schedule), "model": asdict(self.model)}
+        """Every setting that changes what a run computes; [augment] only when it augments,
+        so experiments without augmentation keep the config hash they had before it existed."""
+        settings = {"data": asdict(self.data), "training": asdict(self.training),
+                    "schedule": asdict(self.schedule), "model": asdict(self.model)}
+        if self.augments:
+            settings["augment"] = asdict(self.augment)
+        return settings
 
 
 @dataclass
@@ -117,7 +141,10 @@ class Experiment:
 
     def config_hash(self) -> str:
         """Hash of everything that changes what a run computes (not the number of seeds)."""
-        payload = {"folds": self.sweep.folds, "vary": sorted(self.sweep.vary),
+        vary = set(self.sweep.vary)
+        if not any(arm.augments for arm in self.arms):
+            vary.discard("augment")  # the augment seed changes nothing then
+        payload = {"folds": self.sweep.folds, "vary": sorted(vary),
                    "arms": {arm.name: arm.settings() for arm in self.arms}}
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -266,3 +293,22 @@ def validate(experiment: Experiment) -> None:
             raise UserError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
         if arm.model.width <= 0:
             raise UserError(f"[model] width must be positive, got {arm.model.width}")
+        _validate_augment(arm)
+
+
+def _validate_augment(arm: Arm) -> None:
+    where = f"[augment] of arm '{arm.name}'"
+    augment = arm.augment
+    if augment.rotation_range < 0 or augment.rotation_range > 180:
+        raise UserError(f"{where}: rotation_range must be degrees in [0, 180], "
+                        f"got {augment.rotation_range}")
+    for key in ("width_shift_range", "height_shift_range", "zoom_range"):
+        value = getattr(augment, key)
+        if not 0 <= value < 1:
+            raise UserError(f"{where}: {key} must be a fraction in [0, 1), got {value}")
+    brightness = augment.brightness_range
+    if brightness and (len(brightness) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in brightness)
+            or not 0 < brightness[0] <= brightness[1]):
+        raise UserError(f"{where}: brightness_range must be [low, high] with 0 < low <= high, "
+                        f"got {brightness}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
-from valstat.config import Arm, Experiment
+from valstat.config import SEED_KINDS, Arm, Experiment
 from valstat.data import BUILTIN
 from valstat.errors import UserError
 
@@ -101,14 +101,15 @@ class RunSpec:
     split_seed: int
     init_seed: int
     order_seed: int
+    augment_seed: int
     split: Split
     source: str
     cache_dir: str | None
 
 
 def seeds_for(seed: int, vary: list[str]) -> dict[str, int]:
-    """split/init/order seeds of user-facing seed `seed`; kinds not in `vary` stay at 0."""
-    return {f"{kind}_seed": (seed if kind in vary else 0) for kind in ("split", "init", "order")}
+    """split/init/order/augment seeds of user-facing seed `seed`; kinds not in `vary` stay 0."""
+    return {f"{kind}_seed": (seed if kind in vary else 0) for kind in SEED_KINDS}
 
 
 def run_id_for(arm: str, seed: int, fold: int) -> str:

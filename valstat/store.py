@@ -4,7 +4,7 @@ Tables (tidy, GUIDE §2):
   meta(key, value)                 JSON values: experiment, config hash, data description, ...
   runs(run_id, experiment, arm, seed, fold, split_seed, init_seed, order_seed, status, wall_s,
        n_train, n_val, n_truth, epochs_run, python_version, tf_version, keras_version, backend,
-       finished_at, val_examples, train_examples)   (example lists as JSON)
+       finished_at, val_examples, train_examples, augment_seed)   (example lists as JSON)
   epochs(run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy)
   predictions(run_id, epoch, example, label, predicted, p_true)
 Each finished run is written in one transaction, so a killed driver never leaves half a run.
@@ -24,13 +24,19 @@ import pandas as pd
 from valstat.errors import UserError
 
 STORE_NAME = "valstat.sqlite"
-SCHEMA_VERSION = 1   # PRAGMA user_version; 0 is a store written before versions were kept
+SCHEMA_VERSION = 2   # PRAGMA user_version; 0 is a store written before versions were kept
+# Steps that bring a writable store from version (index + 1) - 1 up to index + 1.
+MIGRATIONS = (
+    (),                                                      # 0 -> 1: version recorded
+    ("ALTER TABLE runs ADD COLUMN augment_seed INTEGER",),   # 1 -> 2: fourth seed kind
+)
 STORE_KINDS = ("sweep", "recorded", "imported")
 
 RUN_COLUMNS = [
     "run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
     "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run", "python_version",
     "tf_version", "keras_version", "backend", "finished_at", "val_examples", "train_examples",
+    "augment_seed",
 ]
 EPOCH_COLUMNS = [
     "run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
@@ -46,7 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
     init_seed INTEGER NOT NULL, order_seed INTEGER NOT NULL, status TEXT NOT NULL,
     wall_s REAL, n_train INTEGER, n_val INTEGER, n_truth INTEGER, epochs_run INTEGER,
     python_version TEXT, tf_version TEXT, keras_version TEXT, backend TEXT,
-    finished_at TEXT, val_examples TEXT, train_examples TEXT
+    finished_at TEXT, val_examples TEXT, train_examples TEXT, augment_seed INTEGER
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
@@ -162,10 +168,30 @@ class Store:
         try:
             self.connection = sqlite3.connect(self.path, timeout=30)
             self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.executescript(SCHEMA)
-            self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._migrate()
         except sqlite3.OperationalError as error:
             raise UserError(f"cannot write the store {self.path}: {error}") from None
+
+    def _migrate(self) -> None:
+        """Create the tables, or move an older store forward in its recorded steps, atomically."""
+        connection = self.connection
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        has_runs = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()
+        if not has_runs:
+            connection.executescript(SCHEMA)
+        elif version >= SCHEMA_VERSION:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for steps in MIGRATIONS[version:] if has_runs else ():
+                for statement in steps:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.connection.close()
@@ -234,6 +260,7 @@ def load_tables(out_dir: str | Path) -> StoreTables:
     try:
         meta = _read_meta(connection)
         runs = pd.read_sql_query("SELECT * FROM runs ORDER BY arm, seed, fold", connection)
+        runs = runs.reindex(columns=[*RUN_COLUMNS, *runs.columns.difference(RUN_COLUMNS)])
         epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", connection)
         predictions = pd.read_sql_query(
             "SELECT * FROM predictions ORDER BY run_id, epoch, example", connection)

@@ -56,13 +56,20 @@ def versions() -> dict:
             "keras": keras.__version__, "backend": keras.backend.backend()}
 
 
-def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed: int):
+def _batches(images: np.ndarray, onehot: np.ndarray, examples: np.ndarray, batch_size: int,
+             order_seed: int, augment=None, augment_seed: int = 0):
     """A Keras PyDataset whose epoch-e batch order is a function of (order_seed, e) alone.
 
-    Pass it to fit with shuffle=False: Keras would otherwise reorder batches with Python's global
-    random state, which Dask's threads also draw from.
+    images (N, S, S, 3) uint8, onehot (N, C), examples (N,) global image indices. With `augment`
+    (AugmentConfig that changes images) each image is augmented as a function of
+    (augment_seed, e, its global index). Pass it to fit with shuffle=False: Keras would
+    otherwise reorder batches with Python's global random state, which Dask's threads also use.
     """
     import keras
+
+    from valstat.augment import augment_batch, is_identity
+
+    augmenting = augment is not None and not is_identity(augment)
 
     def permutation(epoch: int) -> np.ndarray:
         return np.random.default_rng([order_seed, epoch]).permutation(len(images))
@@ -78,6 +85,9 @@ def _batches(images: np.ndarray, onehot: np.ndarray, batch_size: int, order_seed
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            if augmenting:
+                return (augment_batch(images[chosen], examples[chosen], augment, augment_seed,
+                                      self.epoch), onehot[chosen])
             return images[chosen].astype(np.float32), onehot[chosen]
 
         def on_epoch_end(self):
@@ -113,8 +123,8 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
         images[split.truth].astype(np.float32) if len(split.truth) else None,
         dataset.labels[split.truth] if len(split.truth) else None)
     divergence = StopOnDivergence()
-    model.fit(_batches(images[split.train], onehot[split.train], arm.training.batch_size,
-                       spec.order_seed),
+    model.fit(_batches(images[split.train], onehot[split.train], split.train,
+                       arm.training.batch_size, spec.order_seed, arm.augment, spec.augment_seed),
               epochs=arm.training.epochs, verbose=0, shuffle=False,
               callbacks=[recorder, divergence, *build_schedule(arm.schedule)])
     wall_s = time.perf_counter() - started
@@ -123,6 +133,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
     run = {"run_id": spec.run_id, "experiment": spec.experiment, "arm": arm.name,
            "seed": spec.seed, "fold": spec.fold, "split_seed": spec.split_seed,
            "init_seed": spec.init_seed, "order_seed": spec.order_seed,
+           "augment_seed": spec.augment_seed,
            "status": "diverged" if divergence.diverged else "finished", "wall_s": wall_s,
            "n_train": int(len(split.train)), "n_val": int(len(split.val)),
            "n_truth": int(len(split.truth)), "epochs_run": len(recorder.rows),
