@@ -16,6 +16,7 @@ import pandas as pd
 from valstat.errors import UserError
 from valstat.stats import (
     corrected_resampled_ttest,
+    crossed_mean_interval,
     expected_max_noise,
     binomial_sampling_variance,
     finite_sample_by_fold,
@@ -35,6 +36,7 @@ from valstat.stats._checks import need_columns
 from valstat.stats.dynamics import KINDS, majority_by_group, plateau_cut_counts
 from valstat.stats.lattice import fisher_p
 from valstat.stats.paired import mcnemar_exact_p
+from valstat.stats.sizes import noether_runs
 
 RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
                "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run"]
@@ -44,6 +46,7 @@ PREDICTION_COLUMNS = ["run_id", "epoch", "example", "label", "predicted", "p_tru
 ALPHA = 0.05            # significance level for "within noise" and "significant"
 COLLAPSE_THRESHOLD = 0.01  # lr below 1% of its start counts as collapsed
 HALFWIDTHS = (0.05, 0.10)
+HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
 
 
 def to_plain(value):
@@ -138,6 +141,14 @@ class _Predictions:
         """Index of each run's last recorded epoch group."""
         return np.flatnonzero(np.r_[self.run[1:] != self.run[:-1], True]) if self.run.size else self.run
 
+    def correct_at(self, wanted: dict) -> dict:
+        """{run code: (examples, correct)} at the epoch `wanted` names for each run code."""
+        out = {}
+        for g in np.flatnonzero([wanted.get(int(r)) == e for r, e in zip(self.run, self.epoch)]):
+            s = slice(self.start[g], self.start[g] + self.size[g])
+            out[int(self.run[g])] = (self.example[s], self.correct[s])
+        return out
+
     def final_correct(self) -> dict:
         """{run code: (examples, correct, labels)} at each run's last recorded epoch."""
         out = {}
@@ -182,6 +193,9 @@ def _per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     per["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(per.index)
     per["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(per.index)
     per["last_epoch"] = last["epoch"].reindex(per.index)
+    best_rows = ordered[ordered["val_accuracy"].notna()]
+    best_rows = best_rows.loc[best_rows.groupby("run_id", sort=False)["val_accuracy"].idxmax()]
+    per["best_epoch"] = best_rows.set_index("run_id")["epoch"].reindex(per.index)
     return per
 
 
@@ -215,18 +229,70 @@ def _val_size(arm_runs, arm_epochs, config):
     return None, "unknown"
 
 
-def _metric_intervals(arm):
-    """mean_interval (t) of final and best val accuracy; folds of one seed form one unit."""
+def _design(finite: pd.DataFrame) -> str:
+    """How the runs' validation images relate: each run its own, one split for all, or splits x seeds."""
+    splits = finite["split"]
+    if not splits.duplicated().any():
+        return "own split per run"
+    return "one shared split" if splits.nunique() == 1 else "seeds x shared splits"
+
+
+def _crossed_table(finite, metric, epoch_col, cube, design):
+    """The crossed table for crossed_mean_interval and its new_run_columns, or None.
+
+    One shared split: (runs, images) per-image correctness at each run's `epoch_col` epoch
+    (all runs on the same images); seeds x shared splits: (splits, seeds) of `metric`, one
+    run per cell, every cell present.
+    """
+    if design == "one shared split":
+        wanted = dict(zip(finite["code"].astype(int), finite[epoch_col].astype(int)))
+        got = cube.correct_at(wanted)
+        if len(got) < len(wanted):
+            return None
+        examples = [got[c][0] for c in wanted]
+        if any(not np.array_equal(e, examples[0]) for e in examples):
+            return None
+        return np.vstack([got[c][1] for c in wanted]).astype(float), examples[0].size
+    cells = finite.groupby(["split", "seed"]).size()
+    if not cells.eq(1).all():
+        return None
+    table = finite.pivot(index="split", columns="seed", values=metric).to_numpy(dtype=float)
+    return (table, 1) if np.all(np.isfinite(table)) else None
+
+
+def _metric_intervals(arm, cube):
+    """Intervals of the mean final and best val accuracy and for one new run.
+
+    Own split per run: mean_interval (t; folds of one seed form one unit). Runs sharing
+    validation images: crossed_mean_interval (split or image, seed and residual parts), which
+    generalises to new images, with the t interval kept as `conditional` (these images only);
+    where the design is incomplete only the conditional interval exists and `scope` says so.
+    """
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
     if len(finite) == 0:
         return {"final_val_accuracy": None, "best_val_accuracy": None}
     clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
     units = finite["seed"].to_numpy() if clustered else None
+    design = _design(finite)
     out = {}
-    for metric in ("final_val_accuracy", "best_val_accuracy"):
-        out[metric] = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
+    for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
+        res = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
         if clustered:
-            out[metric]["units"] = "seed"
+            res["units"] = "seed"
+        res.update(design=design, scope="new validation images")
+        if design != "own split per run" and len(finite) >= 2:
+            res["conditional"] = {"low": res["low"], "high": res["high"], "pi_low": res["pi_low"],
+                                  "pi_high": res["pi_high"], "method": "t", "scope": "these validation images"}
+            crossed = _crossed_table(finite, metric, epoch_col, cube, design)
+            if crossed is None:
+                res.update(scope="these validation images",
+                           note="runs share validation images and the design is incomplete: the interval "
+                                "holds for these images only")
+            else:
+                cm = crossed_mean_interval(crossed[0], new_run_columns=crossed[1])
+                res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
+                           method="crossed-anova")
+        out[metric] = res
     return out
 
 
@@ -361,7 +427,7 @@ def _optimism(arm_epochs, val_size, per):
     return out
 
 
-def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse):
+def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse, cube):
     val_size, val_size_source = _val_size(arm, arm_epochs, config)
     out = {
         "n_runs": int(len(arm)),
@@ -369,7 +435,7 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm),
+        **_metric_intervals(arm, cube),
         "moves_within_noise_share": None, "moves_within_noise": None,
         "variance_components": None, "finite_sample": None,
         "one_class_collapse": None, "optimism": None,
@@ -393,7 +459,9 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
     out["optimism"] = _optimism(arm_epochs, val_size, arm)
     mean = (out["final_val_accuracy"] or {}).get("estimate")
     if val_size and mean is not None and np.isfinite(mean):
-        out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h) for h in HALFWIDTHS}
+        out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h, probability=HALFWIDTH_PROBABILITY)
+                                         for h in HALFWIDTHS}
+        out["val_size_for_halfwidth_probability"] = HALFWIDTH_PROBABILITY
         if val_size >= 2:
             out["minimum_detectable_difference"] = minimum_detectable_difference(val_size, mean)
     return out
@@ -474,7 +542,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     for name in arm_names:
         arm = per[per["arm"] == name]
         arms[name] = _arm_summary(name, arm, epochs_by_arm[epochs_by_arm["arm"] == name], configs.get(name, {}),
-                                  moves_by_run, finals, collapse)
+                                  moves_by_run, finals, collapse, cube)
     comparisons = [_compare(arm_names[0], other, per, finals) for other in arm_names[1:]]
     gamma, alpha, beta = 0.75, 0.05, 0.05
     summary = {
@@ -483,7 +551,10 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         "class_names": list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
         "arms": arms,
         "comparisons": comparisons,
-        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta)},
+        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),
+                        "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
+                                     "two-sided) excludes 1/2; exact power without ties",
+                        "noether_independent": noether_runs(gamma, alpha, beta)},
         "notes": [
             "final/best val accuracy: t interval of the mean (CI) and a prediction interval for one new run (pi)",
             "accuracy values are fractions; the lattice step is 1/val_size",
