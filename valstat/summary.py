@@ -36,6 +36,7 @@ from valstat.stats._checks import need_columns
 from valstat.stats.dynamics import KINDS, majority_by_group, plateau_cut_counts
 from valstat.stats.lattice import fisher_p
 from valstat.stats.paired import mcnemar_exact_p
+from valstat.stats.selection import resampled_noise_optimism
 from valstat.stats.sizes import noether_runs
 
 RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
@@ -413,7 +414,34 @@ def _dynamics(arm, arm_epochs, config):
     }
 
 
-def _optimism(arm_epochs, val_size, per):
+def _noise_optimism_per_image(arm, cube, level=0.95):
+    """Mean over runs of resampled_noise_optimism on each run's plateau epochs, or None.
+
+    Plateau epochs: those whose accuracy is within noise of the run's best (Fisher at
+    `level`), all scored on the same images. Runs without per-image predictions are skipped.
+    """
+    results = []
+    for code in arm["code"].astype(int):
+        groups = np.flatnonzero(cube.run == code)
+        if groups.size < 2 or np.unique(cube.size[groups]).size != 1:
+            continue
+        idx = cube.rows(groups, int(cube.size[groups[0]]))
+        if not np.all(cube.example[idx] == cube.example[idx[0]]):
+            continue
+        correct = cube.correct[idx]
+        k = correct.sum(axis=1)
+        n = correct.shape[1]
+        plateau = fisher_p(np.full(k.size, k.max()), k, np.full(k.size, n)) >= 1 - level
+        if plateau.sum() >= 2:
+            results.append(resampled_noise_optimism(correct[plateau], n_boot=1000))
+    if not results:
+        return None
+    return {"expected_optimism": float(np.mean([r["expected_optimism"] for r in results])),
+            "epochs": int(np.median([r["epochs"] for r in results])), "n": results[0]["n"],
+            "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
+
+
+def _optimism(arm_epochs, val_size, per, cube):
     truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
     if not np.isfinite(truth).any():
         return None
@@ -423,7 +451,10 @@ def _optimism(arm_epochs, val_size, per):
     if val_size and len(epochs_run):
         final_truth = arm_epochs.sort_values("epoch").groupby("run_id")["truth_accuracy"].last()
         p = float(np.nanmean(final_truth)) if np.isfinite(final_truth).any() else float(np.nanmean(truth))
-        out["expected_from_noise"] = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
+        independent = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
+        independent["method"] = "independent epochs (upper bound)"
+        out["expected_from_noise_independent"] = independent
+        out["expected_from_noise"] = _noise_optimism_per_image(per, cube) or independent
     return out
 
 
@@ -456,7 +487,7 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
             "runs_ever_collapsed": int(arm_collapse["ever_collapsed"].astype(bool).sum()),
             "runs_with_predictions": int(len(arm_collapse)),
         }
-    out["optimism"] = _optimism(arm_epochs, val_size, arm)
+    out["optimism"] = _optimism(arm_epochs, val_size, arm, cube)
     mean = (out["final_val_accuracy"] or {}).get("estimate")
     if val_size and mean is not None and np.isfinite(mean):
         out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h, probability=HALFWIDTH_PROBABILITY)
