@@ -540,7 +540,11 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
       arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
         final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
-        of a seed are clustered), moves_within_noise_share, moves_within_noise {share, moves,
+        of a seed are clustered; design "own split per run" | "one shared split" | "seeds x
+        shared splits"; scope "new validation images" | "these validation images"; where runs
+        share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
+        "crossed-anova", df, components) and `conditional` holds the t interval for these
+        images only), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
         finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
         sharing final-epoch images; where no two runs share images, "stratified-per-run" or
@@ -550,11 +554,15 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         {runs, median_epoch, median_epochs_after, threshold}, plateau_cuts {monitor, mode,
         patience, cuts, after_ties_only, after_worse, other}, one_class_collapse
         {runs_ending_collapsed, runs_ever_collapsed, runs_with_predictions}, optimism {rules,
-        expected_from_noise} or None, val_size_for_halfwidth {"0.05": n, "0.10": n},
-        minimum_detectable_difference}},
+        expected_from_noise (per-image image bootstrap on plateau epochs where predictions exist,
+        else the independent-epochs upper bound), expected_from_noise_independent} or None,
+        val_size_for_halfwidth {"0.05": n, "0.10": n} (reached with probability
+        val_size_for_halfwidth_probability), minimum_detectable_difference (Fisher exact)}},
       comparisons [first arm vs each other: a, b, pairs, mcnemar (per (seed, fold) on the final
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
-        probability_of_improvement, note], runs_needed {gamma, alpha, beta, runs}, notes.
+        probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
+        {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
+        noether_independent}, notes.
     Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
     """
     _check_inputs(runs, epochs, predictions, meta)
@@ -587,7 +595,9 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
                                      "two-sided) excludes 1/2; exact power without ties",
                         "noether_independent": noether_runs(gamma, alpha, beta)},
         "notes": [
-            "final/best val accuracy: t interval of the mean (CI) and a prediction interval for one new run (pi)",
+            "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "
+            "(pi); t over runs, or crossed random effects where runs share validation images (scope says "
+            "whether it holds for new images or these images only)",
             "accuracy values are fractions; the lattice step is 1/val_size",
         ],
     }
@@ -606,13 +616,18 @@ def _span(low, high):
 def _format_metric(label, m):
     if not m:
         return f"  {label}: n/a"
-    ci = f"CI {_span(m['low'], m['high'])}" if m.get("low") is not None else "no CI"
+    scope = "these validation images" if m.get("scope") == "these validation images" else "new images"
+    ci = f"CI {_span(m['low'], m['high'])} ({scope})" if m.get("low") is not None else "no CI"
     parts = [ci]
     if m.get("sd") is not None:
         parts.append(f"sd {_points(m['sd'])}")
     if m.get("pi_low") is not None:
         parts.append(f"one new run {_span(m['pi_low'], m['pi_high'])}")
-    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']})"
+    conditional = m.get("conditional")
+    if conditional and m.get("method") == "crossed-anova" and conditional.get("low") is not None:
+        parts.append(f"on these validation images CI {_span(conditional['low'], conditional['high'])}")
+    design = f", {m['design']}" if m.get("design") else ""
+    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']}{design})"
 
 
 def _points(value) -> str:
@@ -660,15 +675,19 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  optimism of {rule['rule']}: {_points(rule['mean'])} ({ci})")
         if arm.get("val_size_for_halfwidth"):
             sizes = ", ".join(f"±{_pct(float(h), 0)}: {n} images" for h, n in arm["val_size_for_halfwidth"].items())
-            lines.append(f"  validation size for a 95% interval of {sizes}")
+            prob = arm.get("val_size_for_halfwidth_probability")
+            lines.append(f"  validation size for a 95% interval of {sizes}"
+                         + (f" (reached with probability {prob:g})" if prob else ""))
     for comp in summary.get("comparisons", []):
         poi = comp.get("probability_of_improvement") or {}
         t = comp.get("corrected_t") or {}
-        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (CI {poi['low']:.2f}..{poi['high']:.2f})"
+        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (exact CI {poi['low']:.2f}..{poi['high']:.2f})"
         t_text = "n/a" if not t else f"t={t['t']:.2f}, p={t['p_value']:.3g}" if t.get("t") is not None else f"p={t['p_value']:.3g}"
         lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} (seed, fold) pairs; McNemar significant in "
                      f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}; P({comp['a']} > {comp['b']}) {poi_text}; "
                      f"corrected t {t_text}")
     rn = summary.get("runs_needed") or {}
-    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')}")
+    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')} paired runs "
+                 f"(95% P(A>B) interval excludes 1/2 with power {1 - (rn.get('beta') or 0.05):g}; "
+                 f"Noether's two-sample formula: {rn.get('noether_independent')})")
     return "\n".join(lines)
