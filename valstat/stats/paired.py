@@ -32,7 +32,10 @@ def mcnemar(a_correct, b_correct) -> dict:
     a_correct, b_correct: shape (images,), booleans (image classified correctly).
     b = images A gets right and B wrong; c = images A gets wrong and B right.
     Exact binomial form when b + c < 25, else chi-square with continuity correction
-    (statsmodels ``contingency_tables.mcnemar``).
+    (statsmodels ``contingency_tables.mcnemar``). The mid-p variant (Fagerland et al. 2013)
+    has more power but can exceed its level; valstat keeps the exact conditional test so that
+    "beyond noise" holds at the stated level, and says what size of drop it can flag
+    (lattice.smallest_flagged_loss).
     Returns dict: b, c, statistic, p_value, exact.
     """
     a, b_arr = as_paired_bool(a_correct, b_correct, ("a_correct", "b_correct"))
@@ -91,7 +94,8 @@ def corrected_resampled_ttest(differences, n_train, n_test) -> dict:
     differences: shape (J,), score of A minus score of B per fold (same folds for both).
     n_train, n_test: images used for training and for testing in each fold.
     t = mean / sqrt((1/J + n_test/n_train) · s²), s² the ddof=1 variance, df = J - 1,
-    two-sided p. When s² = 0, t is ±inf (p = 0) for a non-zero mean, NaN (p = 1) otherwise.
+    two-sided p. The n_test/n_train term is justified when each resample draws its own
+    split; where folds are shared across seeds it is only approximate (the report says so). When s² = 0, t is ±inf (p = 0) for a non-zero mean, NaN (p = 1) otherwise.
     Returns dict: t, df, p_value, mean, se.
     """
     d = as_1d(differences, "differences", min_len=2)
