@@ -269,3 +269,18 @@ def test_format_summary_is_compact_text(two_arms):
     text = format_summary(summary)
     assert "arm base" in text and "arm alt" in text and "within noise" in text and "base vs alt" in text
     assert "nan" not in text.lower() and len(text.splitlines()) < 40
+
+
+def test_one_shared_split_gives_the_crossed_interval_for_new_images():
+    runs, epochs, preds, meta = store(arms=("base",), seeds=6, folds=1, epochs=5, seed=3)
+    res = summarize(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
+    assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
+    last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
+    matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(6, 30)
+    crossed = crossed_mean_interval(matrix, new_run_columns=30)
+    assert (res["low"], res["high"], res["pi_low"], res["pi_high"]) == pytest.approx(
+        (crossed["low"], crossed["high"], crossed["pi_low"], crossed["pi_high"]))
+    final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
+    t_low, t_high = sps.t.interval(0.95, 5, loc=final.mean(), scale=sps.sem(final))
+    assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((t_low, t_high))
+    assert "these validation images CI" in format_summary(summarize(runs, epochs, preds, meta))
