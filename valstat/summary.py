@@ -414,15 +414,20 @@ def _dynamics(arm, arm_epochs, config):
     }
 
 
+#: Image-bootstrap resamples shared by all runs of an arm (at least 20 per run).
+NOISE_BOOT_BUDGET = 4000
+
+
 def _noise_optimism_per_image(arm, cube, level=0.95):
     """Mean over runs of resampled_noise_optimism on each run's plateau epochs, or None.
 
     Plateau epochs: those whose accuracy is within noise of the run's best (Fisher at
     `level`), all scored on the same images. Runs without per-image predictions are skipped.
     """
-    results = []
+    plateaus = []
     for code in arm["code"].astype(int):
-        groups = np.flatnonzero(cube.run == code)
+        lo, hi = np.searchsorted(cube.run, code), np.searchsorted(cube.run, code, side="right")
+        groups = np.arange(lo, hi)
         if groups.size < 2 or np.unique(cube.size[groups]).size != 1:
             continue
         idx = cube.rows(groups, int(cube.size[groups[0]]))
@@ -433,9 +438,11 @@ def _noise_optimism_per_image(arm, cube, level=0.95):
         n = correct.shape[1]
         plateau = fisher_p(np.full(k.size, k.max()), k, np.full(k.size, n)) >= 1 - level
         if plateau.sum() >= 2:
-            results.append(resampled_noise_optimism(correct[plateau], n_boot=1000))
-    if not results:
+            plateaus.append(correct[plateau])
+    if not plateaus:
         return None
+    n_boot = max(20, NOISE_BOOT_BUDGET // len(plateaus))
+    results = [resampled_noise_optimism(c, n_boot=n_boot) for c in plateaus]
     return {"expected_optimism": float(np.mean([r["expected_optimism"] for r in results])),
             "epochs": int(np.median([r["epochs"] for r in results])), "n": results[0]["n"],
             "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
