@@ -31,6 +31,9 @@ def table(checks, reps, seconds) -> list[str]:
         reached = c.rate <= c.floor if c.kind == "size" else c.rate >= c.floor
         lines.append(f"| {c.name} | {c.design} | {c.kind} | {c.target:.2f} | {c.rate:.3f} | {c.mcse:.3f} | "
                      f"{'yes' if c.ok() else 'NO'} | {'yes' if reached else 'no'} |")
+    short = [f"{c.name} [{c.design}] {c.rate:.3f}" for c in checks
+             if (c.rate > c.floor if c.kind == "size" else c.rate < c.floor)]
+    lines += ["", "Short of the floor: " + ("; ".join(short) if short else "none") + "."]
     return lines
 
 
