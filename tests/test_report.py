@@ -98,7 +98,7 @@ def test_methods_cite_every_bibtex_entry_they_need(english):
     bib = (dest / "references.bib").read_text()
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     assert cited == keys
-    assert {"wilson1927", "clopper1934", "brown2001", "mcnemar1947", "efron1987",
+    assert {"wilson1927", "clopper1934", "brown2001", "mcnemar1947", "fisher1922",
             "nadeau2003", "bouthillier2021", "jordan2024"} <= keys
     markdown = (dest / "methods.md").read_text()
     assert "(Wilson 1927; Brown, Cai & DasGupta 2001)" in markdown
@@ -144,6 +144,17 @@ def test_data_derived_text_is_escaped_in_latex(english):
     assert "<i>" not in arms_tex
 
 
+def test_methods_quote_the_calibration_table(english):
+    # the coverage figures come from benchmarks/calibration.py's data file, not from the text
+    from valstat.report.content import CALIBRATION
+
+    methods = (english[0].parent / "methods.tex").read_text()
+    table = json.loads(CALIBRATION.read_text())
+    assert f"{table['reps']} replications per design" in methods
+    for value in table["coverage"].values():
+        assert f"{value:.2f}" in methods
+
+
 def test_page_says_what_it_covers_and_answers_the_questions(english):
     html = english[0].read_text(encoding="utf-8")
     assert "covers every run the sweep planned: 12" in html
@@ -155,7 +166,7 @@ def test_page_says_what_it_covers_and_answers_the_questions(english):
         assert heading in html, heading
     assert "McNemar" in html and "ReduceLROnPlateau" in html
     assert re.search(r"predicted the class “[^”]+” for every validation image", html)
-    assert re.search(r"For ±5 points you need about \d+ validation images", html)
+    assert re.search(r"For ±5 points with 80% probability [^.]* you need about \d+ validation images", html)
 
 
 def _pixel_spread(path: Path) -> tuple[float, float]:

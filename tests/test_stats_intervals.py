@@ -1,13 +1,14 @@
 """valstat.stats.intervals against published values, scipy/statsmodels, and hand formulas."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
 from valstat.errors import UserError
-from valstat.stats import binomial_interval, mean_interval
+from valstat.stats import binomial_interval, crossed_mean_interval, mean_interval
 
 Z95 = 1.959963984540054  # Phi^-1(0.975)
 METHODS = ["wilson", "clopper-pearson", "jeffreys", "agresti-coull", "wald"]
@@ -175,3 +176,39 @@ def test_single_value_has_no_interval():
 def test_mean_interval_bad_input(kwargs):
     with pytest.raises(UserError):
         mean_interval(**kwargs)
+
+
+def test_crossed_mean_interval_from_statsmodels_anova():
+    # mean squares from statsmodels' two-way ANOVA; Var(mean) = (MS_r + MS_c - MS_e)/(RC),
+    # Satterthwaite df on the three mean squares
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(4)
+    table = 0.7 + rng.normal(0, 0.05, (4, 1)) + rng.normal(0, 0.03, (1, 6)) + rng.normal(0, 0.02, (4, 6))
+    frame = pd.DataFrame({"y": table.ravel(), "r": np.repeat(np.arange(4), 6), "c": np.tile(np.arange(6), 4)})
+    aov = anova_lm(smf.ols("y ~ C(r) + C(c)", frame).fit())
+    ms = aov["mean_sq"].to_numpy()
+    dfs = aov["df"].to_numpy()
+    var = (ms[0] + ms[1] - ms[2]) / 24
+    df = (ms[0] + ms[1] - ms[2]) ** 2 / (ms[0] ** 2 / dfs[0] + ms[1] ** 2 / dfs[1] + ms[2] ** 2 / dfs[2])
+    half = sps.t.ppf(0.975, df) * np.sqrt(var)
+    res = crossed_mean_interval(table)
+    assert (res["low"], res["high"], res["df"]) == pytest.approx((table.mean() - half, table.mean() + half, df))
+    # one new run (new row and column level, one cell): s_r (1 + 1/R) + s_c (1 + 1/C) + s_e (1 + 1/RC)
+    s_r, s_c, s_e = (ms[0] - ms[2]) / 6, (ms[1] - ms[2]) / 4, ms[2]
+    assert min(s_r, s_c) > 0
+    coef = np.array([(1 + 1 / 4) / 6, (1 + 1 / 6) / 4, 1 + 1 / 24 - (1 + 1 / 4) / 6 - (1 + 1 / 6) / 4])
+    new = s_r * (1 + 1 / 4) + s_c * (1 + 1 / 6) + s_e * (1 + 1 / 24)
+    assert coef @ ms == pytest.approx(new)
+    df_new = new**2 / np.sum((coef * ms) ** 2 / dfs)
+    assert res["pi_high"] - res["estimate"] == pytest.approx(sps.t.ppf(0.975, df_new) * np.sqrt(new))
+
+
+def test_crossed_mean_interval_bad_input():
+    with pytest.raises(UserError):
+        crossed_mean_interval(np.ones((1, 5)))
+    with pytest.raises(UserError):
+        crossed_mean_interval([[0.5, np.nan], [0.4, 0.3]])
+    with pytest.raises(UserError):
+        crossed_mean_interval(np.ones((2, 2)), new_run_columns=0)

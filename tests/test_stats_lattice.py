@@ -67,10 +67,17 @@ def test_curve_changes_bad_input(values, n, correct):
 def test_largest_drop_unpaired_is_newcombe():
     drop = largest_drop(curve_changes(ACC32, 30))
     assert (drop["from_epoch"], drop["to_epoch"], drop["images"]) == (3, 4, -4)
-    low, high = confint_proportions_2indep(18, 30, 22, 30, method="newcomb", compare="diff")
+    # the largest of all moves: Bonferroni over the scanned moves, interval at 1 - 0.05/moves
+    moves = len(ACC32) - 1
+    assert drop["scanned"] == moves and drop["test"] == "fisher"
+    low, high = confint_proportions_2indep(18, 30, 22, 30, method="newcomb", compare="diff", alpha=0.05 / moves)
     assert (drop["low"], drop["high"]) == pytest.approx((low, high))
     expected_p = sps.fisher_exact([[22, 8], [18, 12]]).pvalue
     assert drop["p_value"] == pytest.approx(expected_p) and drop["within_noise"]
+    assert drop["p_adjusted"] == pytest.approx(min(1.0, expected_p * moves))
+    # the smallest loss from 22/30 Fisher's test flags at 0.05/moves, by scipy
+    flagged = [j for j in range(1, 23) if sps.fisher_exact([[22, 8], [22 - j, 8 + j]]).pvalue < 0.05 / moves]
+    assert drop["smallest_flagged"] == flagged[0]
 
 
 def test_largest_drop_first_of_equal_drops_and_none_without_drop():
@@ -93,11 +100,16 @@ def test_largest_drop_paired_is_newcombe_method_10_by_hand():
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = proportion_confint(a + b, n, method="wilson")
     l2, u2 = proportion_confint(a + c, n, method="wilson")
-    phi = (a * d - b * c) / np.sqrt((a + b) * (c + d) * (a + c) * (b + d))
+    phi = (a * d - b * c - n / 2) / np.sqrt((a + b) * (c + d) * (a + c) * (b + d))  # ad - bc > n/2
     delta = np.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
     eps = np.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
     assert (drop["low"], drop["high"]) == pytest.approx((p1 - p2 - delta, p1 - p2 + eps))
     assert drop["low"] < -5 / 30 < drop["high"]
+    # one move scanned, 9 images changed answer: the smallest net loss whose exact McNemar
+    # (scipy's binomial test) p is below 0.05
+    assert (drop["scanned"], drop["discordant"]) == (1, 9)
+    assert drop["smallest_flagged"] == min(j for j in (1, 3, 5, 7, 9)
+                                           if sps.binomtest((9 - j) // 2, 9, 0.5).pvalue < 0.05)
 
 
 def test_largest_drop_needs_curve_changes_columns():

@@ -6,6 +6,7 @@ import pytest
 
 from valstat.errors import UserError
 from valstat.stats import expected_max_noise, mean_interval, optimism_summary, selection_optimism
+from valstat.stats.selection import resampled_noise_optimism
 
 ONE_RUN = pd.DataFrame({
     "epoch": [0, 1, 2, 3],
@@ -74,3 +75,24 @@ def test_best_epoch_optimism_on_pure_noise_matches_expected_max():
     assert abs(by_loss["mean"]) < 4 * by_loss["sd"] / np.sqrt(by_loss["n_runs"])
     check = mean_interval(frame.groupby("run_id")["val_accuracy"].max().to_numpy() - p)
     assert check["estimate"] == pytest.approx(best["mean"])
+
+
+def test_resampled_noise_optimism_keeps_epoch_correlation():
+    # simulated truth: image i is right at epoch t when u_i + s·z_ti < 0.7 (every epoch has the
+    # same population accuracy); truth = E[best measured accuracy] - population accuracy
+    rng = np.random.default_rng(0)
+    for jitter, independent in ((0.05, False), (3.0, True)):
+        population = np.mean(rng.random(400_000) + jitter * rng.normal(size=400_000) < 0.7)
+        truth, estimate = [], []
+        for _ in range(120):
+            c = rng.random(30)[None, :] + jitter * rng.normal(size=(12, 30)) < 0.7
+            truth.append(c.mean(axis=1).max() - population)
+            estimate.append(resampled_noise_optimism(c, n_boot=500, seed=1)["expected_optimism"])
+        assert np.mean(estimate) == pytest.approx(np.mean(truth), abs=0.02)
+        if not independent:  # nearly identical epochs: far below the independent-draws figure
+            assert np.mean(estimate) < 0.5 * expected_max_noise(30, 12, population)["expected_optimism"]
+
+
+def test_resampled_noise_optimism_is_zero_for_identical_epochs():
+    c = np.tile(np.arange(30) % 3 > 0, (5, 1))
+    assert resampled_noise_optimism(c)["expected_optimism"] == pytest.approx(0.0, abs=2e-3)  # MC error only

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from valstat.errors import UserError
-from valstat.stats import curve_changes, lr_collapse, plateau_cuts_after_ties
+from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
 from valstat.stats.simulate import fake_store
 from valstat.summary import format_summary, summarize
 
@@ -38,7 +38,7 @@ def test_output_is_plain_json_with_the_documented_keys(two_arms):
     _, summary = two_arms
     json.dumps(summary, allow_nan=False)
     assert set(summary) >= {"experiment", "arm_names", "arms", "comparisons", "runs_needed"}
-    assert summary["arm_names"] == ["base", "alt"] and summary["runs_needed"]["runs"] == 29
+    assert summary["arm_names"] == ["base", "alt"] and summary["runs_needed"]["runs"] == runs_needed(0.75, 0.05, 0.05)
     for arm in summary["arms"].values():
         assert set(arm) >= ARM_KEYS
     base = summary["arms"]["base"]
@@ -49,13 +49,20 @@ def test_output_is_plain_json_with_the_documented_keys(two_arms):
 
 def test_final_accuracy_interval_from_the_frames(two_arms):
     (runs, epochs, _, _), summary = two_arms
-    last = epochs.sort_values("epoch").groupby("run_id").tail(1).merge(runs[["run_id", "arm", "seed"]])
+    last = epochs.sort_values("epoch").groupby("run_id").tail(1).merge(runs[["run_id", "arm", "seed", "fold"]])
     base = last[last["arm"] == "base"]
     unit_means = base.groupby("seed")["val_accuracy"].mean().to_numpy()  # folds of a seed resampled together
     low, high = sps.t.interval(0.95, len(unit_means) - 1, loc=unit_means.mean(), scale=sps.sem(unit_means))
     res = summary["arms"]["base"]["final_val_accuracy"]
     assert res["estimate"] == pytest.approx(base["val_accuracy"].mean())
-    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    # every seed scores the same two folds: the t interval holds for these images only
+    assert res["design"] == "seeds x shared splits" and res["conditional"]["scope"] == "these validation images"
+    assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((low, high))
+    table = base.pivot(index="fold", columns="seed", values="val_accuracy").to_numpy()
+    crossed = crossed_mean_interval(table)
+    assert (res["low"], res["high"], res["method"]) == (pytest.approx(crossed["low"]), pytest.approx(crossed["high"]),
+                                                         "crossed-anova")
+    assert res["low"] < low and res["high"] > high  # the image/split part widens it
     assert res["sd"] == pytest.approx(base["val_accuracy"].std(ddof=1)) and res["units"] == "seed"
     best = epochs.merge(runs[["run_id", "arm"]]).query("arm == 'alt'").groupby("run_id")["val_accuracy"].max()
     assert summary["arms"]["alt"]["best_val_accuracy"]["estimate"] == pytest.approx(best.mean())
@@ -262,3 +269,18 @@ def test_format_summary_is_compact_text(two_arms):
     text = format_summary(summary)
     assert "arm base" in text and "arm alt" in text and "within noise" in text and "base vs alt" in text
     assert "nan" not in text.lower() and len(text.splitlines()) < 40
+
+
+def test_one_shared_split_gives_the_crossed_interval_for_new_images():
+    runs, epochs, preds, meta = store(arms=("base",), seeds=6, folds=1, epochs=5, seed=3)
+    res = summarize(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
+    assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
+    last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
+    matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(6, 30)
+    crossed = crossed_mean_interval(matrix, new_run_columns=30)
+    assert (res["low"], res["high"], res["pi_low"], res["pi_high"]) == pytest.approx(
+        (crossed["low"], crossed["high"], crossed["pi_low"], crossed["pi_high"]))
+    final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
+    t_low, t_high = sps.t.interval(0.95, 5, loc=final.mean(), scale=sps.sem(final))
+    assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((t_low, t_high))
+    assert "these validation images CI" in format_summary(summarize(runs, epochs, preds, meta))

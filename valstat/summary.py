@@ -16,6 +16,7 @@ import pandas as pd
 from valstat.errors import UserError
 from valstat.stats import (
     corrected_resampled_ttest,
+    crossed_mean_interval,
     expected_max_noise,
     binomial_sampling_variance,
     finite_sample_by_fold,
@@ -35,6 +36,8 @@ from valstat.stats._checks import need_columns
 from valstat.stats.dynamics import KINDS, majority_by_group, plateau_cut_counts
 from valstat.stats.lattice import fisher_p
 from valstat.stats.paired import mcnemar_exact_p
+from valstat.stats.selection import resampled_noise_optimism
+from valstat.stats.sizes import noether_runs
 
 RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
                "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run"]
@@ -44,6 +47,7 @@ PREDICTION_COLUMNS = ["run_id", "epoch", "example", "label", "predicted", "p_tru
 ALPHA = 0.05            # significance level for "within noise" and "significant"
 COLLAPSE_THRESHOLD = 0.01  # lr below 1% of its start counts as collapsed
 HALFWIDTHS = (0.05, 0.10)
+HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
 
 
 def to_plain(value):
@@ -138,6 +142,14 @@ class _Predictions:
         """Index of each run's last recorded epoch group."""
         return np.flatnonzero(np.r_[self.run[1:] != self.run[:-1], True]) if self.run.size else self.run
 
+    def correct_at(self, wanted: dict) -> dict:
+        """{run code: (examples, correct)} at the epoch `wanted` names for each run code."""
+        out = {}
+        for g in np.flatnonzero([wanted.get(int(r)) == e for r, e in zip(self.run, self.epoch)]):
+            s = slice(self.start[g], self.start[g] + self.size[g])
+            out[int(self.run[g])] = (self.example[s], self.correct[s])
+        return out
+
     def final_correct(self) -> dict:
         """{run code: (examples, correct, labels)} at each run's last recorded epoch."""
         out = {}
@@ -182,6 +194,9 @@ def _per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     per["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(per.index)
     per["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(per.index)
     per["last_epoch"] = last["epoch"].reindex(per.index)
+    best_rows = ordered[ordered["val_accuracy"].notna()]
+    best_rows = best_rows.loc[best_rows.groupby("run_id", sort=False)["val_accuracy"].idxmax()]
+    per["best_epoch"] = best_rows.set_index("run_id")["epoch"].reindex(per.index)
     return per
 
 
@@ -215,18 +230,70 @@ def _val_size(arm_runs, arm_epochs, config):
     return None, "unknown"
 
 
-def _metric_intervals(arm):
-    """mean_interval (t) of final and best val accuracy; folds of one seed form one unit."""
+def _design(finite: pd.DataFrame) -> str:
+    """How the runs' validation images relate: each run its own, one split for all, or splits x seeds."""
+    splits = finite["split"]
+    if not splits.duplicated().any():
+        return "own split per run"
+    return "one shared split" if splits.nunique() == 1 else "seeds x shared splits"
+
+
+def _crossed_table(finite, metric, epoch_col, cube, design):
+    """The crossed table for crossed_mean_interval and its new_run_columns, or None.
+
+    One shared split: (runs, images) per-image correctness at each run's `epoch_col` epoch
+    (all runs on the same images); seeds x shared splits: (splits, seeds) of `metric`, one
+    run per cell, every cell present.
+    """
+    if design == "one shared split":
+        wanted = dict(zip(finite["code"].astype(int), finite[epoch_col].astype(int)))
+        got = cube.correct_at(wanted)
+        if len(got) < len(wanted):
+            return None
+        examples = [got[c][0] for c in wanted]
+        if any(not np.array_equal(e, examples[0]) for e in examples):
+            return None
+        return np.vstack([got[c][1] for c in wanted]).astype(float), examples[0].size
+    cells = finite.groupby(["split", "seed"]).size()
+    if not cells.eq(1).all():
+        return None
+    table = finite.pivot(index="split", columns="seed", values=metric).to_numpy(dtype=float)
+    return (table, 1) if np.all(np.isfinite(table)) else None
+
+
+def _metric_intervals(arm, cube):
+    """Intervals of the mean final and best val accuracy and for one new run.
+
+    Own split per run: mean_interval (t; folds of one seed form one unit). Runs sharing
+    validation images: crossed_mean_interval (split or image, seed and residual parts), which
+    generalises to new images, with the t interval kept as `conditional` (these images only);
+    where the design is incomplete only the conditional interval exists and `scope` says so.
+    """
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
     if len(finite) == 0:
         return {"final_val_accuracy": None, "best_val_accuracy": None}
     clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
     units = finite["seed"].to_numpy() if clustered else None
+    design = _design(finite)
     out = {}
-    for metric in ("final_val_accuracy", "best_val_accuracy"):
-        out[metric] = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
+    for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
+        res = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
         if clustered:
-            out[metric]["units"] = "seed"
+            res["units"] = "seed"
+        res.update(design=design, scope="new validation images")
+        if design != "own split per run" and len(finite) >= 2:
+            res["conditional"] = {"low": res["low"], "high": res["high"], "pi_low": res["pi_low"],
+                                  "pi_high": res["pi_high"], "method": "t", "scope": "these validation images"}
+            crossed = _crossed_table(finite, metric, epoch_col, cube, design)
+            if crossed is None:
+                res.update(scope="these validation images",
+                           note="runs share validation images and the design is incomplete: the interval "
+                                "holds for these images only")
+            else:
+                cm = crossed_mean_interval(crossed[0], new_run_columns=crossed[1])
+                res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
+                           method="crossed-anova")
+        out[metric] = res
     return out
 
 
@@ -347,7 +414,41 @@ def _dynamics(arm, arm_epochs, config):
     }
 
 
-def _optimism(arm_epochs, val_size, per):
+#: Image-bootstrap resamples shared by all runs of an arm (at least 20 per run).
+NOISE_BOOT_BUDGET = 4000
+
+
+def _noise_optimism_per_image(arm, cube, level=0.95):
+    """Mean over runs of resampled_noise_optimism on each run's plateau epochs, or None.
+
+    Plateau epochs: those whose accuracy is within noise of the run's best (Fisher at
+    `level`), all scored on the same images. Runs without per-image predictions are skipped.
+    """
+    plateaus = []
+    for code in arm["code"].astype(int):
+        lo, hi = np.searchsorted(cube.run, code), np.searchsorted(cube.run, code, side="right")
+        groups = np.arange(lo, hi)
+        if groups.size < 2 or np.unique(cube.size[groups]).size != 1:
+            continue
+        idx = cube.rows(groups, int(cube.size[groups[0]]))
+        if not np.all(cube.example[idx] == cube.example[idx[0]]):
+            continue
+        correct = cube.correct[idx]
+        k = correct.sum(axis=1)
+        n = correct.shape[1]
+        plateau = fisher_p(np.full(k.size, k.max()), k, np.full(k.size, n)) >= 1 - level
+        if plateau.sum() >= 2:
+            plateaus.append(correct[plateau])
+    if not plateaus:
+        return None
+    n_boot = max(20, NOISE_BOOT_BUDGET // len(plateaus))
+    results = [resampled_noise_optimism(c, n_boot=n_boot) for c in plateaus]
+    return {"expected_optimism": float(np.mean([r["expected_optimism"] for r in results])),
+            "epochs": int(np.median([r["epochs"] for r in results])), "n": results[0]["n"],
+            "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
+
+
+def _optimism(arm_epochs, val_size, per, cube):
     truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
     if not np.isfinite(truth).any():
         return None
@@ -357,11 +458,14 @@ def _optimism(arm_epochs, val_size, per):
     if val_size and len(epochs_run):
         final_truth = arm_epochs.sort_values("epoch").groupby("run_id")["truth_accuracy"].last()
         p = float(np.nanmean(final_truth)) if np.isfinite(final_truth).any() else float(np.nanmean(truth))
-        out["expected_from_noise"] = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
+        independent = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
+        independent["method"] = "independent epochs (upper bound)"
+        out["expected_from_noise_independent"] = independent
+        out["expected_from_noise"] = _noise_optimism_per_image(per, cube) or independent
     return out
 
 
-def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse):
+def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse, cube):
     val_size, val_size_source = _val_size(arm, arm_epochs, config)
     out = {
         "n_runs": int(len(arm)),
@@ -369,7 +473,7 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm),
+        **_metric_intervals(arm, cube),
         "moves_within_noise_share": None, "moves_within_noise": None,
         "variance_components": None, "finite_sample": None,
         "one_class_collapse": None, "optimism": None,
@@ -390,10 +494,12 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
             "runs_ever_collapsed": int(arm_collapse["ever_collapsed"].astype(bool).sum()),
             "runs_with_predictions": int(len(arm_collapse)),
         }
-    out["optimism"] = _optimism(arm_epochs, val_size, arm)
+    out["optimism"] = _optimism(arm_epochs, val_size, arm, cube)
     mean = (out["final_val_accuracy"] or {}).get("estimate")
     if val_size and mean is not None and np.isfinite(mean):
-        out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h) for h in HALFWIDTHS}
+        out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h, probability=HALFWIDTH_PROBABILITY)
+                                         for h in HALFWIDTHS}
+        out["val_size_for_halfwidth_probability"] = HALFWIDTH_PROBABILITY
         if val_size >= 2:
             out["minimum_detectable_difference"] = minimum_detectable_difference(val_size, mean)
     return out
@@ -441,7 +547,11 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
       arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
         final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
-        of a seed are clustered), moves_within_noise_share, moves_within_noise {share, moves,
+        of a seed are clustered; design "own split per run" | "one shared split" | "seeds x
+        shared splits"; scope "new validation images" | "these validation images"; where runs
+        share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
+        "crossed-anova", df, components) and `conditional` holds the t interval for these
+        images only), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
         finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
         sharing final-epoch images; where no two runs share images, "stratified-per-run" or
@@ -451,11 +561,15 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         {runs, median_epoch, median_epochs_after, threshold}, plateau_cuts {monitor, mode,
         patience, cuts, after_ties_only, after_worse, other}, one_class_collapse
         {runs_ending_collapsed, runs_ever_collapsed, runs_with_predictions}, optimism {rules,
-        expected_from_noise} or None, val_size_for_halfwidth {"0.05": n, "0.10": n},
-        minimum_detectable_difference}},
+        expected_from_noise (per-image image bootstrap on plateau epochs where predictions exist,
+        else the independent-epochs upper bound), expected_from_noise_independent} or None,
+        val_size_for_halfwidth {"0.05": n, "0.10": n} (reached with probability
+        val_size_for_halfwidth_probability), minimum_detectable_difference (Fisher exact)}},
       comparisons [first arm vs each other: a, b, pairs, mcnemar (per (seed, fold) on the final
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
-        probability_of_improvement, note], runs_needed {gamma, alpha, beta, runs}, notes.
+        probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
+        {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
+        noether_independent}, notes.
     Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
     """
     _check_inputs(runs, epochs, predictions, meta)
@@ -474,7 +588,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     for name in arm_names:
         arm = per[per["arm"] == name]
         arms[name] = _arm_summary(name, arm, epochs_by_arm[epochs_by_arm["arm"] == name], configs.get(name, {}),
-                                  moves_by_run, finals, collapse)
+                                  moves_by_run, finals, collapse, cube)
     comparisons = [_compare(arm_names[0], other, per, finals) for other in arm_names[1:]]
     gamma, alpha, beta = 0.75, 0.05, 0.05
     summary = {
@@ -483,9 +597,14 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         "class_names": list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
         "arms": arms,
         "comparisons": comparisons,
-        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta)},
+        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),
+                        "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
+                                     "two-sided) excludes 1/2; exact power without ties",
+                        "noether_independent": noether_runs(gamma, alpha, beta)},
         "notes": [
-            "final/best val accuracy: t interval of the mean (CI) and a prediction interval for one new run (pi)",
+            "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "
+            "(pi); t over runs, or crossed random effects where runs share validation images (scope says "
+            "whether it holds for new images or these images only)",
             "accuracy values are fractions; the lattice step is 1/val_size",
         ],
     }
@@ -504,13 +623,18 @@ def _span(low, high):
 def _format_metric(label, m):
     if not m:
         return f"  {label}: n/a"
-    ci = f"CI {_span(m['low'], m['high'])}" if m.get("low") is not None else "no CI"
+    scope = "these validation images" if m.get("scope") == "these validation images" else "new images"
+    ci = f"CI {_span(m['low'], m['high'])} ({scope})" if m.get("low") is not None else "no CI"
     parts = [ci]
     if m.get("sd") is not None:
         parts.append(f"sd {_points(m['sd'])}")
     if m.get("pi_low") is not None:
         parts.append(f"one new run {_span(m['pi_low'], m['pi_high'])}")
-    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']})"
+    conditional = m.get("conditional")
+    if conditional and m.get("method") == "crossed-anova" and conditional.get("low") is not None:
+        parts.append(f"on these validation images CI {_span(conditional['low'], conditional['high'])}")
+    design = f", {m['design']}" if m.get("design") else ""
+    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']}{design})"
 
 
 def _points(value) -> str:
@@ -558,15 +682,19 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  optimism of {rule['rule']}: {_points(rule['mean'])} ({ci})")
         if arm.get("val_size_for_halfwidth"):
             sizes = ", ".join(f"±{_pct(float(h), 0)}: {n} images" for h, n in arm["val_size_for_halfwidth"].items())
-            lines.append(f"  validation size for a 95% interval of {sizes}")
+            prob = arm.get("val_size_for_halfwidth_probability")
+            lines.append(f"  validation size for a 95% interval of {sizes}"
+                         + (f" (reached with probability {prob:g})" if prob else ""))
     for comp in summary.get("comparisons", []):
         poi = comp.get("probability_of_improvement") or {}
         t = comp.get("corrected_t") or {}
-        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (CI {poi['low']:.2f}..{poi['high']:.2f})"
+        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (exact CI {poi['low']:.2f}..{poi['high']:.2f})"
         t_text = "n/a" if not t else f"t={t['t']:.2f}, p={t['p_value']:.3g}" if t.get("t") is not None else f"p={t['p_value']:.3g}"
         lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} (seed, fold) pairs; McNemar significant in "
                      f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}; P({comp['a']} > {comp['b']}) {poi_text}; "
                      f"corrected t {t_text}")
     rn = summary.get("runs_needed") or {}
-    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')}")
+    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')} paired runs "
+                 f"(95% P(A>B) interval excludes 1/2 with power {1 - (rn.get('beta') or 0.05):g}; "
+                 f"Noether's two-sample formula: {rn.get('noether_independent')})")
     return "\n".join(lines)

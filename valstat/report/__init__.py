@@ -166,6 +166,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     """
     from valstat import __version__, stats
     from valstat.diagnose import diagnose
+    from valstat.report import content
     from valstat.report.figures import make_single_run_figures
     from valstat.report.text import Strings, epoch, pct, pts, pval, rate
 
@@ -204,6 +205,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
         paragraphs.append(S(f"findings.{key}", p=pval(drop["p_value"]), n=n,
                             low=pts(drop["low"], signed=True), high=pts(drop["high"],
                                                                          signed=True)))
+        paragraphs.append(content.drop_scan_text(drop, n, S))
     if result.get("lr_collapse_epoch") is not None:
         paragraphs.append(S("single.lr", initial=rate(result["lr_initial"]),
                             epoch=result["lr_collapse_epoch"],

@@ -6,7 +6,9 @@ Everything returned is plain text: escaping is the writers' job (HTML autoescape
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,9 @@ import pandas as pd
 from valstat import __version__, stats
 from valstat.report.analysis import LEVEL, Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
+
+#: Coverage table of valstat's intervals, written by benchmarks/calibration.py.
+CALIBRATION = Path(__file__).with_name("calibration.json")
 
 
 @dataclass
@@ -210,6 +215,7 @@ def _drop(analysis, S):
             key += "_fisher"
         paragraphs.append(S(f"findings.{key}", p=pval(d["p_value"]), n=n,
                             low=pts(d["low"], signed=True), high=pts(d["high"], signed=True)))
+        paragraphs.append(drop_scan_text(d, n, S))
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
@@ -220,6 +226,14 @@ def _drop(analysis, S):
         else:
             paragraphs.append(S("findings.moves_none", arm=arm))
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
+
+
+def drop_scan_text(drop, n, S) -> str:
+    """The largest drop's scan adjustment and the smallest loss the test could flag."""
+    if drop.get("smallest_flagged") is None:
+        return S("findings.drop_scan_none", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n)
+    return S("findings.drop_scan", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n,
+             flag=S.images(drop["smallest_flagged"]))
 
 
 def _flat(analysis, S):
@@ -332,6 +346,14 @@ def _spread(analysis, S):
                             mean=pct(final["estimate"]), low=pct(final["low"]),
                             high=pct(final["high"]), sd=pts(final["sd"]),
                             pi_low=pct(final["pi_low"]), pi_high=pct(final["pi_high"])))
+        conditional = final.get("conditional")
+        if conditional and final.get("method") == "crossed-anova":
+            design = S["findings.design_shared"] if final.get("design") == "one shared split" \
+                else S["findings.design_folds"]
+            paragraphs.append(S("findings.spread_shared", arm=arm, design=design,
+                                low=pct(conditional["low"]), high=pct(conditional["high"])))
+        elif conditional:
+            paragraphs.append(S("findings.spread_conditional", arm=arm))
         finite_sample = info.get("finite_sample")
         if finite_sample and finite(finite_sample.get("finite_sample_share")):
             paragraphs.append(_finite_sample_text(finite_sample, analysis.val_sizes.get(arm), S))
@@ -368,11 +390,18 @@ def _selection(analysis, S):
                             n=analysis.val_sizes.get(arm), mean=pts(best["mean"]),
                             ci=_ci_text(S, best), max=pts(best["max"]), runs=best.get("n_runs"),
                             n_truth=n_truth or "?"))
+        independent = optimism.get("expected_from_noise_independent") or {}
         if finite(noise.get("expected_optimism")) and (noise.get("epochs") or 0) > 1:
-            paragraphs.append(S("findings.selection_noise",
-                                noise=pts(noise["expected_optimism"], signed=True),
-                                epochs=noise["epochs"], n=noise["n"],
-                                p=pct(noise["true_accuracy"])))
+            if "true_accuracy" in noise:  # no per-image predictions: independent epochs
+                paragraphs.append(S("findings.selection_noise_independent",
+                                    noise=pts(noise["expected_optimism"], signed=True),
+                                    epochs=noise["epochs"], n=noise["n"],
+                                    p=pct(noise["true_accuracy"])))
+            else:
+                paragraphs.append(S("findings.selection_noise",
+                                    noise=pts(noise["expected_optimism"], signed=True),
+                                    epochs=noise["epochs"], n=noise["n"],
+                                    independent=pts(independent.get("expected_optimism"), signed=True)))
         final = rules.get("final") or {}
         if finite(final.get("mean")):
             paragraphs.append(S("findings.selection_final", mean=pts(final["mean"], signed=True),
@@ -439,6 +468,10 @@ def _compare(analysis, S):
         if t and finite(t.get("p_value")):
             paragraphs.append(S("findings.compare_t", t=num(t["t"]), df=t["df"],
                                 p=pval(t["p_value"])))
+            designs = {(_arm_info(analysis, arm).get("final_val_accuracy") or {}).get("design")
+                       for arm in (a, b)}
+            if designs - {"own split per run", None}:
+                paragraphs.append(S["findings.compare_t_shared"])
         if comp.get("mcnemar"):
             paragraphs.append(S("findings.compare_mcnemar", sig=comp["mcnemar_significant"],
                                 m=len(comp["mcnemar"])))
@@ -532,7 +565,11 @@ def methods(analysis: Analysis, S: Strings) -> str:
         parts.append(S["methods.compare"])
     if len(analysis.selection):
         parts.append(S("methods.selection", n_truth=_n_truth(analysis) or "?"))
-    parts += [S["methods.sizes"], S("methods.software", version=__version__)]
+    parts.append(S["methods.sizes"])
+    calibration = json.loads(CALIBRATION.read_text(encoding="utf-8"))
+    parts.append(S("methods.coverage", reps=calibration["reps"],
+                   **{key: f"{value:.2f}" for key, value in calibration["coverage"].items()}))
+    parts.append(S("methods.software", version=__version__))
     return " ".join(parts)
 
 

@@ -5,7 +5,7 @@ Accuracies are fractions in [0, 1]; counts are images; epochs are numbered from 
 """
 
 from valstat.stats.dynamics import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
-from valstat.stats.intervals import binomial_interval, mean_interval
+from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
 from valstat.stats.paired import (
     corrected_resampled_ttest,
@@ -29,6 +29,7 @@ __all__ = [
     "binomial_interval",
     "binomial_sampling_variance",
     "corrected_resampled_ttest",
+    "crossed_mean_interval",
     "curve_changes",
     "expected_max_noise",
     "finite_sample_by_fold",

@@ -100,32 +100,69 @@ def curve_changes(val_accuracy, n: int, correct=None, level: float = 0.95) -> pd
     })
 
 
+def smallest_flagged_loss(n: int, alpha: float, k_before=None, discordant=None):
+    """Smallest net loss of images the test would flag at `alpha`, or None if none would be.
+
+    With `discordant` (images changing answer between the two epochs, McNemar path): the
+    smallest j (lost - gained, with lost + gained = discordant) whose exact McNemar p < alpha.
+    Otherwise (Fisher path) the smallest j with Fisher's p for k_before/n vs
+    (k_before - j)/n below alpha. n: validation images.
+    """
+    if discordant is not None:
+        d = int(discordant)
+        j = np.arange(d % 2, d + 1, 2)
+        flagged = mcnemar_exact_p((d - j) // 2, (d + j) // 2) < alpha
+    else:
+        k = int(k_before)
+        j = np.arange(1, k + 1)
+        flagged = fisher_p(np.full(j.size, k), k - j, np.full(j.size, n)) < alpha
+    return int(j[np.argmax(flagged)]) if flagged.any() else None
+
+
 def largest_drop(changes_df: pd.DataFrame, level: float = 0.95) -> dict | None:
     """The largest epoch-to-epoch fall of a curve (first one on ties), or None if it never falls.
 
-    changes_df: output of curve_changes.
-    Returns dict: from_epoch, to_epoch, images (negative count), within_noise, p_value,
-      low, high (interval for the change in accuracy, a fraction): with per-image data
-      (lost/gained present) Newcombe's paired score interval (1998b, method 10, the paired
-      analogue of the score interval McNemar's test inverts); otherwise Newcombe's hybrid
-      score interval for two independent proportions (statsmodels, method "newcomb").
+    changes_df: output of curve_changes. The fall is the largest of all `scanned` moves
+    (epochs - 1), not one chosen in advance, so its verdict and interval are Bonferroni-
+    adjusted for the scan: p_adjusted = min(1, p·scanned), within_noise = p_adjusted >= 1 -
+    level, and the interval is at level 1 - (1 - level)/scanned (it covers every move's true
+    change at once with probability >= level).
+    Returns dict: from_epoch, to_epoch, images (negative count), within_noise, p_value (one
+      move), p_adjusted, scanned, within_noise_unadjusted, smallest_flagged (the smallest net
+      loss in images this test would have flagged after the adjustment, None if none could:
+      for McNemar given the images that changed answer, discordant), discordant (None on the
+      Fisher path), test ("mcnemar" | "fisher"), low, high (interval for the change in
+      accuracy, a fraction): with per-image data (lost/gained present) Newcombe's paired score
+      interval (1998b, method 10, the paired analogue of the score interval McNemar's test
+      inverts); otherwise Newcombe's hybrid score interval for two independent proportions
+      (statsmodels, method "newcomb").
     """
+    level = check_level(level)
     need_columns(changes_df, ["epoch", "k", "n", "change_images", "lost", "gained", "p_value", "within_noise"], "changes_df")
     change = changes_df["change_images"].to_numpy(dtype=float)
     if change.size == 0 or not np.nanmin(change, initial=0.0) < 0:
         return None
+    scanned = int(np.isfinite(change).sum())
+    alpha = (1 - level) / scanned
     row = changes_df.iloc[int(np.nanargmin(change))]
     prev = changes_df.iloc[int(np.nanargmin(change)) - 1]
     n, k_now, k_prev = int(row["n"]), int(row["k"]), int(prev["k"])
+    discordant = None
     if np.isfinite(row["lost"]):
         lost, gained = int(row["lost"]), int(row["gained"])
+        discordant = lost + gained
         both = k_prev - lost
-        low, high = paired_difference_interval(both, gained, lost, n - both - lost - gained, level)
+        low, high = paired_difference_interval(both, gained, lost, n - both - lost - gained, 1 - alpha)
     else:
-        low, high = independent_difference_interval(k_now, n, k_prev, n, level)
+        low, high = independent_difference_interval(k_now, n, k_prev, n, 1 - alpha)
+    p = float(row["p_value"])
+    p_adjusted = min(1.0, p * scanned)
     return {
         "from_epoch": int(prev["epoch"]), "to_epoch": int(row["epoch"]), "images": int(row["change_images"]),
-        "within_noise": bool(row["within_noise"]), "p_value": float(row["p_value"]), "low": low, "high": high,
+        "within_noise": bool(p_adjusted >= 1 - level), "p_value": p, "p_adjusted": p_adjusted,
+        "scanned": scanned, "within_noise_unadjusted": bool(row["within_noise"]),
+        "smallest_flagged": smallest_flagged_loss(n, alpha, k_prev, discordant), "discordant": discordant,
+        "test": "fisher" if discordant is None else "mcnemar", "low": low, "high": high,
     }
 
 

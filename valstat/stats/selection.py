@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.errors import UserError
-from valstat.stats._checks import check_choice, check_level, check_positive_int, need_columns
+from valstat.stats._checks import as_bool_matrix, check_choice, check_level, check_positive_int, need_columns
 from valstat.stats.intervals import mean_interval
 
 RULES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss", "final": "final"}
@@ -105,3 +105,31 @@ def expected_max_noise(n, epochs, true_accuracy, n_sim: int = 20000, seed: int =
         "expected_max": float(optimism.mean() + p), "expected_optimism": float(optimism.mean()),
         "low": float(low), "high": float(high), "n": n, "epochs": epochs, "true_accuracy": p,
     }
+
+
+def resampled_noise_optimism(correct, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Noise part of best-epoch optimism from per-image results, epochs kept correlated.
+
+    correct: shape (epochs, images) booleans, one run's per-image correctness at the epochs
+      that compete for best (e.g. those within noise of the best; all on the same images).
+    Images are resampled with replacement jointly across epochs (an image keeps its whole
+    row of epochs, so the epochs' correlation is kept); per resample the noise of epoch t is
+    acc*_t - acc_t, scaled by sqrt(n/(n - 1)) (the bootstrap's variance is (n - 1)/n of the
+    unbiased one). Under "these epochs share one true accuracy" the optimism of picking the
+    best is max_t of that noise.
+    Returns dict: expected_optimism (mean over resamples), low, high (percentiles at
+      `level` of one run's noise optimism), epochs, n, method. Fractions of accuracy.
+    Nearly identical epochs (after the learning rate collapses) give almost 0; independent
+    epochs give about expected_max_noise's figure.
+    """
+    c = as_bool_matrix(correct, "correct", min_rows=1, min_cols=2)
+    n_boot = check_positive_int(n_boot, "n_boot")
+    level = check_level(level)
+    epochs, n = c.shape
+    acc = c.mean(axis=1)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    noise = (c[:, idx].mean(axis=2) - acc[:, None]) * np.sqrt(n / (n - 1))
+    optimism = noise.max(axis=0)
+    low, high = np.percentile(optimism, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return {"expected_optimism": float(optimism.mean()), "low": float(low), "high": float(high),
+            "epochs": int(epochs), "n": int(n), "method": "image bootstrap, epochs resampled jointly"}

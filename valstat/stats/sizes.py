@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from scipy import stats as sps
-from statsmodels.stats.power import NormalIndPower
 
 from valstat.errors import UserError
 from valstat.stats._checks import as_number, check_level, check_positive_int
@@ -23,37 +23,100 @@ def _fraction(value, name, low_open=False, high_open=False):
     return x
 
 
-def val_size_for_halfwidth(p, halfwidth, level: float = 0.95, method: str = "wilson", max_n: int = 100_000) -> int:
-    """Smallest validation size n whose interval at k = round(p·n) has half-width <= halfwidth.
+def _halfwidth_reached(n, p, halfwidth, level, method):
+    """P(half-width of the interval at K/n <= halfwidth), K ~ Binomial(n, p); one entry per n."""
+    out = np.empty(n.size)
+    for i, m in enumerate(n):
+        k = np.arange(m + 1)
+        low, high = binomial_interval(k, np.full(k.size, m), level, method)
+        out[i] = sps.binom.pmf(k, m, p)[(high - low) / 2 <= halfwidth].sum()
+    return out
+
+
+def val_size_for_halfwidth(p, halfwidth, level: float = 0.95, method: str = "wilson", probability: float = 0.8,
+                           max_n: int = 100_000) -> int:
+    """Smallest validation size n whose interval reaches a half-width with a stated probability.
 
     p: expected accuracy (fraction); halfwidth: target half-width (fraction, e.g. 0.05 for
-    ±5 points). n is searched upward in vectorised blocks (1..1024, then 8x larger); UserError if none fits.
-    The half-width is (high - low)/2 of binomial_interval(k, n, level, method).
+    ±5 points); probability: the chance, over the K ~ Binomial(n, p) images a model gets
+    right, that the interval's half-width (high - low)/2 of binomial_interval(K, n, level,
+    method) is at most halfwidth (0.8 by default; at k = round(p·n) alone the size misses
+    the target about half the time). n is searched upward from a quarter of the size that
+    reaches the target at k = round(p·n); UserError if none up to max_n does.
     """
     p = _fraction(p, "p")
     halfwidth = _fraction(halfwidth, "halfwidth", low_open=True)
+    probability = check_level(probability, "probability")
     max_n = check_positive_int(max_n, "max_n")
-    start, stop = 1, min(max_n, 1024)
-    while start <= max_n:
+    start, stop, typical = 1, min(max_n, 1024), None
+    while start <= max_n and typical is None:
         n = np.arange(start, stop + 1)
         low, high = binomial_interval(np.floor(p * n + 0.5), n, level, method)
         ok = (high - low) / 2 <= halfwidth
+        typical = int(n[np.argmax(ok)]) if ok.any() else None
+        start, stop = stop + 1, min(max_n, stop * 8)
+    if typical is None:
+        raise UserError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g}")
+    start = max(1, typical // 4)
+    while start <= max_n:
+        n = np.arange(start, min(max_n, start + 63) + 1)
+        ok = _halfwidth_reached(n, p, halfwidth, level, method) >= probability
         if ok.any():
             return int(n[np.argmax(ok)])
-        start, stop = stop + 1, min(max_n, stop * 8)
-    raise UserError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g}")
+        start = int(n[-1]) + 1
+    raise UserError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g} "
+                    f"with probability {probability:g}")
+
+
+@functools.lru_cache(maxsize=8)
+def fisher_p_table(n: int) -> np.ndarray:
+    """Two-sided Fisher exact p-values for every k1/n vs k2/n, shape (n + 1, n + 1).
+
+    Conditional on k1 + k2 = t, k1 is hypergeometric (2n images, n in group 1, t right); the
+    p-value sums the probabilities no larger than the observed one (relative tolerance
+    1e-7, as scipy.stats.fisher_exact does).
+    """
+    k = np.arange(n + 1)
+    table = np.ones((n + 1, n + 1))
+    for t in range(2 * n + 1):
+        k1 = k[(k <= t) & (t - k <= n)]
+        pmf = sps.hypergeom.pmf(k1, 2 * n, n, t)
+        order = np.sort(pmf)
+        cumulative = np.cumsum(order)
+        idx = np.searchsorted(order, pmf * (1 + 1e-7), side="right") - 1
+        table[k1, t - k1] = np.minimum(1.0, cumulative[idx])
+    return table
+
+
+def fisher_power(n: int, p1: float, p2: float, alpha: float = 0.05) -> float:
+    """Exact power of the two-sided Fisher test of k1/n vs k2/n, K1 ~ Bin(n, p1), K2 ~ Bin(n, p2)."""
+    k = np.arange(n + 1)
+    reject = fisher_p_table(n) < alpha
+    return float(sps.binom.pmf(k, n, p1) @ reject @ sps.binom.pmf(k, n, p2))
+
+
+def _detectable(n, p, alpha, power, edge):
+    """p2 between p and `edge` (0 or 1) where Fisher's power first reaches `power`; None if never."""
+    if fisher_power(n, p, edge, alpha) < power:
+        return None
+    near, far = p, float(edge)
+    for _ in range(40):
+        mid = (near + far) / 2
+        near, far = (near, mid) if fisher_power(n, p, mid, alpha) >= power else (mid, far)
+    return far - p
 
 
 def minimum_detectable_difference(n, p, alpha: float = 0.05, power: float = 0.8) -> dict:
-    """Smallest accuracy difference a two-sided test of two independent proportions detects.
+    """Smallest accuracy difference valstat's test of two accuracies on n images detects.
 
-    n: images per group (e.g. the validation size, both models on n images each, treated
-    as independent: conservative for paired images); p: baseline accuracy (fraction).
-    Normal approximation on Cohen's h: statsmodels NormalIndPower solves for h at (n, alpha,
-    power, ratio 1); h = 2·asin(sqrt(p2)) - 2·asin(sqrt(p)) is then inverted both ways.
-    Returns dict: h, increase (p2 - p > 0; None when p2 would pass 1), decrease
-    (p2 - p < 0; None when p2 would pass 0), difference (the larger magnitude, i.e.
-    detectable in either direction), images (difference·n), n, p, alpha, power.
+    The test is the one valstat applies to two validation accuracies k1/n and k2/n (e.g. two
+    epochs, when per-image predictions are missing): two-sided Fisher exact test at `alpha`,
+    treating them as independent binomials. Power is computed exactly (all k1, k2), and the
+    difference found by bisection on the second accuracy p2. n: images per model (>= 2);
+    p: baseline accuracy (fraction).
+    Returns dict: increase (p2 - p > 0; None when no p2 <= 1 reaches the power), decrease
+    (p2 - p < 0; None when no p2 >= 0 does), difference (the larger magnitude, i.e.
+    detectable in either direction), images (difference·n), n, p, alpha, power, test.
     """
     n = check_positive_int(n, "n")
     if n < 2:
@@ -61,23 +124,51 @@ def minimum_detectable_difference(n, p, alpha: float = 0.05, power: float = 0.8)
     p = _fraction(p, "p")
     alpha = check_level(alpha, "alpha")
     power = check_level(power, "power")
-    h = float(NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0))
-    phi = 2 * math.asin(math.sqrt(p))
-    up = math.sin((phi + h) / 2) ** 2 - p if phi + h <= math.pi else None
-    down = math.sin((phi - h) / 2) ** 2 - p if phi - h >= 0 else None
+    up = _detectable(n, p, alpha, power, 1.0)
+    down = _detectable(n, p, alpha, power, 0.0)
     sizes = [abs(d) for d in (up, down) if d is not None]
     difference = max(sizes) if sizes else None
     return {
-        "h": h, "increase": up, "decrease": down, "difference": difference,
+        "increase": up, "decrease": down, "difference": difference,
         "images": None if difference is None else difference * n,
-        "n": n, "p": p, "alpha": alpha, "power": power,
+        "n": n, "p": p, "alpha": alpha, "power": power, "test": "fisher-exact two-sided",
     }
 
 
-def runs_needed(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05) -> int:
-    """Paired runs needed to detect P(A > B) = gamma (Noether 1987; Bouthillier et al. 2021).
+def runs_needed(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05, max_runs: int = 10_000) -> int:
+    """Paired runs for valstat's P(A > B) interval to exclude ½ with power 1 - beta at P = gamma.
 
-    N = ceil((z_{1-alpha} + z_{1-beta})² / (6 (gamma - ½)²)); 29 at the defaults.
+    The procedure is the one the report uses: probability_of_improvement's two-sided
+    level 1 - alpha interval (Clopper-Pearson on wins + ties/2) over N paired runs; A is
+    called better when it lies wholly on gamma's side of ½. Power is exact for pairs without
+    ties (wins ~ Binomial(N, gamma)); ties lower it. Returns the smallest N with power
+    >= 1 - beta (power saw-tooths in N, so a slightly larger N can fall just short).
+    Noether's (1987) N = (z_{1-alpha} + z_{1-beta})² / (6 (gamma - ½)²), 29 at the defaults,
+    is for two independent samples and a one-sided test: see noether_runs.
+    """
+    gamma = _fraction(gamma, "gamma", low_open=True, high_open=True)
+    if gamma == 0.5:
+        raise UserError("gamma must differ from 0.5 (no improvement cannot be detected)")
+    alpha = check_level(alpha, "alpha")
+    beta = check_level(beta, "beta")
+    g = max(gamma, 1 - gamma)  # symmetric: losses in place of wins
+    for start in range(1, max_runs + 1, 256):
+        N = np.arange(start, min(max_runs, start + 255) + 1)[:, None]
+        k = np.arange(int(N[-1, 0]) + 1)[None, :]
+        valid = k <= N
+        low = sps.beta.ppf(alpha / 2, np.where(valid & (k > 0), k, 1), np.maximum(N - k + 1, 1))
+        excludes = valid & (k > 0) & (low > 0.5)
+        power = np.sum(np.where(excludes, sps.binom.pmf(k, N, g), 0.0), axis=1)
+        if np.any(power >= 1 - beta):
+            return int(N[np.argmax(power >= 1 - beta), 0])
+    raise UserError(f"no number of runs up to {max_runs} reaches power {1 - beta:g}")
+
+
+def noether_runs(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05) -> int:
+    """Noether's (1987) runs for P(A > B) = gamma, two independent samples, one-sided alpha.
+
+    N = ceil((z_{1-alpha} + z_{1-beta})² / (6 (gamma - ½)²)); 29 at the defaults (Bouthillier
+    et al. 2021). Not valstat's paired procedure: see runs_needed.
     """
     gamma = _fraction(gamma, "gamma", low_open=True, high_open=True)
     if gamma == 0.5:

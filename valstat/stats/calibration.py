@@ -1,0 +1,324 @@
+"""Calibration: simulate designs with known truth and measure every interval's coverage and
+every named test's power or size.
+
+Each check simulates `reps` replications of one design and returns a Check: how often the
+interval covered its truth (kind "coverage", target the nominal 0.95), how often a test
+rejected under the alternative it is sized for (kind "power", target the stated power) or
+under no effect (kind "size", target alpha = 0.05). Truths come from the simulation model
+itself (exact formulas or a large separate simulation), never from the code under test.
+
+Model for runs (logit scale): a run's chance to get image i right is
+expit(MU + seed + split + image_i), seed ~ N(0, SEED_SD), split ~ N(0, SPLIT_SD) (the training
+set a split leaves), image ~ N(0, IMAGE_SD) (its difficulty); each run scores N_IMAGES images.
+Used by tests/calibration (fast) and benchmarks/calibration.py (full table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import expit
+
+from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats.lattice import curve_changes, largest_drop
+from valstat.stats.paired import corrected_resampled_ttest, paired_difference_interval, probability_of_improvement
+from valstat.stats.selection import optimism_summary
+from valstat.stats.sizes import fisher_p_table, minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+
+N_IMAGES = 30
+COVERAGE_FLOOR = 0.93  # every printed 95% interval must reach this simulated coverage
+MU, SEED_SD, SPLIT_SD, IMAGE_SD = 1.0, 0.25, 0.3, 1.5
+CHANCE = 1 / 3  # a run collapsed to one class of three
+
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(80)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+@dataclass
+class Check:
+    """One row of the calibration table: `hits` of `reps` (covered / rejected)."""
+
+    name: str
+    design: str
+    kind: str  # coverage | power | size
+    target: float
+    hits: int
+    reps: int
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.reps
+
+    @property
+    def mcse(self) -> float:
+        """Binomial standard error of the rate at the target."""
+        return float(np.sqrt(self.target * (1 - self.target) / self.reps))
+
+    @property
+    def floor(self) -> float:
+        """What the check must reach: COVERAGE_FLOOR for a nominal 0.95 interval (the bar
+        valstat claims), else the target (a stated power; the size's ceiling)."""
+        return COVERAGE_FLOOR if self.kind == "coverage" else self.target
+
+    def ok(self, sds: float = 3.0) -> bool:
+        """The rate is not below the floor (above it, for a size) by more than `sds` binomial
+        standard errors of a rate at the floor: it can fail, but rarely by chance."""
+        se = np.sqrt(self.floor * (1 - self.floor) / self.reps)
+        if self.kind == "size":
+            return self.rate <= self.floor + sds * se
+        return self.rate >= self.floor - sds * se
+
+
+def _mean_expit(loc, sd):
+    """E[expit(loc + sd·Z)], Z standard normal (Gauss-Hermite); loc may be an array."""
+    loc = np.asarray(loc, dtype=float)
+    return np.sum(_GH_W * expit(loc[..., None] + sd * _GH_X), axis=-1)
+
+
+def _population_accuracy(collapsed: float = 0.0) -> float:
+    """Expected accuracy of a new run on new images, new seed and new split."""
+    total = np.sqrt(SEED_SD**2 + SPLIT_SD**2 + IMAGE_SD**2)
+    return float((1 - collapsed) * _mean_expit(MU, total) + collapsed * CHANCE)
+
+
+def _covers(res, truth):
+    return res["low"] <= truth <= res["high"]
+
+
+def check_binomial(reps, rng):
+    """Wilson interval of one run's accuracy on 30 images (true accuracy 0.5-0.95)."""
+    p = rng.uniform(0.5, 0.95, reps)
+    k = rng.binomial(N_IMAGES, p)
+    low, high = binomial_interval(k, N_IMAGES, 0.95, "wilson")
+    return [Check("binomial interval (Wilson), one run", "n=30, p 0.5-0.95", "coverage", 0.95,
+                  int(np.sum((low <= p) & (p <= high))), reps)]
+
+
+def _epoch_pair(rng, size):
+    """Cell probabilities (both right, right at 1 only, right at 2 only, neither) of
+    strongly concordant consecutive epochs: 55-80 % right at both, 1-8 % discordant each way."""
+    both = rng.uniform(0.55, 0.8, size)
+    d1, d2 = rng.uniform(0.01, 0.08, size), rng.uniform(0.01, 0.08, size)
+    return np.stack([both, d1, d2, 1 - both - d1 - d2], axis=-1)
+
+
+def check_paired(reps, rng):
+    """Newcombe paired interval on one concordant epoch pair, and the largest-drop interval
+    and verdict over a 15-epoch curve of such pairs (no real change: family-wise size)."""
+    probs = _epoch_pair(rng, reps)
+    hits = 0
+    for pr in probs:
+        low, high = paired_difference_interval(*rng.multinomial(N_IMAGES, pr))
+        hits += low <= pr[1] - pr[2] <= high
+    out = [Check("paired difference interval (Newcombe, phi*)", "concordant epoch pair, n=30", "coverage",
+                 0.95, int(hits), reps)]
+    cover = alarms = 0
+    epochs = 15
+    for _ in range(reps):
+        # image i's true chance to be right drifts slightly; each epoch flips few answers
+        base = rng.uniform(0.3, 0.95, N_IMAGES)
+        flip = rng.uniform(0.02, 0.06)
+        keep = rng.random((epochs, N_IMAGES)) >= flip
+        fresh = rng.random((epochs, N_IMAGES)) < base
+        correct = np.empty((epochs, N_IMAGES), dtype=bool)
+        correct[0] = fresh[0]
+        for t in range(1, epochs):
+            correct[t] = np.where(keep[t], correct[t - 1], fresh[t])
+        drop = largest_drop(curve_changes(correct.mean(axis=1), N_IMAGES, correct=correct))
+        # stationary chain: every epoch has the same true accuracy, the true change is 0
+        if drop is not None:
+            cover += drop["low"] <= 0 <= drop["high"]
+            alarms += not drop["within_noise"]
+        else:
+            cover += 1
+    out.append(Check("largest-drop interval (simultaneous)", "15 epochs, no real change", "coverage", 0.95,
+                     int(cover), reps))
+    out.append(Check("largest drop called beyond noise (family-wise)", "15 epochs, no real change", "size",
+                     0.05, int(alarms), reps))
+    return out
+
+
+def _run_accuracy(rng, seed_eff, split_eff, images):
+    """Accuracy of one run: mean over `images` (difficulties) of Bernoulli draws."""
+    return np.mean(rng.random(images.size) < expit(MU + seed_eff + split_eff + images))
+
+
+def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
+    """Each run draws its own split and images: mean_interval (t) and the one-new-run PI."""
+    truth = _population_accuracy(collapsed)
+    cover = pi_cover = 0
+    for _ in range(reps):
+        acc = np.empty(runs + 1)
+        for r in range(runs + 1):
+            if rng.random() < collapsed:
+                acc[r] = rng.binomial(N_IMAGES, CHANCE) / N_IMAGES
+            else:
+                acc[r] = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD),
+                                       rng.normal(0, IMAGE_SD, N_IMAGES))
+        res = mean_interval(acc[:runs], method="t")
+        cover += _covers(res, truth)
+        pi_cover += res["pi_low"] <= acc[runs] <= res["pi_high"]
+    design = f"own split per seed, {runs} runs" + (f", {collapsed:.0%} collapsed" if collapsed else "")
+    return [Check("mean accuracy interval (t)", design, "coverage", 0.95, int(cover), reps),
+            Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
+
+
+def check_means_shared_split(reps, rng, seeds=20):
+    """One split for all seeds: crossed interval (new images; training set of the split
+    fixed) and the t interval (these images), and the one-new-run PI (new seed, new images)."""
+    cover = cond = pi_cover = 0
+    for _ in range(reps):
+        split = rng.normal(0, SPLIT_SD)
+        images = rng.normal(0, IMAGE_SD, N_IMAGES)
+        seed_eff = rng.normal(0, SEED_SD, seeds)
+        y = rng.random((seeds, N_IMAGES)) < expit(MU + split + seed_eff[:, None] + images[None, :])
+        truth_new = float(_mean_expit(MU + split, np.hypot(SEED_SD, IMAGE_SD)))
+        truth_these = float(np.mean(_mean_expit(MU + split + images, SEED_SD)))
+        res = crossed_mean_interval(y.astype(float), new_run_columns=N_IMAGES)
+        cover += _covers(res, truth_new)
+        cond += _covers(mean_interval(y.mean(axis=1), method="t"), truth_these)
+        new = _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, N_IMAGES))
+        pi_cover += res["pi_low"] <= new <= res["pi_high"]
+    design = f"one shared split, {seeds} seeds"
+    return [Check("mean accuracy interval (crossed), new images", design, "coverage", 0.95, int(cover), reps),
+            Check("mean accuracy interval (t), these images", design, "coverage", 0.95, int(cond), reps),
+            Check("one-new-run prediction interval (crossed)", design, "coverage", 0.95, int(pi_cover), reps)]
+
+
+def check_means_seeds_folds(reps, rng, seeds=10, folds=3):
+    """Seeds x folds, each fold's images shared by all seeds: crossed interval (new splits
+    and images), the t interval over seed means (these folds' images) and the PI."""
+    truth_new = _population_accuracy()
+    cover = cond = pi_cover = 0
+    for _ in range(reps):
+        split = rng.normal(0, SPLIT_SD, folds)
+        images = rng.normal(0, IMAGE_SD, (folds, N_IMAGES))
+        seed_eff = rng.normal(0, SEED_SD, seeds)
+        p = expit(MU + split[:, None, None] + seed_eff[None, :, None] + images[:, None, :])
+        acc = np.mean(rng.random(p.shape) < p, axis=2)  # (folds, seeds)
+        truth_these = float(np.mean(_mean_expit(MU + split[:, None] + images, SEED_SD)))
+        res = crossed_mean_interval(acc)
+        cover += _covers(res, truth_new)
+        units = np.tile(np.arange(seeds), folds)
+        cond += _covers(mean_interval(acc.ravel(), method="t", units=units), truth_these)
+        new = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES))
+        pi_cover += res["pi_low"] <= new <= res["pi_high"]
+    design = f"{seeds} seeds x {folds} shared folds"
+    return [Check("mean accuracy interval (crossed), new images", design, "coverage", 0.95, int(cover), reps),
+            Check("mean accuracy interval (t over seeds), these images", design, "coverage", 0.95, int(cond), reps),
+            Check("one-new-run prediction interval (crossed)", design, "coverage", 0.95, int(pi_cover), reps)]
+
+
+def _arm_pairs(rng, pairs, shift):
+    """Paired final accuracies of arms A (logit + shift) and B on shared seed/split/images."""
+    a, b = np.empty(pairs), np.empty(pairs)
+    for i in range(pairs):
+        seed_eff, split, images = rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES)
+        a[i] = np.mean(rng.random(N_IMAGES) < expit(MU + shift + seed_eff + split + images))
+        b[i] = np.mean(rng.random(N_IMAGES) < expit(MU + seed_eff + rng.normal(0, SEED_SD) + split + images))
+    return a, b
+
+
+def check_probability_of_improvement(reps, rng, pairs=10, shift=0.3):
+    """P(A > B) interval over `pairs` paired runs; truth from 20,000 separate pairs."""
+    big_a, big_b = _arm_pairs(rng, 20_000, shift)
+    truth = float(np.mean((big_a > big_b) + 0.5 * (big_a == big_b)))
+    hits = sum(_covers(probability_of_improvement(*_arm_pairs(rng, pairs, shift)), truth) for _ in range(reps))
+    return [Check("P(A > B) interval", f"{pairs} pairs, P = {truth:.2f}", "coverage", 0.95, int(hits), reps)]
+
+
+def check_corrected_t(reps, rng, seeds=10):
+    """Corrected resampled t under no arm effect, each seed its own split: size at 0.05."""
+    rejections = 0
+    for _ in range(reps):
+        a, b = _arm_pairs(rng, seeds, 0.0)
+        rejections += corrected_resampled_ttest(a - b, 400, N_IMAGES)["p_value"] < 0.05
+    return [Check("corrected resampled t-test (no effect)", f"own split per seed, {seeds} pairs", "size", 0.05,
+                  int(rejections), reps)]
+
+
+def check_sizes(reps, rng):
+    """Fisher power at minimum_detectable_difference; runs_needed power; the advised
+    validation size reaching its half-width with the stated probability (0.8)."""
+    out = []
+    mdd = minimum_detectable_difference(N_IMAGES, 0.8)
+    table = fisher_p_table(N_IMAGES)
+    k1 = rng.binomial(N_IMAGES, 0.8, reps)
+    k2 = rng.binomial(N_IMAGES, 0.8 + mdd["decrease"], reps)
+    out.append(Check("Fisher test at the minimum detectable drop", f"n=30, 80% -> {80 + 100 * mdd['decrease']:.0f}%",
+                     "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
+    n_runs = runs_needed(0.75)
+    rejected = 0
+    for _ in range(reps):
+        wins = rng.random(n_runs) < 0.75
+        rejected += probability_of_improvement(wins.astype(float), np.full(n_runs, 0.5))["low"] > 0.5
+    out.append(Check("P(A > B) interval excludes 1/2 at runs_needed", f"{n_runs} pairs, P = 0.75", "power", 0.95,
+                     int(rejected), reps))
+    n = val_size_for_halfwidth(0.8, 0.05)
+    k = rng.binomial(n, 0.8, reps)
+    low, high = binomial_interval(k, n, 0.95, "wilson")
+    out.append(Check("advised validation size reaches +-5 points", f"p=0.8, n={n}", "power", 0.8,
+                     int(np.sum((high - low) / 2 <= 0.05)), reps))
+    return out
+
+
+def check_selection(reps, rng, runs=10, epochs=20):
+    """Mean optimism of the best epoch over runs (optimism_summary's t interval) on a curve
+    that rises for 8 epochs and then stays; truth from 200,000 separate runs."""
+    import pandas as pd
+
+    p_true = np.minimum(0.75, 0.35 + 0.05 * np.arange(epochs))
+
+    def optimism(k):
+        best = np.argmax(k, axis=-1)
+        return k.max(axis=-1) / N_IMAGES - p_true[best]
+
+    truth = float(optimism(rng.binomial(N_IMAGES, p_true, (200_000, epochs))).mean())
+    hits = 0
+    frame_epochs = np.tile(np.arange(epochs), runs)
+    run_ids = np.repeat(np.arange(runs), epochs)
+    for _ in range(reps):
+        acc = rng.binomial(N_IMAGES, p_true, (runs, epochs)) / N_IMAGES
+        frame = pd.DataFrame({"run_id": run_ids, "epoch": frame_epochs, "val_accuracy": acc.ravel(),
+                              "val_loss": -acc.ravel(), "truth_accuracy": np.tile(p_true, runs)})
+        row = optimism_summary(frame).set_index("rule").loc["best_val_accuracy"]
+        hits += row["low"] <= truth <= row["high"]
+    return [Check("best-epoch optimism interval (t over runs)", f"{runs} runs, rising curve", "coverage", 0.95,
+                  int(hits), reps)]
+
+
+def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
+    """Every check at `reps` replications each, seeded; returns the Checks in table order."""
+    rng = np.random.default_rng(seed)
+    checks = []
+    checks += check_binomial(reps, rng)
+    checks += check_paired(reps, rng)
+    for runs, collapsed in ((10, 0.0), (20, 0.0), (10, 0.15), (20, 0.15)):
+        checks += check_means_own_split(reps, rng, runs, collapsed)
+    checks += check_means_shared_split(reps, rng)
+    checks += check_means_seeds_folds(reps, rng)
+    for pairs in (5, 10, 20):
+        checks += check_probability_of_improvement(reps, rng, pairs)
+    checks += check_corrected_t(reps, rng)
+    checks += check_sizes(reps, rng)
+    checks += check_selection(reps, rng)
+    return checks
+
+
+#: Short keys for the report's methods sentence -> the check names they gather (lowest rate).
+SUMMARY = {
+    "binomial": ("binomial interval (Wilson), one run",),
+    "paired": ("paired difference interval (Newcombe, phi*)", "largest-drop interval (simultaneous)"),
+    "mean": ("mean accuracy interval (t)", "mean accuracy interval (crossed), new images"),
+    "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
+    "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
+    "improvement": ("P(A > B) interval",),
+    "optimism": ("best-epoch optimism interval (t over runs)",),
+}
+
+
+def summarize_checks(checks: list[Check]) -> dict:
+    """{key: lowest coverage among the checks SUMMARY gathers under it} (coverage checks only)."""
+    return {key: min(c.rate for c in checks if c.name in names) for key, names in SUMMARY.items()}
