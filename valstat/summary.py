@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.errors import UserError
+from valstat.images import format_unstable, unstable_images
 from valstat.stats import (
     corrected_resampled_ttest,
     expected_max_noise,
@@ -455,7 +456,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         minimum_detectable_difference}},
       comparisons [first arm vs each other: a, b, pairs, mcnemar (per (seed, fold) on the final
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
-        probability_of_improvement, note], runs_needed {gamma, alpha, beta, runs}, notes.
+        probability_of_improvement, note], runs_needed {gamma, alpha, beta, runs},
+      unstable_images {arm: [...]} (valstat.images.unstable_images), notes.
     Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
     """
     _check_inputs(runs, epochs, predictions, meta)
@@ -484,6 +486,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         "arms": arms,
         "comparisons": comparisons,
         "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta)},
+        "unstable_images": unstable_images(runs, predictions, meta),   # valstat.images
         "notes": [
             "final/best val accuracy: t interval of the mean (CI) and a prediction interval for one new run (pi)",
             "accuracy values are fractions; the lattice step is 1/val_size",
@@ -569,4 +572,5 @@ def format_summary(summary: dict) -> str:
                      f"corrected t {t_text}")
     rn = summary.get("runs_needed") or {}
     lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')}")
+    lines += format_unstable(summary.get("unstable_images") or {})
     return "\n".join(lines)
