@@ -635,3 +635,41 @@ def plot_selection(selection: pd.DataFrame, colors: dict, labels: dict) -> Figur
     ax.text(0.03, 0.97, labels["above_overstates"], transform=ax.transAxes, ha="left",
             va="top", fontsize=7.5, color="#555555")
     return fig
+
+
+# --------------------------------------------------------------------------- validation images
+
+def plot_image_grid(panels: list, missing_label: str, columns: int = 6) -> Figure:
+    """Thumbnail grid of validation images with captions under each, one block per panel.
+
+    panels: list of dicts with title and tiles; each tile has pixels ((H, W, 3) uint8, or None
+    for an image that could not be read: drawn as a labelled empty square) and lines (caption
+    lines, shortest first). 6 tiles per row of a 16 cm page (2.6 cm each, 7-pt captions).
+    """
+    rows = [max(1, int(np.ceil(len(p["tiles"]) / columns))) for p in panels]
+    max_lines = max((len(t["lines"]) for p in panels for t in p["tiles"]), default=1)
+    row_cm = WIDTH / CM / columns + 0.32 * max_lines + 0.2
+    fig = Figure(figsize=(WIDTH, (sum(rows) * row_cm + 0.7 * len(panels)) * CM),
+                 layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=rows))
+    for subfig, panel, n_rows in zip(subfigs, panels, rows):
+        subfig.suptitle(panel["title"], x=0.0, ha="left", fontsize=9)
+        axes = np.atleast_1d(subfig.subplots(n_rows, columns, squeeze=False)).ravel()
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        for ax, tile in zip(axes, panel["tiles"]):
+            if tile["pixels"] is None:
+                ax.set_facecolor("#eeeeee")
+                ax.text(0.5, 0.5, missing_label, ha="center", va="center", fontsize=7,
+                        color=GREY, transform=ax.transAxes)
+                ax.set_aspect("equal")
+            else:
+                ax.imshow(tile["pixels"], interpolation="nearest")
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_color(LATTICE_GREY)
+            ax.set_xlabel("\n".join(tile["lines"]), fontsize=7, linespacing=1.15)
+    return fig

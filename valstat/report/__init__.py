@@ -119,6 +119,11 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     figures_dir.mkdir(exist_ok=True)
     _clean_figures(figures_dir)
     figures = make_figures(analysis, S, figures_dir)
+    from valstat.report.thumbnails import image_figure, image_section
+
+    images = image_section(analysis, tables.predictions, S)
+    grid = image_figure(images, S, figures_dir) if images else None
+    figures += [grid] if grid else []
 
     table_list = content.tables(analysis, S)
     methods = content.methods(analysis, S)
@@ -145,6 +150,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
         "arm_differences": content.arm_differences(analysis, S),
         "findings": content.findings(analysis, S),
         "figures": figures, "tables": table_list, "advice": content.advice(analysis, S),
+        "images": images,
         "methods": cite_plain(methods),
         "references": [latex.format_reference(entries[k]) for k in keys if k in entries],
         "generated": S("page.generated", store=str(out_dir), version=__version__),
