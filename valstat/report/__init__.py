@@ -161,14 +161,15 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
 
 
 def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str = "en",
-                            title: str | None = None) -> Path:
+                            title: str | None = None, against: dict | None = None) -> Path:
     """Single-run report (`valstat diagnose HISTORY --report DIR`): the curve with its
     per-epoch binomial band and largest drop, loss beside accuracy, and the learning-rate
     trace with the collapse marked, in the same page style. Returns the path of index.html.
 
     epochs_df: epoch, val_accuracy and optionally val_loss, learning_rate (one run);
     predictions_df: per-image rows (epoch, example, label, predicted) or None;
-    val_size: validation images (None: inferred from the accuracy lattice).
+    val_size: validation images (None: inferred from the accuracy lattice);
+    against: valstat.against.place_history output, to place the run among its reruns.
     """
     from valstat import __version__, stats
     from valstat.diagnose import diagnose
@@ -233,6 +234,12 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     _clean_figures(figures_dir)
     figures = make_single_run_figures(epochs, changes, drop, result.get("lr_collapse_epoch"),
                                       S, figures_dir, n)
+    if against is not None:            # valstat diagnose --against: the run among its reruns
+        from valstat.report import against as placed
+
+        paragraphs += placed.paragraphs(against, S)
+        entry = placed.figure(against, S, figures_dir)
+        figures += [entry] if entry else []
     heading = S("page.single_title", title=title or "history")
     context = {"S": S.data, "html_lang": "zh-CN" if lang == "zh" else "en",
                "version": __version__, "title": heading, "paragraphs": paragraphs,

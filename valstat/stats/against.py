@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
 from valstat.stats._checks import as_1d, check_level, need_columns
 from valstat.stats.lattice import to_counts
 
@@ -86,19 +85,3 @@ def largest_fall(val_accuracy, n: int) -> int:
     k = to_counts(val_accuracy, n)
     return int(max(0, -np.diff(k).min(initial=0)))
 
-
-def band_by_epoch(reruns: pd.DataFrame, metric: str, level: float = 0.95) -> pd.DataFrame:
-    """The reruns' central `level` band and median of `metric` per epoch, for drawing.
-
-    Returns columns epoch, low, median, high, reruns (one row per epoch with finite values).
-    """
-    level = check_level(level)
-    need_columns(reruns, ["epoch", metric], "reruns")
-    frame = reruns[np.isfinite(reruns[metric].to_numpy(dtype=float))]
-    if frame.empty:
-        raise UserError(f"the reruns hold no finite {metric}")
-    grouped = frame.groupby("epoch")[metric]
-    return pd.DataFrame({
-        "low": grouped.quantile((1 - level) / 2), "median": grouped.median(),
-        "high": grouped.quantile((1 + level) / 2), "reruns": grouped.size(),
-    }).reset_index()
