@@ -65,7 +65,8 @@ def image_flips(predictions: pd.DataFrame) -> pd.DataFrame:
     pairs, times = np.unique(np.c_[inv[~correct], predicted[~correct]], axis=0,
                              return_counts=True)
     confused = [[] for _ in range(size)]
-    for (i, cls), n in sorted(zip(map(tuple, pairs), times), key=lambda t: (t[0][0], -t[1], t[0][1])):
+    for (i, cls), n in sorted(zip(map(tuple, pairs), times),
+                              key=lambda t: (t[0][0], -t[1], t[0][1])):
         confused[i].append((int(cls), int(n)))
     out["confused_with"] = confused
     out["_disagree"] = (out["final_accuracy"] - 0.5).abs()
@@ -91,7 +92,8 @@ def lost_and_gained(predictions: pd.DataFrame, run_id, from_epoch: int,
         if part.empty:
             raise UserError(f"run {run_id!r} has no per-image predictions at epoch {epoch}")
         parts.append(part.set_index("example")[["label", "predicted"]])
-    both = parts[0].join(parts[1], how="inner", lsuffix="_before", rsuffix="_after")
+    both = parts[0].merge(parts[1], how="inner", left_index=True, right_index=True,
+                          suffixes=("_before", "_after"))
     ok_before = both["predicted_before"] == both["label_before"]
     ok_after = both["predicted_after"] == both["label_after"]
     moved = both[ok_before != ok_after]
