@@ -150,8 +150,9 @@ def test_chinese_report_has_the_section(folder_store, tmp_path):
 
 
 def test_trained_folder_store_maps_example_ids_to_its_files(tmp_path):
-    """Real training on a user folder: the store's meta lists the files behind the example ids,
-    `valstat stats --json` names them, and the report shows them without warnings."""
+    """Real training on a user folder: the store's meta lists the files behind the example ids
+    (each in its label's class folder), `valstat stats --json` names the same files, and the
+    report reads every image it shows without a warning."""
     import warnings
 
     from PIL import Image
@@ -174,8 +175,8 @@ def test_trained_folder_store_maps_example_ids_to_its_files(tmp_path):
     stats = valstat("stats", out, "--json")
     assert stats.returncode == 0, stats.stderr
     listed = json.loads(stats.stdout)["unstable_images"]
-    assert any(listed.values())      # 3 epochs on 10 images: some image always moves
-    for arm, images in listed.items():
+    assert set(listed) == {"plain", "batchnorm"}
+    for arm, images in listed.items():      # may be empty: a tiny run can stay on one class
         for item in images:
             assert item["file"] == files[item["example"]]
             assert item["file"].split("/")[0] == item["class_name"]
