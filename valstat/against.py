@@ -82,8 +82,10 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
                             f"{', '.join(sorted(set(tables.runs['arm'])))})")
         runs = runs[runs["arm"] == arm]
     sizes = sorted({int(v) for v in pd.to_numeric(runs["n_val"], errors="coerce").dropna()})
-    if runs.empty or not sizes:
+    if runs.empty:
         raise UserError(f"the store in {out_dir} holds no finished runs to compare with")
+    if not sizes:
+        raise UserError(f"the runs in {out_dir} do not record their validation size")
     accuracy = history["val_accuracy"].to_numpy(dtype=float)
     n = _choose_val_size(accuracy, sizes, val_size, out_dir)
     if not _fits(accuracy, n):
