@@ -20,6 +20,7 @@ EPILOG = """examples:
   valstat stats reports/default
   valstat report reports/default --lang zh
   valstat diagnose training_log.csv --val-size 30
+  valstat diagnose training_log.csv --against reports/default
   valstat export reports/default --csv exported/
 """
 
@@ -99,13 +100,25 @@ def cmd_diagnose(args) -> int:
     from valstat.history import read_history
 
     epochs = read_history(args.history)
-    result = diagnose(epochs, val_size=args.val_size)
-    print(json.dumps(result, indent=2) if args.json else format_diagnosis(result))
+    placement, val_size = None, args.val_size
+    if args.against:
+        from valstat.against import format_placement, place_history
+
+        placement = place_history(epochs, args.against, val_size=args.val_size, arm=args.arm)
+        val_size = placement["val_size"]
+    elif args.arm:
+        raise UserError("--arm needs --against OUT_DIR")
+    result = diagnose(epochs, val_size=val_size)
+    if placement:
+        result["against"] = placement
+    text = format_diagnosis(result) + ("\n" + format_placement(placement) if placement else "")
+    print(json.dumps(result, indent=2) if args.json else text)
     if args.report:
         from valstat.report import write_single_run_report
 
-        index = write_single_run_report(epochs, None, args.val_size, args.report,
-                                        lang=args.lang, title=Path(args.history).name)
+        index = write_single_run_report(epochs, None, val_size, args.report,
+                                        lang=args.lang, title=Path(args.history).name,
+                                        against=placement)
         print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -166,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--val-size", type=positive_int, help="validation images "
                           "(default: inferred from the accuracy values)")
     diagnose.add_argument("--json", action="store_true", help="print JSON")
+    diagnose.add_argument("--against", metavar="OUT_DIR", help="place the history among the "
+                          "runs of this store that have the same validation size")
+    diagnose.add_argument("--arm", help="with --against: only this arm's runs")
     diagnose.add_argument("--report", help="also write a single-run HTML report to this folder")
     diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="report language")
     diagnose.set_defaults(handler=cmd_diagnose)

@@ -44,7 +44,9 @@ class Dataset:
         return {"source": self.source, "class_names": self.class_names,
                 "class_counts": {name: int(c) for name, c in zip(self.class_names, counts)},
                 "n_images": int(len(self.labels)), "image_size": int(self.images.shape[1]),
-                "skipped": self.skipped}
+                "skipped": self.skipped,
+                # example id -> file, so reports can show the images a store's ids refer to
+                "files": None if self.source == BUILTIN else list(self.names)}
 
 
 def _to_rgb_uint8(image) -> np.ndarray:

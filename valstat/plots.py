@@ -635,3 +635,84 @@ def plot_selection(selection: pd.DataFrame, colors: dict, labels: dict) -> Figur
     ax.text(0.03, 0.97, labels["above_overstates"], transform=ax.transAxes, ha="left",
             va="top", fontsize=7.5, color="#555555")
     return fig
+
+
+# --------------------------------------------------------------------------- validation images
+
+def plot_image_grid(panels: list, missing_label: str, columns: int = 6) -> Figure:
+    """Thumbnail grid of validation images with captions under each, one block per panel.
+
+    panels: list of dicts with title and tiles; each tile has pixels ((H, W, 3) uint8, or None
+    for an image that could not be read: drawn as a labelled empty square) and lines (caption
+    lines, shortest first). 6 tiles per row of a 16 cm page (2.6 cm each, 7-pt captions).
+    """
+    rows = [max(1, int(np.ceil(len(p["tiles"]) / columns))) for p in panels]
+    max_lines = max((len(t["lines"]) for p in panels for t in p["tiles"]), default=1)
+    row_cm = WIDTH / CM / columns + 0.32 * max_lines + 0.2
+    fig = Figure(figsize=(WIDTH, (sum(rows) * row_cm + 0.7 * len(panels)) * CM),
+                 layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=rows))
+    for subfig, panel, n_rows in zip(subfigs, panels, rows):
+        subfig.suptitle(panel["title"], x=0.0, ha="left", fontsize=9)
+        axes = np.atleast_1d(subfig.subplots(n_rows, columns, squeeze=False)).ravel()
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        for ax, tile in zip(axes, panel["tiles"]):
+            if tile["pixels"] is None:
+                ax.set_facecolor("#eeeeee")
+                ax.text(0.5, 0.5, missing_label, ha="center", va="center", fontsize=7,
+                        color=GREY, transform=ax.transAxes)
+                ax.set_aspect("equal")
+            else:
+                ax.imshow(tile["pixels"], interpolation="nearest")
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_color(LATTICE_GREY)
+            ax.set_xlabel("\n".join(tile["lines"]), fontsize=7, linespacing=1.15)
+    return fig
+
+
+def plot_against(panels: list, labels: dict, color: str) -> Figure:
+    """One curve drawn over its reruns' band, one panel per metric (val accuracy, val loss).
+
+    panels: list of dicts with metric ("val_accuracy" or "val_loss"), n (validation images,
+    for the lattice; accuracy only) and frame (one row per epoch: epoch, value, low, median,
+    high, outside in -1/0/+1 or NA). Points outside the band are drawn as open red circles.
+    """
+    fig, axes = _subplots(1, len(panels), figsize=(WIDTH, 6.5 * CM), squeeze=False,
+                          layout="constrained")
+    for ax, panel in zip(axes.flat, panels):
+        frame = panel["frame"].sort_values("epoch")
+        x = _shown(frame["epoch"])
+        accuracy = panel["metric"] == "val_accuracy"
+        if accuracy:
+            _lattice_lines(ax, panel["n"])
+        ax.fill_between(x, frame["low"], frame["high"], color=GREY, alpha=0.3, lw=0,
+                        label=labels["reruns_band"])
+        ax.plot(x, frame["median"], color=GREY, lw=1.0, ls="--", label=labels["reruns_median"])
+        ax.plot(x, frame["value"], color=color, marker="o", ms=3.0, lw=1.4,
+                label=labels["this_run"], zorder=3)
+        out = frame["outside"].fillna(0).to_numpy() != 0
+        if out.any():
+            ax.scatter(np.asarray(x)[out], frame["value"].to_numpy()[out], s=42,
+                       facecolors="none", edgecolors="#c0392b", lw=1.1, zorder=4,
+                       label=labels["outside"])
+        _epoch_axis(ax, int(frame["epoch"].max()))
+        ax.set_xlabel(labels["epoch"])
+        if accuracy:
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel(labels["val_accuracy_pct"])
+            _percent_axis(ax)
+        else:
+            ax.set_ylabel(labels["val_loss"])
+    handles, names = [], []
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    fig.legend(handles, names, loc="outside lower center", ncols=len(names))
+    return fig

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.errors import UserError
+from valstat.images import format_unstable, unstable_images
 from valstat.stats import (
     corrected_resampled_ttest,
     crossed_mean_interval,
@@ -569,7 +570,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
         probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
         {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
-        noether_independent}, notes.
+        noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images), notes.
     Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
     """
     _check_inputs(runs, epochs, predictions, meta)
@@ -601,6 +602,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
                         "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
                                      "two-sided) excludes 1/2; exact power without ties",
                         "noether_independent": noether_runs(gamma, alpha, beta)},
+        "unstable_images": unstable_images(runs, predictions, meta),   # valstat.images
         "notes": [
             "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "
             "(pi); t over runs, or crossed random effects where runs share validation images (scope says "
@@ -697,4 +699,5 @@ def format_summary(summary: dict) -> str:
     lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')} paired runs "
                  f"(95% P(A>B) interval excludes 1/2 with power {1 - (rn.get('beta') or 0.05):g}; "
                  f"Noether's two-sample formula: {rn.get('noether_independent')})")
+    lines += format_unstable(summary.get("unstable_images") or {})
     return "\n".join(lines)

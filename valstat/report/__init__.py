@@ -119,6 +119,11 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     figures_dir.mkdir(exist_ok=True)
     _clean_figures(figures_dir)
     figures = make_figures(analysis, S, figures_dir)
+    from valstat.report.thumbnails import image_figure, image_section
+
+    images = image_section(analysis, tables.predictions, S)
+    grid = image_figure(images, S, figures_dir) if images else None
+    figures += [grid] if grid else []
 
     table_list = content.tables(analysis, S)
     methods = content.methods(analysis, S)
@@ -145,6 +150,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
         "arm_differences": content.arm_differences(analysis, S),
         "findings": content.findings(analysis, S),
         "figures": figures, "tables": table_list, "advice": content.advice(analysis, S),
+        "images": images,
         "methods": cite_plain(methods),
         "references": [latex.format_reference(entries[k]) for k in keys if k in entries],
         "generated": S("page.generated", store=str(out_dir), version=__version__),
@@ -155,14 +161,15 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
 
 
 def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str = "en",
-                            title: str | None = None) -> Path:
+                            title: str | None = None, against: dict | None = None) -> Path:
     """Single-run report (`valstat diagnose HISTORY --report DIR`): the curve with its
     per-epoch binomial band and largest drop, loss beside accuracy, and the learning-rate
     trace with the collapse marked, in the same page style. Returns the path of index.html.
 
     epochs_df: epoch, val_accuracy and optionally val_loss, learning_rate (one run);
     predictions_df: per-image rows (epoch, example, label, predicted) or None;
-    val_size: validation images (None: inferred from the accuracy lattice).
+    val_size: validation images (None: inferred from the accuracy lattice);
+    against: valstat.against.place_history output, to place the run among its reruns.
     """
     from valstat import __version__, stats
     from valstat.diagnose import diagnose
@@ -229,6 +236,12 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     _clean_figures(figures_dir)
     figures = make_single_run_figures(epochs, changes, drop, result.get("lr_collapse_epoch"),
                                       S, figures_dir, n)
+    if against is not None:            # valstat diagnose --against: the run among its reruns
+        from valstat.report import against as placed
+
+        paragraphs += placed.paragraphs(against, S)
+        entry = placed.figure(against, S, figures_dir)
+        figures += [entry] if entry else []
     heading = S("page.single_title", title=title or "history")
     context = {"S": S.data, "html_lang": "zh-CN" if lang == "zh" else "en",
                "version": __version__, "title": heading, "paragraphs": paragraphs,

@@ -15,7 +15,8 @@ from valstat.report.text import Strings, pval
 # stem -> caption key; the order is the order in the report
 FIGURES = ("val_accuracy_runs", "run_band", "accuracy_distribution", "loss_vs_accuracy",
            "learning_rate", "variance_components", "correct_map", "halfwidth", "arms_paired",
-           "selection")
+           "selection", "unstable_images",    # valstat.report.thumbnails
+           "against_reruns")                  # valstat.report.against (single-run report)
 
 
 @dataclass

@@ -21,7 +21,8 @@ _UNICODE = {
     "·": r"\ensuremath{\cdot}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}",
     "α": r"\ensuremath{\alpha}", "β": r"\ensuremath{\beta}", "γ": r"\ensuremath{\gamma}",
     "σ": r"\ensuremath{\sigma}", "χ": r"\ensuremath{\chi}", "½": r"\ensuremath{1/2}",
-    "→": r"\ensuremath{\rightarrow}", "²": r"\ensuremath{^{2}}", "…": r"\ldots{}",
+    "→": r"\ensuremath{\rightarrow}", "↓": r"\ensuremath{\downarrow}",
+    "↑": r"\ensuremath{\uparrow}", "²": r"\ensuremath{^{2}}", "…": r"\ldots{}",
     "–": "--", "—": "---", "\u00a0": "~",
 }
 _QUOTES = {"“": "``", "”": "''", "‘": "`", "’": "'"}

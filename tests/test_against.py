@@ -1,0 +1,195 @@
+"""`valstat diagnose HISTORY --against OUT_DIR`: one history placed among a store's reruns.
+
+Reference values are computed here independently: percentiles with
+scipy.stats.percentileofscore(kind="mean"), bands with numpy quantiles, drops by a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import percentileofscore
+
+from conftest import valstat
+from report_fixtures import build_store
+from valstat.errors import UserError
+from valstat.stats.against import largest_fall, percentile_of, place_curve, place_value
+from valstat.store import Store, load_tables
+
+
+def test_percentile_matches_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    reference = rng.integers(0, 31, 57) / 30          # a lattice: many ties
+    for value in (0.0, 0.5, 11 / 30, 1.0, 2.0):
+        assert percentile_of(value, reference) == pytest.approx(
+            percentileofscore(reference, value, kind="mean"))
+
+
+def test_place_value_band_and_verdict():
+    reference = np.arange(1, 41, dtype=float)          # 1..40
+    low, high = np.quantile(reference, [0.025, 0.975])
+    inside = place_value(20.0, reference)
+    assert (inside["low"], inside["high"]) == pytest.approx((low, high))
+    assert inside["typical"] and inside["reruns"] == 40 and inside["median"] == 20.5
+    assert not place_value(0.5, reference)["typical"]
+    assert not place_value(41.0, reference)["typical"]
+    assert place_value(41.0, reference)["percentile"] == 100.0
+
+
+def test_place_curve_per_epoch_and_outside_flags():
+    rng = np.random.default_rng(2)
+    reruns = pd.DataFrame([(f"r{r}", e, rng.integers(10, 25) / 30, rng.uniform(0.5, 1.5))
+                           for r in range(25) for e in range(4)],
+                          columns=["run_id", "epoch", "val_accuracy", "val_loss"])
+    curve = pd.DataFrame({"epoch": [0, 1, 2, 3, 4], "val_accuracy": [0.5, 0.1, 0.9, 0.6, 0.6],
+                          "val_loss": [1.0, 3.0, 0.1, np.nan, 1.0]})
+    placed = place_curve(curve, reruns)
+    for row in placed.itertuples(index=False):
+        ref = reruns.loc[reruns["epoch"] == row.epoch, row.metric].to_numpy()
+        if ref.size == 0:                               # epoch 4: no rerun got there
+            assert row.reruns == 0 and pd.isna(row.outside)
+            continue
+        low, high = np.quantile(ref, [0.025, 0.975])
+        assert row.percentile == pytest.approx(percentileofscore(ref, row.value, kind="mean"))
+        assert (row.low, row.high) == pytest.approx((low, high))
+        assert row.outside == (-1 if row.value < low else 1 if row.value > high else 0)
+    flags = placed.set_index(["epoch", "metric"])["outside"]
+    assert flags[(1, "val_accuracy")] == -1 and flags[(2, "val_accuracy")] == 1
+    assert flags[(1, "val_loss")] == 1 and flags[(2, "val_loss")] == -1
+    assert (3, "val_loss") not in flags.index           # NaN in the curve: not placed
+
+
+def test_largest_fall_by_loop():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        k = rng.integers(0, 31, rng.integers(1, 12))
+        expected = max([0] + [int(a - b) for a, b in zip(k[:-1], k[1:])])
+        assert largest_fall(k / 30, 30) == expected
+
+
+# --------------------------------------------------------------------------- the command
+
+def _history_of(tables, run_id, path, keep=("epoch", "loss", "accuracy", "val_loss",
+                                            "val_accuracy", "learning_rate")):
+    frame = tables.epochs[tables.epochs["run_id"] == run_id][list(keep)]
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def _collapse_epoch(rates):
+    below = np.flatnonzero(np.asarray(rates) < 0.01 * rates[0] * (1 - 1e-6))
+    return int(below[0]) if below.size else None
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """20 epochs x 12 seeds, ReduceLROnPlateau on val accuracy: rates collapse, drops vary."""
+    return build_store(tmp_path_factory.mktemp("reruns"), arms=("baseline", "constant_lr"),
+                       seeds=12, folds=1, epochs=20, collapse=False)
+
+
+def test_json_places_every_epoch_drop_and_collapse(synthetic, tmp_path):
+    tables = load_tables(synthetic)
+    history = _history_of(tables, "baseline/s5/f0", tmp_path / "log.csv")
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--arm",
+                   "baseline", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["against"]
+    reruns = tables.epochs[tables.epochs["run_id"].str.startswith("baseline/")]
+    assert result["reruns"] == 12 and result["val_size"] == 30 and result["arms"] == ["baseline"]
+    for row in result["epochs"]:
+        for metric in ("val_accuracy", "val_loss"):
+            ref = reruns.loc[reruns["epoch"] == row["epoch"], metric].to_numpy()
+            value = float(history.loc[history["epoch"] == row["epoch"], metric].iloc[0])
+            assert row[metric]["percentile"] == pytest.approx(
+                percentileofscore(ref, value, kind="mean"))
+            low, high = np.quantile(ref, [0.025, 0.975])
+            assert row[metric]["outside"] == int(value > high) - int(value < low)
+    falls = []
+    collapses = []
+    for _, run in reruns.groupby("run_id"):
+        k = np.rint(run.sort_values("epoch")["val_accuracy"].to_numpy() * 30)
+        falls.append(max([0.0] + list(k[:-1] - k[1:])))
+        collapses.append(_collapse_epoch(run.sort_values("epoch")["learning_rate"].to_numpy()))
+    k = np.rint(history["val_accuracy"].to_numpy() * 30)
+    own_fall = max([0.0] + list(k[:-1] - k[1:]))
+    assert result["largest_drop"]["value"] == own_fall
+    assert result["largest_drop"]["percentile"] == pytest.approx(
+        percentileofscore(falls, own_fall, kind="mean"))
+    own = _collapse_epoch(history["learning_rate"].to_numpy())
+    collapsed = [c for c in collapses if c is not None]
+    assert own is not None and len(collapsed) >= 6       # the founding schedule collapses
+    assert result["lr_collapse"]["epoch"] == own
+    assert result["lr_collapse"]["reruns_collapsed"] == len(collapsed)
+    assert result["lr_collapse"]["placed"]["percentile"] == pytest.approx(
+        percentileofscore(collapsed, own, kind="mean"))
+
+
+def test_text_and_report_show_the_run_over_the_band(synthetic, tmp_path):
+    tables = load_tables(synthetic)
+    _history_of(tables, "baseline/s2/f0", tmp_path / "log.csv",
+                keep=("epoch", "val_loss", "val_accuracy", "learning_rate"))
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic,
+                   "--report", tmp_path / "report", "--lang", "zh")
+    assert done.returncode == 0, done.stderr
+    assert "against 24 reruns" in done.stdout and "percentile" in done.stdout
+    assert (tmp_path / "report" / "figures" / "against_reruns.png").stat().st_size > 10_000
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "重复训练" in html and 'id="fig-against_reruns"' in html
+
+
+def test_history_outside_the_band_is_flagged(synthetic, tmp_path):
+    epochs = pd.DataFrame({"epoch": range(20), "val_accuracy": [0.0] * 20,
+                           "val_loss": [9.0] * 20})
+    epochs.to_csv(tmp_path / "bad.csv", index=False)
+    done = valstat("diagnose", tmp_path / "bad.csv", "--against", synthetic, "--val-size",
+                   "30", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["against"]
+    assert result["outside"]["val_loss"] == {"epochs": 20, "compared": 20}
+    assert result["lr_collapse"]["recorded"] is False
+
+
+@pytest.mark.parametrize("case", ["other_size", "empty", "missing", "arm", "arm_alone"])
+def test_bad_stores_give_one_line(case, synthetic, tmp_path):
+    history = pd.DataFrame({"epoch": range(3), "val_accuracy": [0.5, 0.6, 0.7]})
+    history.to_csv(tmp_path / "log.csv", index=False)
+    store = synthetic
+    args = []
+    if case == "other_size":
+        store = build_store(tmp_path / "big", arms=("a",), seeds=2, folds=1, epochs=3,
+                            val_size=90, collapse=False)
+        args = ["--val-size", "30"]
+    elif case == "empty":
+        store = tmp_path / "empty"
+        Store(store).close()
+    elif case == "missing":
+        store = tmp_path / "nowhere"
+    elif case == "arm":
+        args = ["--arm", "nope"]
+    command = ["diagnose", tmp_path / "log.csv", "--against", store, *args]
+    if case == "arm_alone":
+        command = ["diagnose", tmp_path / "log.csv", "--arm", "baseline"]
+    done = valstat(*command)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("valstat: error:"), done.stderr
+    expected = {"other_size": "no runs with 30 validation images (its runs have 90)",
+                "empty": "holds no finished runs", "missing": "no valstat store",
+                "arm": "no arm 'nope'", "arm_alone": "--arm needs --against"}[case]
+    assert expected in lines[0]
+
+
+def test_val_size_is_taken_from_the_store_when_the_history_fits_it(synthetic):
+    history = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
+    from valstat.against import place_history
+
+    assert place_history(history, synthetic)["val_size"] == 30
+    with pytest.raises(UserError, match="not whole numbers of images for any"):
+        place_history(pd.DataFrame({"epoch": [0], "val_accuracy": [0.123]}), synthetic)
+    assert math.isclose(place_history(history, synthetic, val_size=30)["level"], 0.95)

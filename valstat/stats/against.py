@@ -1,0 +1,87 @@
+"""One curve among its reruns: where a single history falls in the distribution of many runs.
+
+Percentiles follow scipy.stats.percentileofscore(kind="mean"): the share of reruns below the
+value plus half the share equal to it, in percent (ties matter on a 1/n accuracy lattice). The
+reruns' band at `level` is the central empirical interval of the reruns (quantiles
+(1 - level)/2 and (1 + level)/2, numpy's linear interpolation); with R reruns it cannot resolve
+tails rarer than about 1/R, so the number of reruns is always returned beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from valstat.stats._checks import as_1d, check_level, need_columns
+from valstat.stats.lattice import to_counts
+
+METRICS = ("val_accuracy", "val_loss")
+
+
+def percentile_of(value: float, reference) -> float:
+    """Percentile rank (0..100) of `value` among `reference` (shape (R,), R >= 1; ties half)."""
+    ref = as_1d(reference, "reference")
+    return float(100.0 * (np.mean(ref < value) + 0.5 * np.mean(ref == value)))
+
+
+def place_value(value: float, reference, level: float = 0.95) -> dict:
+    """Where one number falls among the reruns' numbers.
+
+    reference: shape (R,), one value per rerun. Returns dict: value, reruns (R), percentile,
+    median, low, high (central `level` band of the reruns), typical (low <= value <= high).
+    """
+    level = check_level(level)
+    ref = as_1d(reference, "reference")
+    low, high = np.quantile(ref, [(1 - level) / 2, (1 + level) / 2])
+    return {"value": float(value), "reruns": int(ref.size),
+            "percentile": percentile_of(value, ref), "median": float(np.median(ref)),
+            "low": float(low), "high": float(high), "typical": bool(low <= value <= high)}
+
+
+def place_curve(curve: pd.DataFrame, reruns: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per epoch, where one curve's val accuracy and val loss fall among the reruns'.
+
+    curve: one run, columns epoch, val_accuracy, optionally val_loss (one row per epoch).
+    reruns: columns run_id, epoch, val_accuracy, optionally val_loss (one row per run and epoch).
+    Returns one row per (epoch of `curve`, metric present in both and finite in the curve):
+      epoch, metric, value, reruns (reruns with a finite value at that epoch), percentile,
+      median, low, high (central `level` band), outside (-1 below the band, +1 above, 0 inside;
+      <NA> where no rerun reached that epoch).
+    """
+    level = check_level(level)
+    need_columns(curve, ["epoch", "val_accuracy"], "curve")
+    need_columns(reruns, ["run_id", "epoch", "val_accuracy"], "reruns")
+    rows = []
+    by_epoch = dict(tuple(reruns.groupby("epoch")))
+    for metric in METRICS:
+        if metric not in curve.columns or metric not in reruns.columns:
+            continue
+        for epoch, value in zip(curve["epoch"].to_numpy(), curve[metric].to_numpy(dtype=float)):
+            if not np.isfinite(value):
+                continue
+            group = by_epoch.get(epoch)
+            ref = np.array([]) if group is None else group[metric].to_numpy(dtype=float)
+            ref = ref[np.isfinite(ref)]
+            if ref.size == 0:
+                rows.append((int(epoch), metric, float(value), 0, np.nan, np.nan, np.nan,
+                             np.nan, pd.NA))
+                continue
+            placed = place_value(value, ref, level)
+            side = -1 if value < placed["low"] else (1 if value > placed["high"] else 0)
+            rows.append((int(epoch), metric, float(value), placed["reruns"],
+                         placed["percentile"], placed["median"], placed["low"],
+                         placed["high"], side))
+    out = pd.DataFrame(rows, columns=["epoch", "metric", "value", "reruns", "percentile",
+                                      "median", "low", "high", "outside"])
+    out["outside"] = out["outside"].astype("Int64")
+    return out
+
+
+def largest_fall(val_accuracy, n: int) -> int:
+    """Images lost in the largest epoch-to-epoch fall of one curve (0 if it never falls).
+
+    val_accuracy: shape (epochs,), fractions on the 1/n lattice.
+    """
+    k = to_counts(val_accuracy, n)
+    return int(max(0, -np.diff(k).min(initial=0)))
+
