@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distributed import WorkerPlugin
+
 from valstat.config import ClusterConfig, Experiment
 from valstat.data import load_dataset
 from valstat.errors import UserError
@@ -166,7 +168,7 @@ def silence_tensorflow() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-class QuietWorker:
+class QuietWorker(WorkerPlugin):
     """Dask worker plugin: the worker's stderr goes to /dev/null before TensorFlow loads.
     Errors still reach the driver, as the failed task's exception."""
 
