@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from importlib.metadata import version
@@ -80,9 +81,9 @@ def test_run_is_quiet_prints_a_line_per_run_and_records_the_settings(set_store):
     settings = ["training.learning_rate=1e-4", "schedule.monitor=val_loss"]
     assert tables.meta["settings"] == settings
     assert tables.meta["arms_config"]["plain"]["schedule"]["monitor"] == "val_loss"
-    overridden = load_experiment(str(TINY), {"settings": settings})
+    overridden = load_experiment(str(TINY), {"epochs": 1, "settings": settings})
     assert tables.meta["config_hash"] == overridden.config_hash() != \
-        load_experiment(str(TINY)).config_hash()
+        load_experiment(str(TINY), {"epochs": 1}).config_hash()
 
 
 def test_a_store_with_a_live_writer_is_refused_in_one_line(set_store, tmp_path):
@@ -103,11 +104,11 @@ def test_a_store_with_a_live_writer_is_refused_in_one_line(set_store, tmp_path):
 def test_wait_takes_over_when_the_writer_ends_and_states_the_true_count(set_store):
     out, _ = set_store
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    threading.Thread(target=holder.wait).start()     # reaped when it ends, as a shell would
     write_lock(out, holder.pid)
     started = time.monotonic()
     result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out, "--wait",
                      "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
-    holder.wait()
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started >= 2.5
     assert "0 runs trained, 2 already stored, 0 diverged; 2/2 runs in" in result.stdout
