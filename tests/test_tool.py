@@ -37,6 +37,12 @@ def write_lock(out, pid, started="2026-01-02T03:04:05+00:00"):
                                              "started": started}))
 
 
+def files(folder):
+    """name -> modification time, leaving out SQLite's own -wal/-shm files (a reader opens them)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*")
+            if not p.name.endswith(("-wal", "-shm"))}
+
+
 def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -116,7 +122,7 @@ def test_wait_takes_over_when_the_writer_ends_and_states_the_true_count(set_stor
 
 def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     out, _ = set_store
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    before = files(out)
     result = valstat("run", TINY, "--seeds", "3", "--epochs", "1", "--out", out, "--dry-run",
                      "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
     assert result.returncode == 0, result.stderr
@@ -128,7 +134,7 @@ def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     assert tail.startswith(", 2 already stored in")
     stored_mean = load_tables(out).runs.wall_s.mean()
     assert f"({stored_mean:.1f} s per run, mean of the stored runs)" in tail
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert files(out) == before
     assert len(load_tables(out).runs) == 2
 
 
@@ -199,7 +205,8 @@ except AttributeError:
     frozen = True
 """ + HEAVY + """
 print(json.dumps({"summary": valstat.summary.to_plain(summary), "heavy": heavy,
-                  "same_figure": drawn is fig, "lines": len(ax.get_lines()),
+                  "same_figure": drawn is fig,
+                  "lines": len(ax.get_lines()) + len(ax.collections),
                   "panels_used": [len(a.get_lines()) + len(a.collections) for a in axes],
                   "runs": len(tables.runs), "epochs": len(tables.epochs),
                   "predictions": len(tables.predictions), "arms": list(tables.meta.arms),

@@ -71,13 +71,12 @@ def _check_owner(experiment: Experiment, out_dir: Path) -> None:
                         "use another --out folder")
 
 
-def _plan(experiment: Experiment, cache_dir: Path | None) -> tuple[list[RunSpec], dict]:
+def _plan(experiment: Experiment, cache_dir: Path) -> tuple[list[RunSpec], dict]:
     arm = experiment.arms[0]
     for other in experiment.arms:      # decode every input size once, into the workers' cache
         load_dataset(other.data.source, other.data.image_size, cache_dir)
     dataset = load_dataset(arm.data.source, arm.data.image_size, cache_dir)
-    specs = plan_runs(experiment, dataset.labels, dataset.n_classes,
-                      None if cache_dir is None else str(cache_dir))
+    specs = plan_runs(experiment, dataset.labels, dataset.n_classes, str(cache_dir))
     truth = {}
     for spec in specs:
         truth.setdefault(spec.arm.name, [int(i) for i in spec.split.truth])
@@ -108,11 +107,10 @@ def _layout(experiment: Experiment, pending: int, workers: int | None) -> tuple[
 
 
 def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
-               measure: bool = True, verbose: bool = False) -> SweepPlan:
+               verbose: bool = False) -> SweepPlan:
     """Count planned and stored runs and estimate the time left, without writing anything.
 
-    The time per run is the mean wall time of the runs already stored; with none stored (and
-    `measure`), one run of the first arm is trained for one epoch here and scaled by its epochs.
+    The time per run is the mean wall time of the runs already stored; with none stored, one run of the first arm is trained for one epoch here and scaled by its epochs.
     """
     out_dir = Path(out_dir)
     _check_owner(experiment, out_dir)
@@ -123,7 +121,7 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
         workers, threads = _layout(experiment, max(1, len(specs) - len(done)), workers)
         walls = [stored[run_id] for run_id in done if stored[run_id]]
         run_s, source = (sum(walls) / len(walls), "store") if walls else (None, "")
-        if run_s is None and measure and len(done) < len(specs):
+        if run_s is None and len(done) < len(specs):
             run_s, source = _measure(specs[0], threads, verbose), "measured"
     return SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=run_s,
                      run_s_source=source)
