@@ -1,4 +1,5 @@
-"""Experiment settings: TOML files (shipped ones in valstat/experiments/) plus command-line overrides.
+"""Experiment settings: TOML files (shipped ones in valstat/experiments/) plus command-line
+overrides (flags and --set).
 
 An experiment has shared sections ([data], [sweep], [training], [schedule], [model]) and optional
 arms ([arms.NAME.training], ...) that override them. Arms share seeds and splits, so arm
@@ -225,7 +226,8 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
             parts[section] = _apply(copy.deepcopy(base[section]), f"arms.{arm_name}.{section}",
                                     arm_values.get(section, {}), origin)
         arms.append(Arm(name=arm_name, **parts))
-    experiment = Experiment(name=str(document.get("name", Path(name_or_path or DEFAULT_EXPERIMENT).stem)),
+    stem = Path(name_or_path or DEFAULT_EXPERIMENT).stem
+    experiment = Experiment(name=str(document.get("name", stem)),
                             description=str(document.get("description", "")),
                             source_file=origin, sweep=base["sweep"], arms=arms,
                             cluster=base["cluster"])

@@ -110,7 +110,8 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
                verbose: bool = False) -> SweepPlan:
     """Count planned and stored runs and estimate the time left, without writing anything.
 
-    The time per run is the mean wall time of the runs already stored; with none stored, one run of the first arm is trained for one epoch here and scaled by its epochs.
+    The time per run is the mean wall time of the runs already stored; with none stored, one
+    run of the first arm is trained for one epoch here and scaled by its epochs.
     """
     out_dir = Path(out_dir)
     _check_owner(experiment, out_dir)
