@@ -122,7 +122,8 @@ def valstat_bib() -> str:
             "look the way they do},\n"
             f"  version = {{{__version__}}},\n"
             "  year    = {2026},\n"
-            f"  howpublished = {{Python package, version {__version__}, MIT licence}}\n}")
+            f"  howpublished = {{Python package, version {__version__}, MIT licence}}\n"
+            "}")
 
 
 def bib_text() -> str:
