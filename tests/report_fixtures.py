@@ -90,7 +90,7 @@ def build_store(out_dir, arms=("baseline", "constant_lr"), seeds=4, folds=2, epo
 
     arms: arm names; an arm whose name contains "constant" keeps its learning rate fixed, others
     use ReduceLROnPlateau. val_sizes: {arm: n} to make arms that differ only in validation size
-    (as experiments/val_size.toml does). max_runs: stop early, as an interrupted sweep would.
+    (as valstat/experiments/val_size.toml does). max_runs: stop early, as an interrupted sweep would.
     collapse: the first run of the first arm collapses to one class. diverged: one run's loss
     becomes NaN at epoch 3 (status "diverged"). vary: seed kinds that change with the seed; with
     "split" in it every seed draws new validation images, without it each fold keeps its images

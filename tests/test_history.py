@@ -196,7 +196,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory(tmp_path):
-    with pytest.raises(UserError, match=r"is a directory"):
+    with pytest.raises(UserError, match=r"holds no TensorBoard event files"):
         read_history(tmp_path)
 
 

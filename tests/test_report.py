@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,8 @@ def test_methods_cite_every_bibtex_entry_they_need(english):
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     assert cited == keys
     assert {"wilson1927", "clopper1934", "brown2001", "mcnemar1947", "fisher1922",
-            "nadeau2003", "bouthillier2021", "jordan2024"} <= keys
+            "nadeau2003", "bouthillier2021", "jordan2024", "valstat"} <= keys
+    assert f"version = {{{version('valstat')}}}" in bib     # valstat cites itself, this version
     markdown = (dest / "methods.md").read_text()
     assert "(Wilson 1927; Brown, Cai & DasGupta 2001)" in markdown
     assert "Clopper, C. J., Pearson, E. S. (1934)" in markdown

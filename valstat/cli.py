@@ -12,15 +12,18 @@ import sys
 import warnings
 from pathlib import Path
 
+from valstat import __version__
 from valstat.errors import UserError
 
 EPILOG = """examples:
   valstat run --seeds 20                      # built-in digits, default experiment
-  valstat run experiments/seed_question.toml --data ~/photos --seeds 20 --folds 5
+  valstat run seed_question --data ~/photos --seeds 20 --folds 5
+  valstat run my_experiment.toml --set training.learning_rate=1e-4 --dry-run
   valstat stats reports/default
   valstat report reports/default --lang zh
   valstat diagnose training_log.csv --val-size 30
   valstat diagnose training_log.csv --against reports/default
+  valstat diagnose logs/fit/validation          # TensorBoard event files
   valstat export reports/default --csv exported/
 """
 
@@ -53,26 +56,45 @@ def fraction(text: str) -> float:
 
 
 def cmd_run(args) -> int:
-    from valstat.config import load_experiment
-    from valstat.execute import run_sweep
-    from valstat.progress import SweepProgress
+    from valstat.config import load_experiment, resolved_toml
+    from valstat.execute import plan_sweep, run_sweep
+    from valstat.progress import sweep_progress
 
     experiment = load_experiment(args.experiment, {
         "seeds": args.seeds, "folds": args.folds, "epochs": args.epochs,
         "image_size": args.image_size, "val_size": args.val_size, "data": args.data,
-        "holdout": args.holdout})
+        "holdout": args.holdout, "settings": args.set})
     out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
+    if args.dry_run:
+        print(resolved_toml(experiment))
+        plan = plan_sweep(experiment, out_dir, workers=args.workers, verbose=args.verbose)
+        print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
+              f"{plan.planned - plan.stored} to train on {plan.workers} workers")
+        if plan.estimate_s is not None:
+            source = ("mean of the stored runs" if plan.run_s_source == "store"
+                      else "measured from one 1-epoch run here")
+            print(f"estimated time: {_duration(plan.estimate_s)} "
+                  f"({plan.run_s:.1f} s per run, {source})")
+        return 0
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
-                        progress=None if args.quiet else SweepProgress())
-    stored = outcome.already_done + len(outcome.finished) + len(outcome.diverged)
+                        progress=None if args.quiet else sweep_progress(), wait=args.wait,
+                        verbose=args.verbose)
+    for run_id, message in outcome.failed.items():
+        print(f"valstat: error: run {run_id} failed on a worker: {message}", file=sys.stderr)
     if outcome.interrupted:
-        print(f"valstat: interrupted; {stored} of {outcome.planned} runs are stored in "
+        print(f"valstat: interrupted; {outcome.stored} of {outcome.planned} runs are stored in "
               f"{out_dir}. Run the same command again to resume.", file=sys.stderr)
         return 130
     print(f"{len(outcome.finished) + len(outcome.diverged)} runs trained, "
           f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged; "
-          f"{stored}/{outcome.planned} runs in {out_dir}. Next: valstat report {out_dir}")
-    return 0
+          f"{outcome.stored}/{outcome.planned} runs in {out_dir}. Next: valstat report {out_dir}")
+    return 1 if outcome.failed else 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 def cmd_stats(args) -> int:
@@ -124,9 +146,14 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from valstat.store import export_csv
+    from valstat.store import export_csv, export_parquet
 
-    for path in export_csv(args.out_dir, args.csv):
+    written = []
+    if args.csv:
+        written += export_csv(args.out_dir, args.csv)
+    if args.parquet:
+        written += export_parquet(args.out_dir, args.parquet)
+    for path in written:
         print(path)
     return 0
 
@@ -136,13 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Measure why small-validation-set CNN curves look the way they do: train AlexNet "
         "many times, store every curve, and turn the runs into intervals, tests and figures."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"valstat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = commands.add_parser("run", help="train AlexNet over seeds and folds; store every curve",
                               epilog="example: valstat run --seeds 20 --out reports/default",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("experiment", nargs="?", help="experiment TOML file or name in experiments/ "
-                     "(default: default)")
+    run.add_argument("experiment", nargs="?", help="experiment TOML file, or the name of one "
+                     "shipped with valstat: default, seed_question, val_size (default: default)")
     run.add_argument("--seeds", type=positive_int, help="number of seeds (split/init/order)")
     run.add_argument("--folds", type=positive_int, help="cross-validation folds per seed")
     run.add_argument("--epochs", type=positive_int, help="epochs per run")
@@ -157,7 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
                      "input size; threads per worker = cores / workers)")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler, "
                      "e.g. tcp://10.0.0.5:8786")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one experiment setting, checked like the TOML file "
+                     "(repeatable), e.g. --set training.learning_rate=1e-4")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved experiment, "
+                     "runs planned and stored and the estimated time; train nothing")
+    run.add_argument("--wait", action="store_true", help="if another valstat run is writing "
+                     "this store, wait for it instead of exiting")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--verbose", action="store_true", help="let TensorFlow's and Dask's "
+                     "own log lines through")
     run.set_defaults(handler=cmd_run)
 
     stats = commands.add_parser("stats", help="intervals, variance sources and tests per arm",
@@ -175,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = commands.add_parser("diagnose", help="analyse one Keras history without retraining",
                                    epilog="example: valstat diagnose log.csv --val-size 30")
-    diagnose.add_argument("history", help="Keras CSVLogger CSV or JSON of History.history")
+    diagnose.add_argument("history", help="Keras CSVLogger CSV, JSON of History.history, or a "
+                          "TensorBoard callback's validation/ folder or event file")
     diagnose.add_argument("--val-size", type=positive_int, help="validation images "
                           "(default: inferred from the accuracy values)")
     diagnose.add_argument("--json", action="store_true", help="print JSON")
@@ -186,10 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="report language")
     diagnose.set_defaults(handler=cmd_diagnose)
 
-    export = commands.add_parser("export", help="write runs.csv, epochs.csv, predictions.csv",
+    export = commands.add_parser("export", help="write the runs, epochs and predictions tables "
+                                 "as CSV or Parquet",
                                  epilog="example: valstat export reports/default --csv out/")
     export.add_argument("out_dir", help="output folder of `valstat run`")
-    export.add_argument("--csv", required=True, help="destination folder")
+    export.add_argument("--csv", help="destination folder for runs.csv, epochs.csv, "
+                        "predictions.csv")
+    export.add_argument("--parquet", help="destination folder for .parquet files "
+                        "(needs the [parquet] extra)")
     export.set_defaults(handler=cmd_export)
     return parser
 
@@ -199,7 +241,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "export" and not (args.csv or args.parquet):
+        parser.error("export needs --csv DIR or --parquet DIR")
     warnings.showwarning = _one_line_warning
     try:
         return args.handler(args)

@@ -1,4 +1,5 @@
-"""Experiment settings: TOML files in experiments/ plus command-line overrides.
+"""Experiment settings: TOML files (shipped ones in valstat/experiments/) plus command-line
+overrides (flags and --set).
 
 An experiment has shared sections ([data], [sweep], [training], [schedule], [model]) and optional
 arms ([arms.NAME.training], ...) that override them. Arms share seeds and splits, so arm
@@ -12,12 +13,12 @@ import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 
 from valstat.augment import is_identity
 from valstat.errors import UserError
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 DEFAULT_EXPERIMENT = "default"
 SEED_KINDS = ("split", "init", "order", "augment")
 
@@ -138,6 +139,7 @@ class Experiment:
     sweep: SweepConfig
     arms: list[Arm]
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    settings: list = field(default_factory=list)   # --set KEY=VALUE overrides, as given
 
     def config_hash(self) -> str:
         """Hash of everything that changes what a run computes (not the number of seeds)."""
@@ -152,6 +154,7 @@ class Experiment:
     def describe(self) -> dict:
         return {"experiment": self.name, "description": self.description,
                 "source_file": self.source_file, "sweep": asdict(self.sweep),
+                "settings": list(self.settings),
                 "arms": [arm.name for arm in self.arms],
                 "arms_config": {arm.name: arm.settings() for arm in self.arms}}
 
@@ -195,26 +198,39 @@ def _apply(target, section: str, values, origin: str):
     return target
 
 
-def resolve_experiment_path(name_or_path: str | None) -> Path:
+def shipped_experiments() -> dict:
+    """name -> resource of the experiment files shipped inside the package."""
+    folder = resources.files("valstat") / "experiments"
+    return {entry.name.removesuffix(".toml"): entry for entry in folder.iterdir()
+            if entry.name.endswith(".toml")}
+
+
+def read_experiment_source(name_or_path: str | None) -> tuple[str, str]:
+    """(origin, TOML text) of a file path, or of a shipped experiment's name."""
     if name_or_path is None:
         name_or_path = DEFAULT_EXPERIMENT
     path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = EXPERIMENTS_DIR / f"{name_or_path}.toml"
+    shipped = shipped_experiments()
+    if path.suffix != ".toml" and not path.exists() and name_or_path in shipped:
+        return f"{name_or_path}.toml (shipped)", shipped[name_or_path].read_text(encoding="utf-8")
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml")))
-        raise UserError(f"experiment file {name_or_path} not found (shipped: {shipped})")
-    return path
+        raise UserError(f"experiment file {name_or_path} not found "
+                        f"(shipped: {', '.join(sorted(shipped))})")
+    try:
+        return str(path), path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
 
 
 def load_experiment(name_or_path: str | None = None, overrides: dict | None = None) -> Experiment:
     """Read an experiment TOML and apply overrides {"seeds": 3, "epochs": 2, ...}."""
-    path = resolve_experiment_path(name_or_path)
+    origin, text = read_experiment_source(name_or_path)
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid TOML: {error}") from None
-    origin = str(path)
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{origin} is not valid TOML: {error}") from None
     top_keys = {"name", "description", "arms", *SECTIONS}
     for key in document:
         if key not in top_keys:
@@ -237,11 +253,13 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
             parts[section] = _apply(copy.deepcopy(base[section]), f"arms.{arm_name}.{section}",
                                     arm_values.get(section, {}), origin)
         arms.append(Arm(name=arm_name, **parts))
-    experiment = Experiment(name=str(document.get("name", path.stem)),
+    stem = Path(name_or_path or DEFAULT_EXPERIMENT).stem
+    experiment = Experiment(name=str(document.get("name", stem)),
                             description=str(document.get("description", "")),
                             source_file=origin, sweep=base["sweep"], arms=arms,
                             cluster=base["cluster"])
     apply_overrides(experiment, overrides or {})
+    apply_settings(experiment, (overrides or {}).get("settings") or [])
     validate(experiment)
     return experiment
 
@@ -263,6 +281,64 @@ def apply_overrides(experiment: Experiment, overrides: dict) -> None:
             arm.data.source = str(overrides["data"])
         if overrides.get("holdout") is not None:
             arm.data.holdout = overrides["holdout"]
+
+
+def _setting_value(text: str):
+    """A --set value read as a TOML value (1e-4, true, [\"init\"], "x"); bare words as text."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_settings(experiment: Experiment, settings: list[str]) -> None:
+    """Apply `--set SECTION.KEY=VALUE` (every arm) or `--set arms.NAME.SECTION.KEY=VALUE`,
+    checked exactly as the same key in the TOML file would be."""
+    arms = {arm.name: arm for arm in experiment.arms}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) not in (2, 4) or (len(parts) == 4 and parts[0] != "arms"):
+            raise UserError(f"--set expects SECTION.KEY=VALUE (e.g. training.learning_rate=1e-4)"
+                            f" or arms.NAME.SECTION.KEY=VALUE, got {item!r}")
+        section, name = parts[-2], parts[-1]
+        if section not in SECTIONS:
+            raise UserError(f"--set {item}: unknown section '{section}' "
+                            f"(known: {', '.join(SECTIONS)})")
+        if len(parts) == 4:
+            if parts[1] not in arms:
+                raise UserError(f"--set {item}: no arm '{parts[1]}' (arms: {', '.join(arms)})")
+            if section not in ARM_SECTIONS:
+                raise UserError(f"--set {item}: arms may set only {', '.join(ARM_SECTIONS)}")
+            targets = [getattr(arms[parts[1]], section)]
+        elif section in ARM_SECTIONS:
+            targets = [getattr(arm, section) for arm in experiment.arms]
+        else:
+            targets = [getattr(experiment, section)]
+        for target in targets:
+            _apply(target, section, {name: _setting_value(text.strip())}, "--set")
+        experiment.settings.append(item)
+
+
+def _toml_value(value) -> str:
+    return json.dumps(value) if isinstance(value, (str, list)) else \
+        str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def resolved_toml(experiment: Experiment) -> str:
+    """The experiment after overrides, as a TOML file that loads back to the same settings."""
+    lines = [f"name = {_toml_value(experiment.name)}",
+             f"# from {experiment.source_file}; config hash {experiment.config_hash()}"]
+    if experiment.settings:
+        lines.append(f"# --set {' --set '.join(experiment.settings)}")
+    for section, values in (("sweep", asdict(experiment.sweep)),
+                            ("cluster", asdict(experiment.cluster))):
+        lines += ["", f"[{section}]", *(f"{k} = {_toml_value(v)}" for k, v in values.items())]
+    for arm in experiment.arms:
+        for section, values in arm.settings().items():
+            lines += ["", f"[arms.{arm.name}.{section}]",
+                      *(f"{k} = {_toml_value(v)}" for k, v in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def validate(experiment: Experiment) -> None:

@@ -7,25 +7,53 @@ interrupted sweep keeps every finished run and the same command resumes it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import os
 import signal
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from distributed import WorkerPlugin
 
 from valstat.config import ClusterConfig, Experiment
 from valstat.data import load_dataset
 from valstat.errors import UserError
+from valstat.lock import StoreLock
 from valstat.splits import RunSpec, plan_runs
-from valstat.store import Store, read_meta, require_kind
+from valstat.store import Store, read_meta, read_stored_runs, require_kind
 
 
 @dataclass
 class SweepOutcome:
     planned: int
     already_done: int
+    stored: int = 0             # runs of this plan in the store at the end, counted there
     finished: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
+    failed: dict = field(default_factory=dict)   # run_id -> one-line error from the worker
     interrupted: bool = False
+
+
+@dataclass
+class SweepPlan:
+    """What `valstat run` would do: the runs planned, those stored, and the time the rest take."""
+
+    planned: int
+    stored: int
+    workers: int
+    run_s: float | None         # seconds per run (None: unknown)
+    run_s_source: str           # "store" (mean wall time of stored runs) or "measured"
+
+    @property
+    def estimate_s(self) -> float | None:
+        pending = self.planned - self.stored
+        if self.run_s is None:
+            return None
+        return self.run_s * -(-pending // self.workers)
 
 
 def default_layout(cores: int, image_size: int) -> tuple[int, int]:
@@ -35,22 +63,17 @@ def default_layout(cores: int, image_size: int) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]:
-    """Decode the data once, plan every run, and check the store belongs to this experiment."""
+def _check_owner(experiment: Experiment, out_dir: Path) -> None:
     existing = read_meta(out_dir)
     require_kind(existing, "sweep", out_dir, "train a sweep into")
     if existing and existing.get("config_hash") not in (None, experiment.config_hash()):
         raise UserError(f"{out_dir} holds a store written by a different experiment config "
                         f"('{existing.get('experiment')}', {existing.get('source_file')}); "
                         "use another --out folder")
+
+
+def _plan(experiment: Experiment, cache_dir: Path) -> tuple[list[RunSpec], dict]:
     arm = experiment.arms[0]
-    cache_dir = out_dir / "cache"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"output folder {out_dir} is not writable; choose another --out")
     for other in experiment.arms:      # decode every input size once, into the workers' cache
         load_dataset(other.data.source, other.data.image_size, cache_dir)
     dataset = load_dataset(arm.data.source, arm.data.image_size, cache_dir)
@@ -62,6 +85,99 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
             "dataset": {**dataset.describe(), "n_truth": len(next(iter(truth.values()), []))},
             "truth_examples": truth}
     return specs, meta
+
+
+def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]:
+    """Decode the data once, plan every run, and check the store belongs to this experiment."""
+    _check_owner(experiment, out_dir)
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"output folder {out_dir} is not writable; choose another --out")
+    return _plan(experiment, out_dir / "cache")
+
+
+def _layout(experiment: Experiment, pending: int, workers: int | None) -> tuple[int, int]:
+    """(workers, threads per worker) for `pending` runs."""
+    cores = os.cpu_count() or 1
+    max_size = max(arm.data.image_size for arm in experiment.arms)
+    default_workers, _ = default_layout(cores, max_size)
+    workers = max(1, min(workers or default_workers, pending))
+    threads = max(1, cores // workers)
+    if experiment.cluster.kind == "slurm":
+        threads = max(1, experiment.cluster.cores // experiment.cluster.processes)
+    return workers, threads
+
+
+def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
+               verbose: bool = False) -> SweepPlan:
+    """Count planned and stored runs and estimate the time left, without writing anything.
+
+    The time per run is the mean wall time of the runs already stored; with none stored, one
+    run of the first arm is trained for one epoch here and scaled by its epochs.
+    """
+    out_dir = Path(out_dir)
+    _check_owner(experiment, out_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        specs, _ = _plan(experiment, Path(scratch))
+        stored = read_stored_runs(out_dir)
+        done = set(stored) & {spec.run_id for spec in specs}
+        workers, threads = _layout(experiment, max(1, len(specs) - len(done)), workers)
+        walls = [stored[run_id] for run_id in done if stored[run_id]]
+        run_s, source = (sum(walls) / len(walls), "store") if walls else (None, "")
+        if run_s is None and len(done) < len(specs):
+            run_s, source = _measure(specs[0], threads, verbose), "measured"
+    return SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=run_s,
+                     run_s_source=source)
+
+
+def _measure(spec: RunSpec, threads: int, verbose: bool) -> float:
+    """Seconds for `spec` at its epochs, from one 1-epoch run in this process."""
+    from valstat.train import train_one_run
+
+    epochs = spec.arm.training.epochs
+    short = dataclasses.replace(spec, arm=dataclasses.replace(
+        spec.arm, training=dataclasses.replace(spec.arm.training, epochs=1)))
+    with quiet_stderr(not verbose):
+        record = train_one_run(short, threads)
+    return record.run["wall_s"] * epochs
+
+
+@contextlib.contextmanager
+def quiet_stderr(active: bool = True):
+    """Send file descriptor 2 (C++ logging included) to /dev/null while `active`."""
+    if not active:
+        yield
+        return
+    silence_tensorflow()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def silence_tensorflow() -> None:
+    """Environment and logger settings that keep TensorFlow, absl and XLA start-up lines out."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+class QuietWorker(WorkerPlugin):
+    """Dask worker plugin: the worker's stderr goes to /dev/null before TensorFlow loads.
+    Errors still reach the driver, as the failed task's exception."""
+
+    name = "valstat-quiet"
+
+    def setup(self, worker=None):
+        silence_tensorflow()
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
 
 
 def slurm_cluster(settings: ClusterConfig, threads: int):
@@ -81,7 +197,7 @@ def slurm_cluster(settings: ClusterConfig, threads: int):
 
 
 def _dask_client(workers: int, threads: int, scheduler: str | None,
-                 settings: ClusterConfig | None = None):
+                 settings: ClusterConfig | None = None, verbose: bool = False):
     from dask.distributed import Client, LocalCluster
 
     if settings is not None and settings.kind == "slurm" and not scheduler:
@@ -93,53 +209,73 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as error:
             raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        silence_tensorflow()    # spawned workers inherit the environment
     # Workers inherit an ignored SIGINT, so Ctrl-C in the terminal stops only the driver,
     # which then shuts the cluster down in order.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=50)
+                               dashboard_address=":0",   # any free port: sweeps never clash
+                               silence_logs=logging.WARNING if verbose else logging.CRITICAL)
     finally:
         signal.signal(signal.SIGINT, previous)
-    return Client(cluster)
+    client = Client(cluster)
+    if not verbose:
+        client.register_plugin(QuietWorker())
+    return client
 
 
 def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
-              scheduler: str | None = None, progress=None) -> SweepOutcome:
+              scheduler: str | None = None, progress=None, wait: bool = False,
+              verbose: bool = False) -> SweepOutcome:
     """Train every pending run of `experiment` and store it in `out_dir`.
 
+    Holds the store's lock throughout (`wait`: wait for another writer instead of refusing).
     progress: optional object with start(total, done), advance(record), stop() methods.
+    A run that fails on a worker is reported in `failed`; the others go on.
     """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
+    with StoreLock(out_dir, wait=wait):
+        specs, meta = prepare(experiment, out_dir)
+        with Store(out_dir) as store:
+            store.set_meta(meta)
+            outcome = _train_pending(experiment, specs, store, workers, scheduler, progress,
+                                     verbose)
+            outcome.stored = len(store.finished_run_ids() & {spec.run_id for spec in specs})
+    return outcome
+
+
+def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose):
     from dask.distributed import as_completed
 
     from valstat.train import train_one_run
 
-    out_dir = Path(out_dir)
-    specs, meta = prepare(experiment, out_dir)
-    store = Store(out_dir)
+    done = store.finished_run_ids()
+    pending = [spec for spec in specs if spec.run_id not in done]
+    outcome = SweepOutcome(planned=len(specs), already_done=len(specs) - len(pending))
+    if not pending:
+        return outcome
+    workers, threads = _layout(experiment, len(pending), workers)
+    if progress:
+        progress.start(len(specs), outcome.already_done)
     try:
-        store.set_meta(meta)
-        done = store.finished_run_ids()
-        pending = [spec for spec in specs if spec.run_id not in done]
-        outcome = SweepOutcome(planned=len(specs), already_done=len(specs) - len(pending))
-        if not pending:
-            return outcome
-        cores = os.cpu_count() or 1
-        max_size = max(arm.data.image_size for arm in experiment.arms)
-        default_workers, _ = default_layout(cores, max_size)
-        workers = min(workers or default_workers, len(pending))
-        threads = max(1, cores // workers)
-        if experiment.cluster.kind == "slurm":
-            threads = max(1, experiment.cluster.cores // experiment.cluster.processes)
-        if progress:
-            progress.start(len(specs), outcome.already_done)
-        client = _dask_client(workers, threads, scheduler, experiment.cluster)
+        client = _dask_client(workers, threads, scheduler, experiment.cluster, verbose)
         try:
-            futures = [client.submit(train_one_run, spec, threads, key=f"valstat-{spec.run_id}",
-                                     pure=False, retries=2) for spec in pending]
+            futures = {client.submit(train_one_run, spec, threads, key=f"valstat-{spec.run_id}",
+                                     pure=False, retries=2): spec.run_id for spec in pending}
             for future in as_completed(futures):
-                record = future.result()
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001 - any worker failure, as one line
+                    message = str(error).strip().splitlines()
+                    outcome.failed[futures[future]] = (f"{type(error).__name__}: "
+                                                       f"{message[-1] if message else ''}")
+                    continue
                 if store.write_run(record):
                     _remember_model(store, record)
                     bucket = outcome.diverged if record.run["status"] == "diverged" else outcome.finished
@@ -155,7 +291,6 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
     finally:
         if progress:
             progress.stop()
-        store.close()
     return outcome
 
 

@@ -1,12 +1,14 @@
 """Read a Keras training history for `valstat diagnose`.
 
-Two inputs are understood, told apart by their content (not their file extension):
+Three inputs are understood; files are told apart by their content (not their extension):
 
 * a ``keras.callbacks.CSVLogger`` file: a header line, then one row per epoch with an ``epoch``
   column (Keras counts epochs from 0);
 * a JSON dump of ``History.history``: an object mapping metric names to equally long lists, one
   value per epoch (epochs are numbered from 0 in list order).  ``{"history": {...}}`` (the object
-  wrapped once more, as some scripts save it together with ``params``) is accepted too.
+  wrapped once more, as some scripts save it together with ``params``) is accepted too;
+* TensorBoard event files written by ``keras.callbacks.TensorBoard``: the run's log folder, its
+  ``validation/`` folder or one ``*tfevents*`` file (see :mod:`valstat.tbevents`).
 
 The result is a tidy epochs table (the ``epochs`` contract of the store, without ``run_id``):
 ``epoch`` (int, from 0) and ``val_accuracy`` always, and ``loss``, ``accuracy``, ``val_loss``,
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.errors import UserError
+from valstat.tbevents import is_event_source, read_event_columns
 
 #: Output columns, in order; ``epoch`` and ``val_accuracy`` are always present.
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -80,9 +83,9 @@ def read_history(path) -> pd.DataFrame:
     name = str(path)
     if not path.exists():
         raise UserError(f"history file {name} does not exist")
-    if path.is_dir():
-        raise UserError(f"{name} is a directory; give the history file itself "
-                        "(a CSVLogger .csv or a History JSON)")
+    if is_event_source(path):
+        columns, found = read_event_columns(path)
+        return _tidy(columns, name, "TensorBoard", found)
     try:
         raw = path.read_bytes()
     except OSError as error:

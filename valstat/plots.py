@@ -179,34 +179,49 @@ def _steps_mid(points):
     return np.column_stack([xs, np.repeat(y, 2)])
 
 
-def _subplots(nrows=1, ncols=1, *, figsize, layout="constrained", **kwargs):
+def _subplots(nrows=1, ncols=1, *, figsize, layout="constrained", ax=None, **kwargs):
     """Figure and axes without pyplot: no global figure registry, no backend switch (the
-    caller's matplotlib backend is left alone; saving uses the format's own canvas)."""
-    fig = Figure(figsize=figsize, layout=layout)
-    return fig, fig.subplots(nrows, ncols, **kwargs)
+    caller's matplotlib backend is left alone; saving uses the format's own canvas).
+
+    ax: the caller's Axes to draw into instead (one Axes, or nrows x ncols of them in any
+    nesting); the figure returned is theirs."""
+    if ax is None:
+        fig = Figure(figsize=figsize, layout=layout)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+    given = np.asarray(ax, dtype=object).ravel()
+    if len(given) != nrows * ncols:
+        raise ValueError(f"this figure draws {nrows * ncols} panel(s); ax= holds {len(given)}")
+    if kwargs.get("squeeze", True) and len(given) == 1:
+        return given[0].figure, given[0]
+    grid = given.reshape(nrows, ncols)
+    return given[0].figure, grid if not kwargs.get("squeeze", True) else np.squeeze(grid)
 
 
-def _facet_axes(n_panels, height_cm, max_cols=3, sharey=True):
+def _facet_axes(n_panels, height_cm, max_cols=3, sharey=True, ax=None):
     cols = min(max_cols, max(1, n_panels))
     rows = int(np.ceil(n_panels / cols))
+    if ax is not None:
+        rows, cols = 1, n_panels
     fig, axes = _subplots(rows, cols, figsize=(WIDTH, height_cm * CM * rows),
-                             sharey=sharey, squeeze=False, layout="constrained")
+                          sharey=sharey, squeeze=False, layout="constrained", ax=ax)
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n_panels])
 
 
 # --------------------------------------------------------------------------- figures
+# Every plot_* function takes ax=: an Axes (a sequence of Axes for figures with several panels)
+# to draw into, e.g. in a notebook; without it the figure is a new one sized for a thesis page.
 
 def plot_val_accuracy_runs(epochs: pd.DataFrame, bands: pd.DataFrame, val_sizes: dict,
-                           colors: dict, labels: dict) -> Figure:
+                           colors: dict, labels: dict, ax=None) -> Figure:
     """Every run's validation accuracy (thin), the arm mean and its 95% band, k/n lattice lines.
 
     epochs: run_id, arm, epoch, val_accuracy; bands: arm, epoch, estimate, low, high;
     val_sizes: {arm: n} for the lattice lines. One panel per arm.
     """
     arms = [a for a in colors if a in set(epochs["arm"])]
-    fig, axes = _facet_axes(len(arms), 6.2)
+    fig, axes = _facet_axes(len(arms), 6.2, ax=ax)
     max_epoch = int(epochs["epoch"].max())
     for ax, arm in zip(axes, arms):
         runs = epochs[epochs["arm"] == arm].assign(x=lambda d: _shown(d["epoch"]))
@@ -233,13 +248,13 @@ def plot_val_accuracy_runs(epochs: pd.DataFrame, bands: pd.DataFrame, val_sizes:
 
 
 def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label: str,
-                  color: str, labels: dict) -> Figure:
+                  color: str, labels: dict, ax=None) -> Figure:
     """One run's validation accuracy with its per-epoch 95% Wilson band; the largest drop marked.
 
     changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: largest_drop
     output or None; note: the text written at the drop (e.g. "-4 of 30 images, p = 0.13").
     """
-    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained", ax=ax)
     n = int(changes["n"].iloc[0])
     x = _shown(changes["epoch"])
     _lattice_lines(ax, n)
@@ -295,7 +310,7 @@ def _dot_stack(values, center, width, step):
 
 
 def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes: dict,
-                               colors: dict, labels: dict) -> Figure:
+                               colors: dict, labels: dict, ax=None) -> Figure:
     """Final and best validation accuracy of every run, stacked on the k/n lattice, per arm.
 
     per_run: arm, final, best (fractions); intervals: {arm: {"final": dict, "best": dict}} with
@@ -305,7 +320,7 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
     """
     arms = [a for a in colors if a in set(per_run["arm"])]
     fig, axes = _subplots(1, 2, figsize=(WIDTH, 7.2 * CM), sharey=True,
-                             layout="constrained")
+                          layout="constrained", ax=ax)
     n_min = min((val_sizes.get(a) or 0 for a in arms), default=0) or None
     counts = per_run.groupby("arm").size()
     dot = 3.6 if counts.max() <= 30 else 2.6 if counts.max() <= 80 else 1.9
@@ -351,13 +366,14 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
 
 
 def plot_loss_vs_accuracy(epochs: pd.DataFrame, highlight: str, color: str,
-                          labels: dict) -> Figure:
+                          labels: dict, ax=None) -> Figure:
     """Validation loss (left) beside validation accuracy (right): smooth curve vs staircase.
 
     epochs: run_id, epoch, val_loss, val_accuracy for the runs of one arm; `highlight` is the
     run drawn in colour (the others grey).
     """
-    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(WIDTH, 6.4 * CM), layout="constrained")
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(WIDTH, 6.4 * CM), layout="constrained",
+                                       ax=ax)
     data = epochs.assign(x=lambda d: _shown(d["epoch"]))
     others = data[data["run_id"] != highlight]
     one = data[data["run_id"] == highlight].sort_values("x")
@@ -387,13 +403,13 @@ def plot_loss_vs_accuracy(epochs: pd.DataFrame, highlight: str, color: str,
 
 
 def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dict,
-                       labels: dict, legend_arms: bool = True) -> Figure:
+                       labels: dict, legend_arms: bool = True, ax=None) -> Figure:
     """Learning rate of every run on a log axis; where it collapsed is marked with a cross.
 
     epochs: run_id, arm, epoch, learning_rate; collapse: run_id, arm, epoch, learning_rate
     (one row per run whose rate collapsed, at the epoch it did).
     """
-    fig, ax = _subplots(figsize=(WIDTH, 6.6 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.6 * CM), layout="constrained", ax=ax)
     data = epochs[epochs["learning_rate"] > 0].assign(x=lambda d: _shown(d["epoch"]))
     arms = [a for a in colors if a in set(data["arm"])]
     rng = np.random.default_rng(0)
@@ -434,7 +450,8 @@ def plot_learning_rate(epochs: pd.DataFrame, collapse: pd.DataFrame, colors: dic
     return fig
 
 
-def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dict) -> Figure:
+def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dict,
+                             ax=None) -> Figure:
     """Standard deviation (accuracy points) that each source contributes, per arm.
 
     components: arm, component (total | finite_sample | split | seed | residual | seed_split),
@@ -451,7 +468,8 @@ def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dic
     names = [labels[f"vc_{c}"] for c in order]
     lines = sum(name.count("\n") + 1 for name in names)
     height = 1.2 + 0.42 * max(len(order), 0.6 * lines) * max(1, len(arms)) ** 0.7
-    fig, ax = _subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, height * CM * 1.3 + 1.6 * CM), layout="constrained",
+                        ax=ax)
     band = 0.8 / max(len(arms), 1)
     missing = False
     for j, arm in enumerate(arms):
@@ -480,14 +498,14 @@ def plot_variance_components(components: pd.DataFrame, colors: dict, labels: dic
     return fig
 
 
-def plot_correct_map(maps: list, labels: dict) -> Figure:
+def plot_correct_map(maps: list, labels: dict, ax=None) -> Figure:
     """Per-image correct (blue) / wrong (light) over epochs for one or two runs.
 
     maps: list of dicts with title, matrix (images x epochs booleans; rows already grouped by
     class), row_labels (class of each row) and first_epoch. Each class is labelled once.
     """
     fig, axes = _subplots(1, len(maps), figsize=(WIDTH, 8.0 * CM), squeeze=False,
-                             layout="constrained")
+                          layout="constrained", ax=ax)
     cmap = matplotlib.colors.ListedColormap([WRONG, CORRECT])
     for ax, item in zip(axes.flat, maps):
         matrix = np.asarray(item["matrix"], dtype=float)
@@ -521,14 +539,14 @@ def plot_correct_map(maps: list, labels: dict) -> Figure:
 
 
 def plot_halfwidth(curve: pd.DataFrame, current: dict, measured: pd.DataFrame | None,
-                   labels: dict, targets=()) -> Figure:
+                   labels: dict, targets=(), ax=None) -> Figure:
     """95% interval half-width (points) against validation size, current n marked.
 
     curve: n, halfwidth (fraction) for one accuracy p; current: {"n", "halfwidth", "p"};
     measured: optional n, halfwidth, arm (run-to-run 1.96·sd of final accuracy per arm that
     differs only in validation size); targets: [(halfwidth, n needed)] drawn as guides.
     """
-    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained", ax=ax)
     ax.plot(curve["n"], curve["halfwidth"] * 100, color="#333333", lw=1.5,
             label=labels["hw_curve"].format(p=current["p"] * 100))
     for target, needed in targets:
@@ -561,14 +579,15 @@ def plot_halfwidth(curve: pd.DataFrame, current: dict, measured: pd.DataFrame | 
     return fig
 
 
-def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dict) -> Figure:
+def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dict,
+                     ax=None) -> Figure:
     """Arms compared on the same seeds and splits: each line joins one seed/fold across arms.
 
     paired: unit (seed/fold id), arm, final (fraction). Right panel: the paired difference of
     every arm against the first, in images when n is known (column n) else in points.
     """
     fig, (ax, ax_d) = _subplots(1, 2, figsize=(WIDTH, 7.0 * CM), layout="constrained",
-                                   gridspec_kw={"width_ratios": [1.25, 1]})
+                                gridspec_kw={"width_ratios": [1.25, 1]}, ax=ax)
     wide = paired.pivot_table(index="unit", columns="arm", values="final").reindex(columns=arms)
     xs = np.arange(len(arms))
     rng = np.random.default_rng(1)
@@ -608,13 +627,13 @@ def plot_arms_paired(paired: pd.DataFrame, arms: list, colors: dict, labels: dic
     return fig
 
 
-def plot_selection(selection: pd.DataFrame, colors: dict, labels: dict) -> Figure:
+def plot_selection(selection: pd.DataFrame, colors: dict, labels: dict, ax=None) -> Figure:
     """Validation accuracy at the chosen (best) epoch against truth-set accuracy, per run.
 
     selection: run_id, arm, chosen (val accuracy at the best epoch), truth (truth-set accuracy
     at that epoch), fractions. Points above the identity line overstate the model.
     """
-    fig, ax = _subplots(figsize=(WIDTH * 0.62, WIDTH * 0.52), layout="constrained")
+    fig, ax = _subplots(figsize=(WIDTH * 0.62, WIDTH * 0.52), layout="constrained", ax=ax)
     ax.plot([0, 1], [0, 1], color="black", lw=0.9, ls="--", zorder=1,
             label=labels["identity"])
     arms = [a for a in colors if a in set(selection["arm"])]

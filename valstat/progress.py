@@ -1,8 +1,20 @@
-"""Terminal progress for a sweep: runs done/total, mean and best validation accuracy, ETA."""
+"""Progress of a sweep: a rich bar on a terminal, one line per finished run elsewhere."""
 
 from __future__ import annotations
 
 import math
+import sys
+
+
+def sweep_progress(stream=None):
+    """The progress object for `stream` (default stdout): a bar if it is a terminal."""
+    stream = stream or sys.stdout
+    return SweepProgress() if stream.isatty() else LineProgress(stream)
+
+
+def _best(record) -> float | None:
+    values = [row[5] for row in record.epochs if not math.isnan(row[5])]
+    return max(values) if values else None
 
 
 class SweepProgress:
@@ -26,9 +38,9 @@ class SweepProgress:
                                              scores="best val acc: –")
 
     def advance(self, record) -> None:
-        values = [row[5] for row in record.epochs if not math.isnan(row[5])]
-        if values:
-            self.best_scores.append(max(values))
+        best = _best(record)
+        if best is not None:
+            self.best_scores.append(best)
         scores = "best val acc: –"
         if self.best_scores:
             mean = sum(self.best_scores) / len(self.best_scores)
@@ -38,3 +50,24 @@ class SweepProgress:
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class LineProgress:
+    """One line per finished run, for logs and pipes (a bar would print nothing until the end)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.total = self.done = 0
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+
+    def advance(self, record) -> None:
+        self.done += 1
+        best = _best(record)
+        score = "–" if best is None else f"{best:.3f}"
+        print(f"run {record.run['run_id']} {record.run['status']} ({self.done}/{self.total}), "
+              f"best val acc {score}, {record.run['wall_s']:.0f} s", file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        pass

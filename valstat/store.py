@@ -250,20 +250,37 @@ def read_meta(out_dir: str | Path) -> dict | None:
         connection.close()
 
 
+def read_stored_runs(out_dir: str | Path) -> dict:
+    """run_id -> wall_s of the runs in an existing store (read-only); {} if there is none."""
+    path = store_path(out_dir)
+    if not path.exists():
+        return {}
+    connection = _connect_readonly(path)
+    try:
+        return dict(connection.execute("SELECT run_id, wall_s FROM runs").fetchall())
+    finally:
+        connection.close()
+
+
 def load_tables(out_dir: str | Path) -> StoreTables:
-    """Read a whole store (read-only, never modifies the file) into DataFrames."""
+    """Read a whole store (read-only, never modifies the file) into DataFrames.
+
+    All tables come from one read transaction, so a sweep writing meanwhile (WAL mode) is seen
+    as it was at one moment: no run's epochs without its row, or the reverse."""
     path = store_path(out_dir)
     if not path.exists():
         raise UserError(f"no valstat store in {out_dir} (expected {path}); "
                         "run `valstat run --out DIR` first")
     connection = _connect_readonly(path)
     try:
+        connection.execute("BEGIN")
         meta = _read_meta(connection)
         runs = pd.read_sql_query("SELECT * FROM runs ORDER BY arm, seed, fold", connection)
         runs = runs.reindex(columns=[*RUN_COLUMNS, *runs.columns.difference(RUN_COLUMNS)])
         epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", connection)
         predictions = pd.read_sql_query(
             "SELECT * FROM predictions ORDER BY run_id, epoch, example", connection)
+        connection.rollback()
     except sqlite3.DatabaseError as error:
         raise UserError(f"{path} is damaged and cannot be read ({error}); "
                         "it was left untouched") from None
@@ -272,8 +289,7 @@ def load_tables(out_dir: str | Path) -> StoreTables:
     return StoreTables(runs=runs, epochs=epochs, predictions=predictions, meta=meta)
 
 
-def export_csv(out_dir: str | Path, dest: str | Path) -> list[Path]:
-    """Write runs.csv, epochs.csv and predictions.csv (GUIDE §2 columns) into `dest`."""
+def _export(out_dir, dest, suffix: str, write) -> list[Path]:
     tables = load_tables(out_dir)
     dest = Path(dest)
     try:
@@ -283,10 +299,25 @@ def export_csv(out_dir: str | Path, dest: str | Path) -> list[Path]:
     written = []
     for name, frame in (("runs", tables.runs), ("epochs", tables.epochs),
                         ("predictions", tables.predictions)):
-        target = dest / f"{name}.csv"
-        frame.to_csv(target, index=False)
+        target = dest / f"{name}.{suffix}"
+        write(frame, target)
         written.append(target)
     return written
+
+
+def export_csv(out_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Write runs.csv, epochs.csv and predictions.csv (GUIDE §2 columns) into `dest`."""
+    return _export(out_dir, dest, "csv", lambda frame, target: frame.to_csv(target, index=False))
+
+
+def export_parquet(out_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Write runs.parquet, epochs.parquet and predictions.parquet into `dest` (needs pyarrow)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError("--parquet needs pyarrow: pip install \"valstat[parquet]\"") from None
+    return _export(out_dir, dest, "parquet",
+                   lambda frame, target: frame.to_parquet(target, index=False))
 
 
 def write_tables(out_dir: str | Path, runs: pd.DataFrame, epochs: pd.DataFrame,

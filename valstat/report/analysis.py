@@ -379,7 +379,7 @@ def _selection(epochs):
 
 
 def arms_differing_only_in_val_size(meta: dict, arms: list) -> list:
-    """Arms whose settings are identical except data.val_size (experiments/val_size.toml)."""
+    """Arms whose settings are identical except data.val_size (the shipped val_size.toml)."""
     config = meta.get("arms_config") or {}
     if len(arms) < 2 or not all(isinstance(config.get(a), dict) for a in arms):
         return []

@@ -55,70 +55,71 @@ def _variance_caption(analysis: Analysis, C: dict) -> str:
     return C["variance_components_draw"].format(how=how)
 
 
-def make_figures(analysis: Analysis, S: Strings, dest: Path) -> list:
-    """Draw every figure the data allows into `dest` (PDF, SVG, PNG); return FigureEntry list."""
-    dest.mkdir(parents=True, exist_ok=True)
+def figure_builders(analysis: Analysis, S: Strings) -> dict:
+    """stem -> (draw, caption) for every figure the data allows, in report order;
+    draw(ax=None) returns the Figure (drawn into `ax` when given)."""
     L = S.section("figures")
     C = S.section("captions")
     colors = plots.arm_colors(analysis.arms)
     epochs = analysis.epochs
-    out = []
-    with plots.figure_context(S.lang):
-        def add(stem, fig, caption):
-            out.append(_entry(plots.save_figure(fig, dest, stem), caption))
-
-        healthy = epochs[~epochs["status"].eq("diverged")]
-        add("val_accuracy_runs",
-            plots.plot_val_accuracy_runs(healthy, analysis.bands, analysis.val_sizes, colors, L),
-            C["val_accuracy_runs"])
-        example = analysis.example
-        if example is not None:
-            add("run_band", plots.plot_run_band(example["changes"], example["drop"],
-                                                drop_note(example["drop"], example["n"], L),
-                                                example["run_id"], colors[example["arm"]], L),
-                C["run_band"].format(run=example["run_id"], n=example["n"]))
-        intervals = {arm: {"final": (analysis.summary["arms"].get(arm) or {})
-                           .get("final_val_accuracy"),
-                           "best": (analysis.summary["arms"].get(arm) or {})
-                           .get("best_val_accuracy")} for arm in analysis.arms}
-        per_run = analysis.runs[~analysis.runs["diverged"]].rename(
-            columns={"final_val_accuracy": "final", "best_val_accuracy": "best"})
-        add("accuracy_distribution",
-            plots.plot_accuracy_distribution(per_run[["arm", "final", "best"]], intervals,
-                                             analysis.val_sizes, colors, L),
-            C["accuracy_distribution"])
-        if example is not None and epochs["val_loss"].notna().any():
-            arm_epochs = healthy[healthy["arm"] == example["arm"]]
-            add("loss_vs_accuracy",
-                plots.plot_loss_vs_accuracy(arm_epochs, example["run_id"],
-                                            colors[example["arm"]], L),
-                C["loss_vs_accuracy"].format(run=example["run_id"], arm=example["arm"]))
-        if epochs["learning_rate"].notna().any():
-            add("learning_rate", plots.plot_learning_rate(epochs, analysis.lr_marks, colors, L),
-                C["learning_rate"])
-        if not analysis.variance.empty:
-            add("variance_components",
-                plots.plot_variance_components(analysis.variance, colors, L),
-                _variance_caption(analysis, C))
-        if analysis.correct_maps:
-            maps = [dict(m, title=L["map_collapsed" if m["kind"] == "collapsed"
-                                   else "map_example"].format(run=m["run_id"]))
-                    for m in analysis.correct_maps]
-            add("correct_map", plots.plot_correct_map(maps, L), C["correct_map"])
-        if analysis.halfwidth:
-            hw = analysis.halfwidth
-            caption = C["halfwidth"] + (C["halfwidth_measured"] if hw["measured"] is not None
-                                        else "")
-            targets = sorted((analysis.advice.get("sizes") or {}).items(), reverse=True)
-            add("halfwidth", plots.plot_halfwidth(hw["curve"], hw["current"], hw["measured"], L,
-                                                  targets), caption)
-        if len(analysis.arms) > 1 and analysis.paired["arm"].nunique() > 1:
-            add("arms_paired", plots.plot_arms_paired(analysis.paired, analysis.arms, colors, L),
-                C["arms_paired"])
-        if len(analysis.selection):
-            add("selection", plots.plot_selection(analysis.selection, colors, L),
-                C["selection"])
+    out = {}
+    healthy = epochs[~epochs["status"].eq("diverged")]
+    out["val_accuracy_runs"] = (lambda ax=None: plots.plot_val_accuracy_runs(
+        healthy, analysis.bands, analysis.val_sizes, colors, L, ax=ax), C["val_accuracy_runs"])
+    example = analysis.example
+    if example is not None:
+        out["run_band"] = (lambda ax=None: plots.plot_run_band(
+            example["changes"], example["drop"], drop_note(example["drop"], example["n"], L),
+            example["run_id"], colors[example["arm"]], L, ax=ax),
+            C["run_band"].format(run=example["run_id"], n=example["n"]))
+    intervals = {arm: {"final": (analysis.summary["arms"].get(arm) or {})
+                       .get("final_val_accuracy"),
+                       "best": (analysis.summary["arms"].get(arm) or {})
+                       .get("best_val_accuracy")} for arm in analysis.arms}
+    per_run = analysis.runs[~analysis.runs["diverged"]].rename(
+        columns={"final_val_accuracy": "final", "best_val_accuracy": "best"})
+    out["accuracy_distribution"] = (lambda ax=None: plots.plot_accuracy_distribution(
+        per_run[["arm", "final", "best"]], intervals, analysis.val_sizes, colors, L, ax=ax),
+        C["accuracy_distribution"])
+    if example is not None and epochs["val_loss"].notna().any():
+        arm_epochs = healthy[healthy["arm"] == example["arm"]]
+        out["loss_vs_accuracy"] = (lambda ax=None: plots.plot_loss_vs_accuracy(
+            arm_epochs, example["run_id"], colors[example["arm"]], L, ax=ax),
+            C["loss_vs_accuracy"].format(run=example["run_id"], arm=example["arm"]))
+    if epochs["learning_rate"].notna().any():
+        out["learning_rate"] = (lambda ax=None: plots.plot_learning_rate(
+            epochs, analysis.lr_marks, colors, L, ax=ax), C["learning_rate"])
+    if not analysis.variance.empty:
+        out["variance_components"] = (lambda ax=None: plots.plot_variance_components(
+            analysis.variance, colors, L, ax=ax), _variance_caption(analysis, C))
+    if analysis.correct_maps:
+        maps = [dict(m, title=L["map_collapsed" if m["kind"] == "collapsed"
+                               else "map_example"].format(run=m["run_id"]))
+                for m in analysis.correct_maps]
+        out["correct_map"] = (lambda ax=None: plots.plot_correct_map(maps, L, ax=ax),
+                              C["correct_map"])
+    if analysis.halfwidth:
+        hw = analysis.halfwidth
+        caption = C["halfwidth"] + (C["halfwidth_measured"] if hw["measured"] is not None
+                                    else "")
+        targets = sorted((analysis.advice.get("sizes") or {}).items(), reverse=True)
+        out["halfwidth"] = (lambda ax=None: plots.plot_halfwidth(
+            hw["curve"], hw["current"], hw["measured"], L, targets, ax=ax), caption)
+    if len(analysis.arms) > 1 and analysis.paired["arm"].nunique() > 1:
+        out["arms_paired"] = (lambda ax=None: plots.plot_arms_paired(
+            analysis.paired, analysis.arms, colors, L, ax=ax), C["arms_paired"])
+    if len(analysis.selection):
+        out["selection"] = (lambda ax=None: plots.plot_selection(
+            analysis.selection, colors, L, ax=ax), C["selection"])
     return out
+
+
+def make_figures(analysis: Analysis, S: Strings, dest: Path) -> list:
+    """Draw every figure the data allows into `dest` (PDF, SVG, PNG); return FigureEntry list."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with plots.figure_context(S.lang):
+        return [_entry(plots.save_figure(draw(), dest, stem), caption)
+                for stem, (draw, caption) in figure_builders(analysis, S).items()]
 
 
 def make_single_run_figures(epochs: pd.DataFrame, changes: pd.DataFrame, drop, collapse_epoch,

@@ -113,8 +113,22 @@ def methods_md(text: str, title: str, references_title: str) -> str:
 
 # --------------------------------------------------------------------------- BibTeX
 
+def valstat_bib() -> str:
+    """The BibTeX entry for valstat itself, at the installed version (as in CITATION.cff)."""
+    from valstat import __version__
+
+    return ("@software{valstat,\n"
+            "  author  = {{The valstat maintainers}},\n"
+            "  title   = {valstat: measuring why small-validation-set {CNN} training curves "
+            "look the way they do},\n"
+            f"  version = {{{__version__}}},\n"
+            "  year    = {2026},\n"
+            f"  howpublished = {{Python package, version {__version__}, MIT licence}}\n"
+            "}")
+
+
 def bib_text() -> str:
-    return (HERE / "references.bib").read_text(encoding="utf-8")
+    return (HERE / "references.bib").read_text(encoding="utf-8") + "\n\n" + valstat_bib() + "\n"
 
 
 def parse_bib(text: str) -> dict:

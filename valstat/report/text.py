@@ -147,6 +147,7 @@ CITES = {
     "chollet2015keras": ("Chollet et al.", "2015"),
     "seabold2010": ("Seabold & Perktold", "2010"),
     "virtanen2020": ("Virtanen et al.", "2020"),
+    "valstat": ("valstat", "2026"),
 }
 CITE_RE = re.compile(r"\[(@[A-Za-z0-9_]+(?:\s*;\s*@[A-Za-z0-9_]+)*)\]")
 

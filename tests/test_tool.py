@@ -1,0 +1,327 @@
+"""valstat as a tool: version, shipped experiments, quiet runs, one writer per store, --set,
+--dry-run, consistent reads, the notebook API, TensorBoard input and Parquet export."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from importlib.metadata import version
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, valstat
+from test_bad_input import assert_one_line_error
+from valstat.config import load_experiment
+from valstat.history import read_history
+from valstat.lock import LOCK_NAME
+from valstat.store import load_tables, read_meta, store_path, write_tables
+
+HEAVY = "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)"
+
+
+def python(code: str, *args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def write_lock(out, pid, started="2026-01-02T03:04:05+00:00"):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                             "started": started}))
+
+
+def files(folder):
+    """name -> modification time, leaving out SQLite's own -wal/-shm files (a reader opens them)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*")
+            if not p.name.endswith(("-wal", "-shm"))}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture(scope="module")
+def set_store(tmp_path_factory):
+    """A tiny sweep (2 runs, 1 epoch) with two --set overrides, over a stale lock."""
+    out = tmp_path_factory.mktemp("set_store")
+    write_lock(out, dead_pid())
+    result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out,
+                     "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
+    return out, result
+
+
+def test_version_comes_from_package_metadata():
+    expected = f"valstat {version('valstat')}\n"
+    for command in (["-m", "valstat", "--version"], ["-m", "valstat.cli", "--version"]):
+        result = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout == expected, result
+
+
+def test_shipped_experiments_are_found_by_name_and_listed_when_missing(tmp_path):
+    for name in ("default", "seed_question", "val_size"):
+        assert load_experiment(name).source_file == f"{name}.toml (shipped)"
+    result = valstat("run", "no_such_experiment", cwd=tmp_path)
+    assert_one_line_error(result, "not found", "default, seed_question, val_size")
+
+
+def test_run_is_quiet_prints_a_line_per_run_and_records_the_settings(set_store):
+    out, result = set_store
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""       # no TensorFlow/absl/oneDNN/Dask lines
+    lines = result.stdout.splitlines()
+    assert sorted(line.split()[1] for line in lines[:2]) == ["batchnorm/s0/f0", "plain/s0/f0"]
+    assert all("finished" in line for line in lines[:2])
+    assert lines[-1].startswith("2 runs trained, 0 already stored, 0 diverged; 2/2 runs in")
+    assert not (out / LOCK_NAME).exists()     # the stale lock was taken over, then released
+    tables = load_tables(out)
+    assert tables.epochs.learning_rate.tolist() == pytest.approx([1e-4] * len(tables.epochs))
+    settings = ["training.learning_rate=1e-4", "schedule.monitor=val_loss"]
+    assert tables.meta["settings"] == settings
+    assert tables.meta["arms_config"]["plain"]["schedule"]["monitor"] == "val_loss"
+    overridden = load_experiment(str(TINY), {"epochs": 1, "settings": settings})
+    assert tables.meta["config_hash"] == overridden.config_hash() != \
+        load_experiment(str(TINY), {"epochs": 1}).config_hash()
+
+
+def test_a_store_with_a_live_writer_is_refused_in_one_line(set_store, tmp_path):
+    out, _ = set_store
+    before = store_path(out).read_bytes()
+    write_lock(out, os.getpid())
+    try:
+        result = valstat("run", TINY, "--seeds", "2", "--epochs", "1", "--out", out,
+                         "--set", "training.learning_rate=1e-4", "--set",
+                         "schedule.monitor=val_loss")
+    finally:
+        (out / LOCK_NAME).unlink()
+    assert_one_line_error(result, f"process {os.getpid()}", "since 2026-01-02T03:04:05",
+                          "--wait")
+    assert store_path(out).read_bytes() == before
+
+
+def test_wait_takes_over_when_the_writer_ends_and_states_the_true_count(set_store):
+    out, _ = set_store
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    threading.Thread(target=holder.wait).start()     # reaped when it ends, as a shell would
+    write_lock(out, holder.pid)
+    started = time.monotonic()
+    result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out, "--wait",
+                     "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 2.5
+    assert "0 runs trained, 2 already stored, 0 diverged; 2/2 runs in" in result.stdout
+
+
+def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
+    out, _ = set_store
+    before = files(out)
+    result = valstat("run", TINY, "--seeds", "3", "--epochs", "1", "--out", out, "--dry-run",
+                     "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
+    assert result.returncode == 0, result.stderr
+    text, _, tail = result.stdout.partition("\n\n6 runs planned")
+    resolved = tomllib.loads(text)
+    assert resolved["sweep"]["seeds"] == 3
+    assert resolved["arms"]["batchnorm"]["model"]["batch_norm"] is True
+    assert resolved["arms"]["plain"]["training"]["learning_rate"] == 1e-4
+    assert tail.startswith(", 2 already stored in")
+    stored_mean = load_tables(out).runs.wall_s.mean()
+    assert f"({stored_mean:.1f} s per run, mean of the stored runs)" in tail
+    assert files(out) == before
+    assert len(load_tables(out).runs) == 2
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("training.learning_rate=abc", "must be a number, got 'abc'"),
+    ("training.optimizer=adamw", "must be one of adam, sgd, rmsprop"),
+    ("training.lr=1", "unknown key 'lr'"),
+    ("trainin.epochs=3", "unknown section 'trainin'"),
+    ("learning_rate", "expects SECTION.KEY=VALUE"),
+    ("arms.nope.training.epochs=2", "no arm 'nope'"),
+    ("training.epochs=0", "at least 1"),
+])
+def test_bad_set_is_one_line_and_writes_nothing(tmp_path, setting, fragment):
+    result = valstat("run", TINY, "--out", tmp_path / "out", "--set", setting, "--dry-run")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_run_is_one_line_naming_it(tmp_path):
+    result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", tmp_path,
+                     "--set", "arms.plain.model.dropout=1.5", "--quiet")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(
+        "valstat: error: run plain/s0/f0 failed on a worker: ValueError"), result.stderr
+    assert "1 runs trained, 0 already stored, 0 diverged; 1/2 runs in" in result.stdout
+    assert list(load_tables(tmp_path).runs.run_id) == ["batchnorm/s0/f0"]
+
+
+def test_a_read_sees_one_moment_of_a_store_being_written(tmp_path, monkeypatch):
+    from valstat.stats.simulate import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(seeds=2, folds=1, epochs=3, seed=1)
+    first = runs.run_id.iloc[0]
+    write_tables(tmp_path, runs[runs.run_id == first], epochs, predictions, meta)
+    real_read = pd.read_sql_query
+
+    def read_then_write(sql, connection):   # a sweep commits a run between two table reads
+        frame = real_read(sql, connection)
+        if "FROM runs" in sql:
+            write_tables(tmp_path, runs[runs.run_id != first], epochs, predictions, meta)
+        return frame
+
+    monkeypatch.setattr(pd, "read_sql_query", read_then_write)
+    tables = load_tables(tmp_path)
+    assert set(tables.runs.run_id) == set(tables.epochs.run_id) == {first}
+    monkeypatch.undo()
+    assert len(load_tables(tmp_path).runs) == len(runs)
+
+
+NOTEBOOK = """
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import valstat
+tables = valstat.load(sys.argv[1])
+summary = valstat.summarize(tables)
+fig, ax = plt.subplots()
+drawn = valstat.plot(tables, "learning_rate", ax=ax)
+fig2, axes = plt.subplots(1, 2)
+valstat.plot(tables, "accuracy_distribution", ax=axes)
+try:
+    tables.meta.experiment = "x"
+    frozen = False
+except AttributeError:
+    frozen = True
+""" + HEAVY + """
+print(json.dumps({"summary": valstat.summary.to_plain(summary), "heavy": heavy,
+                  "same_figure": drawn is fig,
+                  "lines": len(ax.get_lines()) + len(ax.collections),
+                  "panels_used": [len(a.get_lines()) + len(a.collections) for a in axes],
+                  "runs": len(tables.runs), "epochs": len(tables.epochs),
+                  "predictions": len(tables.predictions), "arms": list(tables.meta.arms),
+                  "frozen": frozen}))
+"""
+
+
+def test_notebook_api_loads_summarizes_and_draws_into_given_axes_without_tensorflow(tmp_path):
+    from valstat.stats.simulate import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(seeds=3, folds=1, epochs=4, seed=3)
+    write_tables(tmp_path, runs, epochs, predictions, meta)
+    result = python(NOTEBOOK, tmp_path)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert got["heavy"] == [] and got["same_figure"] and got["lines"] > 0 and got["frozen"]
+    assert all(count > 0 for count in got["panels_used"])
+    assert (got["runs"], got["epochs"], got["predictions"]) == \
+        (len(runs), len(epochs), len(predictions))
+    assert got["arms"] == meta["arms"]
+    stats = valstat("stats", tmp_path, "--json")
+    assert got["summary"] == json.loads(stats.stdout)
+
+
+TENSORBOARD_FIT = """
+import json, os, sys
+import numpy as np, keras
+rng = np.random.default_rng(0)
+x = rng.normal(size=(80, 4)).astype("float32"); y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int32")
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+history = model.fit(x[:60], y[:60], validation_data=(x[60:], y[60:]), epochs=6, verbose=0,
+                    callbacks=[keras.callbacks.TensorBoard(log_dir=sys.argv[1]),
+                               keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy",
+                                                                 factor=0.1, patience=1)])
+print(json.dumps({k: [float(v) for v in values] for k, values in history.history.items()}))
+"""
+
+DIAGNOSE_PROBE = """
+import sys
+from valstat.cli import main
+code = main(sys.argv[1:])
+""" + HEAVY + """
+print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_diagnose_reads_a_keras_tensorboard_log_without_tensorflow(tmp_path):
+    fit = python(TENSORBOARD_FIT, tmp_path / "logs", timeout=600)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    history = json.loads(fit.stdout.splitlines()[-1])
+    for target in (tmp_path / "logs" / "validation", tmp_path / "logs"):
+        result = python(DIAGNOSE_PROBE, "diagnose", target, "--json")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip().endswith("HEAVY:")
+        curve = pd.DataFrame(json.loads(result.stdout)["epochs"])
+        assert list(curve["epoch"]) == list(range(6))
+        assert curve["val_accuracy"].tolist() == pytest.approx(history["val_accuracy"], rel=1e-6)
+        read = read_history(target)
+        for column in ("val_accuracy", "val_loss", "loss", "accuracy", "learning_rate"):
+            assert read[column].tolist() == pytest.approx(history[column], rel=1e-6), column
+    event_file = next((tmp_path / "logs" / "validation").glob("*tfevents*"))
+    result = python(DIAGNOSE_PROBE, "diagnose", event_file, "--json")
+    assert result.returncode == 0, result.stderr
+    assert pd.DataFrame(json.loads(result.stdout)["epochs"])["val_accuracy"].tolist() == \
+        pytest.approx(history["val_accuracy"], rel=1e-6)
+
+
+MISSING = """
+import sys
+sys.modules[sys.argv[1]] = None      # as if the optional package were not installed
+from valstat.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_missing_optional_packages_name_their_extra(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "events.out.tfevents.1.host").write_bytes(b"")
+    result = python(MISSING, "tensorboard", "diagnose", tmp_path / "logs")
+    assert_one_line_error(result, 'pip install "valstat[tensorboard]"')
+    from valstat.stats.simulate import fake_store
+
+    write_tables(tmp_path / "store", *fake_store(seeds=2, folds=1, epochs=2, seed=0)[:4])
+    result = python(MISSING, "pyarrow", "export", tmp_path / "store", "--parquet", tmp_path / "pq")
+    assert_one_line_error(result, 'pip install "valstat[parquet]"')
+
+
+def test_garbage_event_file_is_one_line(tmp_path):
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(
+        (40).to_bytes(8, "little") + b"\0" * 4 + b"\xff" * 40 + b"\0" * 4)
+    result = valstat("diagnose", tmp_path)
+    assert_one_line_error(result, "not a readable TensorBoard event file")
+
+
+def test_export_parquet_beside_csv(tmp_path):
+    from valstat.stats.simulate import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(seeds=2, folds=1, epochs=3, seed=4)
+    write_tables(tmp_path / "store", runs, epochs, predictions, meta)
+    result = valstat("export", tmp_path / "store", "--parquet", tmp_path / "pq",
+                     "--csv", tmp_path / "csv")
+    assert result.returncode == 0, result.stderr
+    tables = load_tables(tmp_path / "store")
+    for name in ("runs", "epochs", "predictions"):
+        frame = pd.read_parquet(tmp_path / "pq" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(frame, getattr(tables, name))
+        assert (tmp_path / "csv" / f"{name}.csv").exists()
+    assert read_meta(tmp_path / "store") == tables.meta
+
+
+def test_store_lock_is_released_when_a_sweep_fails(tmp_path):
+    result = valstat("run", TINY, "--out", tmp_path, "--data", tmp_path / "missing", "--quiet")
+    assert_one_line_error(result)
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -1,0 +1,7 @@
+"""`python -m valstat` runs the command line."""
+
+import sys
+
+from valstat.cli import main
+
+sys.exit(main())
