@@ -53,6 +53,7 @@ def fraction(text: str) -> float:
 
 def cmd_run(args) -> int:
     from valstat.config import load_experiment
+    from valstat.engine.device import resolve_device
     from valstat.execute import run_sweep
     from valstat.progress import SweepProgress
 
@@ -61,8 +62,11 @@ def cmd_run(args) -> int:
         "image_size": args.image_size, "val_size": args.val_size, "data": args.data,
         "holdout": args.holdout})
     out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
+    engine = resolve_device(args.device, {"auto": None, "fused": True, "single": False}[args.engine])
+    print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
-                        progress=None if args.quiet else SweepProgress())
+                        progress=None if args.quiet else SweepProgress(), engine=engine,
+                        pack_size=args.pack)
     stored = outcome.already_done + len(outcome.finished) + len(outcome.diverged)
     if outcome.interrupted:
         print(f"valstat: interrupted; {stored} of {outcome.planned} runs are stored in "
@@ -144,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "input size; threads per worker = cores / workers)")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler, "
                      "e.g. tcp://10.0.0.5:8786")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                     help="auto (default): a GPU when JAX sees one, else the CPU")
+    run.add_argument("--engine", default="auto", choices=["auto", "fused", "single"],
+                     help="fused: K runs of an arm as one JAX program (default on a GPU); "
+                     "single: one run at a time (default on the CPU, TensorFlow)")
+    run.add_argument("--pack", type=positive_int, help="fused engine: runs per pack "
+                     "(default: all runs of an arm)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 

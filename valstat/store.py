@@ -4,7 +4,8 @@ Tables (tidy, GUIDE §2):
   meta(key, value)                 JSON values: experiment, config hash, data description, ...
   runs(run_id, experiment, arm, seed, fold, split_seed, init_seed, order_seed, status, wall_s,
        n_train, n_val, n_truth, epochs_run, python_version, tf_version, keras_version, backend,
-       finished_at, val_examples, train_examples)   (example lists as JSON)
+       finished_at, val_examples, train_examples, backend_version, device)
+                                   (example lists as JSON; device e.g. "cpu", "cuda: NVIDIA H100")
   epochs(run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy)
   predictions(run_id, epoch, example, label, predicted, p_true)
 Each finished run is written in one transaction, so a killed driver never leaves half a run.
@@ -27,7 +28,11 @@ RUN_COLUMNS = [
     "run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
     "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run", "python_version",
     "tf_version", "keras_version", "backend", "finished_at", "val_examples", "train_examples",
+    "backend_version", "device",
 ]
+# Columns added after the first schema: (name, SQL type). Opening an older store for writing
+# adds them (NULL for its old runs); reading never needs them.
+ADDED_RUN_COLUMNS = [("backend_version", "TEXT"), ("device", "TEXT")]
 EPOCH_COLUMNS = [
     "run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
     "truth_accuracy",
@@ -42,7 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     init_seed INTEGER NOT NULL, order_seed INTEGER NOT NULL, status TEXT NOT NULL,
     wall_s REAL, n_train INTEGER, n_val INTEGER, n_truth INTEGER, epochs_run INTEGER,
     python_version TEXT, tf_version TEXT, keras_version TEXT, backend TEXT,
-    finished_at TEXT, val_examples TEXT, train_examples TEXT
+    finished_at TEXT, val_examples TEXT, train_examples TEXT, backend_version TEXT, device TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
@@ -132,6 +137,11 @@ class Store:
             self.connection = sqlite3.connect(self.path, timeout=30)
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.executescript(SCHEMA)
+            present = {row[1] for row in self.connection.execute("PRAGMA table_info(runs)")}
+            with self.connection:
+                for name, kind in ADDED_RUN_COLUMNS:
+                    if name not in present:
+                        self.connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         except sqlite3.OperationalError as error:
             raise UserError(f"cannot write the store {self.path}: {error}") from None
 
