@@ -55,6 +55,13 @@ def versions() -> dict:
             "backend_version": runtime["backend_version"], "device": runtime["device"]}
 
 
+# Keras's PyDataset adapter reads the first batch(es) to learn the data's shapes and then calls
+# on_epoch_end once before training starts (seen on the TensorFlow and JAX backends, Keras 3.15),
+# so training epoch e of train_one_run uses batch_order(order_seed, e + 1). Engines that build
+# batches themselves add this offset to give the same batches.
+ORDER_EPOCH_OFFSET = 1
+
+
 def batch_order(order_seed: int, epoch: int, n: int) -> np.ndarray:
     """Positions (n,) of the training images in epoch `epoch`'s batch order: a function of
     (order_seed, epoch) alone, shared by every engine."""

@@ -3,11 +3,11 @@
 Each run keeps its own identity: its weights, optimizer state (learning rate included: Keras keeps
 it among the optimizer variables) and dropout seed state are stacked on a leading axis of size K
 and stepped by `jax.jit(jax.vmap(step))`, where `step` is the pure Keras step
-(`model.stateless_call` + `optimizer.stateless_apply`). The batch order of run k in epoch e is
-valstat's `batch_order(order_seed_k, e, n_train)`, gathered on the device; its
-ReduceLROnPlateau decisions are taken on the host by `valstat.stats.plateau.Plateau` (the one
-Keras-exact implementation); a run whose training loss turns non-finite is recorded up to that
-epoch and then frozen. Every epoch scores each run's validation images and the arm's truth images.
+(`model.stateless_call` + `optimizer.stateless_apply`). The batches of run k in epoch e are
+valstat's `batch_order(order_seed_k, e + ORDER_EPOCH_OFFSET, n_train)`, exactly those of
+train_one_run, gathered on the device. Its ReduceLROnPlateau decisions are taken on the host
+by `valstat.stats.plateau.Plateau` (the one Keras-exact implementation); a run whose training
+loss turns non-finite is recorded up to that epoch and then frozen. Every epoch scores each run's validation images and the arm's truth images.
 
 Compile once: one engine per (arm network and optimiser, classes) per process; jax.jit compiles
 its epoch, tail-step and scoring programs once per pack shape (K, steps, batch) and reuses them.
@@ -189,7 +189,7 @@ def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunReco
     from valstat.engine.device import describe_runtime
     from valstat.model import alexnet_filters
     from valstat.stats.plateau import Plateau
-    from valstat.train import batch_order
+    from valstat.train import ORDER_EPOCH_OFFSET, batch_order
 
     if keras.backend.backend() != "jax":
         raise UserError("the fused engine needs Keras's JAX backend in its worker "
@@ -228,7 +228,8 @@ def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunReco
         if not active.any():
             break
         opt_vars[engine.lr_index] = jnp.asarray(lr)
-        order = np.stack([np.asarray(spec.split.train)[batch_order(spec.order_seed, epoch, n_train)]
+        order = np.stack([np.asarray(spec.split.train)[
+            batch_order(spec.order_seed, epoch + ORDER_EPOCH_OFFSET, n_train)]
                           for spec in specs])                               # (K, n_train)
         live = jnp.asarray(active)
         loss_sum = np.zeros(k)
