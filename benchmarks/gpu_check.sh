@@ -51,14 +51,27 @@ timeout $(( 470 - ($(date +%s) - start) )) $PY -m valstat.cli "${ARGS[@]}" 2>&1 
 status=${PIPESTATUS[0]}
 t1=$(date +%s.%N)
 echo "valstat run exit $status, wall $($PY -c "print(round($t1 - $t0, 1))") s" | tee -a "$FIG"
-$PY - "$SWEEP_OUT" <<'PY' 2>&1 | tee -a "$FIG"
+$PY - "$SWEEP_OUT" "$SMOKE" <<'PY' 2>&1 | tee -a "$FIG"
 import sys
+sys.path.insert(0, "benchmarks")
+from efficiency import training_flops_per_image
+from valstat.config import load_experiment
+from valstat.model import build_alexnet
 from valstat.store import load_tables
 t = load_tables(sys.argv[1])
 last = t.epochs.sort_values("epoch").groupby("run_id").last()
 print(f"stored runs {len(t.runs)}, epochs {len(t.epochs)}, predictions {len(t.predictions)}; "
       f"devices {sorted(set(t.runs.get('device', ['?'])))}; final val acc mean "
-      f"{last.val_accuracy.mean():.3f}, final lr {sorted(set(last.learning_rate))[:4]}; "
-      f"wall_s per run {t.runs.wall_s.mean():.2f}")
+      f"{last.val_accuracy.mean():.3f}, final lr {sorted(set(last.learning_rate))[:4]}")
+arm = load_experiment(t.meta["source_file"]).arms[0]
+model = build_alexnet(arm.data.image_size, len(t.meta["dataset"]["class_names"]), arm.model)
+train = training_flops_per_image(model)                 # forward + backward, per image
+flops = (train * t.runs.n_train * t.runs.epochs_run).sum() + (train / 3 * (
+    t.runs.n_val + t.runs.n_truth) * t.runs.epochs_run).sum()
+pack_s = t.runs.wall_s.sum()                            # packs' own time (wall_s = pack / K)
+print(f"{flops / 1e12:.1f} TFLOP in {pack_s:.1f} s of packs (compilation included): "
+      f"{flops / pack_s / 1e12:.2f} TFLOP/s; nominal H100/H200 SXM dense peaks: 67 (FP32), "
+      f"495 (TF32), 989 (BF16) TFLOP/s")
 PY
+rm -rf "$SWEEP_OUT"
 echo "total $(( $(date +%s) - start )) s" | tee -a "$FIG"

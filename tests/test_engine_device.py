@@ -114,3 +114,21 @@ def test_negative_gpus_is_one_clear_error(tmp_path):
     experiment_file.write_text(TINY.read_text() + '\n[cluster]\ngpus = -1\n')
     with pytest.raises(UserError, match="gpus must be 0 or more"):
         load_experiment(str(experiment_file))
+
+
+def test_gpu_engine_schedules_packs_on_workers_with_the_gpu_resource(tmp_path):
+    """The GPU layout (one worker per GPU, Dask resource GPU=1, packs that request it), run
+    here on JAX's CPU so that the scheduling path is tested without a GPU."""
+    pytest.importorskip("jax")
+    from valstat.config import load_experiment
+    from valstat.engine.device import Engine
+    from valstat.execute import run_sweep
+
+    experiment = load_experiment(str(TINY), {"seeds": 2, "epochs": 1})
+    engine = Engine("jax", "gpu", "test", "0", True, gpus=1)
+    outcome = run_sweep(experiment, tmp_path, engine=engine, pack_size=2)
+    assert sorted(outcome.finished + outcome.diverged) == sorted(
+        f"{arm}/s{seed}/f0" for arm in ("plain", "batchnorm") for seed in (0, 1))
+    tables = load_tables(tmp_path)
+    assert set(tables.runs.backend) == {"jax"} and len(tables.epochs) == 4
+    assert tables.meta["engine"] == {"backend": "jax", "device": "gpu"}
