@@ -119,7 +119,8 @@ def fused_main(args) -> list[str]:
             f"{where}: `valstat run {args.sweep}` end to end ({runs} runs x "
             f"{arm.training.epochs} epochs at {arm.data.image_size} px, packs of "
             f"{args.pack or runs}, compilation and worker start included): {seconds:.0f} s; "
-            f"final val accuracy mean {tables.epochs.groupby('run_id').val_accuracy.last().mean():.3f}")
+            f"final val accuracy mean "
+            f"{tables.epochs.groupby('run_id').val_accuracy.last().mean():.3f}")
     return lines
 
 

@@ -40,7 +40,8 @@ def test_fused_runs_match_runs_trained_alone(both):
         got = fused[run_id]
         assert got["backend"] == want["backend"] == "jax"
         assert got["status"] == want["status"]
-        a, b = np.array(got["epochs"])[:, 1:].astype(float), np.array(want["epochs"])[:, 1:].astype(float)
+        a = np.array(got["epochs"])[:, 1:].astype(float)
+        b = np.array(want["epochs"])[:, 1:].astype(float)
         assert a.shape == b.shape
         # epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy
         np.testing.assert_array_equal(a[:, 0], b[:, 0])

@@ -62,7 +62,8 @@ def cmd_run(args) -> int:
         "image_size": args.image_size, "val_size": args.val_size, "data": args.data,
         "holdout": args.holdout})
     out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
-    engine = resolve_device(args.device, {"auto": None, "fused": True, "single": False}[args.engine])
+    fused = {"auto": None, "fused": True, "single": False}[args.engine]
+    engine = resolve_device(args.device, fused)
     print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else SweepProgress(), engine=engine,

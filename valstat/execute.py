@@ -202,7 +202,7 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
                 packs = pack_specs(pending, pack_size or len(pending))
                 futures = [client.submit(train_pack, pack, threads, resources=resources,
                                          key=f"valstat-pack-{pack[0].run_id}-{len(pack)}",
-                                         pure=False, retries=2) for pack in packs]
+                                         pure=False, retries=1) for pack in packs]
             else:
                 futures = [client.submit(train_one_run, spec, threads, reuse,
                                          key=f"valstat-{spec.run_id}", pure=False, retries=2)

@@ -41,7 +41,8 @@ class Engine:
     def line(self) -> str:
         """The one line `valstat run` prints before training."""
         how = "fused seeds" if self.fused else "one compiled model per arm and worker"
-        return f"training on {self.backend} {self.version}, {self.kind.upper()}: {self.name} ({how})"
+        return (f"training on {self.backend} {self.version}, {self.kind.upper()}: {self.name} "
+                f"({how})")
 
 
 def _version(*names: str) -> str:

@@ -180,7 +180,20 @@ def _monitor_mode(monitor: str) -> str:
 
 def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunRecord]:
     """Train K runs of one arm (equal training-set size) as one fused program on the JAX
-    backend; returns one RunRecord per spec, in order, each as train_one_run would build it."""
+    backend; returns one RunRecord per spec, in order, each as train_one_run would build it.
+    A device out of memory is one UserError line naming a smaller --pack."""
+    try:
+        return _train_pack(specs)
+    except Exception as error:  # XLA reports OOM as a RuntimeError/XlaRuntimeError
+        text = str(error)
+        if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
+            raise UserError(f"the device ran out of memory training {len(specs)} runs of arm "
+                            f"'{specs[0].arm.name}' as one pack; use --pack "
+                            f"{max(1, len(specs) // 2)}") from None
+        raise
+
+
+def _train_pack(specs: list[RunSpec]) -> list[RunRecord]:
     import jax
     import jax.numpy as jnp
     import keras
