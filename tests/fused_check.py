@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import replace
 
 from valstat.config import load_experiment
 from valstat.data import load_dataset
@@ -28,6 +29,14 @@ def main() -> None:
         specs = plan_runs(experiment, dataset.labels, dataset.n_classes, cache)
         fused = [record for pack in pack_specs(specs, 8) for record in train_pack(pack)]
         alone = [train_one_run(spec) for spec in specs]
+        # a learning rate that makes the loss blow up: both engines must stop at the same epoch
+        wild = load_experiment(experiment_file, {"seeds": 2, "epochs": 4})
+        wild.arms = wild.arms[:1]
+        wild.arms[0].training.learning_rate = 1e9
+        wild_specs = [replace(spec, run_id="wild-" + spec.run_id)
+                      for spec in plan_runs(wild, dataset.labels, dataset.n_classes, cache)]
+        fused += train_pack(wild_specs)
+        alone += [train_one_run(spec) for spec in wild_specs]
     result = {kind: {r.run["run_id"]: {"epochs": r.epochs, "predictions": r.predictions,
                                        "status": r.run["status"], "backend": r.run["backend"]}
                      for r in records}

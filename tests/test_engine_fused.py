@@ -35,8 +35,10 @@ def both(tmp_path_factory):
 
 def test_fused_runs_match_runs_trained_alone(both):
     fused, alone = both["fused"], both["alone"]
-    assert sorted(fused) == sorted(alone) and len(fused) == 6      # 2 arms x 3 seeds
+    assert sorted(fused) == sorted(alone) and len(fused) == 8      # 2 arms x 3 seeds + 2 wild
     for run_id, want in alone.items():
+        if run_id.startswith("wild-"):
+            continue
         got = fused[run_id]
         assert got["backend"] == want["backend"] == "jax"
         assert got["status"] == want["status"]
@@ -54,6 +56,14 @@ def test_fused_runs_match_runs_trained_alone(both):
             np.testing.assert_array_equal(a[:, 4], b[:, 4])
         np.testing.assert_allclose(a[:, 2], b[:, 2], atol=2 / 120)   # <= 2 borderline images
         np.testing.assert_allclose(a[:, 6], b[:, 6], atol=2 / 100)
+
+
+def test_a_diverging_run_stops_at_the_same_epoch_in_both_engines(both):
+    for run_id in ("wild-plain/s0/f0", "wild-plain/s1/f0"):
+        got, want = both["fused"][run_id], both["alone"][run_id]
+        assert got["status"] == want["status"] == "diverged"
+        assert len(got["epochs"]) == len(want["epochs"]) < 4
+        assert not np.isfinite(got["epochs"][-1][2])
 
 
 def test_different_seeds_differ_inside_a_pack(both):

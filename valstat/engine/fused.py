@@ -182,8 +182,14 @@ def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunReco
     """Train K runs of one arm (equal training-set size) as one fused program on the JAX
     backend; returns one RunRecord per spec, in order, each as train_one_run would build it.
     A device out of memory is one UserError line naming a smaller --pack."""
+    import jax
+
+    device = _worker_device()
     try:
-        return _train_pack(specs)
+        if device is None:
+            return _train_pack(specs)
+        with jax.default_device(device):
+            return _train_pack(specs)
     except Exception as error:  # XLA reports OOM as a RuntimeError/XlaRuntimeError
         text = str(error)
         if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
@@ -191,6 +197,27 @@ def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunReco
                             f"'{specs[0].arm.name}' as one pack; use --pack "
                             f"{max(1, len(specs) // 2)}") from None
         raise
+
+
+def _worker_device():
+    """The GPU this Dask worker should use when its process sees several (a SLURM job with
+    `gpus = N` runs N workers named ...-0 .. ...-(N-1)): the one its name's number picks;
+    None when the process sees one device or runs outside a named worker."""
+    import re
+
+    import jax
+
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return None
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+    except (ImportError, ValueError):
+        return None
+    number = re.search(r"(\d+)$", name)
+    return devices[int(number.group(1)) % len(devices)] if number else None
 
 
 def _train_pack(specs: list[RunSpec]) -> list[RunRecord]:
