@@ -132,3 +132,11 @@ def test_gpu_engine_schedules_packs_on_workers_with_the_gpu_resource(tmp_path):
     tables = load_tables(tmp_path)
     assert set(tables.runs.backend) == {"jax"} and len(tables.epochs) == 4
     assert tables.meta["engine"] == {"backend": "jax", "device": "gpu"}
+
+
+def test_slurm_gpus_make_the_gpu_engine_without_a_local_gpu():
+    from valstat.engine.device import resolve_device
+
+    engine = resolve_device("auto", cluster_gpus=2)
+    assert (engine.backend, engine.kind, engine.fused, engine.gpus) == ("jax", "gpu", True, 2)
+    assert resolve_device("cpu", cluster_gpus=2).kind == "cpu"

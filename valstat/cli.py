@@ -63,7 +63,8 @@ def cmd_run(args) -> int:
         "holdout": args.holdout})
     out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
     fused = {"auto": None, "fused": True, "single": False}[args.engine]
-    engine = resolve_device(args.device, fused)
+    cluster = experiment.cluster
+    engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
     print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else SweepProgress(), engine=engine,

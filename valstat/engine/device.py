@@ -82,15 +82,20 @@ def jax_gpus() -> list[str]:
     return [getattr(d, "device_kind", str(d)) for d in devices]
 
 
-def resolve_device(request: str = "auto", fused: bool | None = None) -> Engine:
+def resolve_device(request: str = "auto", fused: bool | None = None,
+                   cluster_gpus: int = 0) -> Engine:
     """The engine for `--device` (auto: a GPU when JAX sees one, else the CPU).
 
     fused: force the fused JAX engine on (True, also on CPU, e.g. for tests) or off (False:
-    one run at a time; on a GPU that is Keras's JAX backend). Raises UserError for a GPU
-    request on a machine without one.
+    one run at a time; on a GPU that is Keras's JAX backend). cluster_gpus: GPUs per SLURM job
+    ([cluster] gpus); the workers' GPUs are not visible from the login node, so they are taken
+    as given unless --device cpu. Raises UserError for a GPU request without a GPU.
     """
     if request not in DEVICES:
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {request!r}")
+    if cluster_gpus and request != "cpu":
+        return Engine("jax", "gpu", f"SLURM jobs with {cluster_gpus} GPU(s) each",
+                      _version("jax"), fused if fused is not None else True, gpus=cluster_gpus)
     gpus = jax_gpus() if request in ("auto", "gpu") else []
     if request == "gpu" and not gpus:
         hint = ("JAX is not installed: pip install -e \".[gpu]\"" if
