@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from valstat.stats.plateau import Plateau
 from valstat.store import RunRecord, Store
 
 DIGITS = [str(d) for d in range(10)]
@@ -37,13 +38,12 @@ def _simulate_run(rng, difficulty, labels, val_ids, truth_ids, epochs, schedule,
     """Simulate epoch by epoch so that the schedule feeds back into progress (frozen when lr->0)."""
     n = len(val_ids)
     jitter_img = rng.normal(0, 0.35, size=n)
-    lr = lr0
-    best, wait = -math.inf, 0
+    plateau = Plateau(lr0, factor=0.1, patience=2, mode="max")
     progress = 0.0
     rows, preds = [], []
     n_classes = int(labels.max()) + 1
     for t in range(epochs):
-        rate = lr
+        rate = float(f"{plateau.lr:.7g}")   # as ValidationRecorder logs the float32 rate
         progress += rate / 1e-3
         skill = base_skill + 3.2 * (1 - math.exp(-progress / 4.0))
         z = skill - difficulty[val_ids] + jitter_img + rng.normal(0, 0.45, size=n)
@@ -73,12 +73,7 @@ def _simulate_run(rng, difficulty, labels, val_ids, truth_ids, epochs, schedule,
         if diverge_at is not None and t == diverge_at:
             break
         if schedule == "reduce_on_plateau":
-            if val_acc > best + 1e-4:
-                best, wait = val_acc, 0
-            else:
-                wait += 1
-                if wait >= 2:
-                    lr, wait = lr * 0.1, 0
+            plateau.step(val_acc, t)   # the one Keras-exact implementation valstat shares
     return rows, preds
 
 

@@ -57,6 +57,7 @@ def fraction(text: str) -> float:
 
 def cmd_run(args) -> int:
     from valstat.config import load_experiment, resolved_toml
+    from valstat.engine.device import resolve_device
     from valstat.execute import plan_sweep, run_sweep
     from valstat.progress import sweep_progress
 
@@ -76,9 +77,13 @@ def cmd_run(args) -> int:
             print(f"estimated time: {_duration(plan.estimate_s)} "
                   f"({plan.run_s:.1f} s per run, {source})")
         return 0
+    fused = {"auto": None, "fused": True, "single": False}[args.engine]
+    cluster = experiment.cluster
+    engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
+    print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else sweep_progress(), wait=args.wait,
-                        verbose=args.verbose)
+                        verbose=args.verbose, engine=engine, pack_size=args.pack)
     for run_id, message in outcome.failed.items():
         print(f"valstat: error: run {run_id} failed on a worker: {message}", file=sys.stderr)
     if outcome.interrupted:
@@ -192,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "runs planned and stored and the estimated time; train nothing")
     run.add_argument("--wait", action="store_true", help="if another valstat run is writing "
                      "this store, wait for it instead of exiting")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                     help="auto (default): a GPU when JAX sees one, else the CPU")
+    run.add_argument("--engine", default="auto", choices=["auto", "fused", "single"],
+                     help="fused: K runs of an arm as one JAX program (default on a GPU); "
+                     "single: one run at a time (default on the CPU, TensorFlow)")
+    run.add_argument("--pack", type=positive_int, help="fused engine: runs per pack "
+                     "(default: all runs of an arm)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--verbose", action="store_true", help="let TensorFlow's and Dask's "
                      "own log lines through")

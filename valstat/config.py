@@ -93,6 +93,7 @@ class ClusterConfig:
     walltime: str = "04:00:00"  # slurm: time limit per job
     queue: str = ""             # slurm: partition (empty: the site default)
     account: str = ""           # slurm: account to charge (empty: the user default)
+    gpus: int = 0               # slurm: GPUs per job (--gres=gpu:N; one JAX worker per GPU)
 
 
 SECTIONS = {"data": DataConfig, "sweep": SweepConfig, "training": TrainingConfig,
@@ -351,6 +352,8 @@ def validate(experiment: Experiment) -> None:
     if unknown:
         raise UserError(f"[sweep] vary may only name {', '.join(SEED_KINDS)}; "
                         f"got {', '.join(sorted(unknown))}")
+    if experiment.cluster.gpus < 0:
+        raise UserError(f"[cluster] gpus must be 0 or more, got {experiment.cluster.gpus}")
     sources = {arm.data.source for arm in experiment.arms}
     if len(sources) > 1:
         raise UserError("all arms of an experiment must use the same data source")

@@ -182,22 +182,36 @@ class QuietWorker(WorkerPlugin):
 
 def slurm_cluster(settings: ClusterConfig, threads: int):
     """A dask-jobqueue SLURMCluster from the experiment's [cluster] table (jobs not yet
-    submitted: call .scale(jobs=...))."""
+    submitted: call .scale(jobs=...)). With `gpus = N`, each job asks SLURM for N GPUs
+    (--gres=gpu:N), runs N worker processes (one per GPU) with the Dask resource GPU=1 each,
+    on Keras's JAX backend."""
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise UserError("[cluster] kind = \"slurm\" needs dask-jobqueue: "
                         "pip install -e \".[slurm]\"") from None
     options = {"queue": settings.queue or None, "account": settings.account or None}
-    return SLURMCluster(cores=settings.cores, processes=settings.processes,
+    prologue = ["export TF_CPP_MIN_LOG_LEVEL=2", f"export OMP_NUM_THREADS={threads}"]
+    processes = settings.processes
+    gpus = getattr(settings, "gpus", 0)
+    if gpus:
+        processes = gpus
+        options["job_extra_directives"] = [f"--gres=gpu:{gpus}"]
+        options["worker_extra_args"] = ["--resources", "GPU=1"]
+        prologue += [f"export {key}={value}" for key, value in GPU_WORKER_ENV.items()]
+    return SLURMCluster(cores=settings.cores, processes=processes,
                         memory=settings.memory, walltime=settings.walltime,
-                        job_script_prologue=["export TF_CPP_MIN_LOG_LEVEL=2",
-                                             f"export OMP_NUM_THREADS={threads}"],
+                        job_script_prologue=prologue,
                         **{key: value for key, value in options.items() if value})
 
 
+# Workers of the fused engine: Keras on JAX; several processes may share a GPU's memory.
+GPU_WORKER_ENV = {"KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                  "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def _dask_client(workers: int, threads: int, scheduler: str | None,
-                 settings: ClusterConfig | None = None, verbose: bool = False):
+                 settings: ClusterConfig | None = None, verbose: bool = False, engine=None):
     from dask.distributed import Client, LocalCluster
 
     if settings is not None and settings.kind == "slurm" and not scheduler:
@@ -215,9 +229,15 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
     # which then shuts the cluster down in order.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0",   # any free port: sweeps never clash
-                               silence_logs=logging.WARNING if verbose else logging.CRITICAL)
+        if engine is not None and engine.kind == "gpu":
+            cluster = _gpu_cluster(engine.gpus, verbose)
+        else:
+            extra = {"env": {**GPU_WORKER_ENV, "JAX_PLATFORMS": "cpu"}} if (
+                engine is not None and engine.backend == "jax") else {}
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0",   # any free port: sweeps never clash
+                                   silence_logs=logging.WARNING if verbose else logging.CRITICAL,
+                                   **extra)
     finally:
         signal.signal(signal.SIGINT, previous)
     client = Client(cluster)
@@ -226,31 +246,73 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
     return client
 
 
+def _gpu_cluster(gpus: int, verbose: bool = False):
+    """One spawned worker per GPU (it sees only that GPU), each with the Dask resource GPU=1."""
+    from dask.distributed import Nanny, Scheduler, SpecCluster
+
+    silence = logging.WARNING if verbose else logging.CRITICAL
+    workers = {f"gpu{index}": {"cls": Nanny, "options": {
+        "nthreads": 1, "resources": {"GPU": 1}, "silence_logs": silence,
+        "env": {**GPU_WORKER_ENV, "CUDA_VISIBLE_DEVICES": str(index)}}}
+        for index in range(gpus)}
+    return SpecCluster(workers=workers, silence_logs=silence,
+                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}})
+
+
+def check_engine(store: Store, engine) -> None:
+    """Refuse to add runs from an engine whose curves differ from those already stored
+    (another backend or device kind); records the engine in a store that has none yet."""
+    meta = store.meta()
+    stored = meta.get("engine")
+    if stored is None and store.finished_run_ids():
+        backends = {row[0] for row in store.connection.execute(
+            "SELECT DISTINCT backend FROM runs")}
+        stored = {"backend": next(iter(backends)) if len(backends) == 1 else "mixed",
+                  "device": "cpu"}                   # stores before --device: CPU only
+    if stored is not None and stored != engine.identity:
+        raise UserError(f"this store holds runs trained with {stored['backend']} on "
+                        f"{stored['device'].upper()}; its curves would not be comparable with "
+                        f"{engine.backend} on {engine.kind.upper()}: use --device "
+                        f"{stored['device']} or another --out folder")
+    if meta.get("engine") is None:
+        store.set_meta({"engine": engine.identity})
+
+
 def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
               scheduler: str | None = None, progress=None, wait: bool = False,
-              verbose: bool = False) -> SweepOutcome:
+              verbose: bool = False, reuse: bool = True, engine=None,
+              pack_size: int | None = None) -> SweepOutcome:
     """Train every pending run of `experiment` and store it in `out_dir`.
 
     Holds the store's lock throughout (`wait`: wait for another writer instead of refusing).
     progress: optional object with start(total, done), advance(record), stop() methods.
     A run that fails on a worker is reported in `failed`; the others go on.
+    reuse: each worker compiles a model once per arm and reuses it (False: build and compile
+    one per run, the path before compile-once; same curves, slower).
+    engine: valstat.engine.device.Engine (default: the CPU TensorFlow engine); a fused engine
+    trains packs of up to `pack_size` runs of one arm as one program (default: all of them).
     """
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
+    from valstat.engine.device import resolve_device
+
+    engine = engine or resolve_device("cpu")
     with StoreLock(out_dir, wait=wait):
         specs, meta = prepare(experiment, out_dir)
         with Store(out_dir) as store:
+            check_engine(store, engine)
             store.set_meta(meta)
             outcome = _train_pending(experiment, specs, store, workers, scheduler, progress,
-                                     verbose)
+                                     verbose, reuse, engine, pack_size)
             outcome.stored = len(store.finished_run_ids() & {spec.run_id for spec in specs})
     return outcome
 
 
-def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose):
+def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose, reuse,
+                   engine, pack_size):
     from dask.distributed import as_completed
 
     from valstat.train import train_one_run
@@ -261,27 +323,43 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
     if not pending:
         return outcome
     workers, threads = _layout(experiment, len(pending), workers)
+    if engine.kind == "gpu":
+        workers = engine.gpus
     if progress:
         progress.start(len(specs), outcome.already_done)
     try:
-        client = _dask_client(workers, threads, scheduler, experiment.cluster, verbose)
+        client = _dask_client(workers, threads, scheduler, experiment.cluster, verbose, engine)
         try:
-            futures = {client.submit(train_one_run, spec, threads, key=f"valstat-{spec.run_id}",
-                                     pure=False, retries=2): spec.run_id for spec in pending}
+            resources = {"GPU": 1} if engine.kind == "gpu" else None
+            # the fused engine does not augment: augmenting arms train one run at a time
+            fused = [spec for spec in pending if engine.fused and not spec.arm.augments]
+            futures = {client.submit(train_one_run, spec, threads, reuse, resources=resources,
+                                     key=f"valstat-{spec.run_id}", pure=False,
+                                     retries=2): spec.run_id
+                       for spec in pending if spec not in fused}
+            if fused:
+                from valstat.engine.fused import pack_specs, train_pack
+
+                futures.update({client.submit(train_pack, pack, threads, resources=resources,
+                                              key=f"valstat-pack-{pack[0].run_id}-{len(pack)}",
+                                              pure=False, retries=1): pack[0].run_id
+                                for pack in pack_specs(fused, pack_size or len(fused))})
             for future in as_completed(futures):
                 try:
-                    record = future.result()
+                    result = future.result()
                 except Exception as error:  # noqa: BLE001 - any worker failure, as one line
                     message = str(error).strip().splitlines()
                     outcome.failed[futures[future]] = (f"{type(error).__name__}: "
                                                        f"{message[-1] if message else ''}")
                     continue
-                if store.write_run(record):
-                    _remember_model(store, record)
-                    bucket = outcome.diverged if record.run["status"] == "diverged" else outcome.finished
-                    bucket.append(record.run["run_id"])
-                if progress:
-                    progress.advance(record)
+                for record in result if isinstance(result, list) else [result]:
+                    if store.write_run(record):       # each run in its own transaction
+                        _remember_model(store, record)
+                        bucket = (outcome.diverged if record.run["status"] == "diverged"
+                                  else outcome.finished)
+                        bucket.append(record.run["run_id"])
+                    if progress:
+                        progress.advance(record)
         except KeyboardInterrupt:
             outcome.interrupted = True
         finally:
@@ -304,4 +382,6 @@ def _remember_model(store: Store, record) -> None:
                         "versions": {"python": record.run["python_version"],
                                      "tensorflow": record.run["tf_version"],
                                      "keras": record.run["keras_version"],
-                                     "backend": record.run["backend"]}})
+                                     "backend": record.run["backend"],
+                                     "backend_version": record.run.get("backend_version"),
+                                     "device": record.run.get("device")}})

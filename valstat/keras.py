@@ -132,6 +132,7 @@ class Recorder(ValidationRecorder):
                "n_val": int(len(self.val_labels)), "n_truth": 0, "epochs_run": len(self.rows),
                "python_version": info["python"], "tf_version": info["tensorflow"],
                "keras_version": info["keras"], "backend": info["backend"],
+               "backend_version": info["backend_version"], "device": info["device"],
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "val_examples": [int(i) for i in self.example_ids], "train_examples": None}
         record = self.to_record(run)

@@ -53,7 +53,41 @@ def build_alexnet(image_size: int, n_classes: int, config: ModelConfig,
         x = keras.layers.Dense(config.dense_units, activation="relu", kernel_initializer=init())(x)
         x = keras.layers.Dropout(config.dropout, seed=next(seeds))(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init())(x)
-    return keras.Model(inputs, outputs, name="alexnet")
+    model = keras.Model(inputs, outputs, name="alexnet")
+    model.valstat_seed = seed   # the seed its layers' initialisers and dropout streams derive from
+    return model
+
+
+def reseed_alexnet(model: keras.Model, seed: int) -> None:
+    """Put `model` (from build_alexnet) in exactly the state build_alexnet(..., seed) would give:
+    every kernel redrawn by its seeded initialiser with the seed shifted to `seed`, biases and
+    batch-norm variables back to their initial values, every dropout stream restarted.
+
+    Lets a worker keep one compiled model and its traced train/predict functions for many runs.
+    """
+    shift = (seed - model.valstat_seed) * 100
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            old = layer.kernel_initializer
+            fresh = type(old).from_config({**old.get_config(), "seed": old.seed + shift})
+            layer.kernel_initializer = fresh
+            layer.kernel.assign(fresh(layer.kernel.shape, dtype=layer.kernel.dtype))
+            if layer.bias is not None:
+                layer.bias.assign(layer.bias_initializer(layer.bias.shape, dtype=layer.bias.dtype))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+                variable = getattr(layer, name, None)
+                if variable is not None:
+                    initializer = getattr(layer, f"{name}_initializer")
+                    variable.assign(initializer(variable.shape, dtype=variable.dtype))
+        elif isinstance(layer, keras.layers.Dropout):
+            layer.seed = layer.seed + shift
+            layer.seed_generator.state.assign(
+                keras.ops.convert_to_tensor([layer.seed, 0],
+                                            dtype=layer.seed_generator.state.dtype))
+        elif layer.weights:
+            raise TypeError(f"reseed_alexnet does not know how to reset layer {layer.name}")
+    model.valstat_seed = seed
 
 
 def build_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:

@@ -4,7 +4,8 @@ Tables (tidy, GUIDE §2):
   meta(key, value)                 JSON values: experiment, config hash, data description, ...
   runs(run_id, experiment, arm, seed, fold, split_seed, init_seed, order_seed, status, wall_s,
        n_train, n_val, n_truth, epochs_run, python_version, tf_version, keras_version, backend,
-       finished_at, val_examples, train_examples, augment_seed)   (example lists as JSON)
+       finished_at, val_examples, train_examples, augment_seed, backend_version, device)
+                                   (example lists as JSON; device e.g. "cpu", "cuda: NVIDIA H100")
   epochs(run_id, epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, truth_accuracy)
   predictions(run_id, epoch, example, label, predicted, p_true)
 Each finished run is written in one transaction, so a killed driver never leaves half a run.
@@ -24,11 +25,13 @@ import pandas as pd
 from valstat.errors import UserError
 
 STORE_NAME = "valstat.sqlite"
-SCHEMA_VERSION = 2   # PRAGMA user_version; 0 is a store written before versions were kept
+SCHEMA_VERSION = 3   # PRAGMA user_version; 0 is a store written before versions were kept
 # Steps that bring a writable store from version (index + 1) - 1 up to index + 1.
 MIGRATIONS = (
     (),                                                      # 0 -> 1: version recorded
     ("ALTER TABLE runs ADD COLUMN augment_seed INTEGER",),   # 1 -> 2: fourth seed kind
+    ("ALTER TABLE runs ADD COLUMN backend_version TEXT",     # 2 -> 3: the engine of each run
+     "ALTER TABLE runs ADD COLUMN device TEXT"),
 )
 STORE_KINDS = ("sweep", "recorded", "imported")
 
@@ -36,7 +39,7 @@ RUN_COLUMNS = [
     "run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
     "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run", "python_version",
     "tf_version", "keras_version", "backend", "finished_at", "val_examples", "train_examples",
-    "augment_seed",
+    "augment_seed", "backend_version", "device",
 ]
 EPOCH_COLUMNS = [
     "run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
@@ -52,7 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
     init_seed INTEGER NOT NULL, order_seed INTEGER NOT NULL, status TEXT NOT NULL,
     wall_s REAL, n_train INTEGER, n_val INTEGER, n_truth INTEGER, epochs_run INTEGER,
     python_version TEXT, tf_version TEXT, keras_version TEXT, backend TEXT,
-    finished_at TEXT, val_examples TEXT, train_examples TEXT, augment_seed INTEGER
+    finished_at TEXT, val_examples TEXT, train_examples TEXT, augment_seed INTEGER,
+    backend_version TEXT, device TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,

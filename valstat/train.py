@@ -3,8 +3,8 @@ and it does so lazily, inside functions, so the CLI and analysis never pay the i
 
 from __future__ import annotations
 
+import json
 import os
-import platform
 import time
 from datetime import datetime, timezone
 
@@ -45,15 +45,27 @@ def _enable_determinism() -> None:
 
 
 def versions() -> dict:
-    import keras
+    """python, tensorflow (None off TensorFlow), keras, backend, backend_version, device."""
+    from valstat.engine.device import describe_runtime
 
-    tf_version = None
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    runtime = describe_runtime()
+    return {"python": runtime["python"], "keras": runtime["keras"],
+            "tensorflow": runtime["backend_version"] if runtime["backend"] == "tensorflow"
+            else None, "backend": runtime["backend"],
+            "backend_version": runtime["backend_version"], "device": runtime["device"]}
 
-        tf_version = tf.__version__
-    return {"python": platform.python_version(), "tensorflow": tf_version,
-            "keras": keras.__version__, "backend": keras.backend.backend()}
+
+# Keras's PyDataset adapter reads the first batch(es) to learn the data's shapes and then calls
+# on_epoch_end once before training starts (seen on the TensorFlow and JAX backends, Keras 3.15),
+# so training epoch e of train_one_run uses batch_order(order_seed, e + 1). Engines that build
+# batches themselves add this offset to give the same batches.
+ORDER_EPOCH_OFFSET = 1
+
+
+def batch_order(order_seed: int, epoch: int, n: int) -> np.ndarray:
+    """Positions (n,) of the training images in epoch `epoch`'s batch order: a function of
+    (order_seed, epoch) alone, shared by every engine."""
+    return np.random.default_rng([order_seed, epoch]).permutation(n)
 
 
 def _batches(images: np.ndarray, onehot: np.ndarray, examples: np.ndarray, batch_size: int,
@@ -72,7 +84,7 @@ def _batches(images: np.ndarray, onehot: np.ndarray, examples: np.ndarray, batch
     augmenting = augment is not None and not is_identity(augment)
 
     def permutation(epoch: int) -> np.ndarray:
-        return np.random.default_rng([order_seed, epoch]).permutation(len(images))
+        return batch_order(order_seed, epoch, len(images))
 
     class ShuffledBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -97,14 +109,63 @@ def _batches(images: np.ndarray, onehot: np.ndarray, examples: np.ndarray, batch
     return ShuffledBatches()
 
 
-def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
-    """Train AlexNet for one arm x seed x fold; returns the run, its epochs and predictions."""
+# Compiled models kept by this worker process, one per (input size, classes, network, optimiser):
+# the traced train and predict functions are reused by every later run with the same key.
+_COMPILED: dict = {}
+
+
+def _compiled_key(arm, n_classes: int) -> str:
+    from dataclasses import asdict
+
+    training = arm.training
+    return json.dumps({"size": arm.data.image_size, "classes": n_classes,
+                       "model": asdict(arm.model), "optimizer": training.optimizer,
+                       "learning_rate": training.learning_rate, "momentum": training.momentum,
+                       "loss": training.loss}, sort_keys=True)
+
+
+def model_for_run(arm, n_classes: int, seed: int, reuse: bool = True):
+    """A compiled AlexNet in exactly the state a fresh build_alexnet(seed) + compile gives.
+
+    reuse=False builds and compiles a new model (a new traced graph per run, the old path);
+    reuse=True keeps one compiled model per `_compiled_key` in this process and resets it:
+    weights redrawn from `seed` (model.reseed_alexnet), optimizer variables (step count,
+    learning rate, moments) back to their initial values. Curves are bit-identical either way.
+    """
+    import keras
+
+    from valstat.model import build_alexnet, build_optimizer, reseed_alexnet
+
+    keras.utils.set_random_seed(seed)
+    key = _compiled_key(arm, n_classes)
+    if reuse and key in _COMPILED:
+        model, initial = _COMPILED[key]
+        reseed_alexnet(model, seed)
+        for variable, value in zip(model.optimizer.variables, initial):
+            variable.assign(value)
+        return model
+    model = build_alexnet(arm.data.image_size, n_classes, arm.model, seed=seed)
+    model.compile(optimizer=build_optimizer(arm.training), loss=arm.training.loss,
+                  metrics=["accuracy"])
+    if reuse:
+        model.optimizer.build(model.trainable_variables)
+        initial = [np.array(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
+        _COMPILED[key] = (model, initial)
+    return model
+
+
+def train_one_run(spec: RunSpec, threads: int | None = None, reuse: bool = True) -> RunRecord:
+    """Train AlexNet for one arm x seed x fold; returns the run, its epochs and predictions.
+
+    reuse: train on this worker's compiled model for the arm (compile once per process), not a
+    newly built and traced one (see model_for_run; the curves are the same bit for bit).
+    """
     configure_threads(threads)
     import keras
 
     from valstat.callbacks import StopOnDivergence, ValidationRecorder
     from valstat.data import load_dataset
-    from valstat.model import alexnet_filters, build_alexnet, build_optimizer, build_schedule
+    from valstat.model import alexnet_filters, build_schedule
 
     arm = spec.arm
     dataset = load_dataset(spec.source, arm.data.image_size, spec.cache_dir)
@@ -114,10 +175,7 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
 
     started = time.perf_counter()
     _enable_determinism()
-    keras.utils.set_random_seed(spec.init_seed)
-    model = build_alexnet(arm.data.image_size, dataset.n_classes, arm.model, seed=spec.init_seed)
-    model.compile(optimizer=build_optimizer(arm.training), loss=arm.training.loss,
-                  metrics=["accuracy"])
+    model = model_for_run(arm, dataset.n_classes, spec.init_seed, reuse=reuse)
     recorder = ValidationRecorder(
         images[split.val].astype(np.float32), dataset.labels[split.val], split.val,
         images[split.truth].astype(np.float32) if len(split.truth) else None,
@@ -139,11 +197,13 @@ def train_one_run(spec: RunSpec, threads: int | None = None) -> RunRecord:
            "n_truth": int(len(split.truth)), "epochs_run": len(recorder.rows),
            "python_version": info["python"], "tf_version": info["tensorflow"],
            "keras_version": info["keras"], "backend": info["backend"],
+           "backend_version": info["backend_version"], "device": info["device"],
            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "val_examples": [int(i) for i in split.val],
            "train_examples": [int(i) for i in split.train]}
     model_info = {"input": [arm.data.image_size, arm.data.image_size, 3],
                   "filters": alexnet_filters(arm.model.width), "dense_units": arm.model.dense_units,
                   "batch_norm": arm.model.batch_norm, "params": int(model.count_params())}
-    keras.backend.clear_session()
+    if not reuse:
+        keras.backend.clear_session()
     return recorder.to_record(run, model_info)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from valstat.stats.plateau import plateau_schedule
+
 
 def keras_plateau_schedule(values, lr0: float, factor: float = 0.1, patience: int = 2, min_delta: float = 1e-4,
                            mode: str = "max") -> np.ndarray:
@@ -17,20 +19,11 @@ def keras_plateau_schedule(values, lr0: float, factor: float = 0.1, patience: in
 
     values: shape (epochs,), the monitored metric logged at the end of each epoch.
     Returns shape (epochs,): the rate in use during each epoch (a cut decided at the end of
-    epoch t shows from epoch t + 1).
+    epoch t shows from epoch t + 1). Delegates to valstat.stats.plateau, the one
+    implementation the training engine also uses.
     """
-    sign = 1.0 if mode == "max" else -1.0
-    best, wait, lr = -np.inf, 0, lr0
-    out = np.empty(len(values))
-    for t, v in enumerate(sign * np.asarray(values, dtype=float)):
-        out[t] = lr
-        if v > best + min_delta:
-            best, wait = v, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                lr, wait = lr * factor, 0
-    return out
+    return plateau_schedule(values, lr0, factor=factor, patience=patience, min_delta=min_delta,
+                            mode=mode)
 
 
 def fake_store(arms=("base", "alt"), seeds: int = 3, folds: int = 2, epochs: int = 10, val_size: int = 30,
