@@ -333,10 +333,10 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
             resources = {"GPU": 1} if engine.kind == "gpu" else None
             # the fused engine does not augment: augmenting arms train one run at a time
             fused = [spec for spec in pending if engine.fused and not spec.arm.augments]
+            single = [spec for spec in pending if not engine.fused or spec.arm.augments]
             futures = {client.submit(train_one_run, spec, threads, reuse, resources=resources,
                                      key=f"valstat-{spec.run_id}", pure=False,
-                                     retries=2): spec.run_id
-                       for spec in pending if spec not in fused}
+                                     retries=2): spec.run_id for spec in single}
             if fused:
                 from valstat.engine.fused import pack_specs, train_pack
 
