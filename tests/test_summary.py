@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from valstat.core import Settings
 from valstat.errors import UserError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
 from valstat.stats.simulate import fake_store
@@ -17,6 +18,11 @@ ARM_KEYS = {"n_runs", "n_diverged", "val_size", "lattice_step", "final_val_accur
             "one_class_collapse", "plateau_cuts", "optimism", "val_size_for_halfwidth"}
 
 
+def summary_dict(*tables, **kwargs) -> dict:
+    """summarize(...).to_dict(): the JSON `valstat stats --json` prints."""
+    return summarize(*tables, **kwargs).to_dict()
+
+
 def store(**kwargs):
     """Synthetic store: runs, epochs, predictions, meta (see valstat.stats.simulate.fake_store)."""
     return fake_store(**kwargs)[:4]
@@ -24,8 +30,10 @@ def store(**kwargs):
 
 @pytest.fixture(scope="module")
 def two_arms():
+    """Two arms with one diverged run, counted (Settings(count_diverged=True)) so that the
+    expected values below are computed from every run of the frames."""
     tables = store(seeds=3, folds=2, epochs=8, diverged=("base", 1, 1, 3), seed=1)
-    return tables, summarize(*tables)
+    return tables, summary_dict(*tables, settings=Settings(count_diverged=True))
 
 
 def final_correct(preds, run_id):
@@ -131,9 +139,9 @@ def test_optimism_and_finite_sample_present(two_arms):
     assert components["split"]["method"] == "anova-crossed"
 
 
-def test_one_arm_one_fold_with_a_diverged_run():
+def test_one_arm_one_fold_with_a_diverged_run_counted_on_request():
     tables = store(arms=("only",), seeds=4, folds=1, epochs=6, diverged=("only", 2, 0, 2), truth=False)
-    summary = summarize(*tables)
+    summary = summary_dict(*tables, settings=Settings(count_diverged=True))
     json.dumps(summary, allow_nan=False)
     arm = summary["arms"]["only"]
     assert (arm["n_runs"], arm["n_diverged"]) == (4, 1)
@@ -144,12 +152,23 @@ def test_one_arm_one_fold_with_a_diverged_run():
     assert arm["finite_sample"]["folds"] == 1 and arm["finite_sample"]["runs"] == 4
     assert arm["optimism"] is None and summary["comparisons"] == []
     assert arm["final_val_accuracy"]["n"] == 4 and arm["final_val_accuracy"]["n_units"] is None
-    assert "only" in format_summary(summary)
+    assert "only" in format_summary(summarize(*tables))
+
+
+def test_diverged_runs_are_left_out_of_every_number_by_default():
+    tables = store(arms=("only",), seeds=4, folds=1, epochs=6, diverged=("only", 2, 0, 2), truth=False)
+    arm = summary_dict(*tables)["arms"]["only"]
+    assert (arm["n_runs"], arm["n_diverged"], arm["n_counted"]) == (4, 1, 3)
+    assert arm["final_val_accuracy"]["n"] == 3 and arm["finite_sample"]["runs"] == 3
+    # the diverged run is the one that collapsed to one class: left out, none is counted
+    assert arm["one_class_collapse"]["runs_with_predictions"] == 3
+    assert arm["one_class_collapse"]["runs_ending_collapsed"] == 0
+    assert "left out" in summary_dict(*tables)["notes"][-1]
 
 
 def test_without_predictions_moves_fall_back_to_fisher():
     runs, epochs, preds, meta = store(seeds=2, folds=2, epochs=5)
-    summary = summarize(runs, epochs, preds.iloc[:0], meta)
+    summary = summary_dict(runs, epochs, preds.iloc[:0], meta)
     arm = summary["arms"]["base"]
     assert arm["moves_within_noise"]["test"] == "fisher"
     assert arm["one_class_collapse"] is None and arm["finite_sample"] is None
@@ -158,9 +177,9 @@ def test_without_predictions_moves_fall_back_to_fisher():
 
 def test_row_order_does_not_matter():
     runs, epochs, preds, meta = store(seeds=2, folds=2, epochs=5, seed=3)
-    a = summarize(runs, epochs, preds, meta)
+    a = summary_dict(runs, epochs, preds, meta)
     shuffled = preds.sample(frac=1.0, random_state=0)
-    b = summarize(runs.iloc[::-1], epochs.sample(frac=1.0, random_state=1), shuffled, meta)
+    b = summary_dict(runs.iloc[::-1], epochs.sample(frac=1.0, random_state=1), shuffled, meta)
     assert a == b
 
 
@@ -168,7 +187,7 @@ def test_known_structure_is_found():
     # a big arm effect and a big split effect, few runs
     tables = store(seeds=6, folds=4, epochs=5, accuracy=0.6, arm_effects={"alt": 0.3}, split_sd=0.15,
                    seed_sd=0.0, seed=4)
-    summary = summarize(*tables)
+    summary = summary_dict(*tables)
     comp = summary["comparisons"][0]
     assert comp["probability_of_improvement"]["estimate"] < 0.1
     assert comp["corrected_t"]["p_value"] < 0.01 and comp["mcnemar_significant"] >= 1
@@ -183,7 +202,7 @@ def final_accuracies(epochs):
 
 def test_split_seed_per_seed_falls_back_to_the_stratified_draw_of_each_run():
     runs, epochs, preds, meta = store(arms=("a",), seeds=4, folds=2, epochs=3, shared_split=False, seed=5)
-    summary = summarize(runs, epochs, preds, meta)
+    summary = summary_dict(runs, epochs, preds, meta)
     finite = summary["arms"]["a"]["finite_sample"]   # every run has its own validation images
     assert finite["method"] == "stratified-per-run"
     n = 30
@@ -212,12 +231,13 @@ def test_split_seed_per_seed_falls_back_to_the_stratified_draw_of_each_run():
     assert (finite["folds"], finite["runs"], finite["n"]) == (8, 8, 30)
     components = {r["component"]: r for r in summary["arms"]["a"]["variance_components"]}
     assert components["split"]["variance"] is None and components["seed"]["variance"] is not None
-    assert "drawing 30 validation images per run (stratified by class)" in format_summary(summary)
+    assert "drawing 30 validation images per run (stratified by class)" in format_summary(
+        summarize(runs, epochs, preds, meta))
 
 
 def test_without_predictions_own_images_fall_back_to_binomial():
     runs, epochs, preds, meta = store(arms=("a",), seeds=5, folds=1, epochs=3, shared_split=False, seed=6)
-    summary = summarize(runs, epochs, preds.iloc[:0], meta)
+    summary = summary_dict(runs, epochs, preds.iloc[:0], meta)
     finite = summary["arms"]["a"]["finite_sample"]
     acc, n = final_accuracies(epochs), 30
     binomial = np.mean(acc * (1 - acc) / (n - 1))
@@ -229,10 +249,10 @@ def test_without_predictions_own_images_fall_back_to_binomial():
     assert finite["model_variance"] == pytest.approx(empirical - binomial)
     assert finite["model_variance_clipped"] == pytest.approx(max(0.0, empirical - binomial))
     assert (finite["folds"], finite["runs"], finite["n"]) == (5, 5, 30)
-    assert "(binomial)" in format_summary(summary)
+    assert "(binomial)" in format_summary(summarize(runs, epochs, preds.iloc[:0], meta))
     # runs that share their validation images: no per-run draw to speak of, and no Jordan without predictions
     runs, epochs, preds, meta = store(arms=("a",), seeds=5, folds=1, epochs=3, seed=6)
-    assert summarize(runs, epochs, preds.iloc[:0], meta)["arms"]["a"]["finite_sample"] is None
+    assert summary_dict(runs, epochs, preds.iloc[:0], meta)["arms"]["a"]["finite_sample"] is None
 
 
 def test_shared_images_use_jordan_and_say_so(two_arms):
@@ -245,35 +265,35 @@ def test_shared_images_use_jordan_and_say_so(two_arms):
 def test_arm_without_runs_and_val_size_sources():
     runs, epochs, preds, meta = store(arms=("a",), seeds=2, folds=1, epochs=3)
     meta = {**meta, "arms": ["a", "ghost"]}
-    summary = summarize(runs.assign(n_val=np.nan), epochs, preds, meta)
+    summary = summary_dict(runs.assign(n_val=np.nan), epochs, preds, meta)
     assert summary["arms"]["ghost"]["n_runs"] == 0 and summary["arms"]["ghost"]["final_val_accuracy"] is None
     assert summary["arms"]["a"]["val_size_source"] == "meta"
     meta2 = {**meta, "arms_config": {}}
-    assert summarize(runs.assign(n_val=np.nan), epochs, preds, meta2)["arms"]["a"]["val_size"] in (30, 15, 10, 6, 5, 3, 2, 1)
+    assert summary_dict(runs.assign(n_val=np.nan), epochs, preds, meta2)["arms"]["a"]["val_size"] in (30, 15, 10, 6, 5, 3, 2, 1)
 
 
 def test_bad_tables_are_user_errors():
     runs, epochs, preds, meta = store(arms=("a",), seeds=2, folds=1, epochs=2)
     with pytest.raises(UserError):
-        summarize(runs.drop(columns="seed"), epochs, preds, meta)
+        summary_dict(runs.drop(columns="seed"), epochs, preds, meta)
     with pytest.raises(UserError):
-        summarize(runs, epochs.iloc[:0], preds, meta)
+        summary_dict(runs, epochs.iloc[:0], preds, meta)
     with pytest.raises(UserError):
-        summarize(runs, epochs, pd.concat([preds, preds.iloc[:1]]), meta)
+        summary_dict(runs, epochs, pd.concat([preds, preds.iloc[:1]]), meta)
     with pytest.raises(UserError):
-        summarize(pd.concat([runs, runs.iloc[:1]]), epochs, preds, meta)
+        summary_dict(pd.concat([runs, runs.iloc[:1]]), epochs, preds, meta)
 
 
 def test_format_summary_is_compact_text(two_arms):
-    _, summary = two_arms
-    text = format_summary(summary)
+    tables, _ = two_arms
+    text = format_summary(summarize(*tables, settings=Settings(count_diverged=True)))
     assert "arm base" in text and "arm alt" in text and "within noise" in text and "base vs alt" in text
     assert "nan" not in text.lower() and len(text.splitlines()) < 40
 
 
 def test_one_shared_split_gives_the_crossed_interval_for_new_images():
     runs, epochs, preds, meta = store(arms=("base",), seeds=6, folds=1, epochs=5, seed=3)
-    res = summarize(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
+    res = summary_dict(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
     assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
     last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
     matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(6, 30)

@@ -17,7 +17,7 @@ from valstat.history import validate_epochs
 from valstat.stats import lr_collapse
 from valstat.stats.against import largest_fall, place_curve, place_value
 from valstat.stats.lattice import LATTICE_TOLERANCE
-from valstat.summary import to_plain
+from valstat.core.plain import to_plain
 
 LEVEL = 0.95
 LR_COLLAPSE_THRESHOLD = 0.01   # the rate counts as collapsed below 1% of its first value

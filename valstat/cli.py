@@ -110,7 +110,7 @@ def cmd_stats(args) -> int:
     if tables.runs.empty:
         raise UserError(f"the store in {args.out_dir} holds no runs yet")
     summary = summarize(tables.runs, tables.epochs, tables.predictions, tables.meta)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else format_summary(summary))
     return 0
 
 

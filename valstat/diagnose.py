@@ -44,7 +44,7 @@ import pandas as pd
 
 from valstat.errors import UserError
 from valstat.history import validate_epochs
-from valstat.summary import to_plain
+from valstat.core.plain import to_plain
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000

@@ -1,5 +1,9 @@
-"""The one exception type the CLI turns into a single line and a non-zero exit."""
+"""valstat's one exception: the library raises it for invalid input, the CLI prints it as one line."""
 
 
-class UserError(Exception):
-    """Bad input from the user: the message says what is wrong and what to do."""
+class ValstatError(ValueError):
+    """Bad input: the message says what is wrong and what to do."""
+
+
+#: The name the library used before ValstatError; the same class.
+UserError = ValstatError

@@ -57,7 +57,7 @@ def load(out_dir: str | Path) -> Tables:
                   meta=meta)
 
 
-def summarize(tables: Tables) -> dict:
+def summarize(tables: Tables):
     """The summary `valstat stats --json` prints: per-arm intervals, noise, comparisons."""
     from valstat.summary import summarize as summarize_tables
 

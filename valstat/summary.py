@@ -1,20 +1,22 @@
-"""From the store's tables to answers: one JSON-ready summary per experiment.
+"""From the store's tables to answers: one typed summary per experiment.
 
-summarize(runs, epochs, predictions, meta) takes the store's tables as pandas DataFrames and
-returns plain Python (dicts, lists, str, int, float, bool, None; no NaN) for the report and
-`valstat stats`. format_summary turns it into compact text. Pure pandas/numpy/scipy/statsmodels.
+summarize(runs, epochs, predictions, meta) builds the run table and correctness cube once
+(valstat.core.build_core) and returns a Summary (frozen dataclasses, `to_dict()` for JSON) for
+the report and `valstat stats`; valstat.text.stats words it. Pure pandas/numpy/scipy/statsmodels.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.core import DEFAULT, Core, Settings, build_core
+from valstat.core.schedule import infer_plateau, mode_of
+from valstat.errors import ValstatError
 from valstat.images import format_unstable, unstable_images
+from valstat.results import ArmSummary, Comparison, Summary
 from valstat.stats import (
     corrected_resampled_ttest,
     crossed_mean_interval,
@@ -22,7 +24,6 @@ from valstat.stats import (
     binomial_sampling_variance,
     finite_sample_by_fold,
     infer_val_size,
-    lr_collapse,
     mcnemar,
     mean_interval,
     minimum_detectable_difference,
@@ -33,179 +34,13 @@ from valstat.stats import (
     val_size_for_halfwidth,
     variance_components,
 )
-from valstat.stats._checks import need_columns
-from valstat.stats.dynamics import KINDS, majority_by_group, plateau_cut_counts
+from valstat.stats.dynamics import KINDS, plateau_cut_counts
 from valstat.stats.lattice import fisher_p
-from valstat.stats.paired import mcnemar_exact_p
-from valstat.stats.selection import resampled_noise_optimism
+from valstat.stats.selection import plateau_epochs, resampled_noise_optimism
 from valstat.stats.sizes import noether_runs
 
-RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
-               "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run"]
-EPOCH_COLUMNS = ["run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "truth_accuracy"]
-PREDICTION_COLUMNS = ["run_id", "epoch", "example", "label", "predicted", "p_true"]
-
-ALPHA = 0.05            # significance level for "within noise" and "significant"
-COLLAPSE_THRESHOLD = 0.01  # lr below 1% of its start counts as collapsed
 HALFWIDTHS = (0.05, 0.10)
 HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
-
-
-def to_plain(value):
-    """Recursively convert numpy/pandas values (and DataFrames, as records) to JSON-ready Python.
-
-    NaN, inf and pd.NA become None; numpy scalars become int/float/bool; unknown objects str.
-    """
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        return [to_plain(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [to_plain(v) for v in list(value)]
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value if isinstance(value, str) else str(value)
-
-
-@dataclass
-class _Predictions:
-    """Per-image predictions reshaped: one row per (run, epoch) group, sorted by run and epoch.
-
-    run, epoch: shape (groups,); start, size: each group's slice of the sorted flat arrays
-    example, correct (label == predicted), predicted, label: shape (rows,).
-    """
-
-    run: np.ndarray
-    epoch: np.ndarray
-    start: np.ndarray
-    size: np.ndarray
-    example: np.ndarray
-    correct: np.ndarray
-    predicted: np.ndarray
-    label: np.ndarray
-
-    @classmethod
-    def build(cls, predictions: pd.DataFrame, run_ids: pd.Index) -> _Predictions:
-        codes = run_ids.get_indexer(predictions["run_id"])
-        keep = codes >= 0
-        run = codes[keep].astype(np.int64)
-        epoch = predictions["epoch"].to_numpy(dtype=np.int64)[keep]
-        example = predictions["example"].to_numpy(dtype=np.int64)[keep]
-        label = predictions["label"].to_numpy()[keep]
-        predicted = predictions["predicted"].to_numpy()[keep]
-        if run.size and (epoch.min() < 0 or example.min() < 0):
-            raise UserError("predictions hold a negative epoch or example index")
-        width_x = int(example.max(initial=0)) + 1
-        group_key = run * (int(epoch.max(initial=0)) + 1) + epoch
-        key = group_key * width_x + example
-        steps = np.diff(key)
-        if np.any(steps < 0):
-            order = np.argsort(key, kind="stable")
-            key, group_key, example, label, predicted = (a[order] for a in (key, group_key, example, label, predicted))
-            run, epoch = run[order], epoch[order]
-            steps = np.diff(key)
-        if np.any(steps == 0):
-            raise UserError("predictions hold the same (run_id, epoch, example) more than once")
-        start = np.flatnonzero(np.r_[True, group_key[1:] != group_key[:-1]]) if run.size else np.zeros(0, np.int64)
-        size = np.diff(np.r_[start, run.size])
-        return cls(run[start], epoch[start], start, size, example, label == predicted, predicted, label)
-
-    def rows(self, groups: np.ndarray, width: int) -> np.ndarray:
-        """Flat indices of `groups` (all of size `width`), shape (len(groups), width)."""
-        return self.start[groups][:, None] + np.arange(width)[None, :]
-
-    def moves(self) -> pd.DataFrame:
-        """Consecutive recorded epochs of one run on the same images: lost/gained images, McNemar p."""
-        parts = []
-        for width in np.unique(self.size):
-            groups = np.flatnonzero(self.size == width)
-            if groups.size < 2:
-                continue
-            idx = self.rows(groups, width)
-            ex, ok = self.example[idx], self.correct[idx]
-            pair = (self.run[groups[1:]] == self.run[groups[:-1]]) & np.all(ex[1:] == ex[:-1], axis=1)
-            lost = np.sum(ok[:-1] & ~ok[1:], axis=1)[pair]
-            gained = np.sum(~ok[:-1] & ok[1:], axis=1)[pair]
-            parts.append(pd.DataFrame({"run": self.run[groups[1:]][pair], "lost": lost, "gained": gained}))
-        if not parts:
-            return pd.DataFrame({"run": [], "lost": [], "gained": [], "p_value": []})
-        out = pd.concat(parts, ignore_index=True)
-        out["p_value"] = mcnemar_exact_p(out["lost"], out["gained"])
-        return out
-
-    def last_groups(self) -> np.ndarray:
-        """Index of each run's last recorded epoch group."""
-        return np.flatnonzero(np.r_[self.run[1:] != self.run[:-1], True]) if self.run.size else self.run
-
-    def correct_at(self, wanted: dict) -> dict:
-        """{run code: (examples, correct)} at the epoch `wanted` names for each run code."""
-        out = {}
-        for g in np.flatnonzero([wanted.get(int(r)) == e for r, e in zip(self.run, self.epoch)]):
-            s = slice(self.start[g], self.start[g] + self.size[g])
-            out[int(self.run[g])] = (self.example[s], self.correct[s])
-        return out
-
-    def final_correct(self) -> dict:
-        """{run code: (examples, correct, labels)} at each run's last recorded epoch."""
-        out = {}
-        for g in self.last_groups():
-            s = slice(self.start[g], self.start[g] + self.size[g])
-            out[int(self.run[g])] = (self.example[s], self.correct[s], self.label[s])
-        return out
-
-    def collapse(self) -> pd.DataFrame:
-        """Per run: collapsed at the last recorded epoch, ever collapsed (one class for all images)."""
-        if self.run.size == 0:
-            return pd.DataFrame({"ends_collapsed": pd.Series(dtype=bool), "ever_collapsed": pd.Series(dtype=bool)})
-        groups = np.repeat(np.arange(self.run.size), self.size)
-        _, share = majority_by_group(groups, self.predicted, self.run.size)
-        frame = pd.DataFrame({"run": self.run, "collapsed": share == 1.0})
-        last = frame.groupby("run", sort=False).tail(1).set_index("run")["collapsed"]
-        ever = frame.groupby("run", sort=False)["collapsed"].any()
-        return pd.DataFrame({"ends_collapsed": last, "ever_collapsed": ever})
-
-
-def _check_inputs(runs, epochs, predictions, meta):
-    for frame, columns, name in ((runs, RUN_COLUMNS, "runs"), (epochs, EPOCH_COLUMNS, "epochs"),
-                                 (predictions, PREDICTION_COLUMNS, "predictions")):
-        if not isinstance(frame, pd.DataFrame):
-            raise UserError(f"{name} must be a pandas DataFrame")
-        need_columns(frame, columns, name)
-    if not isinstance(meta, dict):
-        raise UserError("meta must be a dict")
-    if runs["run_id"].duplicated().any():
-        raise UserError("runs holds the same run_id more than once")
-    if len(runs) == 0:
-        raise UserError("the store holds no runs: nothing to summarize")
-    if len(epochs) == 0:
-        raise UserError("the store holds no epochs: nothing to summarize")
-
-
-def _per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """runs plus final/best val accuracy, last epoch, and a split identity per run."""
-    ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
-    last = ordered.groupby("run_id", sort=False).tail(1).set_index("run_id")
-    per = runs.sort_values("run_id", kind="stable").set_index("run_id", drop=False)
-    per["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(per.index)
-    per["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(per.index)
-    per["last_epoch"] = last["epoch"].reindex(per.index)
-    best_rows = ordered[ordered["val_accuracy"].notna()]
-    best_rows = best_rows.loc[best_rows.groupby("run_id", sort=False)["val_accuracy"].idxmax()]
-    per["best_epoch"] = best_rows.set_index("run_id")["epoch"].reindex(per.index)
-    return per
-
-
-def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
-    """The validation set a run used: its fold, or (split_seed, fold) when split seeds differ."""
-    if arm_runs["split_seed"].nunique() <= 1:
-        return arm_runs["fold"]
-    return arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
 
 
 def _flat_settings(settings) -> dict:
@@ -262,7 +97,7 @@ def _crossed_table(finite, metric, epoch_col, cube, design):
     return (table, 1) if np.all(np.isfinite(table)) else None
 
 
-def _metric_intervals(arm, cube):
+def _metric_intervals(arm, cube, level):
     """Intervals of the mean final and best val accuracy and for one new run.
 
     Own split per run: mean_interval (t; folds of one seed form one unit). Runs sharing
@@ -278,7 +113,7 @@ def _metric_intervals(arm, cube):
     design = _design(finite)
     out = {}
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
-        res = mean_interval(finite[metric].to_numpy(dtype=float), method="t", units=units)
+        res = mean_interval(finite[metric].to_numpy(dtype=float), level=level, method="t", units=units)
         if clustered:
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
@@ -291,14 +126,14 @@ def _metric_intervals(arm, cube):
                            note="runs share validation images and the design is incomplete: the interval "
                                 "holds for these images only")
             else:
-                cm = crossed_mean_interval(crossed[0], new_run_columns=crossed[1])
+                cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1])
                 res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
                            method="crossed-anova")
         out[metric] = res
     return out
 
 
-def _moves(arm, arm_epochs, moves_by_run, val_size):
+def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
     """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no predictions)."""
     tested = moves_by_run[moves_by_run["run"].isin(arm["code"])]
     tested = tested[tested["lost"] != tested["gained"]]
@@ -316,11 +151,11 @@ def _moves(arm, arm_epochs, moves_by_run, val_size):
     p = np.concatenate(p)
     tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
     return {
-        "share": float(np.mean(p >= ALPHA)) if p.size else None,
+        "share": float(np.mean(p >= alpha)) if p.size else None,
         "moves": int(p.size),
-        "within_noise": int(np.sum(p >= ALPHA)),
+        "within_noise": int(np.sum(p >= alpha)),
         "test": "+".join(tests) or None,
-        "note": "moves = consecutive epochs whose val accuracy changed; within noise: p >= 0.05",
+        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}",
     }
 
 
@@ -364,12 +199,10 @@ def _sampling_per_run(arm, finals, val_size):
         return None
     result = None
     if len(with_predictions) == len(codes) and all(finals[c][1].size == val_size for c in codes):
-        try:
-            result = stratified_sampling_variance(np.vstack([finals[c][1] for c in codes]),
-                                                  np.vstack([finals[c][2] for c in codes]))
+        labels = np.vstack([finals[c][2] for c in codes])
+        if all(np.unique(row, return_counts=True)[1].min() >= 2 for row in labels):
+            result = stratified_sampling_variance(np.vstack([finals[c][1] for c in codes]), labels)
             result.update(method="stratified-per-run", sampling_variance=result.pop("stratified_variance"))
-        except UserError:
-            result = None
     if result is None:
         result = binomial_sampling_variance(finite["final_val_accuracy"].to_numpy(dtype=float), val_size)
         result.update(method="binomial-per-run", sampling_variance=result.pop("binomial_variance"))
@@ -378,66 +211,70 @@ def _sampling_per_run(arm, finals, val_size):
     return result
 
 
-def _dynamics(arm, arm_epochs, config):
-    """lr collapse and plateau-cut counts per run, loop over runs on numpy slices."""
-    monitor = config.get("monitor", "val_loss")
-    mode = "max" if "acc" in monitor else "min"
-    patience = int(config.get("patience", 10))
-    min_delta = float(config.get("min_delta", 1e-4))
-    ep = arm_epochs.sort_values(["run_id", "epoch"], kind="stable")
-    ids = ep["run_id"].to_numpy()
-    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-    lr = ep["learning_rate"].to_numpy(dtype=float)
-    mon = ep[monitor].to_numpy(dtype=float) if monitor in ep else None
-    collapse_epochs, after, kinds = [], [], np.zeros(len(KINDS), dtype=int)
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        run_lr = lr[lo:hi]
-        if not (np.all(np.isfinite(run_lr)) and run_lr[0] > 0):
+def _schedule(config: dict, arm_epochs: pd.DataFrame) -> dict | None:
+    """The arm's ReduceLROnPlateau settings: as configured (a sweep's arms_config), or, for a
+    store without them (recorded or imported), inferred from the recorded rate of the first
+    run whose cuts a monitor and patience explain (valstat.core.schedule, as diagnose does)."""
+    if "monitor" in config or "patience" in config:
+        monitor = config.get("monitor", "val_loss")
+        return {"monitor": monitor, "mode": mode_of(monitor), "patience": int(config.get("patience", 10)),
+                "min_delta": float(config.get("min_delta", 1e-4)), "inferred": False}
+    for _, run in arm_epochs.groupby("run_id", sort=True):
+        rate = run["learning_rate"].to_numpy(dtype=float)
+        if not (np.all(np.isfinite(rate)) and rate.size and rate[0] > 0):
             continue
-        info = lr_collapse(run_lr, COLLAPSE_THRESHOLD)
-        if info["epoch"] is not None:
-            collapse_epochs.append(info["epoch"])
-            after.append(info["epochs_after"])
-        if mon is not None:
-            kind = plateau_cut_counts(mon[lo:hi], run_lr, patience, min_delta, mode)["kind"]
+        found = infer_plateau({c: run[c].to_numpy(dtype=float) for c in ("val_loss", "val_accuracy")}, rate)
+        if found:
+            return {**found, "min_delta": 1e-4, "inferred": True}
+    return None
+
+
+def _dynamics(arm, arm_epochs, config, settings):
+    """lr collapse (from the run table) and plateau-cut counts per run under the arm's schedule."""
+    schedule = _schedule(config, arm_epochs)
+    collapse = arm["collapse_epoch"].dropna()
+    out = {"lr_collapse": {
+        "runs": int(len(collapse)),
+        "median_epoch": float(np.median(collapse)) if len(collapse) else None,
+        "median_epochs_after": float(arm["collapse_epochs_after"].dropna().median()) if len(collapse) else None,
+        "threshold": settings.collapse_threshold,
+    }, "plateau_cuts": None}
+    if schedule is None:
+        return out
+    monitor, mode, patience = schedule["monitor"], schedule["mode"], schedule["patience"]
+    kinds = np.zeros(len(KINDS), dtype=int)
+    ep = arm_epochs.sort_values(["run_id", "epoch"], kind="stable")
+    if monitor in ep:
+        for run_id, run in ep.groupby("run_id", sort=False):
+            rate = run["learning_rate"].to_numpy(dtype=float)
+            if not (np.all(np.isfinite(rate)) and rate[0] > 0):
+                continue
+            kind = plateau_cut_counts(run[monitor].to_numpy(dtype=float), rate, patience,
+                                      schedule["min_delta"], mode)["kind"]
             kinds += np.bincount(kind, minlength=len(KINDS))
-    return {
-        "lr_collapse": {
-            "runs": len(collapse_epochs),
-            "median_epoch": float(np.median(collapse_epochs)) if collapse_epochs else None,
-            "median_epochs_after": float(np.median(after)) if after else None,
-            "threshold": COLLAPSE_THRESHOLD,
-        },
-        "plateau_cuts": {
-            "monitor": monitor, "mode": mode, "patience": patience,
-            "cuts": int(kinds.sum()), **{name: int(count) for name, count in zip(KINDS, kinds)},
-        },
-    }
+    out["plateau_cuts"] = {"monitor": monitor, "mode": mode, "patience": patience,
+                           "inferred": schedule["inferred"], "cuts": int(kinds.sum()),
+                           **{name: int(count) for name, count in zip(KINDS, kinds)}}
+    return out
 
 
 #: Image-bootstrap resamples shared by all runs of an arm (at least 20 per run).
 NOISE_BOOT_BUDGET = 4000
 
 
-def _noise_optimism_per_image(arm, cube, level=0.95):
+def _noise_optimism_per_image(arm, cube, level):
     """Mean over runs of resampled_noise_optimism on each run's plateau epochs, or None.
 
-    Plateau epochs: those whose accuracy is within noise of the run's best (Fisher at
-    `level`), all scored on the same images. Runs without per-image predictions are skipped.
+    Plateau epochs (stats.selection.plateau_epochs): those whose accuracy is within noise of
+    the run's best, all scored on the same images. Runs without per-image predictions are skipped.
     """
     plateaus = []
     for code in arm["code"].astype(int):
-        lo, hi = np.searchsorted(cube.run, code), np.searchsorted(cube.run, code, side="right")
-        groups = np.arange(lo, hi)
-        if groups.size < 2 or np.unique(cube.size[groups]).size != 1:
+        grid = cube.grid(code)
+        if grid is None or grid[3].shape[0] < 2:
             continue
-        idx = cube.rows(groups, int(cube.size[groups[0]]))
-        if not np.all(cube.example[idx] == cube.example[idx[0]]):
-            continue
-        correct = cube.correct[idx]
-        k = correct.sum(axis=1)
-        n = correct.shape[1]
-        plateau = fisher_p(np.full(k.size, k.max()), k, np.full(k.size, n)) >= 1 - level
+        correct = grid[3]
+        plateau = plateau_epochs(correct.sum(axis=1), correct.shape[1], level)
         if plateau.sum() >= 2:
             plateaus.append(correct[plateau])
     if not plateaus:
@@ -449,53 +286,70 @@ def _noise_optimism_per_image(arm, cube, level=0.95):
             "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
 
 
-def _optimism(arm_epochs, val_size, per, cube):
-    truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
-    if not np.isfinite(truth).any():
+def _noise_optimism_independent(arm_epochs, val_size, level):
+    """The independent-epochs upper bound on the same basis as `valstat diagnose`: each run's
+    plateau epochs (from its val accuracy on the k/n lattice) as one model of their mean
+    accuracy re-measured independently; p = mean over runs, epochs = median plateau size."""
+    means, sizes = [], []
+    for _, run in arm_epochs.sort_values("epoch").groupby("run_id", sort=False):
+        k = np.rint(run["val_accuracy"].to_numpy(dtype=float) * val_size)
+        k = k[np.isfinite(k)].astype(int)
+        if k.size:
+            plateau = plateau_epochs(k, val_size, level)
+            means.append(k[plateau].mean() / val_size)
+            sizes.append(int(plateau.sum()))
+    if not means:
         return None
-    table = optimism_summary(arm_epochs)
-    out = {"rules": table.to_dict(orient="records")}
-    epochs_run = per["last_epoch"].dropna()
-    if val_size and len(epochs_run):
-        final_truth = arm_epochs.sort_values("epoch").groupby("run_id")["truth_accuracy"].last()
-        p = float(np.nanmean(final_truth)) if np.isfinite(final_truth).any() else float(np.nanmean(truth))
-        independent = expected_max_noise(val_size, int(np.median(epochs_run)) + 1, p, n_sim=5000)
-        independent["method"] = "independent epochs (upper bound)"
-        out["expected_from_noise_independent"] = independent
-        out["expected_from_noise"] = _noise_optimism_per_image(per, cube) or independent
+    out = expected_max_noise(val_size, int(np.median(sizes)), float(np.mean(means)), n_sim=5000)
+    out["method"] = "independent epochs on the plateau (upper bound)"
     return out
 
 
-def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collapse, cube):
-    val_size, val_size_source = _val_size(arm, arm_epochs, config)
+def _optimism(arm_epochs, val_size, arm, cube, level):
+    truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
+    if not np.isfinite(truth).any():
+        return None
+    out = {"rules": optimism_summary(arm_epochs).to_dict(orient="records")}
+    independent = _noise_optimism_independent(arm_epochs, val_size, level) if val_size else None
+    if independent is not None:
+        out["expected_from_noise_independent"] = independent
+        out["expected_from_noise"] = _noise_optimism_per_image(arm, cube, level) or independent
+    return out
+
+
+def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
+    """One arm's statistics over its counted runs (core.runs.counted)."""
+    settings = core.settings
+    every = core.runs[core.runs["arm"] == name]
+    arm = every[every["counted"]]
+    arm_epochs = core.epochs[core.epochs["run_id"].isin(arm["run_id"])]
+    config = _flat_settings((core.meta.get("arms_config") or {}).get(name))
+    val_size, val_size_source = _val_size(arm if len(arm) else every, arm_epochs, config)
     out = {
-        "n_runs": int(len(arm)),
-        "n_diverged": int((arm["status"] == "diverged").sum()),
+        "n_runs": int(len(every)),
+        "n_diverged": int(every["diverged"].sum()),
+        "n_counted": int(len(arm)),
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm, cube),
-        "moves_within_noise_share": None, "moves_within_noise": None,
-        "variance_components": None, "finite_sample": None,
-        "one_class_collapse": None, "optimism": None,
-        "val_size_for_halfwidth": None, "minimum_detectable_difference": None,
+        **_metric_intervals(arm, core.cube, settings.level),
     }
     if len(arm) == 0:
-        return out
-    moves = _moves(arm, arm_epochs, moves_by_run, val_size)
+        return ArmSummary(**out)
+    moves = _moves(arm, arm_epochs, moves_by_run, val_size, settings.alpha)
     out["moves_within_noise_share"], out["moves_within_noise"] = moves["share"], moves
     if np.isfinite(arm["final_val_accuracy"]).sum() >= 2:
         out["variance_components"] = variance_components(arm, "final_val_accuracy", "split", "seed").to_dict(orient="records")
     out["finite_sample"] = _finite_sample(arm, finals, val_size)
-    out.update(_dynamics(arm, arm_epochs, config))
-    arm_collapse = collapse.reindex(arm["code"].to_numpy()).dropna()
-    if len(arm_collapse):
+    out.update(_dynamics(arm, arm_epochs, config, settings))
+    with_predictions = arm[arm["ever_collapsed"].notna()]
+    if len(with_predictions):
         out["one_class_collapse"] = {
-            "runs_ending_collapsed": int(arm_collapse["ends_collapsed"].astype(bool).sum()),
-            "runs_ever_collapsed": int(arm_collapse["ever_collapsed"].astype(bool).sum()),
-            "runs_with_predictions": int(len(arm_collapse)),
+            "runs_ending_collapsed": int(with_predictions["ends_collapsed"].astype(bool).sum()),
+            "runs_ever_collapsed": int(with_predictions["ever_collapsed"].astype(bool).sum()),
+            "runs_with_predictions": int(len(with_predictions)),
         }
-    out["optimism"] = _optimism(arm_epochs, val_size, arm, cube)
+    out["optimism"] = _optimism(arm_epochs, val_size, arm, core.cube, settings.level)
     mean = (out["final_val_accuracy"] or {}).get("estimate")
     if val_size and mean is not None and np.isfinite(mean):
         out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h, probability=HALFWIDTH_PROBABILITY)
@@ -503,41 +357,41 @@ def _arm_summary(arm_name, arm, arm_epochs, config, moves_by_run, finals, collap
         out["val_size_for_halfwidth_probability"] = HALFWIDTH_PROBABILITY
         if val_size >= 2:
             out["minimum_detectable_difference"] = minimum_detectable_difference(val_size, mean)
-    return out
+    return ArmSummary(**out)
 
 
-def _compare(name_a, name_b, per, finals):
-    """Arm A vs arm B, paired on (seed, fold)."""
+def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
+    """Arm A vs arm B, paired on (seed, fold), over counted runs."""
     cols = ["seed", "fold", "code", "final_val_accuracy", "n_train", "n_val"]
     a = per.loc[per["arm"] == name_a, cols]
     b = per.loc[per["arm"] == name_b, cols]
     pairs = a.merge(b, on=["seed", "fold"], suffixes=("_a", "_b")).drop_duplicates(["seed", "fold"])
     pairs = pairs[np.isfinite(pairs["final_val_accuracy_a"]) & np.isfinite(pairs["final_val_accuracy_b"])]
-    out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": [], "mcnemar_significant": 0,
-           "corrected_t": None, "probability_of_improvement": None, "note": ""}
+    tests = []
     for row in pairs.itertuples(index=False):
         fa, fb = finals.get(row.code_a), finals.get(row.code_b)
         if fa is None or fb is None or not np.array_equal(fa[0], fb[0]):
             continue
         test = mcnemar(fa[1], fb[1])
-        out["mcnemar"].append({"seed": row.seed, "fold": row.fold, **test, "significant": test["p_value"] < ALPHA})
-    out["mcnemar_significant"] = sum(m["significant"] for m in out["mcnemar"])
+        tests.append({"seed": row.seed, "fold": row.fold, **test, "significant": test["p_value"] < alpha})
+    out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": tests,
+           "mcnemar_significant": sum(m["significant"] for m in tests)}
     if len(pairs) == 0:
-        out["note"] = "no (seed, fold) pairs shared by both arms"
-        return out
+        return Comparison(**out, note="no (seed, fold) pairs shared by both arms")
     diff_a, diff_b = pairs["final_val_accuracy_a"].to_numpy(), pairs["final_val_accuracy_b"].to_numpy()
     out["probability_of_improvement"] = probability_of_improvement(diff_a, diff_b)
     n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
     n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
     if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
-        out["corrected_t"] = corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test))
-        out["corrected_t"]["n_train"], out["corrected_t"]["n_test"] = int(n_train), int(n_test)
+        out["corrected_t"] = {**corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test)),
+                              "n_train": int(n_train), "n_test": int(n_test)}
     else:
         out["note"] = "corrected t needs at least 2 pairs and n_train/n_val in runs"
-    return out
+    return Comparison(**out)
 
 
-def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict) -> dict:
+def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
+              settings: Settings = DEFAULT) -> Summary:
     """Answers for every arm of one experiment, from the store's tables.
 
     runs, epochs, predictions: the store's tables (columns RUN_COLUMNS, EPOCH_COLUMNS,
@@ -571,46 +425,45 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
         {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
         noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images), notes.
-    Missing pieces are None. All runs count (diverged too) where a final accuracy exists.
+    Missing pieces are None. Diverged runs are counted in n_runs/n_diverged; they enter the
+    statistics only with settings.count_diverged (n_counted says how many did).
+    Returns a Summary (valstat.results); `.to_dict()` gives the JSON above.
     """
-    _check_inputs(runs, epochs, predictions, meta)
-    per = _per_run(runs, epochs)
-    per["code"] = np.arange(len(per))
-    per["split"] = pd.concat([_split_identity(group).astype(str) for _, group in per.groupby("arm")])
-    cube = _Predictions.build(predictions, pd.Index(per["run_id"]))
-    moves_by_run = cube.moves()
-    finals = cube.final_correct()
-    collapse = cube.collapse()
-    listed = list(meta.get("arms") or [])
-    arm_names = listed + sorted(set(per["arm"]) - set(listed))
-    configs = {arm: _flat_settings(settings) for arm, settings in (meta.get("arms_config") or {}).items()}
-    epochs_by_arm = epochs.merge(per[["run_id", "arm"]].reset_index(drop=True), on="run_id")
-    arms = {}
-    for name in arm_names:
-        arm = per[per["arm"] == name]
-        arms[name] = _arm_summary(name, arm, epochs_by_arm[epochs_by_arm["arm"] == name], configs.get(name, {}),
-                                  moves_by_run, finals, collapse, cube)
-    comparisons = [_compare(arm_names[0], other, per, finals) for other in arm_names[1:]]
-    gamma, alpha, beta = 0.75, 0.05, 0.05
-    summary = {
-        "experiment": meta.get("experiment"),
-        "arm_names": arm_names,
-        "class_names": list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
-        "arms": arms,
-        "comparisons": comparisons,
-        "runs_needed": {"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),
-                        "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
-                                     "two-sided) excludes 1/2; exact power without ties",
-                        "noether_independent": noether_runs(gamma, alpha, beta)},
-        "unstable_images": unstable_images(runs, predictions, meta),   # valstat.images
-        "notes": [
+    return summarize_core(build_core(runs, epochs, predictions, meta, settings))
+
+
+def summarize_core(core: Core) -> Summary:
+    """summarize() on an already built run table and cube (the report builds it once)."""
+    counted = core.counted
+    moves_by_run = core.cube.moves()
+    finals = core.cube.final_correct()
+    arms = {name: _arm_summary(core, name, moves_by_run, finals) for name in core.arm_names}
+    alpha = core.settings.alpha
+    comparisons = [_compare(core.arm_names[0], other, counted, finals, alpha) for other in core.arm_names[1:]]
+    gamma, beta = 0.75, 0.05
+    meta = core.meta
+    return Summary(
+        experiment=meta.get("experiment"),
+        arm_names=list(core.arm_names),
+        class_names=list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
+        arms=arms,
+        comparisons=comparisons,
+        runs_needed={"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),
+                     "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
+                                  "two-sided) excludes 1/2; exact power without ties",
+                     "noether_independent": noether_runs(gamma, alpha, beta)},
+        unstable_images=unstable_images(counted.reset_index(drop=True), core.predictions, meta),
+        settings={"level": core.settings.level, "collapse_threshold": core.settings.collapse_threshold,
+                  "count_diverged": core.settings.count_diverged},
+        notes=[
             "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "
             "(pi); t over runs, or crossed random effects where runs share validation images (scope says "
             "whether it holds for new images or these images only)",
             "accuracy values are fractions; the lattice step is 1/val_size",
+            "diverged runs " + ("count in every statistic" if core.settings.count_diverged
+                                else "are left out of every statistic (n_counted)"),
         ],
-    }
-    return to_plain(summary)
+    )
 
 
 def _pct(x, digits=1):
@@ -644,8 +497,9 @@ def _points(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} points"
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(result: Summary) -> str:
     """Compact human-readable text of a summarize() result, one block per arm."""
+    summary = result.to_dict()
     lines = [f"experiment: {summary.get('experiment')}"]
     for name, arm in summary["arms"].items():
         lines.append(f"arm {name}: {arm['n_runs']} runs ({arm['n_diverged']} diverged), "

@@ -135,7 +135,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
         latex.methods_md(methods, S["methods.title"], S["methods.references"]),
         encoding="utf-8")
     latex.write_bib(keys, dest / "references.bib")
-    (dest / "summary.json").write_text(json.dumps(analysis.summary, indent=2,
+    (dest / "summary.json").write_text(json.dumps(analysis.summary.to_dict(), indent=2,
                                                   ensure_ascii=False), encoding="utf-8")
 
     entries = latex.parse_bib(latex.bib_text())

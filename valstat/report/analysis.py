@@ -1,6 +1,7 @@
 """Everything the report shows, gathered from a store with `valstat.summary` and `valstat.stats`.
 
-`analyse(tables)` returns an `Analysis`: the JSON-ready `summary` (per-arm intervals, moves within
+`analyse(tables)` builds the run table and cube once (valstat.core) and returns an `Analysis`: the
+typed `summary` (valstat.results.Summary: per-arm intervals, moves within
 noise, variance components, learning-rate collapse, one-class collapse, optimism, comparisons,
 sizes) plus the tidy tables the figures need (per-epoch bands, the example run's tested moves,
 collapse marks, the selection scatter...). No statistic that `valstat.stats` provides is computed
@@ -15,25 +16,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from valstat import stats
-from valstat.errors import UserError
-from valstat.summary import summarize
+from valstat.core import DEFAULT, Core, Settings, build_core
+from valstat.errors import ValstatError
+from valstat.results import Summary
+from valstat.summary import summarize_core
 
-LEVEL = 0.95
-LR_COLLAPSE_THRESHOLD = 0.01   # rate below 1% of its initial value: training has stopped
 HALFWIDTH_TARGETS = (0.05, 0.025)
-Z95 = 1.959963984540054
 
 
 @dataclass
 class Analysis:
     meta: dict
-    summary: dict                   # valstat.summary.summarize output
+    settings: Settings
+    core: Core                      # run table, epochs, cube (valstat.core)
+    summary: Summary                # valstat.summary.summarize_core output
     arms: list                      # arms with at least one run, in the experiment's order
     val_sizes: dict                 # arm -> n
-    runs: pd.DataFrame              # store runs + final/best val accuracy, diverged flag
-    epochs: pd.DataFrame            # store epochs + arm, seed, fold, status
+    runs: pd.DataFrame              # the run table (core.runs) + n (the arm's val size)
+    epochs: pd.DataFrame            # epochs of counted runs + arm, seed, fold, status
     coverage: dict
     bands: pd.DataFrame             # arm, epoch, estimate, low, high, n_runs
     example: dict | None            # run with the largest drop: run_id, arm, changes, drop
@@ -66,91 +69,63 @@ def class_name(meta: dict, index) -> str:
         return str(index)
 
 
-def _correct_matrices(predictions: pd.DataFrame) -> dict:
-    """run_id -> (epochs, examples, labels, (epochs x images) bool correct), sorted.
-
-    Runs whose predictions do not form a full epochs x images grid are left out.
-    """
+def _correct_matrices(core: Core) -> dict:
+    """run_id -> (epochs, examples, labels, (epochs x images) bool correct) for every counted run
+    whose predictions form a full epochs x images grid (Cube.grid)."""
     out = {}
-    if predictions is None or predictions.empty:
-        return out
-    frame = predictions.sort_values(["run_id", "epoch", "example"], kind="stable")
-    run = frame["run_id"].to_numpy()
-    epoch = frame["epoch"].to_numpy()
-    example = frame["example"].to_numpy()
-    label = frame["label"].to_numpy()
-    correct = frame["predicted"].to_numpy() == label
-    bounds = np.flatnonzero(np.r_[True, run[1:] != run[:-1], True])
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        epochs_u = np.unique(epoch[lo:hi])
-        first = epoch[lo:hi] == epochs_u[0]
-        examples_u = example[lo:hi][first]
-        shape = (len(epochs_u), len(examples_u))
-        if hi - lo != shape[0] * shape[1] or not np.array_equal(
-                example[lo:hi].reshape(shape), np.broadcast_to(examples_u, shape)):
-            continue
-        out[run[lo]] = (epochs_u, examples_u, label[lo:hi][first],
-                        correct[lo:hi].reshape(shape))
+    for run_id, code in zip(core.counted["run_id"], core.counted["code"]):
+        grid = core.cube.grid(int(code))
+        if grid is not None:
+            out[run_id] = grid
     return out
 
 
 # --------------------------------------------------------------------------- main
 
-def analyse(tables) -> Analysis:
-    """Gather the report's numbers from StoreTables (runs, epochs, predictions, meta)."""
-    meta = dict(tables.meta or {})
-    runs = tables.runs.copy()
-    if runs.empty:
-        raise UserError("the store holds no runs yet: nothing to report "
-                        "(wait until `valstat run` has finished at least one run)")
-    epochs = tables.epochs.merge(runs[["run_id", "arm", "seed", "fold", "status"]],
-                                 on="run_id", how="inner")
-    if epochs.empty:
-        raise UserError("the store's runs have no recorded epochs: nothing to report")
-    predictions = tables.predictions
-    summary = summarize(tables.runs, tables.epochs, predictions, meta)
-    present = set(runs["arm"])
-    arms = [a for a in summary["arm_names"] if a in present]
-    arms += [a for a in dict.fromkeys(runs["arm"]) if a not in arms]
-    arm_summaries = summary["arms"]
-    val_sizes = {a: (arm_summaries.get(a) or {}).get("val_size") for a in arms}
-    matrices = _correct_matrices(predictions)
+def analyse(tables, settings: Settings = DEFAULT) -> Analysis:
+    """Gather the report's numbers from StoreTables (runs, epochs, predictions, meta).
 
-    last = epochs.sort_values("epoch").groupby("run_id").tail(1).set_index("run_id")
-    runs["final_epoch"] = runs["run_id"].map(last["epoch"])
-    runs["final_val_accuracy"] = runs["run_id"].map(last["val_accuracy"])
-    runs["best_val_accuracy"] = runs["run_id"].map(
-        epochs.groupby("run_id")["val_accuracy"].max())
-    runs["diverged"] = runs["status"].astype(str).eq("diverged")
+    Every number covers the same runs: core.counted (diverged runs only with
+    settings.count_diverged); the coverage counts all runs.
+    """
+    core = build_core(tables.runs, tables.epochs, tables.predictions, dict(tables.meta or {}), settings)
+    summary = summarize_core(core)
+    meta = core.meta
+    arms = core.arms_present
+    val_sizes = {a: summary.arms[a].val_size for a in arms}
+    matrices = _correct_matrices(core)
+    runs = core.runs.reset_index(drop=True)
+    runs["final_epoch"] = runs["last_epoch"]
     runs["n"] = runs["arm"].map(val_sizes)
-    ok = runs[~runs["diverged"] & runs["final_val_accuracy"].notna()]
-    healthy = epochs[~epochs["status"].eq("diverged")]
+    ok = runs[runs["counted"] & runs["final_val_accuracy"].notna()]
+    epochs = core.counted_epochs
 
     analysis = Analysis(
-        meta=meta, summary=summary, arms=arms, val_sizes=val_sizes, runs=runs, epochs=epochs,
-        coverage=_coverage(meta, runs, arms, summary),
-        bands=_bands(healthy),
+        meta=meta, settings=settings, core=core, summary=summary, arms=arms, val_sizes=val_sizes,
+        runs=runs, epochs=epochs,
+        coverage=_coverage(meta, runs, arms),
+        bands=_bands(epochs, settings.level),
         example=None,
         lr_marks=pd.DataFrame(), lr_detail={},
-        one_class=_one_class(predictions, runs, meta),
+        one_class=_one_class(runs[runs["counted"]], meta),
         steps=_steps(epochs, arms),
-        variance=_variance(summary, arms, runs),
-        selection=_selection(healthy),
+        variance=_variance(summary, arms, runs[runs["counted"]]),
+        selection=_selection(epochs),
         paired=ok.assign(unit=ok["seed"].astype(str) + "/" + ok["fold"].astype(str))[
             ["unit", "arm", "final_val_accuracy"]].rename(
                 columns={"final_val_accuracy": "final"}),
         halfwidth={}, advice={}, one_run_interval={})
     collapsed = {item["run_id"] for item in analysis.one_class}
-    analysis.example = _example(epochs, runs, val_sizes, matrices, collapsed)
-    analysis.lr_marks, analysis.lr_detail = _learning_rate(epochs, arms)
-    analysis.halfwidth = _halfwidth(arms, val_sizes, meta, arm_summaries)
-    analysis.advice = _advice(arms, arm_summaries, summary)
-    analysis.one_run_interval = _one_run_intervals(arms, val_sizes, arm_summaries)
+    analysis.example = _example(epochs, val_sizes, matrices, settings.level, collapsed)
+    analysis.lr_marks, analysis.lr_detail = _learning_rate(runs[runs["counted"]], arms)
+    analysis.halfwidth = _halfwidth(arms, val_sizes, meta, summary, settings.level)
+    analysis.advice = _advice(arms, summary, settings.level)
+    analysis.one_run_interval = _one_run_intervals(arms, val_sizes, summary, settings.level)
     analysis.correct_maps = _correct_maps(analysis, matrices)
     return analysis
 
 
-def _coverage(meta: dict, runs: pd.DataFrame, arms: list, summary: dict) -> dict:
+def _coverage(meta: dict, runs: pd.DataFrame, arms: list) -> dict:
     sweep = meta.get("sweep") or {}
     planned_arms = meta.get("arms") or arms
     planned = None
@@ -167,8 +142,8 @@ def _coverage(meta: dict, runs: pd.DataFrame, arms: list, summary: dict) -> dict
             "planned_seeds": sweep.get("seeds"), "planned_folds": sweep.get("folds")}
 
 
-def _bands(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Mean validation accuracy per arm and epoch, 95% t interval (seed as unit with folds)."""
+def _bands(epochs: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Mean validation accuracy per arm and epoch, t interval at `level` (seed as unit with folds)."""
     rows = []
     for (arm, epoch), group in epochs.groupby(["arm", "epoch"], sort=True):
         values = group["val_accuracy"].to_numpy(dtype=float)
@@ -178,30 +153,28 @@ def _bands(epochs: pd.DataFrame) -> pd.DataFrame:
             continue
         n_seeds = len(np.unique(seeds))
         units = seeds if 1 < n_seeds < values.size else None
-        res = stats.mean_interval(values, level=LEVEL, method="t", units=units)
+        res = stats.mean_interval(values, level=level, method="t", units=units)
         rows.append((arm, int(epoch), res["estimate"], res["low"], res["high"], values.size))
     return pd.DataFrame(rows, columns=["arm", "epoch", "estimate", "low", "high", "n_runs"])
 
 
-def _changes(group: pd.DataFrame, n: int, matrices: dict):
-    """curve_changes of one run (per-image McNemar when its predictions are complete)."""
+def _changes(group: pd.DataFrame, n: int, matrices: dict, level: float):
+    """curve_changes of one run (per-image McNemar when its predictions are complete and match
+    its epochs and validation size)."""
     run_id = group["run_id"].iloc[0]
     acc = group["val_accuracy"].to_numpy(dtype=float)
     correct = None
     if run_id in matrices:
         m_epochs, _, _, matrix = matrices[run_id]
-        if np.array_equal(m_epochs, group["epoch"].to_numpy()) and matrix.shape[1] == n:
+        same = np.array_equal(m_epochs, group["epoch"].to_numpy()) and matrix.shape[1] == n
+        if same and np.array_equal(matrix.sum(axis=1), np.rint(acc * n)):
             correct = matrix
-    try:
-        changes = stats.curve_changes(acc, n, correct=correct, level=LEVEL)
-    except UserError:
-        correct = None
-        changes = stats.curve_changes(acc, n, level=LEVEL)
+    changes = stats.curve_changes(acc, n, correct=correct, level=level)
     changes["epoch"] = group["epoch"].to_numpy()
     return changes, correct is not None
 
 
-def _example(epochs, runs, val_sizes, matrices, exclude=frozenset()):
+def _example(epochs, val_sizes, matrices, level, exclude=frozenset()):
     """The run with the largest epoch-to-epoch drop (ties: smallest p), the founding question.
 
     Runs that end collapsed to one class (`exclude`) are passed over while another run has a
@@ -219,8 +192,8 @@ def _example(epochs, runs, val_sizes, matrices, exclude=frozenset()):
         n = val_sizes.get(arm)
         if not n or len(group) < 2 or not group["val_accuracy"].notna().all():
             continue
-        changes, paired = _changes(group, n, matrices)
-        drop = stats.largest_drop(changes, level=LEVEL)
+        changes, paired = _changes(group, n, matrices, level)
+        drop = stats.largest_drop(changes, level=level)
         item = {"run_id": run_id, "arm": arm, "changes": changes, "drop": drop,
                 "paired": paired, "n": n}
         if fallback is None:
@@ -232,53 +205,31 @@ def _example(epochs, runs, val_sizes, matrices, exclude=frozenset()):
     return best[1] if best else fallback
 
 
-def _learning_rate(epochs, arms):
-    """Per run, the epoch its rate fell below 1% of the start (stats.lr_collapse), for marks."""
+def _learning_rate(runs, arms):
+    """Marks where each run's rate collapsed and per arm the first/last collapse epoch, the
+    first run's initial rate and the lowest final rate (all from the run table)."""
     marks, detail = [], {}
     for arm in arms:
-        collapse_epochs, lows, initial = [], [], None
-        for run_id, group in epochs[epochs["arm"] == arm].sort_values("epoch").groupby(
-                "run_id", sort=False):
-            rate = group["learning_rate"].to_numpy(dtype=float)
-            if len(rate) == 0 or not np.isfinite(rate).all() or rate[0] <= 0:
-                continue
-            res = stats.lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD)
-            initial = float(rate[0]) if initial is None else initial
-            lows.append(res["final_lr"])
-            if res["epoch"] is not None:
-                epoch = int(group["epoch"].iloc[res["epoch"]])
-                collapse_epochs.append(epoch)
-                marks.append((run_id, arm, epoch, float(rate[res["epoch"]])))
-        detail[arm] = {"first": min(collapse_epochs) if collapse_epochs else None,
-                       "last": max(collapse_epochs) if collapse_epochs else None,
-                       "initial": initial, "lowest": min(lows) if lows else None}
+        part = runs[(runs["arm"] == arm) & runs["lr_initial"].notna()].sort_values("run_id")
+        hit = part[part["collapse_epoch"].notna()]
+        for row in hit.itertuples(index=False):
+            marks.append((row.run_id, arm, int(row.collapse_epoch), float(row.collapse_lr)))
+        detail[arm] = {"first": int(hit["collapse_epoch"].min()) if len(hit) else None,
+                       "last": int(hit["collapse_epoch"].max()) if len(hit) else None,
+                       "initial": float(part["lr_initial"].iloc[0]) if len(part) else None,
+                       "lowest": float(part["lr_final"].min()) if len(part) else None}
     return pd.DataFrame(marks, columns=["run_id", "arm", "epoch", "learning_rate"]), detail
 
 
-def _one_class(predictions, runs, meta):
+def _one_class(runs, meta):
     """Runs that end predicting one class for every validation image, and since which epoch."""
-    if predictions is None or predictions.empty:
-        return []
-    table = stats.one_class_collapse(predictions[["run_id", "epoch", "predicted"]])
-    info = runs.set_index("run_id")
     out = []
-    for run_id, group in table.sort_values("epoch").groupby("run_id", sort=False):
-        flags = group["collapsed"].to_numpy()
-        if run_id not in info.index or not flags[-1]:
-            continue
-        # the streak of epochs predicting the same single class as the last epoch (a run can
-        # collapse onto one class, then onto another)
-        cls = group["majority_class"].iloc[-1]
-        same = flags & (group["majority_class"].to_numpy() == cls)
-        start = len(same)
-        while start > 0 and same[start - 1]:
-            start -= 1
-        final = float(info.at[run_id, "final_val_accuracy"])
-        n = info.at[run_id, "n"]
-        out.append({"run_id": run_id, "arm": info.at[run_id, "arm"],
-                    "from_epoch": int(group["epoch"].iloc[start]),
-                    "epochs": int(len(flags) - start), "class_index": int(cls),
-                    "class_name": class_name(meta, cls), "final": final,
+    for row in runs[runs["ends_collapsed"].fillna(False).astype(bool)].itertuples(index=False):
+        final, n = float(row.final_val_accuracy), row.n
+        out.append({"run_id": row.run_id, "arm": row.arm, "from_epoch": int(row.one_class_from),
+                    "epochs": int(row.last_epoch - row.one_class_from + 1),
+                    "class_index": int(row.one_class_class),
+                    "class_name": class_name(meta, row.one_class_class), "final": final,
                     "k": int(round(final * n)) if n and _finite(final) else None,
                     "n": int(n) if n else None})
     return out
@@ -321,9 +272,9 @@ def _variance(summary, arms, runs):
     """
     rows = []
     for arm in arms:
-        info = summary["arms"].get(arm) or {}
-        components = [{"arm": arm, **row} for row in info.get("variance_components") or []]
-        finite = info.get("finite_sample")
+        info = summary.arms[arm]
+        components = [{"arm": arm, **row} for row in info.variance_components or []]
+        finite = info.finite_sample
         if finite:
             variance = finite.get("sampling_variance", finite.get("independent_errors_variance"))
             components.append({"arm": arm, "component": "finite_sample", "variance": variance,
@@ -401,61 +352,62 @@ def arms_differing_only_in_val_size(meta: dict, arms: list) -> list:
     return same if len(same) >= 2 and len({size(a) for a in same}) >= 2 else []
 
 
-def _halfwidth(arms, val_sizes, meta, arm_summaries):
+def _halfwidth(arms, val_sizes, meta, summary, level):
     """Wilson half-width against n at the first arm's mean accuracy; measured run-to-run points."""
     arm = arms[0]
     n = val_sizes.get(arm)
-    final = (arm_summaries.get(arm) or {}).get("final_val_accuracy") or {}
+    final = summary.arms[arm].final_val_accuracy or {}
     if not n or not _finite(final.get("estimate")):
         return {}
     p = min(max(float(final["estimate"]), 0.0), 1.0)
     grid = np.unique(np.round(np.logspace(1, np.log10(2000), 160)).astype(int))
-    low, high = stats.binomial_interval(np.floor(p * grid + 0.5), grid, LEVEL, "wilson")
+    low, high = stats.binomial_interval(np.floor(p * grid + 0.5), grid, level, "wilson")
     curve = pd.DataFrame({"n": grid, "halfwidth": (high - low) / 2})
-    lo_now, hi_now = stats.binomial_interval(int(np.floor(p * n + 0.5)), n, LEVEL, "wilson")
+    lo_now, hi_now = stats.binomial_interval(int(np.floor(p * n + 0.5)), n, level, "wilson")
     measured = None
     same = arms_differing_only_in_val_size(meta, arms)
+    z = float(norm.ppf(0.5 + level / 2))
     rows = []
     for a in same:
-        info = (arm_summaries.get(a) or {}).get("final_val_accuracy") or {}
+        info = summary.arms[a].final_val_accuracy or {}
         if _finite(info.get("sd")) and val_sizes.get(a):
-            # where 95% of single runs land: 1.96 x the run-to-run sd of final accuracy
-            rows.append((a, int(val_sizes[a]), Z95 * float(info["sd"]), float(info["sd"])))
+            # where `level` of single runs land: z x the run-to-run sd of final accuracy
+            rows.append((a, int(val_sizes[a]), z * float(info["sd"]), float(info["sd"])))
     if rows:
         measured = pd.DataFrame(rows, columns=["arm", "n", "halfwidth", "sd"])
     return {"curve": curve, "current": {"n": int(n), "p": p, "halfwidth": (hi_now - lo_now) / 2},
             "measured": measured, "arms": same}
 
 
-def _advice(arms, arm_summaries, summary):
+def _advice(arms, summary, level):
     arm = arms[0]
-    info = arm_summaries.get(arm) or {}
-    final = info.get("final_val_accuracy") or {}
-    n = info.get("val_size")
+    info = summary.arms[arm]
+    final = info.final_val_accuracy or {}
+    n = info.val_size
     if not n or not _finite(final.get("estimate")):
-        return {"runs_needed": (summary.get("runs_needed") or {}).get("runs")}
+        return {"runs_needed": summary.runs_needed.get("runs")}
     p = min(max(float(final["estimate"]), 0.0), 1.0)
     sizes = {}
     for target in HALFWIDTH_TARGETS:
-        try:
-            sizes[target] = stats.val_size_for_halfwidth(p, target, LEVEL)
-        except UserError:
+        try:   # refused when no size up to the search limit reaches the target
+            sizes[target] = stats.val_size_for_halfwidth(p, target, level)
+        except ValstatError:
             sizes[target] = None
     return {"arm": arm, "p": p, "n": int(n), "sizes": sizes,
-            "mdd": info.get("minimum_detectable_difference"),
-            "runs_needed": (summary.get("runs_needed") or {}).get("runs"),
-            "gamma": (summary.get("runs_needed") or {}).get("gamma")}
+            "mdd": info.minimum_detectable_difference,
+            "runs_needed": summary.runs_needed.get("runs"),
+            "gamma": summary.runs_needed.get("gamma")}
 
 
-def _one_run_intervals(arms, val_sizes, arm_summaries):
+def _one_run_intervals(arms, val_sizes, summary, level):
     """Wilson interval of one model scoring round(mean·n) of n (what one run can tell)."""
     out = {}
     for arm in arms:
-        final = (arm_summaries.get(arm) or {}).get("final_val_accuracy") or {}
+        final = summary.arms[arm].final_val_accuracy or {}
         n = val_sizes.get(arm)
         if n and _finite(final.get("estimate")):
             k = int(np.floor(float(final["estimate"]) * n + 0.5))
-            low, high = stats.binomial_interval(k, n, LEVEL, "wilson")
+            low, high = stats.binomial_interval(k, n, level, "wilson")
             out[arm] = {"k": k, "n": int(n), "low": low, "high": high}
     return out
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from valstat import __version__, stats
-from valstat.report.analysis import LEVEL, Analysis, confounded, finite_sample_methods
+from valstat.report.analysis import Analysis, confounded, finite_sample_methods
+from valstat.results import ArmSummary
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 
 #: Coverage table of valstat's intervals, written by benchmarks/calibration.py.
@@ -33,8 +34,8 @@ class Table:
     align: str = ""
 
 
-def _arm_info(analysis: Analysis, arm: str) -> dict:
-    return analysis.summary["arms"].get(arm) or {}
+def _arm_info(analysis: Analysis, arm: str) -> ArmSummary:
+    return analysis.summary.arms[arm]
 
 
 def _schedule(analysis: Analysis, arm: str) -> dict:
@@ -56,7 +57,8 @@ def coverage(analysis: Analysis, S: Strings) -> list:
     else:
         lines.append(S("coverage.partial", runs=c["runs"], planned=c["planned"]))
     if c["diverged"]:
-        lines.append(S("coverage.diverged", count=c["diverged"]))
+        key = "coverage.diverged_counted" if analysis.settings.count_diverged else "coverage.diverged"
+        lines.append(S(key, count=c["diverged"]))
     if c["missing_arms"]:
         lines.append(S("coverage.missing_arms", arms=", ".join(map(str, c["missing_arms"]))))
     return lines
@@ -177,7 +179,7 @@ def findings(analysis: Analysis, S: Strings) -> list:
     """[{title, paragraphs: [str]}] answering the founding questions, with numbers."""
     out = [_lattice(analysis, S), _drop(analysis, S), _flat(analysis, S),
            _smooth(analysis, S), _spread(analysis, S), _selection(analysis, S)]
-    if len(analysis.arms) > 1 and analysis.summary.get("comparisons"):
+    if len(analysis.arms) > 1 and analysis.summary.comparisons:
         out.append(_compare(analysis, S))
     return [f for f in out if f and f["paragraphs"]]
 
@@ -188,7 +190,7 @@ def _lattice(analysis, S):
     n = analysis.val_sizes.get(arm)
     if not one or not n:
         return None
-    cp_low, cp_high = stats.binomial_interval(one["k"], n, LEVEL, "clopper-pearson")
+    cp_low, cp_high = stats.binomial_interval(one["k"], n, analysis.settings.level, "clopper-pearson")
     paragraphs = [S("findings.lattice_body", n=n, step=pts(1 / n), k=one["k"],
                     acc=pct(one["k"] / n), low=pct(one["low"]), high=pct(one["high"]),
                     cp_low=pct(cp_low), cp_high=pct(cp_high))]
@@ -219,7 +221,7 @@ def _drop(analysis, S):
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
-        moves = _arm_info(analysis, arm).get("moves_within_noise") or {}
+        moves = _arm_info(analysis, arm).moves_within_noise or {}
         if moves.get("moves"):
             paragraphs.append(S("findings.moves", arm=arm, within=moves["within_noise"],
                                 moves=moves["moves"], share=pct(moves["share"], 0)))
@@ -242,8 +244,8 @@ def _flat(analysis, S):
         info = _arm_info(analysis, arm)
         schedule = _schedule(analysis, arm)
         detail = analysis.lr_detail.get(arm) or {}
-        collapse = info.get("lr_collapse") or {}
-        runs = int(((analysis.runs["arm"] == arm)).sum())
+        collapse = info.lr_collapse or {}
+        runs = int(((analysis.runs["arm"] == arm) & analysis.runs["counted"]).sum())
         if detail.get("initial") is None:
             continue
         if schedule.get("kind") == "constant":
@@ -258,7 +260,7 @@ def _flat(analysis, S):
                                 after=epoch(collapse.get("median_epochs_after"))))
         else:
             paragraphs.append(S("findings.lr_none", arm=arm, initial=rate(detail["initial"])))
-        cuts = info.get("plateau_cuts") or {}
+        cuts = info.plateau_cuts or {}
         if cuts.get("cuts"):
             if "acc" in str(cuts.get("monitor")):
                 paragraphs.append(S("findings.lr_ties", arm=arm, cuts=cuts["cuts"],
@@ -268,7 +270,7 @@ def _flat(analysis, S):
             else:
                 paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=cuts["cuts"],
                                     worse=cuts["after_worse"], monitor=cuts["monitor"]))
-    with_predictions = sum(((_arm_info(analysis, a).get("one_class_collapse") or {})
+    with_predictions = sum(((_arm_info(analysis, a).one_class_collapse or {})
                             .get("runs_with_predictions") or 0) for a in analysis.arms)
     if analysis.one_class:
         paragraphs.append(S("findings.one_class_count", count=len(analysis.one_class),
@@ -337,7 +339,7 @@ def _spread(analysis, S):
     paragraphs = []
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
-        final = info.get("final_val_accuracy") or {}
+        final = info.final_val_accuracy or {}
         used = final.get("n") or 0
         if used < 2 or not finite(final.get("sd")):
             paragraphs.append(S("findings.spread_one", arm=arm, runs=used))
@@ -354,10 +356,10 @@ def _spread(analysis, S):
                                 low=pct(conditional["low"]), high=pct(conditional["high"])))
         elif conditional:
             paragraphs.append(S("findings.spread_conditional", arm=arm))
-        finite_sample = info.get("finite_sample")
+        finite_sample = info.finite_sample
         if finite_sample and finite(finite_sample.get("finite_sample_share")):
             paragraphs.append(_finite_sample_text(finite_sample, analysis.val_sizes.get(arm), S))
-        rows = [r for r in info.get("variance_components") or []
+        rows = [r for r in info.variance_components or []
                 if r["component"] in ("split", "seed", "residual")]
         if rows and not confounded(analysis, arm):
             parts = [S("findings.spread_part", name=_component_name(S, r["component"]),
@@ -376,7 +378,7 @@ def _selection(analysis, S):
     n_truth = _n_truth(analysis)
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
-        optimism = info.get("optimism")
+        optimism = info.optimism
         if not optimism:
             continue
         rules = {r["rule"]: r for r in optimism.get("rules") or []}
@@ -441,7 +443,7 @@ def _n_truth(analysis):
 
 def _noise_without_truth(analysis, arm):
     """Expected optimism of the best epoch from noise alone (stats.expected_max_noise)."""
-    final = _arm_info(analysis, arm).get("final_val_accuracy") or {}
+    final = _arm_info(analysis, arm).final_val_accuracy or {}
     n = analysis.val_sizes.get(arm)
     epochs_run = _epochs(analysis, arm)
     if not n or not epochs_run or not finite(final.get("estimate")):
@@ -453,28 +455,28 @@ def _noise_without_truth(analysis, arm):
 def _compare(analysis, S):
     paragraphs = []
     wide = analysis.paired.pivot_table(index="unit", columns="arm", values="final")
-    for comp in analysis.summary.get("comparisons") or []:
-        a, b = comp["a"], comp["b"]
-        if not comp.get("pairs"):
+    for comp in analysis.summary.comparisons:
+        a, b = comp.a, comp.b
+        if not comp.pairs:
             continue
         both = wide[[a, b]].dropna() if a in wide and b in wide else pd.DataFrame()
         diff = (both[b] - both[a]).to_numpy() if len(both) else np.array([])
-        poi = comp.get("probability_of_improvement") or {}
-        paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=comp["pairs"],
+        poi = comp.probability_of_improvement or {}
+        paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=comp.pairs,
                             wins=int((diff > 0).sum()), ties=int((diff == 0).sum()),
                             losses=int((diff < 0).sum()), p=num(poi.get("estimate")),
                             low=num(poi.get("low")), high=num(poi.get("high"))))
-        t = comp.get("corrected_t")
+        t = comp.corrected_t
         if t and finite(t.get("p_value")):
             paragraphs.append(S("findings.compare_t", t=num(t["t"]), df=t["df"],
                                 p=pval(t["p_value"])))
-            designs = {(_arm_info(analysis, arm).get("final_val_accuracy") or {}).get("design")
+            designs = {(_arm_info(analysis, arm).final_val_accuracy or {}).get("design")
                        for arm in (a, b)}
             if designs - {"own split per run", None}:
                 paragraphs.append(S["findings.compare_t_shared"])
-        if comp.get("mcnemar"):
-            paragraphs.append(S("findings.compare_mcnemar", sig=comp["mcnemar_significant"],
-                                m=len(comp["mcnemar"])))
+        if comp.mcnemar:
+            paragraphs.append(S("findings.compare_mcnemar", sig=comp.mcnemar_significant,
+                                m=len(comp.mcnemar)))
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
 
 
@@ -495,7 +497,7 @@ def advice(analysis: Analysis, S: Strings) -> list:
     elif mdd and finite(mdd.get("decrease")):
         out.append(S("advice.mdd_down", n=mdd["n"], down=pts(abs(mdd["decrease"]))))
     if adv.get("runs_needed"):
-        pairs = max([c.get("pairs") or 0 for c in analysis.summary.get("comparisons") or []],
+        pairs = max([c.pairs or 0 for c in analysis.summary.comparisons],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]
         out.append(S("advice.runs", gamma=adv.get("gamma", 0.75), runs=adv["runs_needed"],
                      have=pairs))
@@ -513,25 +515,25 @@ def _schedule_advice(analysis, S):
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
         schedule = _schedule(analysis, arm)
-        collapse = info.get("lr_collapse") or {}
-        cuts = info.get("plateau_cuts") or {}
+        collapse = info.lr_collapse or {}
+        cuts = info.plateau_cuts or {}
         if schedule.get("kind") == "constant" or not collapse.get("runs"):
             continue
         collapsed_any = True
         out.append(S("advice.schedule", monitor=schedule.get("monitor", cuts.get("monitor")),
                      patience=schedule.get("patience", cuts.get("patience")),
-                     collapsed=collapse["runs"], runs=info.get("n_runs"), arm=arm,
+                     collapsed=collapse["runs"], runs=info.n_runs, arm=arm,
                      ties=cuts.get("after_ties_only", 0), cuts=cuts.get("cuts", 0),
                      lowest=rate((analysis.lr_detail.get(arm) or {}).get("lowest"))))
         break
     if not collapsed_any:
         out.append(S["advice.schedule_ok"])
     base = analysis.arms[0]
-    base_final = (_arm_info(analysis, base).get("final_val_accuracy") or {}).get("estimate")
+    base_final = (_arm_info(analysis, base).final_val_accuracy or {}).get("estimate")
     for arm in analysis.arms[1:]:
         if _schedule(analysis, arm).get("kind") == "constant" and \
                 _schedule(analysis, base).get("kind") != "constant":
-            final = (_arm_info(analysis, arm).get("final_val_accuracy") or {}).get("estimate")
+            final = (_arm_info(analysis, arm).final_val_accuracy or {}).get("estimate")
             if finite(final) and finite(base_final):
                 out.append(S("advice.schedule_constant", arm=arm, mean=pct(final),
                              base_mean=pct(base_final), base=base))
@@ -547,7 +549,7 @@ def methods(analysis: Analysis, S: Strings) -> str:
     parts = [S("methods.runs", runs=c["runs"], arms=c["arms"], seeds=c["seeds"],
                folds=c["folds"], n=", ".join(map(str, sizes)) or "?"),
              S["methods.binomial"], S["methods.moves"]]
-    tests = {(_arm_info(analysis, a).get("moves_within_noise") or {}).get("test") or ""
+    tests = {(_arm_info(analysis, a).moves_within_noise or {}).get("test") or ""
              for a in analysis.arms}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
@@ -604,24 +606,24 @@ def _arms_table(analysis, S):
     columns_by_arm, raw = [], []
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
-        final = info.get("final_val_accuracy") or {}
-        best = info.get("best_val_accuracy") or {}
-        moves = info.get("moves_within_noise") or {}
-        collapse = info.get("lr_collapse") or {}
-        one = info.get("one_class_collapse") or {}
-        runs_text = str(info.get("n_runs", ""))
-        if info.get("n_diverged"):
-            runs_text += f" ({info['n_diverged']} {T['diverged'].lower()})"
+        final = info.final_val_accuracy or {}
+        best = info.best_val_accuracy or {}
+        moves = info.moves_within_noise or {}
+        collapse = info.lr_collapse or {}
+        one = info.one_class_collapse or {}
+        runs_text = str(info.n_runs)
+        if info.n_diverged:
+            runs_text += f" ({info.n_diverged} {T['diverged'].lower()})"
         columns_by_arm.append([
-            runs_text, str(info.get("val_size") or "–"), pct(final.get("estimate")),
+            runs_text, str(info.val_size or "–"), pct(final.get("estimate")),
             _ci(final), pts(final.get("sd")), _ci(final, "pi_low", "pi_high"),
             pct(best.get("estimate")), _ci(best),
             f"{moves.get('within_noise', 0)}/{moves.get('moves', 0)}" if moves.get("moves")
             else "–",
             str(collapse.get("runs", "–")), epoch(collapse.get("median_epoch")),
             str(one.get("runs_ending_collapsed", "–"))])
-        raw.append({"arm": arm, "runs": info.get("n_runs"), "diverged": info.get("n_diverged"),
-                    "val_size": info.get("val_size"),
+        raw.append({"arm": arm, "runs": info.n_runs, "diverged": info.n_diverged,
+                    "val_size": info.val_size,
                     "final_mean": final.get("estimate"), "final_low": final.get("low"),
                     "final_high": final.get("high"), "final_sd": final.get("sd"),
                     "final_pi_low": final.get("pi_low"), "final_pi_high": final.get("pi_high"),
@@ -638,7 +640,7 @@ def _arms_table(analysis, S):
 
 
 def _comparisons_table(analysis, S):
-    comps = [c for c in analysis.summary.get("comparisons") or [] if c.get("pairs")]
+    comps = [c for c in analysis.summary.comparisons if c.pairs]
     if not comps:
         return None
     T = S.section("tables")
@@ -646,19 +648,19 @@ def _comparisons_table(analysis, S):
                T["p_t"], T["mcnemar_sig"]]
     rows, raw = [], []
     for c in comps:
-        poi = c.get("probability_of_improvement") or {}
-        t = c.get("corrected_t") or {}
-        rows.append([c["a"], c["b"], str(c["pairs"]), num(poi.get("estimate")),
+        poi = c.probability_of_improvement or {}
+        t = c.corrected_t or {}
+        rows.append([c.a, c.b, str(c.pairs), num(poi.get("estimate")),
                      f"{num(poi.get('low'))} – {num(poi.get('high'))}" if poi else "–",
                      num(t.get("t")), str(t.get("df", "–")),
                      pval(t.get("p_value")).replace("= ", "") if t else "–",
-                     f"{c.get('mcnemar_significant', 0)}/{len(c.get('mcnemar') or [])}"])
-        raw.append({"a": c["a"], "b": c["b"], "pairs": c["pairs"],
+                     f"{c.mcnemar_significant}/{len(c.mcnemar or [])}"])
+        raw.append({"a": c.a, "b": c.b, "pairs": c.pairs,
                     "p_a_beats_b": poi.get("estimate"), "p_low": poi.get("low"),
                     "p_high": poi.get("high"), "t": t.get("t"), "df": t.get("df"),
                     "p_value": t.get("p_value"),
-                    "mcnemar_significant": c.get("mcnemar_significant"),
-                    "mcnemar_pairs": len(c.get("mcnemar") or [])})
+                    "mcnemar_significant": c.mcnemar_significant,
+                    "mcnemar_pairs": len(c.mcnemar or [])})
     return Table("comparisons", S["tables.comparisons_caption"], columns, rows,
                  pd.DataFrame(raw), align="llrrrrrrr")
 
@@ -685,7 +687,7 @@ def _optimism_table(analysis, S):
     T = S.section("tables")
     rows, raw = [], []
     for arm in analysis.arms:
-        optimism = _arm_info(analysis, arm).get("optimism") or {}
+        optimism = _arm_info(analysis, arm).optimism or {}
         for r in optimism.get("rules") or []:
             if not finite(r.get("mean")):
                 continue

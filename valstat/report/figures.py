@@ -63,26 +63,23 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
     colors = plots.arm_colors(analysis.arms)
     epochs = analysis.epochs
     out = {}
-    healthy = epochs[~epochs["status"].eq("diverged")]
     out["val_accuracy_runs"] = (lambda ax=None: plots.plot_val_accuracy_runs(
-        healthy, analysis.bands, analysis.val_sizes, colors, L, ax=ax), C["val_accuracy_runs"])
+        epochs, analysis.bands, analysis.val_sizes, colors, L, ax=ax), C["val_accuracy_runs"])
     example = analysis.example
     if example is not None:
         out["run_band"] = (lambda ax=None: plots.plot_run_band(
             example["changes"], example["drop"], drop_note(example["drop"], example["n"], L),
             example["run_id"], colors[example["arm"]], L, ax=ax),
             C["run_band"].format(run=example["run_id"], n=example["n"]))
-    intervals = {arm: {"final": (analysis.summary["arms"].get(arm) or {})
-                       .get("final_val_accuracy"),
-                       "best": (analysis.summary["arms"].get(arm) or {})
-                       .get("best_val_accuracy")} for arm in analysis.arms}
-    per_run = analysis.runs[~analysis.runs["diverged"]].rename(
+    intervals = {arm: {"final": analysis.summary.arms[arm].final_val_accuracy,
+                       "best": analysis.summary.arms[arm].best_val_accuracy} for arm in analysis.arms}
+    per_run = analysis.runs[analysis.runs["counted"]].rename(
         columns={"final_val_accuracy": "final", "best_val_accuracy": "best"})
     out["accuracy_distribution"] = (lambda ax=None: plots.plot_accuracy_distribution(
         per_run[["arm", "final", "best"]], intervals, analysis.val_sizes, colors, L, ax=ax),
         C["accuracy_distribution"])
     if example is not None and epochs["val_loss"].notna().any():
-        arm_epochs = healthy[healthy["arm"] == example["arm"]]
+        arm_epochs = epochs[epochs["arm"] == example["arm"]]
         out["loss_vs_accuracy"] = (lambda ax=None: plots.plot_loss_vs_accuracy(
             arm_epochs, example["run_id"], colors[example["arm"]], L, ax=ax),
             C["loss_vs_accuracy"].format(run=example["run_id"], arm=example["arm"]))

@@ -80,7 +80,7 @@ def image_section(analysis, predictions, S: Strings) -> dict | None:
     """Context for the template: {intro, arms: [{title, note, tiles}], drop: {title, intro,
     tiles} or None}; each tile {uri, name, lines, found, pixels (for the figure)}.
     None when the store holds no per-image predictions."""
-    unstable = analysis.summary.get("unstable_images") or {}
+    unstable = analysis.summary.unstable_images or {}
     if predictions is None or predictions.empty or not unstable:
         return None
     T = S.section("images")

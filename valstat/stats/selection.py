@@ -8,6 +8,7 @@ import pandas as pd
 from valstat.errors import UserError
 from valstat.stats._checks import as_bool_matrix, check_choice, check_level, check_positive_int, need_columns
 from valstat.stats.intervals import mean_interval
+from valstat.stats.lattice import fisher_p
 
 RULES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss", "final": "final"}
 
@@ -82,6 +83,14 @@ def optimism_summary(epochs_all_runs_df: pd.DataFrame, level: float = 0.95) -> p
             row.update(mean=ci["estimate"], low=ci["low"], high=ci["high"], sd=ci["sd"], max=float(values.max()))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plateau_epochs(k, n: int, level: float = 0.95) -> np.ndarray:
+    """Epochs whose accuracy is within noise of the best: Fisher's exact test of each epoch's
+    k/n against the best k/n does not reject at `level`. k: shape (epochs,) images right.
+    Returns a bool mask, shape (epochs,) (the best epoch is always on the plateau)."""
+    k = np.asarray(k, dtype=int)
+    return fisher_p(np.full(k.size, k.max()), k, np.full(k.size, int(n))) >= 1 - level
 
 
 def expected_max_noise(n, epochs, true_accuracy, n_sim: int = 20000, seed: int = 0) -> dict:

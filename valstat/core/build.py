@@ -1,0 +1,150 @@
+"""Build the run table and the correctness cube once from a store's tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from valstat.core.cube import Cube
+from valstat.core.settings import DEFAULT, Settings
+from valstat.errors import ValstatError
+from valstat.stats._checks import need_columns
+from valstat.stats.dynamics import lr_collapse
+
+RUN_COLUMNS = ["run_id", "experiment", "arm", "seed", "fold", "split_seed", "init_seed", "order_seed",
+               "status", "wall_s", "n_train", "n_val", "n_truth", "epochs_run"]
+EPOCH_COLUMNS = ["run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "truth_accuracy"]
+PREDICTION_COLUMNS = ["run_id", "epoch", "example", "label", "predicted", "p_true"]
+
+
+@dataclass(frozen=True)
+class Core:
+    """Everything the layers above `stats` read about one store, computed once.
+
+    runs: the run table, one row per run sorted by run_id (index run_id): the store's run
+      columns plus code (position, the cube's run code), split (the validation set: fold, or
+      split_seed:fold where an arm's split seeds differ), diverged, counted (enters the
+      statistics: not diverged, or settings.count_diverged), final_val_accuracy,
+      best_val_accuracy (fractions), last_epoch, best_epoch, lr_initial, lr_final,
+      collapse_epoch (first epoch with the rate below settings.collapse_threshold of its
+      start; NaN if never), collapse_epochs_after, collapse_lr (the rate then), ends_collapsed, ever_collapsed,
+      one_class_from, one_class_class (one-class collapse; NaN without predictions).
+    epochs: the store's epochs of known runs plus arm, seed, fold, status, counted, sorted
+      by (run_id, epoch). predictions: the store's predictions table as given. cube:
+      per-image correctness (Cube). arm_names: meta's arms in order,
+      then unlisted arms found in runs.
+    """
+
+    meta: dict
+    settings: Settings
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    predictions: pd.DataFrame
+    cube: Cube
+    arm_names: list
+
+    @property
+    def counted(self) -> pd.DataFrame:
+        """The run table's rows that enter the statistics."""
+        return self.runs[self.runs["counted"]]
+
+    @property
+    def counted_epochs(self) -> pd.DataFrame:
+        """The epochs of counted runs."""
+        return self.epochs[self.epochs["counted"]]
+
+    @property
+    def arms_present(self) -> list:
+        """arm_names that have at least one run."""
+        present = set(self.runs["arm"])
+        return [a for a in self.arm_names if a in present]
+
+    def val_size(self, arm: str):
+        """The arm's validation size: the most common runs.n_val, else None."""
+        sizes = pd.to_numeric(self.runs.loc[self.runs["arm"] == arm, "n_val"], errors="coerce").dropna()
+        return int(sizes.mode().iloc[0]) if len(sizes) else None
+
+
+def check_tables(runs, epochs, predictions, meta) -> None:
+    """Refuse (ValstatError) tables that are not the store's: columns, duplicates, emptiness."""
+    for frame, columns, name in ((runs, RUN_COLUMNS, "runs"), (epochs, EPOCH_COLUMNS, "epochs"),
+                                 (predictions, PREDICTION_COLUMNS, "predictions")):
+        if not isinstance(frame, pd.DataFrame):
+            raise ValstatError(f"{name} must be a pandas DataFrame")
+        need_columns(frame, columns, name)
+    if not isinstance(meta, dict):
+        raise ValstatError("meta must be a dict")
+    if runs["run_id"].duplicated().any():
+        raise ValstatError("runs holds the same run_id more than once")
+    if len(runs) == 0:
+        raise ValstatError("the store holds no runs yet: nothing to analyse "
+                           "(wait until `valstat run` has finished at least one run)")
+    if len(epochs) == 0:
+        raise ValstatError("the store's runs have no recorded epochs: nothing to analyse")
+
+
+def build_core(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
+               settings: Settings = DEFAULT) -> Core:
+    """The run table, epochs and cube of one store's tables (columns RUN_COLUMNS,
+    EPOCH_COLUMNS, PREDICTION_COLUMNS; predictions may be empty)."""
+    check_tables(runs, epochs, predictions, meta)
+    ordered = epochs.sort_values(["run_id", "epoch"], kind="stable")
+    table = runs.sort_values("run_id", kind="stable").set_index("run_id", drop=False)
+    table.index.name = None
+    table["code"] = np.arange(len(table))
+    table["split"] = pd.concat([_split_identity(group).astype(str) for _, group in table.groupby("arm")])
+    table["diverged"] = table["status"].astype(str).eq("diverged")
+    table["counted"] = ~table["diverged"] | settings.count_diverged
+    _add_accuracy(table, ordered)
+    _add_learning_rate(table, ordered, settings.collapse_threshold)
+    cube = Cube.build(predictions, pd.Index(table["run_id"]))
+    one_class = cube.one_class()
+    one_class.index = table["run_id"].to_numpy()[one_class.index.to_numpy(dtype=int)]
+    for column in one_class.columns:
+        table[column] = one_class[column].reindex(table.index)
+    info = table[["run_id", "arm", "seed", "fold", "status", "counted"]].reset_index(drop=True)
+    merged = ordered.merge(info, on="run_id", how="inner")
+    listed = list(meta.get("arms") or [])
+    arm_names = listed + sorted(set(table["arm"]) - set(listed))
+    return Core(dict(meta), settings, table, merged, predictions, cube, arm_names)
+
+
+def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
+    """The validation set a run used: its fold, or (split_seed, fold) when split seeds differ."""
+    if arm_runs["split_seed"].nunique() <= 1:
+        return arm_runs["fold"]
+    return arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
+
+
+def _add_accuracy(table: pd.DataFrame, ordered: pd.DataFrame) -> None:
+    """final/best val accuracy and their epochs (best: first of the highest) per run."""
+    last = ordered.groupby("run_id", sort=False).tail(1).set_index("run_id")
+    table["final_val_accuracy"] = last["val_accuracy"].astype(float).reindex(table.index)
+    table["best_val_accuracy"] = ordered.groupby("run_id")["val_accuracy"].max().astype(float).reindex(table.index)
+    table["last_epoch"] = last["epoch"].reindex(table.index)
+    best_rows = ordered[ordered["val_accuracy"].notna()]
+    best_rows = best_rows.loc[best_rows.groupby("run_id", sort=False)["val_accuracy"].idxmax()]
+    table["best_epoch"] = best_rows.set_index("run_id")["epoch"].reindex(table.index)
+
+
+def _add_learning_rate(table: pd.DataFrame, ordered: pd.DataFrame, threshold: float) -> None:
+    """Per run with a finite, positive starting rate: initial and final rate, collapse epoch."""
+    ids = ordered["run_id"].to_numpy()
+    lr = ordered["learning_rate"].to_numpy(dtype=float)
+    epoch = ordered["epoch"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True]) if len(ids) else np.zeros(1, int)
+    rows = {}
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        rate = lr[lo:hi]
+        if not (np.all(np.isfinite(rate)) and rate[0] > 0):
+            continue
+        info = lr_collapse(rate, threshold)
+        at = info["epoch"]
+        rows[ids[lo]] = (rate[0], info["final_lr"], np.nan if at is None else epoch[lo + at],
+                         np.nan if at is None else info["epochs_after"], np.nan if at is None else rate[at])
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=[
+        "lr_initial", "lr_final", "collapse_epoch", "collapse_epochs_after", "collapse_lr"], dtype=float)
+    for column in frame.columns:
+        table[column] = frame[column].reindex(table.index)
