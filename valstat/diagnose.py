@@ -42,22 +42,22 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
-from valstat.history import validate_epochs
+from valstat.core import Settings, history_core
 from valstat.core.plain import to_plain
+from valstat.core.schedule import infer_patience
+from valstat.stats.dynamics import lr_cuts as lr_cuts_of
+from valstat.errors import ValstatError
+from valstat.history import validate_epochs
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
-#: The learning rate counts as collapsed once it is below this fraction of its first value.
-LR_COLLAPSE_THRESHOLD = 0.01
-#: Largest ReduceLROnPlateau patience tried when matching the logged rate cuts.
-MAX_PATIENCE = 20
 #: How epoch-to-epoch changes are tested (curve_changes without per-image predictions).
 NOISE_TEST = ("Fisher's exact test of k/n against the previous epoch's k/n as independent "
               "binomials (conservative: the same images are scored twice)")
 
 
-def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float = 0.95) -> dict:
+def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float = 0.95,
+             settings: Settings | None = None) -> dict:
     """Diagnose one validation-accuracy curve (and its learning-rate schedule, if logged).
 
     Parameters
@@ -71,6 +71,8 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         of it), and ``val_size_inferred`` is true.
     level : float
         Confidence level for bands and the noise tests (default 0.95).
+    settings : valstat.core.Settings, optional
+        Level and learning-rate collapse threshold; overrides ``level`` when given.
 
     Returns
     -------
@@ -79,14 +81,18 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
 
     Raises
     ------
-    UserError
+    ValstatError
         Bad table, a ``val_size`` the accuracies are not whole numbers of images of, or (without
         ``val_size``) accuracies that fit no validation size up to 1000 images.
     """
-    from valstat.stats import (best_epochs, curve_changes, expected_max_noise, infer_val_size,
-                               largest_drop, lattice_step, lr_collapse, plateau_cuts_after_ties)
-    from valstat.stats.lattice import LATTICE_TOLERANCE, fisher_p
+    from valstat.stats import (curve_changes, expected_max_noise, infer_val_size, largest_drop,
+                               lattice_step, plateau_cuts_after_ties)
+    from valstat.stats.dynamics import lr_cuts
+    from valstat.stats.lattice import LATTICE_TOLERANCE
+    from valstat.stats.selection import plateau_epochs
 
+    settings = settings or Settings(level=level)
+    level = settings.level
     epochs = validate_epochs(epochs_df)
     labels = epochs["epoch"].to_numpy()
     accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
@@ -95,15 +101,15 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     if val_size is None:
         try:
             n = infer_val_size(accuracy, max_n=MAX_INFERRED_VAL_SIZE)
-        except UserError:
-            raise UserError(
+        except ValstatError:
+            raise ValstatError(
                 f"cannot infer the validation size: no validation set of up to "
                 f"{MAX_INFERRED_VAL_SIZE} images makes every val_accuracy a whole number of "
                 f"images (epoch {int(labels[0])} has {float(accuracy[0])!r}; were accuracies "
                 "averaged over batches, or rounded?); pass --val-size N with the number of "
                 "validation images") from None
         if n == 1:
-            raise UserError(
+            raise ValstatError(
                 "cannot infer the validation size: every val_accuracy is 0 or 1, which fits any "
                 "number of images; pass --val-size N with the number of validation images")
         inferred = True
@@ -111,13 +117,13 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         whole = isinstance(val_size, (int, np.integer)) or (
             isinstance(val_size, (float, np.floating)) and float(val_size).is_integer())
         if isinstance(val_size, (bool, np.bool_)) or not whole or val_size < 1:
-            raise UserError(f"--val-size must be a whole number of images >= 1, got {val_size!r}")
+            raise ValstatError(f"--val-size must be a whole number of images >= 1, got {val_size!r}")
         n = int(val_size)
         scaled = accuracy * n
         off = np.abs(scaled - np.rint(scaled)) > LATTICE_TOLERANCE
         if off.any():
             i = int(np.flatnonzero(off)[0])
-            raise UserError(
+            raise ValstatError(
                 f"val_accuracy {accuracy[i]:.6g} at epoch {int(labels[i])} is not a whole number "
                 f"of images out of {n} ({accuracy[i]:.6g} x {n} = {scaled[i]:.4g}); check "
                 "--val-size (leave it out to infer it)")
@@ -160,26 +166,26 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
             "within_noise": bool(ends["within_noise"]),
         }
 
-    # -- learning-rate schedule ---------------------------------------------------------------
+    # -- the run table of this one history (valstat.core, as for a store) ------------------------
+    run = history_core(epochs, n, settings).runs.iloc[0]
     result.update({"lr_collapse_epoch": None, "lr_epochs_after_collapse": None,
                    "lr_initial": None, "lr_final": None, "lr_cuts": None,
-                   "lr_cuts_after_ties": None})
-    if "learning_rate" in epochs.columns:
+                   "lr_cuts_after_ties": None, "lr_collapse_threshold": settings.collapse_threshold})
+    if pd.notna(run["lr_initial"]):
         rate = epochs["learning_rate"].to_numpy(dtype=float)
-        collapse = lr_collapse(rate, threshold=LR_COLLAPSE_THRESHOLD)
-        cuts = [int(c) for c in collapse["cuts"]]  # positions; reported as the history's epochs
-        result["lr_initial"] = rate[0]
-        result["lr_final"] = collapse["final_lr"]
+        cuts = [int(c) for c in lr_cuts(rate)]  # positions; reported as the history's epochs
+        result["lr_initial"] = run["lr_initial"]
+        result["lr_final"] = run["lr_final"]
         result["lr_cuts"] = [labels[c] for c in cuts]
-        if collapse["epoch"] is not None:
-            result["lr_collapse_epoch"] = labels[int(collapse["epoch"])]
-            result["lr_epochs_after_collapse"] = collapse["epochs_after"]
-        result["lr_cuts_after_ties"] = _cuts_after_ties(epochs, cuts, plateau_cuts_after_ties)
+        if pd.notna(run["collapse_epoch"]):
+            result["lr_collapse_epoch"] = int(run["collapse_epoch"])
+            result["lr_epochs_after_collapse"] = int(run["collapse_epochs_after"])
+        result["lr_cuts_after_ties"] = _cuts_after_ties(epochs, rate, plateau_cuts_after_ties)
 
     # -- best epochs and the optimism of picking one ------------------------------------------
-    best = best_epochs(epochs if "val_loss" in epochs.columns else epochs.assign(val_loss=np.nan))
-    result["best_val_loss_epoch"] = best.get("best_val_loss_epoch")
-    result["best_val_accuracy_epoch"] = best.get("best_val_accuracy_epoch")
+    result["best_val_accuracy_epoch"] = int(run["best_epoch"]) if pd.notna(run["best_epoch"]) else None
+    result["best_val_loss_epoch"] = (labels[int(np.nanargmin(epochs["val_loss"].to_numpy(dtype=float)))]
+                                     if "val_loss" in epochs and epochs["val_loss"].notna().any() else None)
     # Null model: the epochs plausibly at the plateau (accuracy not below the best epoch's by
     # Fisher's test at `level`) are one model measured with fresh binomial noise on n images;
     # its accuracy is their mean. Epochs still rising are left out (pooling them under-states
@@ -187,8 +193,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     # rising curve). Real epochs share images and weights (correlated scores), which makes
     # the real optimism smaller: without per-image predictions this is an upper bound.
     k = changes["k"].to_numpy(dtype=int)
-    best_k = int(k.max())
-    plateau = fisher_p(np.full(k.size, best_k), k, np.full(k.size, n)) >= 1 - level
+    plateau = plateau_epochs(k, n, level)
     on_plateau = float(np.mean(k[plateau]) / n)
     noise = expected_max_noise(n, int(plateau.sum()), on_plateau)
     result["best_epoch_expected_optimism"] = noise.get("expected_optimism")
@@ -207,25 +212,18 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     return result
 
 
-def _cuts_after_ties(epochs: pd.DataFrame, cuts: list, plateau_cuts_after_ties) -> dict | None:
+def _cuts_after_ties(epochs: pd.DataFrame, rate, plateau_cuts_after_ties) -> dict | None:
     """Were the rate cuts ReduceLROnPlateau(monitor="val_accuracy") reacting to mere ties?
 
-    The history does not record the callback's settings, so the patience is estimated: the
-    largest p (at most the smallest gap between cuts, or the first cut's epoch) for which every
-    cut followed p epochs without a new best val accuracy (``plateau_cuts_after_ties`` finds no
-    'other' cut).  ``consistent`` is false when no p fits: then the schedule was not (only)
-    ReduceLROnPlateau on val_accuracy, and the verdict says nothing about ties.  None when the
-    rate was never cut.
+    The history does not record the callback's settings, so the patience is inferred
+    (valstat.core.schedule.infer_patience, as for recorded stores). ``consistent`` is false
+    when no patience fits: then the schedule was not (only) ReduceLROnPlateau on
+    val_accuracy, and the verdict says nothing about ties. None when the rate was never cut.
     """
-    if not cuts:
+    if len(lr_cuts_of(rate)) == 0:
         return None
-    bound = int(min(np.diff(cuts))) if len(cuts) > 1 else int(cuts[0])
-    found, patience = None, None
-    for p in range(min(bound, MAX_PATIENCE), 0, -1):
-        found = plateau_cuts_after_ties(epochs, monitor="val_accuracy", patience=p, mode="max")
-        if found["other"] == 0:
-            patience = p
-            break
+    patience = infer_patience(epochs["val_accuracy"].to_numpy(dtype=float), rate, "max")
+    found = plateau_cuts_after_ties(epochs, monitor="val_accuracy", patience=patience or 1, mode="max")
     return {
         "monitor": "val_accuracy", "patience_inferred": patience, "cuts": found["cuts"],
         "after_ties_only": found["after_ties_only"], "after_worse": found["after_worse"],
@@ -328,7 +326,7 @@ def _verdict(r: dict, epochs: pd.DataFrame) -> str:
             sentence += ", the last epoch."
         parts.append(sentence)
     else:
-        parts.append(f"The learning rate never fell below {LR_COLLAPSE_THRESHOLD:.0%} of its "
+        parts.append(f"The learning rate never fell below {r['lr_collapse_threshold']:.0%} of its "
                      f"start (from {r['lr_initial']:.2g} to {r['lr_final']:.2g}).")
     ties = r["lr_cuts_after_ties"]
     if ties and ties["consistent"] and ties["cuts"]:
@@ -421,7 +419,7 @@ def format_diagnosis(result: dict, width: int = 100) -> str:
         if cuts:
             text += f" (at epochs {', '.join(str(c) for c in cuts)})"
         if result.get("lr_collapse_epoch") is not None:
-            text += (f"; below {LR_COLLAPSE_THRESHOLD:.0%} of the start from epoch "
+            text += (f"; below {result['lr_collapse_threshold']:.0%} of the start from epoch "
                      f"{result['lr_collapse_epoch']} ({result['lr_epochs_after_collapse']} epochs)")
         lines.append(f"learning rate:    {text}")
     best = []

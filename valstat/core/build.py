@@ -111,6 +111,21 @@ def build_core(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFra
     return Core(dict(meta), settings, table, merged, predictions, cube, arm_names)
 
 
+def history_core(epochs: pd.DataFrame, n_val: int | None, settings: Settings = DEFAULT) -> Core:
+    """One Keras history (a tidy epochs table: epoch, val_accuracy, optional loss, accuracy,
+    val_loss, learning_rate) as the Core of a one-run store (run_id "history"), so that
+    `valstat diagnose` reads the same run table as `stats` and `report`."""
+    frame = epochs.assign(run_id="history")
+    for column in EPOCH_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan
+    run = {c: np.nan for c in RUN_COLUMNS}
+    run.update(run_id="history", experiment="history", arm="history", seed=0, fold=0, split_seed=0,
+               init_seed=0, order_seed=0, status="finished", n_val=n_val, epochs_run=len(frame))
+    predictions = pd.DataFrame({c: pd.Series(dtype=float) for c in PREDICTION_COLUMNS})
+    return build_core(pd.DataFrame([run]), frame[EPOCH_COLUMNS], predictions, {"arms": ["history"]}, settings)
+
+
 def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
     """The validation set a run used: its fold, or (split_seed, fold) when split seeds differ."""
     if arm_runs["split_seed"].nunique() <= 1:
