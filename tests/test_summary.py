@@ -11,7 +11,8 @@ from valstat.core import Settings
 from valstat.errors import UserError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
 from valstat.stats.simulate import fake_store
-from valstat.summary import format_summary, summarize
+from valstat.report.stats_text import format_summary
+from valstat.summary import summarize
 
 ARM_KEYS = {"n_runs", "n_diverged", "val_size", "lattice_step", "final_val_accuracy", "best_val_accuracy",
             "moves_within_noise_share", "variance_components", "finite_sample", "lr_collapse",
@@ -289,6 +290,16 @@ def test_format_summary_is_compact_text(two_arms):
     text = format_summary(summarize(*tables, settings=Settings(count_diverged=True)))
     assert "arm base" in text and "arm alt" in text and "within noise" in text and "base vs alt" in text
     assert "nan" not in text.lower() and len(text.splitlines()) < 40
+
+
+def test_format_summary_speaks_chinese_from_the_same_tables(two_arms):
+    tables, _ = two_arms
+    summary = summarize(*tables)
+    en, zh = format_summary(summary, "en"), format_summary(summary, "zh")
+    assert "组 base" in zh and "最终验证准确率" in zh and "arm base" not in zh
+    assert len(en.splitlines()) == len(zh.splitlines())
+    # the numbers are the same in both languages: one formatter
+    assert format_summary(summary, "en").count("%") == format_summary(summary, "zh").count("%")
 
 
 def test_one_shared_split_gives_the_crossed_interval_for_new_images():

@@ -104,13 +104,14 @@ def _duration(seconds: float) -> str:
 
 def cmd_stats(args) -> int:
     from valstat.store import load_tables
-    from valstat.summary import format_summary, summarize
+    from valstat.report.stats_text import format_summary
+    from valstat.summary import summarize
 
     tables = load_tables(args.out_dir)
     if tables.runs.empty:
         raise UserError(f"the store in {args.out_dir} holds no runs yet")
     summary = summarize(tables.runs, tables.epochs, tables.predictions, tables.meta)
-    print(json.dumps(summary.to_dict(), indent=2) if args.json else format_summary(summary))
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else format_summary(summary, args.lang))
     return 0
 
 
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="example: valstat stats reports/default --json")
     stats.add_argument("out_dir", help="output folder of `valstat run`")
     stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument("--lang", default="en", choices=["en", "zh"], help="language of the text")
     stats.set_defaults(handler=cmd_stats)
 
     report = commands.add_parser("report", help="HTML report, figures, LaTeX and methods text",

@@ -145,17 +145,3 @@ def unstable_images(runs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
                               for c, t in row.confused_with],
         } for row in unstable.head(top).itertuples(index=False)]
     return out
-
-
-def format_unstable(unstable: dict, shown: int = 5) -> list:
-    """Text lines for `valstat stats`: each arm's most unstable images."""
-    lines = []
-    for arm, images in unstable.items():
-        if not images:
-            continue
-        items = [f"{item['file'] or '#' + str(item['example'])} (class {item['class_name']}, "
-                 f"{item['flips']} flip{'' if item['flips'] == 1 else 's'}, right at the end "
-                 f"in {item['final_correct']}/{item['runs']} runs)"
-                 for item in images[:shown]]
-        lines.append(f"most unstable images of {arm}: " + "; ".join(items))
-    return lines

@@ -2,12 +2,10 @@
 
 summarize(runs, epochs, predictions, meta) builds the run table and correctness cube once
 (valstat.core.build_core) and returns a Summary (frozen dataclasses, `to_dict()` for JSON) for
-the report and `valstat stats`; valstat.text.stats words it. Pure pandas/numpy/scipy/statsmodels.
+the report and `valstat stats`; valstat.report.stats_text words it. Pure pandas/numpy/scipy/statsmodels.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -15,7 +13,7 @@ import pandas as pd
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.errors import ValstatError
-from valstat.images import format_unstable, unstable_images
+from valstat.images import unstable_images
 from valstat.results import ArmSummary, Comparison, Summary
 from valstat.stats import (
     corrected_resampled_ttest,
@@ -464,94 +462,3 @@ def summarize_core(core: Core) -> Summary:
                                 else "are left out of every statistic (n_counted)"),
         ],
     )
-
-
-def _pct(x, digits=1):
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def _span(low, high):
-    """Percent range of an accuracy interval, clipped to 0..100% for display."""
-    return f"{_pct(max(0.0, low))}..{_pct(min(1.0, high))}"
-
-
-def _format_metric(label, m):
-    if not m:
-        return f"  {label}: n/a"
-    scope = "these validation images" if m.get("scope") == "these validation images" else "new images"
-    ci = f"CI {_span(m['low'], m['high'])} ({scope})" if m.get("low") is not None else "no CI"
-    parts = [ci]
-    if m.get("sd") is not None:
-        parts.append(f"sd {_points(m['sd'])}")
-    if m.get("pi_low") is not None:
-        parts.append(f"one new run {_span(m['pi_low'], m['pi_high'])}")
-    conditional = m.get("conditional")
-    if conditional and m.get("method") == "crossed-anova" and conditional.get("low") is not None:
-        parts.append(f"on these validation images CI {_span(conditional['low'], conditional['high'])}")
-    design = f", {m['design']}" if m.get("design") else ""
-    return f"  {label}: mean {_pct(m['estimate'])} ({'; '.join(parts)}; n={m['n']}{design})"
-
-
-def _points(value) -> str:
-    """A difference or spread of accuracies in percentage points."""
-    return "n/a" if value is None else f"{100 * value:.1f} points"
-
-
-def format_summary(result: Summary) -> str:
-    """Compact human-readable text of a summarize() result, one block per arm."""
-    summary = result.to_dict()
-    lines = [f"experiment: {summary.get('experiment')}"]
-    for name, arm in summary["arms"].items():
-        lines.append(f"arm {name}: {arm['n_runs']} runs ({arm['n_diverged']} diverged), "
-                     f"validation images {arm['val_size']} (one image = {_pct(arm['lattice_step'], 2)})")
-        lines.append(_format_metric("final val accuracy", arm["final_val_accuracy"]))
-        lines.append(_format_metric("best val accuracy", arm["best_val_accuracy"]))
-        moves = arm.get("moves_within_noise") or {}
-        if moves.get("moves"):
-            lines.append(f"  epoch-to-epoch changes within noise: {moves['within_noise']}/{moves['moves']} "
-                         f"({_pct(moves['share'])}, {moves['test']})")
-        if arm.get("variance_components"):
-            parts = [f"{r['component']} {_pct(r['share'], 0) if r['share'] is not None else 'n/a'}"
-                     for r in arm["variance_components"] if r["component"] in ("split", "seed", "residual")]
-            lines.append(f"  variance shares: {', '.join(parts)} ({arm['variance_components'][0]['method']})")
-        finite = arm.get("finite_sample")
-        if finite and finite.get("method", "jordan-independent-errors") == "jordan-independent-errors":
-            lines.append(f"  finite validation set explains {_pct(finite['finite_sample_share'], 0)} "
-                         f"of within-fold variance")
-        elif finite:
-            how = "stratified by class" if finite["method"] == "stratified-per-run" else "binomial"
-            sd = 100 * math.sqrt(max(finite["sampling_variance"], 0.0))
-            lines.append(f"  drawing {finite['n']} validation images per run ({how}): sd {sd:.1f} points, "
-                         f"{_pct(finite['finite_sample_share'], 0)} of run-to-run variance; the rest is the model")
-        if arm.get("lr_collapse"):
-            lc, pc = arm["lr_collapse"], arm["plateau_cuts"]
-            when = f" (median epoch {lc['median_epoch']:g})" if lc["median_epoch"] is not None else ""
-            lines.append(f"  learning rate below 1% of start in {lc['runs']} runs{when}; "
-                         f"LR cuts {pc['cuts']}, after ties only {pc['after_ties_only']}, after worse {pc['after_worse']}")
-        if arm.get("one_class_collapse"):
-            oc = arm["one_class_collapse"]
-            lines.append(f"  one-class collapse: {oc['runs_ending_collapsed']} runs end collapsed, "
-                         f"{oc['runs_ever_collapsed']} ever")
-        for rule in (arm.get("optimism") or {}).get("rules", []):
-            ci = ("no CI" if rule["low"] is None
-                  else f"CI {100 * rule['low']:.1f}..{100 * rule['high']:.1f}")
-            lines.append(f"  optimism of {rule['rule']}: {_points(rule['mean'])} ({ci})")
-        if arm.get("val_size_for_halfwidth"):
-            sizes = ", ".join(f"±{_pct(float(h), 0)}: {n} images" for h, n in arm["val_size_for_halfwidth"].items())
-            prob = arm.get("val_size_for_halfwidth_probability")
-            lines.append(f"  validation size for a 95% interval of {sizes}"
-                         + (f" (reached with probability {prob:g})" if prob else ""))
-    for comp in summary.get("comparisons", []):
-        poi = comp.get("probability_of_improvement") or {}
-        t = comp.get("corrected_t") or {}
-        poi_text = "n/a" if not poi else f"{poi['estimate']:.2f} (exact CI {poi['low']:.2f}..{poi['high']:.2f})"
-        t_text = "n/a" if not t else f"t={t['t']:.2f}, p={t['p_value']:.3g}" if t.get("t") is not None else f"p={t['p_value']:.3g}"
-        lines.append(f"{comp['a']} vs {comp['b']}: {comp['pairs']} (seed, fold) pairs; McNemar significant in "
-                     f"{comp['mcnemar_significant']}/{len(comp['mcnemar'])}; P({comp['a']} > {comp['b']}) {poi_text}; "
-                     f"corrected t {t_text}")
-    rn = summary.get("runs_needed") or {}
-    lines.append(f"runs needed to detect P(A>B)={rn.get('gamma')}: {rn.get('runs')} paired runs "
-                 f"(95% P(A>B) interval excludes 1/2 with power {1 - (rn.get('beta') or 0.05):g}; "
-                 f"Noether's two-sample formula: {rn.get('noether_independent')})")
-    lines += format_unstable(summary.get("unstable_images") or {})
-    return "\n".join(lines)
