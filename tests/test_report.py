@@ -408,6 +408,7 @@ def test_every_string_exists_in_both_languages_with_the_same_placeholders():
 def test_one_class_collapse_counts_from_when_the_final_class_took_over():
     import pandas as pd
 
+    from valstat.core import Cube
     from valstat.report.analysis import _one_class
 
     rows = []
@@ -416,8 +417,11 @@ def test_one_class_collapse_counts_from_when_the_final_class_took_over():
                  for example, (label, guess) in enumerate(zip([6, 1, 2, 3], guesses))]
     predictions = pd.DataFrame(rows, columns=["run_id", "epoch", "example", "label",
                                               "predicted"])
-    runs = pd.DataFrame({"run_id": ["r"], "arm": ["a"], "final_val_accuracy": [0.25],
-                         "n": [4]})
+    flags = Cube.build(predictions, pd.Index(["r"])).one_class()
+    # one class at every epoch, but class 6 only from epoch 2: the streak starts there
+    assert flags.loc[0].tolist() == [True, True, 2, 6]
+    runs = pd.DataFrame({"run_id": ["r"], "arm": ["a"], "final_val_accuracy": [0.25], "n": [4],
+                         "last_epoch": [3]}).join(flags.reset_index(drop=True))
     meta = {"dataset": {"class_names": [f"c{i}" for i in range(8)]}}
-    (item,) = _one_class(predictions, runs, meta)
+    (item,) = _one_class(runs, meta)
     assert (item["from_epoch"], item["epochs"], item["class_name"], item["k"]) == (2, 2, "c6", 1)
