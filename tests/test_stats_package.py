@@ -8,7 +8,7 @@ import pytest
 
 import valstat.stats as stats
 from valstat.stats.simulate import fake_store
-from valstat.summary import EPOCH_COLUMNS, PREDICTION_COLUMNS, RUN_COLUMNS
+from valstat.core import EPOCH_COLUMNS, PREDICTION_COLUMNS, RUN_COLUMNS
 
 
 def test_importing_stats_and_summary_loads_no_keras_tensorflow_or_matplotlib():
