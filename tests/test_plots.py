@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.ft2font import FT2Font  # noqa: E402
 
-from valstat import fonts, plots  # noqa: E402
+from valstat import fonts  # noqa: E402
+from valstat.report import plots  # noqa: E402
 from valstat.report.text import HERE  # noqa: E402
 from valstat.stats import curve_changes, largest_drop  # noqa: E402
 
@@ -130,10 +131,15 @@ def test_every_plot_function_labels_its_axes(labels):
             plots.plot_selection(selection, colors, labels),
         ]
     for fig in figures:
+        fig.canvas.draw()   # tick label texts exist only once drawn
         visible = [ax for ax in fig.axes if ax.get_visible()]
         assert visible
         assert any(ax.get_xlabel() for ax in visible), fig
-        assert any(ax.get_ylabel() or ax.get_yticklabels() for ax in visible)
+        # the y axis is named: a label, or tick labels that carry text
+        assert any(ax.get_ylabel() or any(t.get_text() for t in ax.get_yticklabels())
+                   for ax in visible), fig
+    bars = [t.get_text() for t in figures[4].axes[0].get_yticklabels()]
+    assert bars == [labels[f"vc_{c}"] for c in ("total", "finite_sample", "split", "seed", "residual")]
     lr_axis = figures[3].axes[0]
     assert lr_axis.get_yscale() == "log"
 

@@ -77,7 +77,7 @@ def plot(tables: Tables, name: str, ax=None, lang: str = "en"):
     ax: an Axes to draw into (a sequence of Axes for the figures with several panels);
     default: a new Figure sized for a thesis page.
     """
-    from valstat import plots
+    from valstat.report import plots
 
     builders = _builders(tables, lang)
     if name not in builders:

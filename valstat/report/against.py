@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from valstat import plots
+from valstat.report import plots
 from valstat.report.text import Strings, epoch, pct
 
 STEM = "against_reruns"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from valstat import plots
+from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
 

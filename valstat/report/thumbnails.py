@@ -137,7 +137,7 @@ def image_section(analysis, predictions, S: Strings) -> dict | None:
 def image_figure(section: dict, S: Strings, dest):
     """The thesis figure of the grid (figures/unstable_images.{pdf,svg,png}), or None when no
     arm has an unstable image. Returns a report.figures.FigureEntry."""
-    from valstat import plots
+    from valstat.report import plots
     from valstat.report.figures import _entry
 
     T = S.section("images")
