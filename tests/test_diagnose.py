@@ -295,7 +295,11 @@ def test_single_epoch():
     result = diagnose(pd.DataFrame({"epoch": [0], "val_accuracy": [0.7]}), val_size=30)
     assert result["changes_tested"] == 0 and result["largest_drop"] is None
     assert result["epochs"][0]["k"] == 21
-    assert isinstance(format_diagnosis(result), str)
+    text = format_diagnosis(result)
+    # Wilson 95% for 21/30 by hand: (21 + 1.92) / 33.84 = 0.677 +- 1.96 / 33.84 * sqrt(6.3 + 0.96)
+    assert "21/30  52.1% - 83.3%" in text
+    assert "largest drop:     none (val accuracy never fell)" in text
+    assert "best-epoch bias" not in text   # one epoch: no choice, no optimism
 
 
 def test_result_is_plain_json_and_formats_after_a_round_trip():

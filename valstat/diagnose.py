@@ -429,8 +429,8 @@ def format_diagnosis(result: dict, width: int = 100) -> str:
         best.append(f"val loss at epoch {result['best_val_loss_epoch']}")
     if best:
         lines.append(f"best:             {', '.join(best)}")
-    if result.get("best_epoch_expected_optimism") is not None:
-        basis = result.get("best_epoch_optimism") or {}
+    basis = result.get("best_epoch_optimism") or {}
+    if result.get("best_epoch_expected_optimism") is not None and basis.get("epochs", 0) > 1:
         lines.append(f"best-epoch bias:  at most +{_points(result['best_epoch_expected_optimism'])} "
                      f"expected (best of {basis.get('epochs', '?')} plateau epochs as independent "
                      f"draws on {n} images: an upper bound)")
