@@ -465,3 +465,14 @@ def test_real_keras_history(keras_run):
     assert result["best_val_loss_epoch"] == int(np.argmin(frame["val_loss"]))
     assert plain_json_only(result)
     assert "30 images" in format_diagnosis(result)
+
+
+def test_diagnosis_speaks_chinese_from_the_same_string_tables():
+    k = [15, 18, 21, 24, 25, 24, 14, 22, 23, 23, 23]
+    result = diagnose(pd.DataFrame({"epoch": range(len(k)), "val_accuracy": np.array(k) / 30}), val_size=30)
+    en, zh = format_diagnosis(result), format_diagnosis(result, lang="zh")
+    assert "verdict:" in en and "结论：" in zh and "verdict:" not in zh
+    # the same numbers in both: the drop of 10 images, the Wilson band of 23/30, the step
+    for text in (en, zh):
+        assert "23/30  59.1% - 88.2%" in text and "3.3" in text
+    assert "10 张图像" in zh and "10 images" in en

@@ -139,7 +139,7 @@ def cmd_diagnose(args) -> int:
     result = diagnose(epochs, val_size=val_size)
     if placement:
         result["against"] = placement
-    text = format_diagnosis(result) + ("\n" + format_placement(placement) if placement else "")
+    text = format_diagnosis(result, lang=args.lang) + ("\n" + format_placement(placement) if placement else "")
     print(json.dumps(result, indent=2) if args.json else text)
     if args.report:
         from valstat.report import write_single_run_report
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "runs of this store that have the same validation size")
     diagnose.add_argument("--arm", help="with --against: only this arm's runs")
     diagnose.add_argument("--report", help="also write a single-run HTML report to this folder")
-    diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="report language")
+    diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="language of the text and the report")
     diagnose.set_defaults(handler=cmd_diagnose)
 
     export = commands.add_parser("export", help="write the runs, epochs and predictions tables "

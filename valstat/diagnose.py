@@ -48,12 +48,10 @@ from valstat.core.schedule import infer_patience
 from valstat.stats.dynamics import lr_cuts as lr_cuts_of
 from valstat.errors import ValstatError
 from valstat.history import validate_epochs
+from valstat.report.text import Strings, p_short, pct, pts, short
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
-#: How epoch-to-epoch changes are tested (curve_changes without per-image predictions).
-NOISE_TEST = ("Fisher's exact test of k/n against the previous epoch's k/n as independent "
-              "binomials (conservative: the same images are scored twice)")
 
 
 def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float = 0.95,
@@ -151,7 +149,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         "lattice_step": lattice_step(n),
         "level": level,
         "epochs": rows,
-        "noise_test": NOISE_TEST,
+        "noise_test": Strings("en")["diagnose.noise_test"],
         "changes_tested": int(tested.sum()),
         "changes_beyond_noise": beyond,
         "largest_drop": drop,
@@ -207,8 +205,11 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                        "are correlated, so this is an upper bound"),
     }
 
+    result["lr_at_collapse"] = (float(rate[int(np.flatnonzero(labels == result["lr_collapse_epoch"])[0])])
+                                if result["lr_collapse_epoch"] is not None else None)
+    result["has_val_loss"] = bool("val_loss" in epochs.columns and np.isfinite(epochs["val_loss"]).any())
     result = to_plain(result)
-    result["verdict"] = _verdict(result, epochs)
+    result["verdict"] = verdict(result)
     return result
 
 
@@ -232,210 +233,159 @@ def _cuts_after_ties(epochs: pd.DataFrame, rate, plateau_cuts_after_ties) -> dic
 
 
 # ---------------------------------------------------------------------------------------------
-# words
+# words: every sentence from the [diagnose] strings of valstat/report/{en,zh}.toml
 
 
-def _pct(fraction: float, digits: int = 1) -> str:
-    return f"{100 * fraction:.{digits}f}%"
-
-
-def _points(fraction: float) -> str:
-    return f"{100 * fraction:.1f} points"
-
-
-def _p(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.2g}" if p < 0.1 else f"p={p:.2f}"
-
-
-def _images(count: int) -> str:
-    return f"{count} image" + ("" if abs(count) == 1 else "s")
-
-
-def _verdict(r: dict, epochs: pd.DataFrame) -> str:
+def verdict(r: dict, lang: str = "en") -> str:
     """Plain-language summary a student can act on, built only from the result dict."""
+    S = Strings(lang)
+    D = S.section("diagnose")
     n = r["val_size"]
-    level_pct = f"{100 * r['level']:g}%"
     rows = r["epochs"]
     last = rows[-1]
     parts = []
 
-    size = f"{n} images" + (" (inferred)" if r["val_size_inferred"] else "")
-    parts.append(
-        f"Validation accuracy is measured on {size}, so it can only move in steps of "
-        f"{_points(1 / n)}; the last epoch's {last['k']}/{n} ({_pct(last['val_accuracy'])}) has a "
-        f"{level_pct} band of {_pct(last['low'], 0)}-{_pct(last['high'], 0)}.")
+    size = S.images(n) + (D["inferred"] if r["val_size_inferred"] else "")
+    parts.append(D["lattice"].format(size=size, step=pts(1 / n), k=last["k"], n=n, acc=pct(last["val_accuracy"]),
+                                     level=f"{100 * r['level']:g}%", low=pct(last["low"], 0),
+                                     high=pct(last["high"], 0)))
 
     if r["changes_tested"]:
         beyond, tested = r["changes_beyond_noise"], r["changes_tested"]
-        sentence = (f"{beyond} of {tested} epoch-to-epoch changes "
-                    f"{'is' if beyond == 1 else 'are'} larger than the noise of {n} images")
+        sentence = D["changes_one" if beyond == 1 else "changes_many"].format(beyond=beyond, tested=tested, n=n)
         drop = r["largest_drop"]
         if drop is None:
-            sentence += "; validation accuracy never fell from one epoch to the next."
+            sentence += D["never_fell"]
         else:
             lost = -drop["images"]
-            where = f"between epochs {drop['from_epoch']} and {drop['to_epoch']}"
-            sentence += f"; the largest drop, {_images(lost)} ({_points(lost / n)}) {where}, is "
-            scan = (f"{_p(drop['p_value'])}; {_p(drop['p_adjusted'])} adjusted for scanning "
-                    f"{drop['scanned']} moves for the largest")
-            if drop["within_noise"]:
-                sentence += f"within noise ({scan}): this test cannot tell it from noise, " + (
-                    f"which does not show the model did not get worse: on {n} images it flags "
-                    f"only drops of {_images(drop['smallest_flagged'])} or more."
-                    if drop["smallest_flagged"] is not None else
-                    f"which does not show the model did not get worse: on {n} images it could "
-                    "flag no drop from there.")
+            sentence += D["drop"].format(images=S.images(lost), points=pts(lost / n), e0=drop["from_epoch"],
+                                         e1=drop["to_epoch"])
+            scan = D["scan"].format(p=p_short(drop["p_value"]), p_adj=p_short(drop["p_adjusted"]),
+                                    scanned=drop["scanned"])
+            if not drop["within_noise"]:
+                sentence += D["drop_beyond"].format(scan=scan, e1=drop["to_epoch"])
+            elif drop["smallest_flagged"] is not None:
+                sentence += D["drop_within"].format(scan=scan, n=n, flagged=S.images(drop["smallest_flagged"]))
             else:
-                sentence += (f"larger than noise ({scan}): something real changed "
-                             f"at epoch {drop['to_epoch']}.")
+                sentence += D["drop_within_none"].format(scan=scan, n=n)
         parts.append(sentence[0].upper() + sentence[1:])
         whole = r["first_to_last"]
         if whole["images"]:
-            first, final = rows[0]["k"], last["k"]
-            moved = "rose" if whole["images"] > 0 else "fell"
-            parts.append(
-                f"Over the whole run it {moved} from {first}/{n} (epoch {whole['from_epoch']}) to "
-                f"{final}/{n} (epoch {whole['to_epoch']}), {_images(abs(whole['images']))}: "
-                + ("within noise" if whole["within_noise"] else "larger than noise")
-                + f" ({_p(whole['p_value'])}).")
+            parts.append(D["whole"].format(
+                moved=D["rose" if whole["images"] > 0 else "fell"], k0=rows[0]["k"], k1=last["k"], n=n,
+                e0=whole["from_epoch"], e1=whole["to_epoch"], images=S.images(abs(whole["images"])),
+                verdict=D["within" if whole["within_noise"] else "beyond"], p=p_short(whole["p_value"])))
 
     if last["k"] == 0:
-        parts.append("No validation image is right at the end: a network that predicts one class "
-                     "for every image (collapse to one class) scores like this; only per-image "
-                     "predictions can show it (valstat run records them).")
+        parts.append(D["zero"])
 
     if r["lr_initial"] is None:
-        parts.append("The history has no learning rate: put CSVLogger after ReduceLROnPlateau in "
-                     "the callbacks list so the rate is logged.")
+        parts.append(D["no_lr"])
     elif r["lr_collapse_epoch"] is not None:
         e, after = r["lr_collapse_epoch"], r["lr_epochs_after_collapse"]
-        rate_then = float(epochs.loc[epochs["epoch"] == e, "learning_rate"].iloc[0])
-        share = rate_then / r["lr_initial"]
+        rate_then = r["lr_at_collapse"]
         tail = [row["k"] for row in rows if row["epoch"] >= e]
-        sentence = (f"The learning rate was down to {rate_then:.2g}, {100 * share:.2g}% of its "
-                    f"start ({r['lr_initial']:.2g}), at epoch {e}")
+        sentence = D["lr_down"].format(rate=short(rate_then), share=short(100 * rate_then / r["lr_initial"]),
+                                       initial=short(r["lr_initial"]), e=e)
         if after >= 2:
-            sentence += (f", and training ran {after} epochs (epochs {e}-{rows[-1]['epoch']}) at "
-                         "that rate or lower: ")
-            if after >= 3 and len(set(tail)) == 1:
-                sentence += "the flat tail is the schedule, not convergence."
-            else:
-                sentence += ("from there on the weights barely move, so later ups and downs of "
-                             "val accuracy are not learning.")
+            sentence += D["lr_ran"].format(after=after, e=e, last=rows[-1]["epoch"])
+            sentence += D["lr_flat" if after >= 3 and len(set(tail)) == 1 else "lr_still"]
         else:
-            sentence += ", the last epoch."
+            sentence += D["lr_last"]
         parts.append(sentence)
     else:
-        parts.append(f"The learning rate never fell below {r['lr_collapse_threshold']:.0%} of its "
-                     f"start (from {r['lr_initial']:.2g} to {r['lr_final']:.2g}).")
+        parts.append(D["lr_never"].format(threshold=f"{r['lr_collapse_threshold']:.0%}",
+                                          initial=short(r["lr_initial"]), final=short(r["lr_final"])))
     ties = r["lr_cuts_after_ties"]
     if ties and ties["consistent"] and ties["cuts"]:
         p = ties["patience_inferred"]
-        cuts = f"The {ties['cuts']} rate cuts" if ties["cuts"] > 1 else "The rate cut"
-        sentence = (f"{cuts} fit ReduceLROnPlateau monitoring val_accuracy with patience {p}: "
-                    f"{'each' if ties['cuts'] > 1 else 'it'} came after {p} epoch"
-                    f"{'s' if p > 1 else ''} without a new best")
+        epochs = D["epochs_one" if p == 1 else "epochs_many"].format(n=p)
+        sentence = D["ties_many" if ties["cuts"] > 1 else "ties_one"].format(cuts=ties["cuts"], p=p, epochs=epochs)
         if ties["after_ties_only"]:
-            sentence += (f", {ties['after_ties_only']} of {ties['cuts']} after ties alone (a tie "
-                         "is not an improvement)")
-        sentence += (f". On {n} images a new best needs one more image right, so this schedule "
-                     "cuts readily: monitor val_loss (it is continuous) or raise patience.")
-        parts.append(sentence)
+            sentence += D["ties_only"].format(ties=ties["after_ties_only"], cuts=ties["cuts"])
+        parts.append(sentence + D["ties_advice"].format(n=n))
 
-    if "val_loss" in epochs.columns and np.isfinite(epochs["val_loss"]).any():
-        parts.append("Val loss averages a continuous loss over the images, so it moves smoothly "
-                     "while val accuracy jumps in whole images: a smooth loss curve beside a "
-                     "staircase accuracy curve is expected, not a contradiction.")
+    if r["has_val_loss"]:
+        parts.append(D["loss"])
 
     ba, bl = r["best_val_accuracy_epoch"], r["best_val_loss_epoch"]
     if ba is not None:
-        sentence = f"Val accuracy peaked at epoch {ba}"
-        sentence += f" and val loss was lowest at epoch {bl}." if bl is not None else "."
-        optimism = r["best_epoch_expected_optimism"]
-        basis = r["best_epoch_optimism"]
+        sentence = D["peak"].format(e=ba) + (D["peak_loss"].format(e=bl) if bl is not None else D["peak_end"])
+        optimism, basis = r["best_epoch_expected_optimism"], r["best_epoch_optimism"]
         if optimism is not None and basis["epochs"] > 1:
-            sentence += (f" Picking the best epoch flatters the score: were the {basis['epochs']} "
-                         f"epochs within noise of the best all one model of accuracy "
-                         f"{_pct(basis['true_accuracy'])} (their mean) re-measured independently "
-                         f"on {n} images, the best would read {_points(optimism)} high on "
-                         "average. That is an upper bound: real epochs share images and "
-                         "weights, so the bias is smaller; quote a score on images not used "
-                         "to choose the epoch.")
+            sentence += D["optimism"].format(epochs=basis["epochs"], acc=pct(basis["true_accuracy"]), n=n,
+                                             points=pts(optimism))
         parts.append(sentence)
 
     if r["val_size_inferred"]:
-        parts.append(f"The validation size {n} was inferred as the smallest number of images "
-                     "that makes every accuracy a whole count; the real size is a multiple of "
-                     f"it: pass --val-size if it is not {n}.")
-    return " ".join(parts)
+        parts.append(D["size_inferred"].format(n=n))
+    return D["joiner"].join(parts)
 
 
-def format_diagnosis(result: dict, width: int = 100) -> str:
+def format_diagnosis(result: dict, width: int = 100, lang: str = "en") -> str:
     """Text for the terminal: the per-epoch table, the findings and the verdict."""
+    S = Strings(lang)
+    D = S.section("diagnose")
     n = result["val_size"]
-    lines = []
-    inferred = " (inferred)" if result.get("val_size_inferred") else ""
     level = result.get("level", 0.95)
-    lines.append(f"{len(result['epochs'])} epochs; validation set {n} images{inferred}; "
-                 f"accuracy moves in steps of {_points(result['lattice_step'])}")
-    lines.append("")
-    band = f"{100 * level:g}% band (Wilson)"
-    lines.append(f"{'epoch':>5}  {'val acc':>7}  {'images':>9}  {band:<19}  {'change':>6}  noise")
+    inferred = D["inferred"] if result.get("val_size_inferred") else ""
+    lines = [D["head"].format(epochs=len(result["epochs"]), n=n, inferred=inferred,
+                              step=pts(result["lattice_step"])), ""]
+    band = D["col_band"].format(level=f"{100 * level:g}%")
+    lines.append(f"{D['col_epoch']:>5}  {D['col_acc']:>7}  {D['col_images']:>9}  {band:<19}  "
+                 f"{D['col_change']:>6}  {D['col_noise']}")
     for row in result["epochs"]:
         change, noise = "", ""
         if row["change_images"] is not None:
             change = f"{row['change_images']:+d}" if row["change_images"] else "0"
             if row["within_noise"] is not None:
-                verdict = "within noise" if row["within_noise"] else "BEYOND NOISE"
-                noise = f"{verdict} ({_p(row['p_value'])})" if row["p_value"] is not None \
-                    else verdict
+                word = D["row_within" if row["within_noise"] else "row_beyond"]
+                noise = f"{word} ({p_short(row['p_value'])})" if row["p_value"] is not None else word
         images = f"{row['k']}/{n}"
-        interval = f"{_pct(row['low'])} - {_pct(row['high'])}"
-        lines.append(f"{row['epoch']:>5}  {_pct(row['val_accuracy']):>7}  {images:>9}  "
+        interval = f"{pct(row['low'])} - {pct(row['high'])}"
+        lines.append(f"{row['epoch']:>5}  {pct(row['val_accuracy']):>7}  {images:>9}  "
                      f"{interval:<19}  {change:>6}  {noise}".rstrip())
-    lines.append(f"noise: {result.get('noise_test', NOISE_TEST)}, at the "
-                 f"{100 * (1 - level):g}% level")
+    lines.append(D["noise_line"].format(test=D["noise_test"], alpha=f"{100 * (1 - level):g}%"))
     lines.append("")
 
     drop = result.get("largest_drop")
     if drop is None:
-        lines.append("largest drop:     none (val accuracy never fell)")
+        lines.append(D["drop_none"])
     else:
-        noise = "within noise" if drop["within_noise"] else "beyond noise"
         interval = ""
         if drop.get("low") is not None and drop.get("high") is not None:
-            interval = (f"; simultaneous {100 * level:g}% interval for the change "
-                        f"{100 * drop['low']:+.1f} to {100 * drop['high']:+.1f} points")
-        lines.append(f"largest drop:     {-drop['images']} images ({_points(-drop['images'] / n)})"
-                     f" from epoch {drop['from_epoch']} to {drop['to_epoch']}, {noise} "
-                     f"({_p(drop['p_value'])}, {_p(drop['p_adjusted'])} adjusted for "
-                     f"{drop['scanned']} moves{interval})")
+            interval = D["drop_interval"].format(level=f"{100 * level:g}%", low=f"{100 * drop['low']:+.1f}",
+                                                 high=f"{100 * drop['high']:+.1f}")
+        lines.append(D["drop_line"].format(
+            images=-drop["images"], points=pts(-drop["images"] / n), e0=drop["from_epoch"], e1=drop["to_epoch"],
+            verdict=D["row_drop_within" if drop["within_noise"] else "row_drop_beyond"],
+            p=p_short(drop["p_value"]), p_adj=p_short(drop["p_adjusted"]), scanned=drop["scanned"],
+            interval=interval))
     if result.get("lr_initial") is None:
-        lines.append("learning rate:    not in the history")
+        lines.append(D["lr_absent"])
     else:
-        text = f"{result['lr_initial']:.3g} -> {result['lr_final']:.3g}"
         cuts = result.get("lr_cuts") or []
-        text += f", {len(cuts)} cut{'s' if len(cuts) != 1 else ''}"
-        if cuts:
-            text += f" (at epochs {', '.join(str(c) for c in cuts)})"
+        collapse = ""
         if result.get("lr_collapse_epoch") is not None:
-            text += (f"; below {result['lr_collapse_threshold']:.0%} of the start from epoch "
-                     f"{result['lr_collapse_epoch']} ({result['lr_epochs_after_collapse']} epochs)")
-        lines.append(f"learning rate:    {text}")
+            collapse = D["lr_collapse"].format(threshold=f"{result['lr_collapse_threshold']:.0%}",
+                                               e=result["lr_collapse_epoch"],
+                                               after=result["lr_epochs_after_collapse"])
+        lines.append(D["lr_line"].format(
+            initial=short(result["lr_initial"], 3), final=short(result["lr_final"], 3),
+            cuts=D["cuts_one" if len(cuts) == 1 else "cuts_many"].format(n=len(cuts)),
+            at=D["cuts_at"].format(epochs=", ".join(str(c) for c in cuts)) if cuts else "", collapse=collapse))
     best = []
     if result.get("best_val_accuracy_epoch") is not None:
-        best.append(f"val accuracy at epoch {result['best_val_accuracy_epoch']}")
+        best.append(D["best_acc"].format(e=result["best_val_accuracy_epoch"]))
     if result.get("best_val_loss_epoch") is not None:
-        best.append(f"val loss at epoch {result['best_val_loss_epoch']}")
+        best.append(D["best_loss"].format(e=result["best_val_loss_epoch"]))
     if best:
-        lines.append(f"best:             {', '.join(best)}")
+        lines.append(D["best_line"].format(items=", ".join(best)))
     basis = result.get("best_epoch_optimism") or {}
     if result.get("best_epoch_expected_optimism") is not None and basis.get("epochs", 0) > 1:
-        lines.append(f"best-epoch bias:  at most +{_points(result['best_epoch_expected_optimism'])} "
-                     f"expected (best of {basis.get('epochs', '?')} plateau epochs as independent "
-                     f"draws on {n} images: an upper bound)")
+        lines.append(D["bias"].format(points=pts(result["best_epoch_expected_optimism"]),
+                                      epochs=basis["epochs"], n=n))
     lines.append("")
-    lines.append("verdict:")
-    lines.extend(textwrap.wrap(result["verdict"], width=width, initial_indent="  ",
-                               subsequent_indent="  "))
+    lines.append(D["verdict"])
+    lines.extend(textwrap.wrap(verdict(result, lang), width=width, initial_indent="  ", subsequent_indent="  "))
     return "\n".join(lines) + "\n"

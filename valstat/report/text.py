@@ -95,6 +95,19 @@ def pval(p) -> str:
     return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
 
 
+def p_short(p) -> str:
+    """p-value inline in terminal text: 'p<0.001', 'p=0.031', 'p=0.42'."""
+    if not finite(p):
+        return "p=–"
+    p = float(p)
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}" if p < 0.1 else f"p={p:.2f}"
+
+
+def short(x, digits: int = 2) -> str:
+    """A number with `digits` significant digits, Python's g format: 0.001, 1e-05, 0.31."""
+    return f"{float(x):.{digits}g}" if finite(x) else "–"
+
+
 def num(x, digits: int = 2) -> str:
     if not finite(x):
         return "–"
