@@ -1,6 +1,6 @@
 """`valstat stats` + `valstat report` time on a synthetic store (no training).
 
-The store is written through valstat's own Store from valstat.stats.simulate.fake_store:
+The store is written through valstat's own Store from valstat.synthetic.fake_store:
 1,000 runs x 30 epochs x 30 images (--quick: 100 runs). Both commands run as the real CLI in
 subprocesses. Prints the total seconds as the last line.
 """
@@ -18,7 +18,7 @@ from common import append_result, machine
 
 
 def write_store(out: Path, seeds: int, epochs: int) -> int:
-    from valstat.stats.simulate import fake_store
+    from valstat.synthetic import fake_store
     from valstat.store import write_tables
 
     runs, epoch_rows, predictions, meta, _ = fake_store(

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from valstat.stats import mean_interval
-from valstat.stats.simulate import fake_store
+from valstat.synthetic import fake_store
 from valstat.summary import summarize
 
 from common import append_result

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import percentileofscore
 
 from conftest import valstat
-from report_fixtures import build_store
+from valstat.synthetic import build_store
 from valstat.errors import UserError
 from valstat.stats.against import largest_fall, percentile_of, place_curve, place_value
 from valstat.store import Store, load_tables

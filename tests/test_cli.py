@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from valstat.stats.simulate import fake_store
+from valstat.synthetic import fake_store
 from valstat.store import write_tables
 
 PROBE = """

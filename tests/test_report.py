@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from report_fixtures import CHROMIUM, HOSTILE, Chromium, build_store
+from report_fixtures import CHROMIUM, HOSTILE, Chromium
+from valstat.synthetic import build_store
 from valstat.errors import UserError
 from valstat.report import build_report, write_single_run_report
 from valstat.report.figures import FIGURES as ALL_FIGURES

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY, valstat, write_image_folder
-from report_fixtures import CHROMIUM, Chromium, build_store
+from report_fixtures import CHROMIUM, Chromium
+from valstat.synthetic import build_store
 from valstat.report import build_report
 from valstat.store import Store, load_tables
 

@@ -55,9 +55,9 @@ def test_plateau_cuts_after_ties_hand_worked():
 
 
 def test_keras_schedule_simulator_agrees_with_hand_worked_example():
-    from valstat.stats.simulate import keras_plateau_schedule
+    from valstat.stats.plateau import plateau_schedule
 
-    assert np.allclose(keras_plateau_schedule(HAND_ACC, 1e-3, patience=2), HAND_LR)
+    assert np.allclose(plateau_schedule(HAND_ACC, 1e-3, patience=2, mode="max"), HAND_LR)
 
 
 def test_cut_after_an_improvement_is_other_and_min_mode():

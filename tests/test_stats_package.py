@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import valstat.stats as stats
-from valstat.stats.simulate import fake_store
+from valstat.synthetic import fake_store
 from valstat.core import EPOCH_COLUMNS, PREDICTION_COLUMNS, RUN_COLUMNS
 
 
 def test_importing_stats_and_summary_loads_no_keras_tensorflow_or_matplotlib():
-    code = ("import sys, valstat.stats, valstat.summary, valstat.stats.simulate; "
+    code = ("import sys, valstat.stats, valstat.summary, valstat.synthetic; "
             "bad = [m for m in ('keras', 'tensorflow', 'matplotlib') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -34,7 +34,7 @@ def test_fake_store_has_store_columns_and_known_structure():
     assert len(epochs) == 11 * 4 + 2 and len(preds) == len(epochs) * 10
     acc = preds.assign(ok=preds["label"] == preds["predicted"]).groupby(["run_id", "epoch"])["ok"].mean()
     assert np.allclose(acc.to_numpy(), epochs.set_index(["run_id", "epoch"])["val_accuracy"].loc[acc.index])
-    diverged = preds[preds["run_id"] == "base-s1-f2"]
+    diverged = preds[preds["run_id"] == "base/s1/f2"]
     assert (diverged["predicted"] == 0).all()
     assert epochs["truth_accuracy"].isna().all()
     assert meta["arms"] == ["base", "alt"] and len(effects["split_effect"]) == 3

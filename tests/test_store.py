@@ -13,7 +13,7 @@ import pytest
 
 from conftest import TINY, valstat
 from valstat.errors import UserError
-from valstat.stats.simulate import fake_store
+from valstat.synthetic import fake_store
 from valstat.store import (EPOCH_COLUMNS, PREDICTION_COLUMNS, SCHEMA_VERSION, load_tables,
                            read_meta, store_path, write_tables)
 

@@ -10,8 +10,9 @@ from scipy import stats as sps
 from valstat.core import Settings
 from valstat.errors import UserError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
-from valstat.stats.simulate import fake_store
+from valstat.synthetic import fake_store
 from valstat.report.stats_text import format_summary
+from valstat.splits import run_id_for
 from valstat.summary import summarize
 
 ARM_KEYS = {"n_runs", "n_diverged", "val_size", "lattice_step", "final_val_accuracy", "best_val_accuracy",
@@ -25,7 +26,7 @@ def summary_dict(*tables, **kwargs) -> dict:
 
 
 def store(**kwargs):
-    """Synthetic store: runs, epochs, predictions, meta (see valstat.stats.simulate.fake_store)."""
+    """Synthetic store: runs, epochs, predictions, meta (see valstat.synthetic.fake_store)."""
     return fake_store(**kwargs)[:4]
 
 
@@ -116,14 +117,14 @@ def test_comparisons_are_paired_on_seed_and_fold(two_arms):
     (comp,) = summary["comparisons"]
     assert (comp["a"], comp["b"], comp["pairs"]) == ("base", "alt", 6) and len(comp["mcnemar"]) == 6
     first = next(m for m in comp["mcnemar"] if (m["seed"], m["fold"]) == (0, 1))
-    a, b = final_correct(preds, "base-s0-f1"), final_correct(preds, "alt-s0-f1")
+    a, b = final_correct(preds, "base/s0/f1"), final_correct(preds, "alt/s0/f1")
     n10, n01 = int(np.sum(a & ~b)), int(np.sum(~a & b))
     expected = 1.0 if n10 + n01 == 0 else min(1.0, 2 * sps.binom.cdf(min(n10, n01), n10 + n01, 0.5))
     assert (first["b"], first["c"]) == (n10, n01) and first["p_value"] == pytest.approx(expected)
     final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
     keys = [(s, f) for s in range(3) for f in range(2)]
-    da = np.array([final[f"base-s{s}-f{f}"] for s, f in keys])
-    db = np.array([final[f"alt-s{s}-f{f}"] for s, f in keys])
+    da = np.array([final[run_id_for("base", s, f)] for s, f in keys])
+    db = np.array([final[run_id_for("alt", s, f)] for s, f in keys])
     assert comp["probability_of_improvement"]["estimate"] == pytest.approx(np.mean((da > db) + 0.5 * (da == db)))
     d = da - db
     t = d.mean() / np.sqrt((1 / 6 + 30 / 400) * d.var(ddof=1))

@@ -166,7 +166,7 @@ def test_a_failing_run_is_one_line_naming_it(tmp_path):
 
 
 def test_a_read_sees_one_moment_of_a_store_being_written(tmp_path, monkeypatch):
-    from valstat.stats.simulate import fake_store
+    from valstat.synthetic import fake_store
 
     runs, epochs, predictions, meta, _ = fake_store(seeds=2, folds=1, epochs=3, seed=1)
     first = runs.run_id.iloc[0]
@@ -215,7 +215,7 @@ print(json.dumps({"summary": valstat.summary.to_plain(summary), "heavy": heavy,
 
 
 def test_notebook_api_loads_summarizes_and_draws_into_given_axes_without_tensorflow(tmp_path):
-    from valstat.stats.simulate import fake_store
+    from valstat.synthetic import fake_store
 
     runs, epochs, predictions, meta, _ = fake_store(seeds=3, folds=1, epochs=4, seed=3)
     write_tables(tmp_path, runs, epochs, predictions, meta)
@@ -291,7 +291,7 @@ def test_missing_optional_packages_name_their_extra(tmp_path):
     (tmp_path / "logs" / "events.out.tfevents.1.host").write_bytes(b"")
     result = python(MISSING, "tensorboard", "diagnose", tmp_path / "logs")
     assert_one_line_error(result, 'pip install "valstat[tensorboard]"')
-    from valstat.stats.simulate import fake_store
+    from valstat.synthetic import fake_store
 
     write_tables(tmp_path / "store", *fake_store(seeds=2, folds=1, epochs=2, seed=0)[:4])
     result = python(MISSING, "pyarrow", "export", tmp_path / "store", "--parquet", tmp_path / "pq")
@@ -306,7 +306,7 @@ def test_garbage_event_file_is_one_line(tmp_path):
 
 
 def test_export_parquet_beside_csv(tmp_path):
-    from valstat.stats.simulate import fake_store
+    from valstat.synthetic import fake_store
 
     runs, epochs, predictions, meta, _ = fake_store(seeds=2, folds=1, epochs=3, seed=4)
     write_tables(tmp_path / "store", runs, epochs, predictions, meta)
