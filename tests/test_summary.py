@@ -316,3 +316,29 @@ def test_one_shared_split_gives_the_crossed_interval_for_new_images():
     t_low, t_high = sps.t.interval(0.95, 5, loc=final.mean(), scale=sps.sem(final))
     assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((t_low, t_high))
     assert "these validation images CI" in format_summary(summarize(runs, epochs, preds, meta))
+
+
+#: summary.json keys as written before the typed results (main at 2b061ef, build_store's store)
+KEYS_BEFORE = {"arm_names", "arms", "class_names", "comparisons", "experiment", "notes", "runs_needed",
+               "unstable_images"}
+ARM_KEYS_BEFORE = {"best_val_accuracy", "final_val_accuracy", "finite_sample", "lattice_step", "lr_collapse",
+                   "minimum_detectable_difference", "moves_within_noise", "moves_within_noise_share", "n_diverged",
+                   "n_runs", "one_class_collapse", "optimism", "plateau_cuts", "val_size", "val_size_for_halfwidth",
+                   "val_size_for_halfwidth_probability", "val_size_source", "variance_components"}
+COMPARISON_KEYS_BEFORE = {"a", "b", "corrected_t", "mcnemar", "mcnemar_significant", "note", "pairs",
+                          "probability_of_improvement"}
+
+
+def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
+    from valstat.store import load_tables
+    from valstat.synthetic import build_store
+
+    tables = load_tables(build_store(tmp_path, seeds=2, folds=2, epochs=6))
+    summary = summary_dict(tables.runs, tables.epochs, tables.predictions, tables.meta)
+    json.dumps(summary, allow_nan=False)
+    assert set(summary) - KEYS_BEFORE == {"settings"} and KEYS_BEFORE <= set(summary)
+    assert summary["settings"] == {"level": 0.95, "collapse_threshold": 0.01, "count_diverged": False}
+    for arm in summary["arms"].values():
+        assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
+    (comparison,) = summary["comparisons"]
+    assert set(comparison) == COMPARISON_KEYS_BEFORE
