@@ -342,3 +342,22 @@ def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
         assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
     (comparison,) = summary["comparisons"]
     assert set(comparison) == COMPARISON_KEYS_BEFORE
+
+
+def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():
+    from valstat.core.schedule import infer_patience
+    from valstat.stats.plateau import plateau_schedule
+
+    runs, epochs, preds, meta = store(arms=("rec",), seeds=3, folds=1, epochs=30, patience=3, seed=4)
+    recorded = dict(meta, store_kind="recorded", arms_config={"rec": {"data": {"val_size": 30}}})
+    cuts = summary_dict(runs, epochs, preds, recorded)["arms"]["rec"]["plateau_cuts"]
+    assert cuts["inferred"] and cuts["cuts"] > 0 and cuts["other"] == 0   # every cut explained
+    # the schedule the old default assumed (val_loss, patience 10) leaves cuts unexplained
+    assumed = dict(recorded, arms_config={"rec": {"schedule": {"monitor": "val_loss", "patience": 10}}})
+    old = summary_dict(runs, epochs, preds, assumed)["arms"]["rec"]["plateau_cuts"]
+    assert not old["inferred"] and old["other"] > 0 and old["cuts"] == cuts["cuts"]
+    # on val_accuracy the inference finds the patience that made the curve (Keras-exact schedule)
+    one = epochs[epochs["run_id"] == runs["run_id"].iloc[0]]
+    acc = one["val_accuracy"].to_numpy()
+    assert np.array_equal(plateau_schedule(acc, 1e-3, patience=3, mode="max"), one["learning_rate"].to_numpy())
+    assert infer_patience(acc, one["learning_rate"].to_numpy(), "max") == 3
