@@ -12,15 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from valstat.core import Settings, build_core, history_core
+from valstat.core.plain import to_plain
 from valstat.errors import UserError
 from valstat.history import validate_epochs
-from valstat.stats import lr_collapse
 from valstat.stats.against import largest_fall, place_curve, place_value
 from valstat.stats.lattice import LATTICE_TOLERANCE
-from valstat.core.plain import to_plain
-
-LEVEL = 0.95
-LR_COLLAPSE_THRESHOLD = 0.01   # the rate counts as collapsed below 1% of its first value
 
 
 def _fits(accuracy: np.ndarray, n: int) -> bool:
@@ -44,18 +41,8 @@ def _choose_val_size(accuracy: np.ndarray, sizes: list, val_size, out_dir) -> in
                     f"({', '.join(map(str, fitting))}); pass --val-size N")
 
 
-def _collapse_epoch(epochs: pd.DataFrame):
-    """The epoch (as numbered) the rate fell below 1% of its first value; None if never or if
-    the rate is not recorded."""
-    if "learning_rate" not in epochs or not np.isfinite(epochs["learning_rate"]).all() \
-            or not epochs["learning_rate"].iloc[0] > 0:
-        return None
-    found = lr_collapse(epochs["learning_rate"].to_numpy(dtype=float), LR_COLLAPSE_THRESHOLD)
-    return None if found["epoch"] is None else int(epochs["epoch"].iloc[found["epoch"]])
-
-
 def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
-                  arm: str | None = None, level: float = LEVEL) -> dict:
+                  arm: str | None = None, level: float = 0.95, settings: Settings | None = None) -> dict:
     """Where one history falls among the store's reruns with the same validation size.
 
     history: tidy epochs table (epoch, val_accuracy, optionally val_loss, learning_rate), as
@@ -69,13 +56,20 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     reruns_with_rate, placed (place_value of the epoch among the collapsed reruns, or null),
     typical (at least (1 - level)/2 of the reruns share its fate, and its epoch is inside the
     collapsed reruns' band; null without rates)}.
+    The reruns are the store's counted runs (valstat.core: not diverged unless
+    settings.count_diverged); collapse epochs come from the run table (settings.collapse_threshold).
     UserError: no runs, no runs with that validation size, unknown arm, history off-lattice.
     """
     from valstat.store import load_tables
 
+    settings = settings or Settings(level=level)
+    level = settings.level
     history = validate_epochs(history, "history")
     tables = load_tables(out_dir)
-    runs = tables.runs[tables.runs["status"].astype(str) != "diverged"]
+    if tables.runs.empty or tables.epochs.empty:
+        raise UserError(f"the store in {out_dir} holds no finished runs to compare with")
+    core = build_core(tables.runs, tables.epochs, tables.predictions, dict(tables.meta or {}), settings)
+    runs = core.counted
     if arm is not None:
         if arm not in set(tables.runs["arm"]):
             raise UserError(f"the store in {out_dir} has no arm {arm!r} (arms: "
@@ -116,15 +110,15 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
              if np.isfinite(g["val_accuracy"]).all()]
     drop = place_value(largest_fall(accuracy, n), falls, level) if falls else None
 
-    own = _collapse_epoch(history)
-    with_rate = [g for g in per_run.values() if "learning_rate" in g
-                 and np.isfinite(g["learning_rate"]).all() and g["learning_rate"].iloc[0] > 0]
-    collapsed = [e for e in (_collapse_epoch(g) for g in with_rate) if e is not None]
+    own_run = history_core(history, n, settings).runs.iloc[0]
+    own = None if pd.isna(own_run["collapse_epoch"]) else int(own_run["collapse_epoch"])
+    with_rate = chosen[chosen["lr_initial"].notna()]
+    collapsed = [int(e) for e in with_rate["collapse_epoch"].dropna()]
     collapse = {"epoch": own, "recorded": "learning_rate" in history,
                 "reruns_collapsed": len(collapsed), "reruns_with_rate": len(with_rate),
                 "placed": place_value(own, collapsed, level) if own is not None and collapsed
                 else None, "typical": None}
-    if collapse["recorded"] and with_rate:
+    if collapse["recorded"] and len(with_rate):
         # typical: at least (1 - level)/2 of the reruns share its fate (collapsed or not), and
         # a collapse epoch inside the collapsed reruns' band
         share = len(collapsed if own is not None else with_rate) / len(with_rate)
