@@ -65,10 +65,11 @@ def cmd_run(args) -> int:
     fused = {"auto": None, "fused": True, "single": False}[args.engine]
     cluster = experiment.cluster
     engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
-    print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else SweepProgress(), engine=engine,
-                        pack_size=args.pack)
+                        pack_size=args.pack,
+                        announce=lambda: print(f"valstat: {engine.line()}",
+                                               file=sys.stderr))
     stored = outcome.already_done + len(outcome.finished) + len(outcome.diverged)
     if outcome.interrupted:
         print(f"valstat: interrupted; {stored} of {outcome.planned} runs are stored in "

@@ -156,7 +156,7 @@ def check_engine(store: Store, engine) -> None:
 
 def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
               scheduler: str | None = None, progress=None, reuse: bool = True,
-              engine=None, pack_size: int | None = None) -> SweepOutcome:
+              engine=None, pack_size: int | None = None, announce=None) -> SweepOutcome:
     """Train every pending run of `experiment` and store it in `out_dir`.
 
     progress: optional object with start(total, done), advance(record), stop() methods.
@@ -164,6 +164,7 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
     one per run, the path before compile-once; same curves, slower).
     engine: valstat.engine.device.Engine (default: the CPU TensorFlow engine); a fused engine
     trains packs of up to `pack_size` runs of one arm as one program (default: all of them).
+    announce: called once, just before training starts (the CLI prints the engine line).
     """
     from dask.distributed import as_completed
 
@@ -193,6 +194,8 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
             progress.start(len(specs), outcome.already_done)
         if engine.kind == "gpu":
             workers = engine.gpus
+        if announce:
+            announce()
         client = _dask_client(workers, threads, scheduler, experiment.cluster, engine)
         try:
             if engine.fused:
