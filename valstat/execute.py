@@ -194,9 +194,9 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
             progress.start(len(specs), outcome.already_done)
         if engine.kind == "gpu":
             workers = engine.gpus
-        if announce:
-            announce()
         client = _dask_client(workers, threads, scheduler, experiment.cluster, engine)
+        if announce:
+            announce()              # workers reachable: training starts now
         try:
             if engine.fused:
                 from valstat.engine.fused import pack_specs, train_pack
