@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issue 12, items 6-7), for a bare CUDA machine that has JAX but not Keras, Dask
 # or TensorFlow. Carries its missing wheels in .whl/ (made by benchmarks/gpu_wheels.sh); never
-# installs TensorFlow. Finishes in well under 8 minutes on one H100 and writes its figures to
+# installs TensorFlow (the wheels are installed only where keras or distributed is missing). Finishes in well under 8 minutes on one H100 and writes its figures to
 # $OUT/gpu_figures.md (or ./gpu_figures.md):
 #   1. fused K=16 vs the same 16 runs one at a time, 32 px founding arm, 10 epochs; TFLOP/s
 #      against f32 matmul peaks measured in the same process;
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SMOKE=""; [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
 PY=${PYTHON:-python3}
 FIG=${OUT:-$PWD}/gpu_figures.md
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+if ! $PY -c "import keras, distributed" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/valstat-site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/valstat-site:$PWD

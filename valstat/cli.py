@@ -80,10 +80,10 @@ def cmd_run(args) -> int:
     fused = {"auto": None, "fused": True, "single": False}[args.engine]
     cluster = experiment.cluster
     engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
-    print(f"valstat: {engine.line()}", file=sys.stderr)
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else sweep_progress(), wait=args.wait,
-                        verbose=args.verbose, engine=engine, pack_size=args.pack)
+                        verbose=args.verbose, engine=engine, pack_size=args.pack,
+                        announce=lambda: print(f"valstat: {engine.line()}", file=sys.stderr))
     for run_id, message in outcome.failed.items():
         print(f"valstat: error: run {run_id} failed on a worker: {message}", file=sys.stderr)
     if outcome.interrupted:

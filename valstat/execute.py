@@ -281,7 +281,7 @@ def check_engine(store: Store, engine) -> None:
 def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
               scheduler: str | None = None, progress=None, wait: bool = False,
               verbose: bool = False, reuse: bool = True, engine=None,
-              pack_size: int | None = None) -> SweepOutcome:
+              pack_size: int | None = None, announce=None) -> SweepOutcome:
     """Train every pending run of `experiment` and store it in `out_dir`.
 
     Holds the store's lock throughout (`wait`: wait for another writer instead of refusing).
@@ -291,6 +291,7 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
     one per run, the path before compile-once; same curves, slower).
     engine: valstat.engine.device.Engine (default: the CPU TensorFlow engine); a fused engine
     trains packs of up to `pack_size` runs of one arm as one program (default: all of them).
+    announce: called once, just before training starts (the CLI prints the engine line).
     """
     out_dir = Path(out_dir)
     try:
@@ -306,13 +307,13 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
             check_engine(store, engine)
             store.set_meta(meta)
             outcome = _train_pending(experiment, specs, store, workers, scheduler, progress,
-                                     verbose, reuse, engine, pack_size)
+                                     verbose, reuse, engine, pack_size, announce)
             outcome.stored = len(store.finished_run_ids() & {spec.run_id for spec in specs})
     return outcome
 
 
 def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose, reuse,
-                   engine, pack_size):
+                   engine, pack_size, announce):
     from dask.distributed import as_completed
 
     from valstat.train import train_one_run
@@ -329,6 +330,8 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
         progress.start(len(specs), outcome.already_done)
     try:
         client = _dask_client(workers, threads, scheduler, experiment.cluster, verbose, engine)
+        if announce:
+            announce()              # workers reachable: training starts now
         try:
             resources = {"GPU": 1} if engine.kind == "gpu" else None
             # the fused engine does not augment: augmenting arms train one run at a time
