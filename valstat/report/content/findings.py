@@ -1,4 +1,4 @@
-"""Sentences, tables and the methods paragraph of the report, from an Analysis and Strings.
+"""The report's findings (one question each, answered with numbers) and its advice.
 
 Numbers come from the Analysis (summary + stats); words from the language's TOML file.
 Everything returned is plain text: escaping is the writers' job (HTML autoescape, latex.escape).
@@ -6,174 +6,14 @@ Everything returned is plain text: escaping is the writers' job (HTML autoescape
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from valstat import __version__, stats
-from valstat.report.analysis import Analysis, confounded, finite_sample_methods
-from valstat.results import ArmSummary
+from valstat import stats
+from valstat.report.analysis import Analysis, confounded
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
+from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 
-#: Coverage table of valstat's intervals, written by benchmarks/calibration.py.
-CALIBRATION = Path(__file__).with_name("calibration.json")
-
-
-@dataclass
-class Table:
-    """One table: display rows (formatted text) for HTML/LaTeX, a raw frame for the CSV twin."""
-
-    name: str
-    caption: str
-    columns: list
-    rows: list
-    frame: pd.DataFrame
-    align: str = ""
-
-
-def _arm_info(analysis: Analysis, arm: str) -> ArmSummary:
-    return analysis.summary.arms[arm]
-
-
-def _schedule(analysis: Analysis, arm: str) -> dict:
-    config = (analysis.meta.get("arms_config") or {}).get(arm) or {}
-    return config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
-
-
-# --------------------------------------------------------------------------- coverage, setup
-
-def coverage(analysis: Analysis, S: Strings) -> list:
-    c = analysis.coverage
-    lines = []
-    if c["planned"] is None:
-        lines.append(S("coverage.unknown", runs=c["runs"]))
-    elif c["complete"]:
-        lines.append(S("coverage.complete", runs=c["runs"], arms=c["arms"],
-                       seeds=c["planned_seeds"] or c["seeds"],
-                       folds=c["planned_folds"] or c["folds"]))
-    else:
-        lines.append(S("coverage.partial", runs=c["runs"], planned=c["planned"]))
-    if c["diverged"]:
-        key = "coverage.diverged_counted" if analysis.settings.count_diverged else "coverage.diverged"
-        lines.append(S(key, count=c["diverged"]))
-    if c["missing_arms"]:
-        lines.append(S("coverage.missing_arms", arms=", ".join(map(str, c["missing_arms"]))))
-    return lines
-
-
-def setup(analysis: Analysis, S: Strings) -> list:
-    """(label, value) rows describing data, model, optimiser, schedule, seeds and versions."""
-    meta = analysis.meta
-    first = analysis.arms[0]
-    config = (meta.get("arms_config") or {}).get(first) or {}
-    data = config.get("data") or {}
-    training = config.get("training") or {}
-    schedule = config.get("schedule") or {}
-    model = config.get("model") or {}
-    dataset = meta.get("dataset") or {}
-    summary_model = (meta.get("model_summary") or {}).get(first) or {}
-    unknown = S["setup.unknown"]
-    rows = []
-    if meta.get("experiment"):
-        rows.append((S["setup.experiment"], str(meta["experiment"])))
-    if meta.get("description"):
-        rows.append((S["setup.description"], str(meta["description"])))
-    source = dataset.get("source") or data.get("source")
-    if source:
-        rows.append((S["setup.source"], S["setup.source_digits"] if source == "digits"
-                     else str(source)))
-    if dataset.get("n_images"):
-        rows.append((S["setup.images"], str(dataset["n_images"])))
-    counts = dataset.get("class_counts") or {}
-    names = dataset.get("class_names") or list(counts)
-    if names:
-        rows.append((S["setup.classes"], ", ".join(
-            f"{name} ({counts[name]})" if name in counts else str(name) for name in names)))
-    sizes = sorted({n for n in analysis.val_sizes.values() if n})
-    rows.append((S["setup.val_size"], ", ".join(map(str, sizes)) or unknown))
-    if data.get("train_size") and source == "digits":
-        rows.append((S["setup.train_size"], str(data["train_size"])))
-    n_truth = dataset.get("n_truth")
-    if n_truth is None:
-        truth = pd.to_numeric(analysis.runs.get("n_truth"), errors="coerce").dropna()
-        n_truth = int(truth.max()) if len(truth) else None
-    rows.append((S["setup.truth_size"], str(n_truth) if n_truth else S["setup.truth_absent"]))
-    if model or summary_model:
-        rows.append((S["setup.model"], S("setup.model_value",
-                     input="×".join(map(str, summary_model.get("input") or
-                                        [data.get("image_size", "?")] * 2 + [3])),
-                     filters=", ".join(map(str, summary_model.get("filters") or [])) or unknown,
-                     dense=summary_model.get("dense_units", model.get("dense_units", unknown)),
-                     dropout=model.get("dropout", unknown),
-                     bn=S["page.yes"] if model.get("batch_norm") else S["page.no"])))
-    if summary_model.get("params"):
-        rows.append((S["setup.params"], f"{int(summary_model['params']):,}"))
-    if training:
-        text = S("setup.optimiser_value", optimizer=training.get("optimizer", unknown),
-                 lr=rate(training.get("learning_rate")), batch=training.get("batch_size", "?"),
-                 epochs=training.get("epochs", "?"), loss=training.get("loss", unknown))
-        if training.get("optimizer") == "sgd":
-            text += S("setup.momentum", momentum=training.get("momentum", 0))
-        rows.append((S["setup.optimiser"], text))
-    if schedule:
-        rows.append((S["setup.schedule"], _schedule_text(schedule, S)))
-    sweep = meta.get("sweep") or {}
-    rows.append((S["setup.seeds"], S("setup.seeds_value",
-                 seeds=sweep.get("seeds", analysis.coverage["seeds"]),
-                 folds=sweep.get("folds", analysis.coverage["folds"]),
-                 vary=", ".join(sweep.get("vary") or []) or unknown)))
-    versions = meta.get("versions") or {}
-    if not versions and len(analysis.runs):
-        run = analysis.runs.iloc[0]
-        versions = {"python": run.get("python_version"), "tensorflow": run.get("tf_version"),
-                    "keras": run.get("keras_version")}
-    if any(versions.values()):
-        rows.append((S["setup.versions"], S("setup.versions_value",
-                     python=versions.get("python") or unknown,
-                     tensorflow=versions.get("tensorflow") or unknown,
-                     keras=versions.get("keras") or unknown)))
-    if meta.get("config_hash"):
-        rows.append((S["setup.config_hash"], str(meta["config_hash"])))
-    return rows
-
-
-def _schedule_text(schedule: dict, S: Strings) -> str:
-    if schedule.get("kind", "reduce_on_plateau") != "reduce_on_plateau":
-        return S["setup.schedule_constant"]
-    return S("setup.schedule_plateau", monitor=schedule.get("monitor", "?"),
-             factor=schedule.get("factor", "?"), patience=schedule.get("patience", "?"),
-             min_delta=schedule.get("min_delta", "?"), min_lr=schedule.get("min_lr", "?"))
-
-
-def _flatten(settings: dict, prefix="") -> dict:
-    out = {}
-    for key, value in (settings or {}).items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def arm_differences(analysis: Analysis, S: Strings) -> list:
-    """(arm, text) for each arm: the settings where it differs from the first arm."""
-    config = analysis.meta.get("arms_config") or {}
-    if len(analysis.arms) < 2:
-        return []
-    base = _flatten(config.get(analysis.arms[0]) or {})
-    out = [(analysis.arms[0], S["setup.same_as_first"])]
-    for arm in analysis.arms[1:]:
-        flat = _flatten(config.get(arm) or {})
-        diffs = [f"{k} = {flat.get(k)}" for k in sorted(set(base) | set(flat))
-                 if flat.get(k) != base.get(k)]
-        out.append((arm, "; ".join(diffs) or S["page.none"]))
-    return out
-
-
-# --------------------------------------------------------------------------- findings
 
 def findings(analysis: Analysis, S: Strings) -> list:
     """[{title, paragraphs: [str]}] answering the founding questions, with numbers."""
@@ -312,8 +152,6 @@ def _smooth(analysis, S):
     return {"id": "smooth", "title": S["findings.smooth_title"], "paragraphs": paragraphs}
 
 
-def _component_name(S, component):
-    return S[f"tables.comp_{component}"] if f"comp_{component}" in S["tables"] else component
 
 
 def _finite_sample_text(info, n, S) -> str:
@@ -433,12 +271,6 @@ def _epochs(analysis, arm):
     return int(part.groupby("run_id")["epoch"].count().median()) if len(part) else None
 
 
-def _n_truth(analysis):
-    dataset = analysis.meta.get("dataset") or {}
-    if dataset.get("n_truth"):
-        return int(dataset["n_truth"])
-    values = pd.to_numeric(analysis.runs.get("n_truth"), errors="coerce").dropna()
-    return int(values.max()) if len(values) and values.max() > 0 else None
 
 
 def _noise_without_truth(analysis, arm):
@@ -479,8 +311,6 @@ def _compare(analysis, S):
                                 m=len(comp.mcnemar)))
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
 
-
-# --------------------------------------------------------------------------- advice
 
 def advice(analysis: Analysis, S: Strings) -> list:
     out = []
@@ -538,166 +368,3 @@ def _schedule_advice(analysis, S):
                 out.append(S("advice.schedule_constant", arm=arm, mean=pct(final),
                              base_mean=pct(base_final), base=base))
     return out
-
-
-# --------------------------------------------------------------------------- methods
-
-def methods(analysis: Analysis, S: Strings) -> str:
-    """The methods paragraph, plain text with [@key] citations."""
-    c = analysis.coverage
-    sizes = sorted({n for n in analysis.val_sizes.values() if n})
-    parts = [S("methods.runs", runs=c["runs"], arms=c["arms"], seeds=c["seeds"],
-               folds=c["folds"], n=", ".join(map(str, sizes)) or "?"),
-             S["methods.binomial"], S["methods.moves"]]
-    tests = {(_arm_info(analysis, a).moves_within_noise or {}).get("test") or ""
-             for a in analysis.arms}
-    if any("fisher" in t for t in tests):
-        parts.append(S["methods.moves_fisher"])
-    parts += [S["methods.means"], S["methods.variance"]]
-    methods_used = finite_sample_methods(analysis)
-    if "jordan-independent-errors" in methods_used:
-        parts.append(S["methods.variance_jordan"])
-    for method in ("stratified", "binomial"):
-        if f"{method}-per-run" in methods_used:
-            parts.append(S[f"methods.variance_{method}"])
-    if any(confounded(analysis, a) for a in analysis.arms):
-        parts.append(S["methods.variance_confounded"])
-    parts.append(S["methods.schedule"])
-    if len(analysis.arms) > 1:
-        parts.append(S["methods.compare"])
-    if len(analysis.selection):
-        parts.append(S("methods.selection", n_truth=_n_truth(analysis) or "?"))
-    parts.append(S["methods.sizes"])
-    calibration = json.loads(CALIBRATION.read_text(encoding="utf-8"))
-    parts.append(S("methods.coverage", reps=calibration["reps"],
-                   **{key: f"{value:.2f}" for key, value in calibration["coverage"].items()}))
-    parts.append(S("methods.software", version=__version__))
-    return " ".join(parts)
-
-
-# --------------------------------------------------------------------------- tables
-
-def tables(analysis: Analysis, S: Strings) -> list:
-    out = [_arms_table(analysis, S)]
-    comparisons = _comparisons_table(analysis, S)
-    if comparisons:
-        out.append(comparisons)
-    variance = _variance_table(analysis, S)
-    if variance:
-        out.append(variance)
-    optimism = _optimism_table(analysis, S)
-    if optimism:
-        out.append(optimism)
-    return out
-
-
-def _ci(info, key_low="low", key_high="high"):
-    if not info or not finite(info.get(key_low)):
-        return "–"
-    return f"{pct(info[key_low])} – {pct(info[key_high])}"
-
-
-def _arms_table(analysis, S):
-    """Per-arm summary, displayed with one column per arm (rows = quantities); tidy CSV."""
-    T = S.section("tables")
-    labels = [T["runs"], T["n"], T["final_mean"], T["final_ci"], T["final_sd"], T["final_pi"],
-              T["best_mean"], T["best_ci"], T["within"], T["lr_collapsed"], T["lr_epoch"],
-              T["one_class"]]
-    columns_by_arm, raw = [], []
-    for arm in analysis.arms:
-        info = _arm_info(analysis, arm)
-        final = info.final_val_accuracy or {}
-        best = info.best_val_accuracy or {}
-        moves = info.moves_within_noise or {}
-        collapse = info.lr_collapse or {}
-        one = info.one_class_collapse or {}
-        runs_text = str(info.n_runs)
-        if info.n_diverged:
-            runs_text += f" ({info.n_diverged} {T['diverged'].lower()})"
-        columns_by_arm.append([
-            runs_text, str(info.val_size or "–"), pct(final.get("estimate")),
-            _ci(final), pts(final.get("sd")), _ci(final, "pi_low", "pi_high"),
-            pct(best.get("estimate")), _ci(best),
-            f"{moves.get('within_noise', 0)}/{moves.get('moves', 0)}" if moves.get("moves")
-            else "–",
-            str(collapse.get("runs", "–")), epoch(collapse.get("median_epoch")),
-            str(one.get("runs_ending_collapsed", "–"))])
-        raw.append({"arm": arm, "runs": info.n_runs, "diverged": info.n_diverged,
-                    "val_size": info.val_size,
-                    "final_mean": final.get("estimate"), "final_low": final.get("low"),
-                    "final_high": final.get("high"), "final_sd": final.get("sd"),
-                    "final_pi_low": final.get("pi_low"), "final_pi_high": final.get("pi_high"),
-                    "best_mean": best.get("estimate"), "best_low": best.get("low"),
-                    "best_high": best.get("high"),
-                    "moves": moves.get("moves"), "moves_within_noise": moves.get("within_noise"),
-                    "lr_collapsed_runs": collapse.get("runs"),
-                    "lr_collapse_median_epoch": collapse.get("median_epoch"),
-                    "one_class_runs": one.get("runs_ending_collapsed")})
-    rows = [[label] + [col[i] for col in columns_by_arm] for i, label in enumerate(labels)]
-    columns = [T["arm"]] + list(analysis.arms)
-    return Table("arms", S["tables.arms_caption"], columns, rows, pd.DataFrame(raw),
-                 align="l" + "r" * len(analysis.arms))
-
-
-def _comparisons_table(analysis, S):
-    comps = [c for c in analysis.summary.comparisons if c.pairs]
-    if not comps:
-        return None
-    T = S.section("tables")
-    columns = [T["a"], T["b"], T["pairs"], T["p_improve"], T["p_improve_ci"], T["t"], T["df"],
-               T["p_t"], T["mcnemar_sig"]]
-    rows, raw = [], []
-    for c in comps:
-        poi = c.probability_of_improvement or {}
-        t = c.corrected_t or {}
-        rows.append([c.a, c.b, str(c.pairs), num(poi.get("estimate")),
-                     f"{num(poi.get('low'))} – {num(poi.get('high'))}" if poi else "–",
-                     num(t.get("t")), str(t.get("df", "–")),
-                     pval(t.get("p_value")).replace("= ", "") if t else "–",
-                     f"{c.mcnemar_significant}/{len(c.mcnemar or [])}"])
-        raw.append({"a": c.a, "b": c.b, "pairs": c.pairs,
-                    "p_a_beats_b": poi.get("estimate"), "p_low": poi.get("low"),
-                    "p_high": poi.get("high"), "t": t.get("t"), "df": t.get("df"),
-                    "p_value": t.get("p_value"),
-                    "mcnemar_significant": c.mcnemar_significant,
-                    "mcnemar_pairs": len(c.mcnemar or [])})
-    return Table("comparisons", S["tables.comparisons_caption"], columns, rows,
-                 pd.DataFrame(raw), align="llrrrrrrr")
-
-
-def _variance_table(analysis, S):
-    frame = analysis.variance
-    if frame is None or frame.empty:
-        return None
-    T = S.section("tables")
-    columns = [T["arm"], T["component"], T["variance"], T["sd"], T["share"], T["method"]]
-    rows = []
-    for r in frame.itertuples(index=False):
-        var = r.variance
-        rows.append([r.arm, _component_name(S, r.component),
-                     f"{var:.5f}" if finite(var) else "–",
-                     pts(np.sqrt(max(var, 0))) if finite(var) else "–",
-                     pct(r.share, 0) if finite(r.share) else "–", str(r.method)])
-    raw = frame.assign(sd_points=np.sqrt(frame["variance"].clip(lower=0)) * 100)
-    return Table("variance", S["tables.variance_caption"], columns, rows, raw,
-                 align="llrrrl")
-
-
-def _optimism_table(analysis, S):
-    T = S.section("tables")
-    rows, raw = [], []
-    for arm in analysis.arms:
-        optimism = _arm_info(analysis, arm).optimism or {}
-        for r in optimism.get("rules") or []:
-            if not finite(r.get("mean")):
-                continue
-            rows.append([arm, T.get(f"rule_{r['rule']}", r["rule"]),
-                         pts(r["mean"], signed=True),
-                         f"{pts(r['low'], signed=True)} – {pts(r['high'], signed=True)}",
-                         pts(r["max"], signed=True), str(r.get("n_runs"))])
-            raw.append({"arm": arm, **r})
-    if not rows:
-        return None
-    columns = [T["arm"], T["rule"], T["mean"], T["ci"], T["max"], T["runs"]]
-    return Table("optimism", S["tables.optimism_caption"], columns, rows, pd.DataFrame(raw),
-                 align="llrrrr")

@@ -1,0 +1,47 @@
+"""The report's methods paragraph (with citations) for the thesis kit.
+
+Numbers come from the Analysis (summary + stats); words from the language's TOML file.
+Everything returned is plain text: escaping is the writers' job (HTML autoescape, latex.escape).
+"""
+
+from __future__ import annotations
+
+import json
+
+from valstat import __version__
+from valstat.report.analysis import Analysis, confounded, finite_sample_methods
+from valstat.report.text import Strings
+from valstat.report.content.common import CALIBRATION, _arm_info, _n_truth
+
+
+def methods(analysis: Analysis, S: Strings) -> str:
+    """The methods paragraph, plain text with [@key] citations."""
+    c = analysis.coverage
+    sizes = sorted({n for n in analysis.val_sizes.values() if n})
+    parts = [S("methods.runs", runs=c["runs"], arms=c["arms"], seeds=c["seeds"],
+               folds=c["folds"], n=", ".join(map(str, sizes)) or "?"),
+             S["methods.binomial"], S["methods.moves"]]
+    tests = {(_arm_info(analysis, a).moves_within_noise or {}).get("test") or ""
+             for a in analysis.arms}
+    if any("fisher" in t for t in tests):
+        parts.append(S["methods.moves_fisher"])
+    parts += [S["methods.means"], S["methods.variance"]]
+    methods_used = finite_sample_methods(analysis)
+    if "jordan-independent-errors" in methods_used:
+        parts.append(S["methods.variance_jordan"])
+    for method in ("stratified", "binomial"):
+        if f"{method}-per-run" in methods_used:
+            parts.append(S[f"methods.variance_{method}"])
+    if any(confounded(analysis, a) for a in analysis.arms):
+        parts.append(S["methods.variance_confounded"])
+    parts.append(S["methods.schedule"])
+    if len(analysis.arms) > 1:
+        parts.append(S["methods.compare"])
+    if len(analysis.selection):
+        parts.append(S("methods.selection", n_truth=_n_truth(analysis) or "?"))
+    parts.append(S["methods.sizes"])
+    calibration = json.loads(CALIBRATION.read_text(encoding="utf-8"))
+    parts.append(S("methods.coverage", reps=calibration["reps"],
+                   **{key: f"{value:.2f}" for key, value in calibration["coverage"].items()}))
+    parts.append(S("methods.software", version=__version__))
+    return " ".join(parts)
