@@ -27,19 +27,24 @@ _CJK_PACKAGE = "mpl_font"
 _CJK_RELATIVE = Path("fonts") / "wqy" / "wqy-microhei.ttc"
 
 
-def cjk_font_path() -> Path:
-    """Path of the CJK TrueType collection shipped by the `mpl-font` package.
-
-    Raises UserError when the package is missing (valstat's install pulls it in).
-    """
+def find_cjk_font() -> Path | None:
+    """Path of the CJK TrueType collection shipped by the `mpl-font` package, or None."""
     spec = importlib.util.find_spec(_CJK_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
         path = Path(location) / _CJK_RELATIVE
         if path.is_file():
             return path
-    raise UserError("the Chinese font is missing: reinstall valstat (it depends on the "
-                    "'mpl-font' package, which ships WenQuanYi Micro Hei), or use --lang en")
+    return None
+
+
+def cjk_font_path() -> Path:
+    """find_cjk_font, or UserError when the package is missing (valstat's install pulls it in)."""
+    path = find_cjk_font()
+    if path is None:
+        raise UserError("the Chinese font is missing: reinstall valstat (it depends on the "
+                        "'mpl-font' package, which ships WenQuanYi Micro Hei), or use --lang en")
+    return path
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,12 +66,9 @@ def font_family(lang: str) -> list[str]:
     Chinese requires the CJK font (UserError without it); English uses it when it is installed,
     so Chinese class folder names in an English report are not drawn as boxes either.
     """
-    if lang == "zh":
+    if lang == "zh" or find_cjk_font() is not None:
         return [LATIN_FAMILY, register_cjk_font()]
-    try:
-        return [LATIN_FAMILY, register_cjk_font()]
-    except UserError:
-        return [LATIN_FAMILY]
+    return [LATIN_FAMILY]
 
 
 def css_font_face(text: str, family: str = "valstat-cjk") -> str:

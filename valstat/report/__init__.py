@@ -75,19 +75,15 @@ def _render(template: str, context: dict, lang: str = "en") -> str:
     """Render twice when the page holds CJK text: the second time with an inline @font-face
     subset to exactly the CJK characters used, so the page shows real glyphs offline even on
     a machine without any CJK font."""
-    from valstat.fonts import css_font_face
+    from valstat.fonts import css_font_face, find_cjk_font
 
     env = _environment()
     page = env.get_template(template).render(font_face="", **context)
     cjk = "".join(sorted(set(_CJK.findall(page))))
     if not cjk:
         return page
-    try:
-        face = css_font_face(cjk)
-    except UserError:
-        if lang == "zh":
-            raise
-        face = ""      # an English page with CJK class names: left to the browser's fonts
+    # an English page with CJK class names and no CJK font: left to the browser's fonts
+    face = css_font_face(cjk) if lang == "zh" or find_cjk_font() is not None else ""
     return env.get_template(template).render(font_face=face, **context)
 
 
