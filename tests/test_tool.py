@@ -204,7 +204,7 @@ try:
 except AttributeError:
     frozen = True
 """ + HEAVY + """
-print(json.dumps({"summary": valstat.summary.to_plain(summary), "heavy": heavy,
+print(json.dumps({"summary": summary.to_dict(), "heavy": heavy,
                   "same_figure": drawn is fig,
                   "lines": len(ax.get_lines()) + len(ax.collections),
                   "panels_used": [len(a.get_lines()) + len(a.collections) for a in axes],
