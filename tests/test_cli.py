@@ -53,3 +53,12 @@ def test_help_shows_examples_for_every_command():
     for command in ("run", "stats", "report", "diagnose", "export"):
         result = run_probe(command, "--help")
         assert result.returncode == 0 and "example" in result.stdout, command
+
+
+def test_stats_and_diagnose_speak_chinese(small_store, tmp_path):
+    stats = run_probe("stats", small_store, "--lang", "zh")
+    assert stats.returncode == 0 and "最终验证准确率" in stats.stdout and "final val accuracy" not in stats.stdout
+    history = tmp_path / "log.csv"
+    history.write_text("epoch,val_accuracy\n0,0.5\n1,0.6\n2,0.6\n")
+    diagnosis = run_probe("diagnose", history, "--val-size", "10", "--lang", "zh")
+    assert diagnosis.returncode == 0 and "结论：" in diagnosis.stdout and "verdict:" not in diagnosis.stdout
