@@ -12,7 +12,6 @@ import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.schedule import infer_plateau, mode_of
-from valstat.errors import ValstatError
 from valstat.images import unstable_images
 from valstat.results import ArmSummary, Comparison, Summary
 from valstat.stats import (

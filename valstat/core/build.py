@@ -61,11 +61,6 @@ class Core:
         present = set(self.runs["arm"])
         return [a for a in self.arm_names if a in present]
 
-    def val_size(self, arm: str):
-        """The arm's validation size: the most common runs.n_val, else None."""
-        sizes = pd.to_numeric(self.runs.loc[self.runs["arm"] == arm, "n_val"], errors="coerce").dropna()
-        return int(sizes.mode().iloc[0]) if len(sizes) else None
-
 
 def check_tables(runs, epochs, predictions, meta) -> None:
     """Refuse (ValstatError) tables that are not the store's: columns, duplicates, emptiness."""
