@@ -426,3 +426,19 @@ def test_one_class_collapse_counts_from_when_the_final_class_took_over():
     meta = {"dataset": {"class_names": [f"c{i}" for i in range(8)]}}
     (item,) = _one_class(runs, meta)
     assert (item["from_epoch"], item["epochs"], item["class_name"], item["k"]) == (2, 2, "c6", 1)
+
+
+def test_single_run_report_uses_per_image_predictions_when_they_form_a_grid(tmp_path):
+    from valstat.store import load_tables
+
+    tables = load_tables(build_store(tmp_path / "store", arms=("baseline",), seeds=1, folds=1,
+                                     epochs=8, collapse=False))
+    run_id = tables.runs["run_id"].iloc[0]
+    epochs = tables.epochs[tables.epochs["run_id"] == run_id].drop(columns="run_id")
+    predictions = tables.predictions[tables.predictions["run_id"] == run_id].drop(columns="run_id")
+    with_images = write_single_run_report(epochs, predictions, 30, tmp_path / "a").read_text()
+    without = write_single_run_report(epochs, None, 30, tmp_path / "b").read_text()
+    from valstat.report.text import Strings
+
+    note = Strings("en")["single.no_predictions"][:40]   # "A Keras history has no per-image ..."
+    assert note not in with_images and note in without

@@ -181,10 +181,15 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
     correct = None
     if predictions_df is not None and len(predictions_df):
-        table = predictions_df.assign(ok=predictions_df["predicted"] == predictions_df["label"]) \
-            .pivot(index="epoch", columns="example", values="ok")
-        if table.shape == (len(epochs), n) and not table.isna().any().any():
-            correct = table.to_numpy(dtype=bool)
+        import numpy as np
+        import pandas as pd
+
+        from valstat.core import Cube   # the one correctness cube, for this one run
+
+        grid = Cube.build(predictions_df.assign(run_id="history"), pd.Index(["history"])).grid(0)
+        if grid is not None and np.array_equal(grid[0], epochs["epoch"].to_numpy()) \
+                and grid[3].shape[1] == n:
+            correct = grid[3]
     changes = stats.curve_changes(accuracy, n, correct=correct)
     changes["epoch"] = epochs["epoch"].to_numpy()
     drop = stats.largest_drop(changes)
