@@ -18,6 +18,34 @@ class _Result:
 
 
 @dataclass(frozen=True)
+class LrCollapse(_Result):
+    """Runs whose learning rate fell below `threshold` of its start; median epoch of that (store
+    epochs, from 0) and median epochs run from it to the end (None when no run collapsed)."""
+
+    runs: int
+    median_epoch: float | None
+    median_epochs_after: float | None
+    threshold: float
+
+
+@dataclass(frozen=True)
+class PlateauCuts(_Result):
+    """ReduceLROnPlateau cuts of an arm's runs under the schedule (monitor, mode, patience) the
+    arm used, or the one inferred from the recorded rate (`inferred`): cuts in all, and how many
+    came after ties only, after a worse epoch, or neither ("other": the schedule does not explain
+    them)."""
+
+    monitor: str
+    mode: str
+    patience: int
+    inferred: bool
+    cuts: int
+    after_ties_only: int
+    after_worse: int
+    other: int
+
+
+@dataclass(frozen=True)
 class ArmSummary(_Result):
     """One arm. n_runs: all its runs; n_diverged: of them diverged; n_counted: those that enter
     every statistic below (Settings.count_diverged). final/best_val_accuracy: interval dicts
@@ -35,8 +63,8 @@ class ArmSummary(_Result):
     moves_within_noise: dict | None = None
     variance_components: list | None = None
     finite_sample: dict | None = None
-    lr_collapse: dict | None = None
-    plateau_cuts: dict | None = None
+    lr_collapse: LrCollapse | None = None
+    plateau_cuts: PlateauCuts | None = None
     one_class_collapse: dict | None = None
     optimism: dict | None = None
     val_size_for_halfwidth: dict | None = None

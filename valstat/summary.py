@@ -13,7 +13,7 @@ import pandas as pd
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import unstable_images
-from valstat.results import ArmSummary, Comparison, Summary
+from valstat.results import ArmSummary, Comparison, LrCollapse, PlateauCuts, Summary
 from valstat.stats import (
     corrected_resampled_ttest,
     crossed_mean_interval,
@@ -230,12 +230,12 @@ def _dynamics(arm, arm_epochs, config, settings):
     """lr collapse (from the run table) and plateau-cut counts per run under the arm's schedule."""
     schedule = _schedule(config, arm_epochs)
     collapse = arm["collapse_epoch"].dropna()
-    out = {"lr_collapse": {
-        "runs": int(len(collapse)),
-        "median_epoch": float(np.median(collapse)) if len(collapse) else None,
-        "median_epochs_after": float(arm["collapse_epochs_after"].dropna().median()) if len(collapse) else None,
-        "threshold": settings.collapse_threshold,
-    }, "plateau_cuts": None}
+    out = {"lr_collapse": LrCollapse(
+        runs=int(len(collapse)),
+        median_epoch=float(np.median(collapse)) if len(collapse) else None,
+        median_epochs_after=float(arm["collapse_epochs_after"].dropna().median()) if len(collapse) else None,
+        threshold=settings.collapse_threshold,
+    ), "plateau_cuts": None}
     if schedule is None:
         return out
     monitor, mode, patience = schedule["monitor"], schedule["mode"], schedule["patience"]
@@ -249,9 +249,9 @@ def _dynamics(arm, arm_epochs, config, settings):
             kind = plateau_cut_counts(run[monitor].to_numpy(dtype=float), rate, patience,
                                       schedule["min_delta"], mode)["kind"]
             kinds += np.bincount(kind, minlength=len(KINDS))
-    out["plateau_cuts"] = {"monitor": monitor, "mode": mode, "patience": patience,
-                           "inferred": schedule["inferred"], "cuts": int(kinds.sum()),
-                           **{name: int(count) for name, count in zip(KINDS, kinds)}}
+    out["plateau_cuts"] = PlateauCuts(monitor=monitor, mode=mode, patience=patience,
+                                       inferred=schedule["inferred"], cuts=int(kinds.sum()),
+                                       **{name: int(count) for name, count in zip(KINDS, kinds)})
     return out
 
 

@@ -58,13 +58,13 @@ def _arm_lines(name: str, arm: ArmSummary, settings: dict, S: Strings) -> list:
                        share=pct(fs["finite_sample_share"], 0)))
     if arm.lr_collapse:
         lc, pc = arm.lr_collapse, arm.plateau_cuts
-        when = S("stats.lr_when", epoch=f"{lc['median_epoch']:g}") if lc["median_epoch"] is not None else ""
-        threshold = f"{lc['threshold']:.0%}"
+        when = S("stats.lr_when", epoch=f"{lc.median_epoch:g}") if lc.median_epoch is not None else ""
+        threshold = f"{lc.threshold:.0%}"
         if pc:
-            lines.append(S("stats.lr", threshold=threshold, runs=lc["runs"], when=when, cuts=pc["cuts"],
-                           ties=pc["after_ties_only"], worse=pc["after_worse"]))
+            lines.append(S("stats.lr", threshold=threshold, runs=lc.runs, when=when, cuts=pc.cuts,
+                           ties=pc.after_ties_only, worse=pc.after_worse))
         else:
-            lines.append(S("stats.lr_no_cuts", threshold=threshold, runs=lc["runs"], when=when))
+            lines.append(S("stats.lr_no_cuts", threshold=threshold, runs=lc.runs, when=when))
     if arm.one_class_collapse:
         oc = arm.one_class_collapse
         lines.append(S("stats.one_class", ending=oc["runs_ending_collapsed"], ever=oc["runs_ever_collapsed"]))

@@ -84,32 +84,32 @@ def _flat(analysis, S):
         info = _arm_info(analysis, arm)
         schedule = _schedule(analysis, arm)
         detail = analysis.lr_detail.get(arm) or {}
-        collapse = info.lr_collapse or {}
-        runs = int(((analysis.runs["arm"] == arm) & analysis.runs["counted"]).sum())
+        collapse = info.lr_collapse
+        runs = info.n_counted
         if detail.get("initial") is None:
             continue
         if schedule.get("kind") == "constant":
             paragraphs.append(S("findings.lr_constant", arm=arm, initial=rate(detail["initial"])))
             continue
-        if collapse.get("runs"):
-            paragraphs.append(S("findings.lr_collapse", arm=arm, collapsed=collapse["runs"],
+        if collapse and collapse.runs:
+            paragraphs.append(S("findings.lr_collapse", arm=arm, collapsed=collapse.runs,
                                 runs=runs, initial=rate(detail["initial"]),
                                 first=epoch(detail["first"]),
-                                median=epoch(collapse.get("median_epoch")),
+                                median=epoch(collapse.median_epoch),
                                 last=epoch(detail["last"]), lowest=rate(detail["lowest"]),
-                                after=epoch(collapse.get("median_epochs_after"))))
+                                after=epoch(collapse.median_epochs_after)))
         else:
             paragraphs.append(S("findings.lr_none", arm=arm, initial=rate(detail["initial"])))
-        cuts = info.plateau_cuts or {}
-        if cuts.get("cuts"):
-            if "acc" in str(cuts.get("monitor")):
-                paragraphs.append(S("findings.lr_ties", arm=arm, cuts=cuts["cuts"],
-                                    ties=cuts["after_ties_only"], worse=cuts["after_worse"],
-                                    patience=cuts.get("patience"), monitor=cuts["monitor"],
+        cuts = info.plateau_cuts
+        if cuts and cuts.cuts:
+            if cuts.mode == "max":
+                paragraphs.append(S("findings.lr_ties", arm=arm, cuts=cuts.cuts,
+                                    ties=cuts.after_ties_only, worse=cuts.after_worse,
+                                    patience=cuts.patience, monitor=cuts.monitor,
                                     n=analysis.val_sizes.get(arm)))
             else:
-                paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=cuts["cuts"],
-                                    worse=cuts["after_worse"], monitor=cuts["monitor"]))
+                paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=cuts.cuts,
+                                    worse=cuts.after_worse, monitor=cuts.monitor))
     with_predictions = sum(((_arm_info(analysis, a).one_class_collapse or {})
                             .get("runs_with_predictions") or 0) for a in analysis.arms)
     if analysis.one_class:
@@ -345,15 +345,14 @@ def _schedule_advice(analysis, S):
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
         schedule = _schedule(analysis, arm)
-        collapse = info.lr_collapse or {}
-        cuts = info.plateau_cuts or {}
-        if schedule.get("kind") == "constant" or not collapse.get("runs"):
+        collapse, cuts = info.lr_collapse, info.plateau_cuts
+        if schedule.get("kind") == "constant" or not (collapse and collapse.runs):
             continue
         collapsed_any = True
-        out.append(S("advice.schedule", monitor=schedule.get("monitor", cuts.get("monitor")),
-                     patience=schedule.get("patience", cuts.get("patience")),
-                     collapsed=collapse["runs"], runs=info.n_runs, arm=arm,
-                     ties=cuts.get("after_ties_only", 0), cuts=cuts.get("cuts", 0),
+        out.append(S("advice.schedule", monitor=schedule.get("monitor", cuts.monitor if cuts else None),
+                     patience=schedule.get("patience", cuts.patience if cuts else None),
+                     collapsed=collapse.runs, runs=info.n_counted, arm=arm,
+                     ties=cuts.after_ties_only if cuts else 0, cuts=cuts.cuts if cuts else 0,
                      lowest=rate((analysis.lr_detail.get(arm) or {}).get("lowest"))))
         break
     if not collapsed_any:

@@ -46,7 +46,7 @@ def _arms_table(analysis, S):
         final = info.final_val_accuracy or {}
         best = info.best_val_accuracy or {}
         moves = info.moves_within_noise or {}
-        collapse = info.lr_collapse or {}
+        collapse = info.lr_collapse
         one = info.one_class_collapse or {}
         runs_text = str(info.n_runs)
         if info.n_diverged:
@@ -57,7 +57,7 @@ def _arms_table(analysis, S):
             pct(best.get("estimate")), _ci(best),
             f"{moves.get('within_noise', 0)}/{moves.get('moves', 0)}" if moves.get("moves")
             else "–",
-            str(collapse.get("runs", "–")), epoch(collapse.get("median_epoch")),
+            str(collapse.runs) if collapse else "–", epoch(collapse.median_epoch if collapse else None),
             str(one.get("runs_ending_collapsed", "–"))])
         raw.append({"arm": arm, "runs": info.n_runs, "diverged": info.n_diverged,
                     "val_size": info.val_size,
@@ -67,8 +67,8 @@ def _arms_table(analysis, S):
                     "best_mean": best.get("estimate"), "best_low": best.get("low"),
                     "best_high": best.get("high"),
                     "moves": moves.get("moves"), "moves_within_noise": moves.get("within_noise"),
-                    "lr_collapsed_runs": collapse.get("runs"),
-                    "lr_collapse_median_epoch": collapse.get("median_epoch"),
+                    "lr_collapsed_runs": collapse.runs if collapse else None,
+                    "lr_collapse_median_epoch": collapse.median_epoch if collapse else None,
                     "one_class_runs": one.get("runs_ending_collapsed")})
     rows = [[label] + [col[i] for col in columns_by_arm] for i, label in enumerate(labels)]
     columns = [T["arm"]] + list(analysis.arms)
