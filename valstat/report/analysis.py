@@ -11,7 +11,6 @@ Epochs are the stored numbers (counted from 0).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +19,7 @@ from scipy.stats import norm
 
 from valstat import stats
 from valstat.core import DEFAULT, Core, Settings, build_core
+from valstat.report.text import finite
 from valstat.errors import ValstatError
 from valstat.results import Summary
 from valstat.summary import summarize_core
@@ -53,11 +53,6 @@ class Analysis:
     correct_maps: list = field(default_factory=list)
 
 
-def _finite(x) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 def class_name(meta: dict, index) -> str:
@@ -230,7 +225,7 @@ def _one_class(runs, meta):
                     "epochs": int(row.last_epoch - row.one_class_from + 1),
                     "class_index": int(row.one_class_class),
                     "class_name": class_name(meta, row.one_class_class), "final": final,
-                    "k": int(round(final * n)) if n and _finite(final) else None,
+                    "k": int(round(final * n)) if n and finite(final) else None,
                     "n": int(n) if n else None})
     return out
 
@@ -357,7 +352,7 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
     arm = arms[0]
     n = val_sizes.get(arm)
     final = summary.arms[arm].final_val_accuracy or {}
-    if not n or not _finite(final.get("estimate")):
+    if not n or not finite(final.get("estimate")):
         return {}
     p = min(max(float(final["estimate"]), 0.0), 1.0)
     grid = np.unique(np.round(np.logspace(1, np.log10(2000), 160)).astype(int))
@@ -370,7 +365,7 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
     rows = []
     for a in same:
         info = summary.arms[a].final_val_accuracy or {}
-        if _finite(info.get("sd")) and val_sizes.get(a):
+        if finite(info.get("sd")) and val_sizes.get(a):
             # where `level` of single runs land: z x the run-to-run sd of final accuracy
             rows.append((a, int(val_sizes[a]), z * float(info["sd"]), float(info["sd"])))
     if rows:
@@ -384,7 +379,7 @@ def _advice(arms, summary, level):
     info = summary.arms[arm]
     final = info.final_val_accuracy or {}
     n = info.val_size
-    if not n or not _finite(final.get("estimate")):
+    if not n or not finite(final.get("estimate")):
         return {"runs_needed": summary.runs_needed.get("runs")}
     p = min(max(float(final["estimate"]), 0.0), 1.0)
     sizes = {}
@@ -405,7 +400,7 @@ def _one_run_intervals(arms, val_sizes, summary, level):
     for arm in arms:
         final = summary.arms[arm].final_val_accuracy or {}
         n = val_sizes.get(arm)
-        if n and _finite(final.get("estimate")):
+        if n and finite(final.get("estimate")):
             k = int(np.floor(float(final["estimate"]) * n + 0.5))
             low, high = stats.binomial_interval(k, n, level, "wilson")
             out[arm] = {"k": k, "n": int(n), "low": low, "high": high}

@@ -31,6 +31,7 @@ from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotat
                                MaxNLocator, MultipleLocator, NullLocator)
 
 from valstat.fonts import font_family
+from valstat.report.text import finite
 
 CM = 1 / 2.54
 WIDTH = 16 * CM          # thesis text width
@@ -129,14 +130,6 @@ def arm_colors(arms) -> dict:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _finite(value) -> bool:
-    """True for a finite number; False for None (JSON summaries), NaN or infinity."""
-    try:
-        return value is not None and bool(np.isfinite(float(value)))
-    except (TypeError, ValueError):
-        return False
-
 
 def _shown(epoch):
     """Stored epoch -> the x value drawn (the same number: epochs are shown as logged)."""
@@ -333,13 +326,13 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
                 ax.plot(xs, values, ls="", marker="o", ms=dot, color=colors[arm], alpha=0.85,
                         mew=0, zorder=2)
             info = (intervals.get(arm) or {}).get(column)
-            if not info or not _finite(info.get("estimate")):
+            if not info or not finite(info.get("estimate")):
                 continue
             xs = i + 0.12
-            if _finite(info.get("pi_low")) and _finite(info.get("pi_high")):
+            if finite(info.get("pi_low")) and finite(info.get("pi_high")):
                 ax.vlines(xs + 0.1, max(info["pi_low"], 0.0), min(info["pi_high"], 1.0),
                           color=colors[arm], lw=1.1, linestyles=(0, (1, 1.5)), zorder=3)
-            if _finite(info.get("low")) and _finite(info.get("high")):
+            if finite(info.get("low")) and finite(info.get("high")):
                 ax.vlines(xs, max(info["low"], 0.0), min(info["high"], 1.0), color=colors[arm],
                           lw=3.0, zorder=3)
             ax.plot([xs], [info["estimate"]], marker="D", ms=4.5, color="white",
