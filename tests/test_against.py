@@ -18,6 +18,7 @@ from conftest import valstat
 from valstat.synthetic import build_store
 from valstat.errors import UserError
 from valstat.stats.against import largest_fall, percentile_of, place_curve, place_value
+from valstat.against import format_placement, place_history
 from valstat.store import Store, load_tables
 
 
@@ -136,7 +137,8 @@ def test_text_and_report_show_the_run_over_the_band(synthetic, tmp_path):
     done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic,
                    "--report", tmp_path / "report", "--lang", "zh")
     assert done.returncode == 0, done.stderr
-    assert "against 24 reruns" in done.stdout and "percentile" in done.stdout
+    # --lang zh speaks Chinese in the terminal too, with the same counts
+    assert "中 24 次" in done.stdout and "百分位" in done.stdout and "against" not in done.stdout
     assert (tmp_path / "report" / "figures" / "against_reruns.png").stat().st_size > 10_000
     html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "重复训练" in html and 'id="fig-against_reruns"' in html
@@ -187,9 +189,18 @@ def test_bad_stores_give_one_line(case, synthetic, tmp_path):
 
 def test_val_size_is_taken_from_the_store_when_the_history_fits_it(synthetic):
     history = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
-    from valstat.against import place_history
 
     assert place_history(history, synthetic)["val_size"] == 30
     with pytest.raises(UserError, match="not whole numbers of images for any"):
         place_history(pd.DataFrame({"epoch": [0], "val_accuracy": [0.123]}), synthetic)
     assert math.isclose(place_history(history, synthetic, val_size=30)["level"], 0.95)
+
+
+def test_placement_text_speaks_chinese_with_the_same_numbers(tmp_path):
+    tables = load_tables(build_store(tmp_path / "store", arms=("baseline",), seeds=4, folds=1, epochs=8))
+    run_id = tables.runs["run_id"].iloc[1]
+    history = tables.epochs[tables.epochs["run_id"] == run_id].drop(columns="run_id")
+    placed = place_history(history, tmp_path / "store", val_size=30)
+    en, zh = format_placement(placed), format_placement(placed, "zh")
+    assert en.startswith("against 4 reruns") and zh.startswith("与 ") and "against" not in zh
+    assert len(en.splitlines()) == len(zh.splitlines())

@@ -16,6 +16,7 @@ from valstat.core import Settings, build_core, history_core
 from valstat.core.plain import to_plain
 from valstat.errors import UserError
 from valstat.history import validate_epochs
+from valstat.report.text import Strings
 from valstat.stats.against import largest_fall, place_curve, place_value
 from valstat.stats.lattice import LATTICE_TOLERANCE
 
@@ -128,22 +129,24 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
             collapse["placed"] is None or collapse["placed"]["typical"])
     return to_plain({
         "store": str(out_dir), "val_size": n, "arms": sorted(set(chosen["arm"])),
-        "reruns": int(len(chosen)), "level": level, "epochs": epochs, "outside": outside,
+        "reruns": int(len(chosen)), "level": level, "collapse_threshold": settings.collapse_threshold,
+        "epochs": epochs, "outside": outside,
         "largest_drop": drop, "lr_collapse": collapse})
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.0f}th"
+def format_placement(result: dict, lang: str = "en") -> str:
+    """Text for the terminal: per-epoch percentiles and the verdicts on drop and collapse
+    ([placement] strings of valstat/report/{en,zh}.toml)."""
+    P = Strings(lang).section("placement")
 
+    def percentile(value) -> str:
+        return P["missing"] if value is None else P["percentile"].format(p=f"{value:.0f}")
 
-def format_placement(result: dict) -> str:
-    """Text for the terminal: per-epoch percentiles and the verdicts on drop and collapse."""
     n, level = result["val_size"], f"{100 * result['level']:g}%"
-    lines = [f"against {result['reruns']} reruns in {result['store']} with {n} validation "
-             f"images (arms: {', '.join(result['arms'])}); percentiles among the reruns at the "
-             f"same epoch, {level} band = central {level} of the reruns"]
-    lines.append(f"{'epoch':>5}  {'val acc':>7}  {'pct':>5}  {'band':<15}  "
-                 f"{'val loss':>8}  {'pct':>5}  band")
+    lines = [P["head"].format(reruns=result["reruns"], store=result["store"], n=n,
+                              arms=", ".join(result["arms"]), level=level)]
+    lines.append(f"{P['col_epoch']:>5}  {P['col_acc']:>7}  {P['col_pct']:>5}  {P['col_band']:<15}  "
+                 f"{P['col_loss']:>8}  {P['col_pct']:>5}  {P['col_band']}")
     for row in result["epochs"]:
         cells = []
         for metric, fmt in (("val_accuracy", "{:.1%}"), ("val_loss", "{:.3f}")):
@@ -151,36 +154,35 @@ def format_placement(result: dict) -> str:
             if item is None:
                 cells.append(f"{'':>7}  {'':>5}  {'':<15}")
                 continue
-            band = "no reruns" if item["low"] is None else \
+            band = P["no_reruns"] if item["low"] is None else \
                 f"{fmt.format(item['low'])}-{fmt.format(item['high'])}"
-            flag = {-1: " BELOW", 1: " ABOVE"}.get(item["outside"], "")
-            cells.append(f"{fmt.format(item['value']):>7}  {_pct(item['percentile']):>5}  "
+            flag = {-1: P["below"], 1: P["above"]}.get(item["outside"], "")
+            cells.append(f"{fmt.format(item['value']):>7}  {percentile(item['percentile']):>5}  "
                          f"{band + flag:<15}")
         lines.append(f"{row['epoch']:>5}  " + "  ".join(cells).rstrip())
-    for metric, label in (("val_accuracy", "val accuracy"), ("val_loss", "val loss")):
+    for metric in ("val_accuracy", "val_loss"):
         count = (result["outside"] or {}).get(metric)
         if count:
-            lines.append(f"{label} leaves the reruns' {level} band in {count['epochs']} of "
-                         f"{count['compared']} epochs")
+            lines.append(P[f"outside_{metric}"].format(level=level, out=count["epochs"],
+                                                       epochs=count["compared"]))
     drop = result["largest_drop"]
     if drop is not None:
-        verdict = "typical" if drop["typical"] else "unusual"
-        lines.append(f"largest drop: {drop['value']:.0f} images, {_pct(drop['percentile'])} "
-                     f"percentile of the reruns' largest drops (median {drop['median']:g}, "
-                     f"{level} of reruns {drop['low']:g}-{drop['high']:g}): {verdict}")
+        lines.append(P["drop"].format(images=f"{drop['value']:.0f}", percentile=percentile(drop["percentile"]),
+                                      median=f"{drop['median']:g}", level=level, low=f"{drop['low']:g}",
+                                      high=f"{drop['high']:g}",
+                                      verdict=P["typical" if drop["typical"] else "unusual"]))
     collapse = result["lr_collapse"]
     if not collapse["recorded"]:
-        lines.append("learning-rate collapse: the history has no learning rate")
+        lines.append(P["no_rate"])
     else:
-        own = ("never" if collapse["epoch"] is None
-               else f"at epoch {collapse['epoch']}")
-        text = (f"learning-rate collapse (below 1% of start): {own}; reruns: "
-                f"{collapse['reruns_collapsed']} of {collapse['reruns_with_rate']}")
+        own = P["never"] if collapse["epoch"] is None else P["at_epoch"].format(epoch=collapse["epoch"])
+        text = P["collapse"].format(threshold=f"{result.get('collapse_threshold', 0.01):.0%}", own=own,
+                                    collapsed=collapse["reruns_collapsed"], reruns=collapse["reruns_with_rate"])
         placed = collapse["placed"]
         if placed:
-            text += (f", median epoch {placed['median']:g} ({level} {placed['low']:g}-"
-                     f"{placed['high']:g}), {_pct(placed['percentile'])} percentile")
+            text += P["placed"].format(median=f"{placed['median']:g}", level=level, low=f"{placed['low']:g}",
+                                       high=f"{placed['high']:g}", percentile=percentile(placed["percentile"]))
         if collapse["typical"] is not None:
-            text += ": " + ("typical" if collapse["typical"] else "unusual")
+            text += P["verdict"].format(verdict=P["typical" if collapse["typical"] else "unusual"])
         lines.append(text)
     return "\n".join(lines) + "\n"

@@ -139,7 +139,9 @@ def cmd_diagnose(args) -> int:
     result = diagnose(epochs, val_size=val_size)
     if placement:
         result["against"] = placement
-    text = format_diagnosis(result, lang=args.lang) + ("\n" + format_placement(placement) if placement else "")
+    text = format_diagnosis(result, lang=args.lang)
+    if placement:
+        text += "\n" + format_placement(placement, args.lang)
     print(json.dumps(result, indent=2) if args.json else text)
     if args.report:
         from valstat.report import write_single_run_report
