@@ -1,6 +1,6 @@
 """`valstat stats` + `valstat report` time on a synthetic store (no training).
 
-The store is written through valstat's own Store from valstat.synthetic.fake_store:
+The store is written by valstat.store.write_tables from valstat.synthetic.fake_store:
 1,000 runs x 30 epochs x 30 images (--quick: 100 runs). Both commands run as the real CLI in
 subprocesses. Prints the total seconds as the last line.
 """

@@ -53,7 +53,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = summarize(runs, ep, preds, meta)
         times.append(time.perf_counter() - start)
-    json.dumps(summary, allow_nan=False)
+    json.dumps(summary.to_dict(), allow_nan=False)
     best = min(times)
     size = f"{len(runs)} runs x {epochs} epochs x 30 images ({len(preds):,} prediction rows)"
     print(f"summarize: {size}; best of {len(times)}: {best:.3f} s")
