@@ -259,44 +259,55 @@ def _dynamics(arm, arm_epochs, config, settings):
 NOISE_BOOT_BUDGET = 4000
 
 
-def _noise_optimism_per_image(arm, cube, level):
+def _plateaus(arm_epochs, val_size, level) -> dict:
+    """run_id -> (k, plateau mask) from each run's val accuracy on the k/n lattice: the epochs
+    within noise of the run's best (stats.selection.plateau_epochs), the basis of both optimism
+    estimates below and of `valstat diagnose`."""
+    out = {}
+    for run_id, run in arm_epochs.sort_values("epoch").groupby("run_id", sort=False):
+        k = np.rint(run["val_accuracy"].to_numpy(dtype=float) * val_size)
+        k = k[np.isfinite(k)].astype(int)
+        if k.size:
+            out[run_id] = (k, plateau_epochs(k, val_size, level))
+    return out
+
+
+def _noise_optimism_per_image(arm, cube, plateaus, level):
     """Mean over runs of resampled_noise_optimism on each run's plateau epochs, or None.
 
-    Plateau epochs (stats.selection.plateau_epochs): those whose accuracy is within noise of
-    the run's best, all scored on the same images. Runs without per-image predictions are skipped.
+    Plateau epochs: those within noise of the run's best (`plateaus`, recomputed from the
+    per-image counts where they differ), all scored on the same images. Runs without per-image
+    predictions are skipped.
     """
-    plateaus = []
-    for code in arm["code"].astype(int):
+    chosen = []
+    for code, run_id in zip(arm["code"].astype(int), arm["run_id"]):
         grid = cube.grid(code)
         if grid is None or grid[3].shape[0] < 2:
             continue
         correct = grid[3]
-        plateau = plateau_epochs(correct.sum(axis=1), correct.shape[1], level)
+        k = correct.sum(axis=1)
+        known = plateaus.get(run_id)
+        plateau = known[1] if known is not None and np.array_equal(known[0], k) \
+            else plateau_epochs(k, correct.shape[1], level)
         if plateau.sum() >= 2:
-            plateaus.append(correct[plateau])
-    if not plateaus:
+            chosen.append(correct[plateau])
+    if not chosen:
         return None
-    n_boot = max(20, NOISE_BOOT_BUDGET // len(plateaus))
-    results = [resampled_noise_optimism(c, n_boot=n_boot) for c in plateaus]
+    n_boot = max(20, NOISE_BOOT_BUDGET // len(chosen))
+    results = [resampled_noise_optimism(c, n_boot=n_boot) for c in chosen]
     return {"expected_optimism": float(np.mean([r["expected_optimism"] for r in results])),
             "epochs": int(np.median([r["epochs"] for r in results])), "n": results[0]["n"],
             "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
 
 
-def _noise_optimism_independent(arm_epochs, val_size, level):
+def _noise_optimism_independent(plateaus, val_size):
     """The independent-epochs upper bound on the same basis as `valstat diagnose`: each run's
-    plateau epochs (from its val accuracy on the k/n lattice) as one model of their mean
-    accuracy re-measured independently; p = mean over runs, epochs = median plateau size."""
-    means, sizes = [], []
-    for _, run in arm_epochs.sort_values("epoch").groupby("run_id", sort=False):
-        k = np.rint(run["val_accuracy"].to_numpy(dtype=float) * val_size)
-        k = k[np.isfinite(k)].astype(int)
-        if k.size:
-            plateau = plateau_epochs(k, val_size, level)
-            means.append(k[plateau].mean() / val_size)
-            sizes.append(int(plateau.sum()))
-    if not means:
+    plateau epochs as one model of their mean accuracy re-measured independently; p = mean
+    over runs, epochs = median plateau size."""
+    if not plateaus:
         return None
+    means = [k[mask].mean() / val_size for k, mask in plateaus.values()]
+    sizes = [int(mask.sum()) for _, mask in plateaus.values()]
     out = expected_max_noise(val_size, int(np.median(sizes)), float(np.mean(means)), n_sim=5000)
     out["method"] = "independent epochs on the plateau (upper bound)"
     return out
@@ -307,10 +318,12 @@ def _optimism(arm_epochs, val_size, arm, cube, level):
     if not np.isfinite(truth).any():
         return None
     out = {"rules": optimism_summary(arm_epochs).to_dict(orient="records")}
-    independent = _noise_optimism_independent(arm_epochs, val_size, level) if val_size else None
-    if independent is not None:
-        out["expected_from_noise_independent"] = independent
-        out["expected_from_noise"] = _noise_optimism_per_image(arm, cube, level) or independent
+    if val_size:
+        plateaus = _plateaus(arm_epochs, val_size, level)
+        independent = _noise_optimism_independent(plateaus, val_size)
+        if independent is not None:
+            out["expected_from_noise_independent"] = independent
+            out["expected_from_noise"] = _noise_optimism_per_image(arm, cube, plateaus, level) or independent
     return out
 
 
