@@ -87,7 +87,8 @@ def test_a_store_from_before_the_augment_seed_is_read_then_migrated_on_write(tmp
     runs, epochs, predictions, meta, _ = fake_store(seeds=1, folds=1, epochs=2, seed=1)
     write_tables(tmp_path, runs, epochs, predictions, meta)
     with sqlite3.connect(store_path(tmp_path)) as connection:
-        connection.execute("ALTER TABLE runs DROP COLUMN augment_seed")
+        for column in ("augment_seed", "backend_version", "device"):
+            connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         connection.execute("PRAGMA user_version = 0")
     old = load_tables(tmp_path)
     assert old.runs.augment_seed.isna().all() and len(old.runs) == len(runs)
@@ -95,5 +96,5 @@ def test_a_store_from_before_the_augment_seed_is_read_then_migrated_on_write(tmp
     with sqlite3.connect(store_path(tmp_path)) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
-    assert "augment_seed" in columns
+    assert {"augment_seed", "backend_version", "device"} <= set(columns)
     assert load_tables(tmp_path).runs.run_id.tolist() == old.runs.run_id.tolist()

@@ -78,6 +78,8 @@ def test_run_is_quiet_prints_a_line_per_run_and_records_the_settings(set_store):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""       # no TensorFlow/absl/oneDNN/Dask lines
     lines = result.stdout.splitlines()
+    assert lines[0].startswith("valstat: training on tensorflow")   # the engine, once
+    lines = lines[1:]
     assert sorted(line.split()[1] for line in lines[:2]) == ["batchnorm/s0/f0", "plain/s0/f0"]
     assert all("finished" in line for line in lines[:2])
     assert lines[-1].startswith("2 runs trained, 0 already stored, 0 diverged; 2/2 runs in")

@@ -83,7 +83,7 @@ def cmd_run(args) -> int:
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else sweep_progress(), wait=args.wait,
                         verbose=args.verbose, engine=engine, pack_size=args.pack,
-                        announce=lambda: print(f"valstat: {engine.line()}", file=sys.stderr))
+                        announce=lambda: print(f"valstat: {engine.line()}", flush=True))
     for run_id, message in outcome.failed.items():
         print(f"valstat: error: run {run_id} failed on a worker: {message}", file=sys.stderr)
     if outcome.interrupted:

@@ -26,12 +26,11 @@ from valstat.errors import UserError
 
 STORE_NAME = "valstat.sqlite"
 SCHEMA_VERSION = 3   # PRAGMA user_version; 0 is a store written before versions were kept
-# Steps that bring a writable store from version (index + 1) - 1 up to index + 1.
+# Run columns (name, SQL type) each step adds, bringing a store from version i to i + 1.
 MIGRATIONS = (
-    (),                                                      # 0 -> 1: version recorded
-    ("ALTER TABLE runs ADD COLUMN augment_seed INTEGER",),   # 1 -> 2: fourth seed kind
-    ("ALTER TABLE runs ADD COLUMN backend_version TEXT",     # 2 -> 3: the engine of each run
-     "ALTER TABLE runs ADD COLUMN device TEXT"),
+    (),                                                        # 0 -> 1: version recorded
+    (("augment_seed", "INTEGER"),),                            # 1 -> 2: fourth seed kind
+    (("backend_version", "TEXT"), ("device", "TEXT")),         # 2 -> 3: the engine of a run
 )
 STORE_KINDS = ("sweep", "recorded", "imported")
 
@@ -188,9 +187,11 @@ class Store:
             return
         connection.execute("BEGIN IMMEDIATE")
         try:
+            present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
             for steps in MIGRATIONS[version:] if has_runs else ():
-                for statement in steps:
-                    connection.execute(statement)
+                for name, kind in steps:
+                    if name not in present:   # unversioned stores may hold a later column
+                        connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
         except BaseException:
