@@ -64,7 +64,7 @@ def class_name(meta: dict, index) -> str:
         return str(index)
 
 
-def _correct_matrices(core: Core) -> dict:
+def _run_grids(core: Core) -> dict:
     """run_id -> (epochs, examples, labels, (epochs x images) bool correct) for every counted run
     whose predictions form a full epochs x images grid (Cube.grid)."""
     out = {}
@@ -88,7 +88,7 @@ def analyse(tables, settings: Settings = DEFAULT) -> Analysis:
     meta = core.meta
     arms = core.arms_present
     val_sizes = {a: summary.arms[a].val_size for a in arms}
-    matrices = _correct_matrices(core)
+    matrices = _run_grids(core)
     runs = core.runs.reset_index(drop=True)
     runs["final_epoch"] = runs["last_epoch"]
     runs["n"] = runs["arm"].map(val_sizes)
