@@ -119,3 +119,32 @@ augment = { horizontal_flip = true, rotation_range = 15.0 }
     by_arm = curves[0].assign(arm=curves[0].run_id.str.split("/").str[0])
     none, flip = (by_arm[by_arm.arm == arm].loss.to_numpy() for arm in ("none", "flip"))
     assert not np.array_equal(none, flip)   # same seeds and splits: only augmentation differs
+
+
+def test_the_fused_engine_trains_an_augmenting_arm_one_run_at_a_time(tmp_path):
+    pytest.importorskip("jax")
+    path = tmp_path / "aug.toml"
+    path.write_text("""name = "aug_fused"
+[data]
+image_size = 16
+train_size = 120
+truth_size = 100
+[sweep]
+seeds = 2
+[training]
+epochs = 2
+[model]
+width = 0.1
+dense_units = 32
+[arms.none]
+[arms.flip]
+augment = { horizontal_flip = true }
+""")
+    result = valstat("run", path, "--out", tmp_path / "out", "--quiet", "--engine", "fused",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    tables = load_tables(tmp_path / "out")
+    assert sorted(tables.runs.run_id) == ["flip/s0/f0", "flip/s1/f0", "none/s0/f0", "none/s1/f0"]
+    assert set(tables.runs.backend) == {"jax"}
+    assert tables.runs.set_index("run_id").augment_seed.to_dict() == {
+        "flip/s0/f0": 0, "flip/s1/f0": 1, "none/s0/f0": 0, "none/s1/f0": 1}

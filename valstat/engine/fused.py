@@ -326,6 +326,7 @@ def _train_pack(specs: list[RunSpec]) -> list[RunRecord]:
         run = {"run_id": spec.run_id, "experiment": spec.experiment, "arm": arm.name,
                "seed": spec.seed, "fold": spec.fold, "split_seed": spec.split_seed,
                "init_seed": spec.init_seed, "order_seed": spec.order_seed,
+               "augment_seed": spec.augment_seed,
                "status": "diverged" if diverged else "finished",
                "wall_s": wall_s / k,          # the pack's time, shared equally by its runs
                "n_train": n_train, "n_val": n_val[i], "n_truth": int(len(truth)),
