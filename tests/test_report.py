@@ -442,3 +442,12 @@ def test_single_run_report_uses_per_image_predictions_when_they_form_a_grid(tmp_
 
     note = Strings("en")["single.no_predictions"][:40]   # "A Keras history has no per-image ..."
     assert note not in with_images and note in without
+
+
+def test_signed_points_never_print_minus_zero():
+    from valstat.report.text import pts
+
+    assert pts(-0.0004, signed=True) == "+0.0"          # rounds to 0.0 points
+    assert pts(-0.0006, signed=True) == "−0.1"
+    assert pts(0.0123, signed=True) == "+1.2"
+    assert pts(-0.0004) == "0.0" and pts(-0.0123) == "−1.2"

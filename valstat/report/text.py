@@ -81,8 +81,8 @@ def pts(x, digits: int = 1, signed: bool = False) -> str:
         return "–"
     value = 100 * float(x)
     text = f"{abs(value):.{digits}f}"
-    if signed:
-        return ("+" if value >= 0 else "−") + text
+    if signed:   # a value that rounds to zero reads +0.0, not −0.0
+        return ("+" if value >= 0 or float(text) == 0 else "−") + text
     return ("−" if value < 0 and float(text) != 0 else "") + text
 
 
