@@ -86,15 +86,17 @@ def test_bad_augment_settings_are_one_line(tmp_path, table, fragment):
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
 
 
-def test_a_sweep_with_augmentation_is_deterministic_and_records_its_seed(tmp_path):
-    text = """name = "aug"
+def _tiny_augment_experiment(folder, vary: str, augment: str):
+    """A 2-arm x 2-seed, 2-epoch experiment at 16 px: arm `none` and arm `flip` with `augment`."""
+    path = folder / "aug.toml"
+    path.write_text(f"""name = "aug"
 [data]
 image_size = 16
 train_size = 120
 truth_size = 100
 [sweep]
 seeds = 2
-vary = ["split", "init", "order"]
+{vary}
 [training]
 epochs = 2
 [model]
@@ -102,10 +104,14 @@ width = 0.1
 dense_units = 32
 [arms.none]
 [arms.flip]
-augment = { horizontal_flip = true, rotation_range = 15.0 }
-"""
-    path = tmp_path / "aug.toml"
-    path.write_text(text)
+augment = {{ {augment} }}
+""")
+    return path
+
+
+def test_a_sweep_with_augmentation_is_deterministic_and_records_its_seed(tmp_path):
+    path = _tiny_augment_experiment(tmp_path, 'vary = ["split", "init", "order"]',
+                                    "horizontal_flip = true, rotation_range = 15.0")
     curves = []
     for out in ("a", "b"):
         result = valstat("run", path, "--out", tmp_path / out, "--quiet", "--workers", "1")
@@ -123,23 +129,7 @@ augment = { horizontal_flip = true, rotation_range = 15.0 }
 
 def test_the_fused_engine_trains_an_augmenting_arm_one_run_at_a_time(tmp_path):
     pytest.importorskip("jax")
-    path = tmp_path / "aug.toml"
-    path.write_text("""name = "aug_fused"
-[data]
-image_size = 16
-train_size = 120
-truth_size = 100
-[sweep]
-seeds = 2
-[training]
-epochs = 2
-[model]
-width = 0.1
-dense_units = 32
-[arms.none]
-[arms.flip]
-augment = { horizontal_flip = true }
-""")
+    path = _tiny_augment_experiment(tmp_path, "", "horizontal_flip = true")
     result = valstat("run", path, "--out", tmp_path / "out", "--quiet", "--engine", "fused",
                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
