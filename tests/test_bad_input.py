@@ -181,10 +181,13 @@ def test_diverging_run_is_kept_and_the_sweep_continues(tmp_path):
 
 
 def _start_sweep(out, seeds):
+    # SIG_DFL first: a suite started in the background (`cmd &`) inherits an ignored SIGINT,
+    # and Python then never installs its Ctrl-C handler in the child
     return subprocess.Popen(
         [sys.executable, "-m", "valstat.cli", "run", str(TINY), "--seeds", str(seeds),
          "--epochs", "3", "--out", str(out), "--quiet", "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_runs(out, count, process, limit=300):
