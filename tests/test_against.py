@@ -16,7 +16,7 @@ from scipy.stats import percentileofscore
 
 from conftest import valstat
 from valstat.synthetic import build_store
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats.against import largest_fall, percentile_of, place_curve, place_value
 from valstat.against import format_placement, place_history
 from valstat.store import Store, load_tables
@@ -191,7 +191,7 @@ def test_val_size_is_taken_from_the_store_when_the_history_fits_it(synthetic):
     history = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
 
     assert place_history(history, synthetic)["val_size"] == 30
-    with pytest.raises(UserError, match="not whole numbers of images for any"):
+    with pytest.raises(ValstatError, match="not whole numbers of images for any"):
         place_history(pd.DataFrame({"epoch": [0], "val_accuracy": [0.123]}), synthetic)
     assert math.isclose(place_history(history, synthetic, val_size=30)["level"], 0.95)
 

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from conftest import valstat
 from valstat.augment import augment_batch, augment_image
-from valstat.config import AugmentConfig, load_experiment
+from valstat.config import AugmentConfig
 from valstat.store import load_tables
 
 

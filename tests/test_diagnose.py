@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from valstat.diagnose import diagnose, format_diagnosis
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.history import read_history
 
 DATA = Path(__file__).parent / "data" / "histories"
@@ -342,34 +342,34 @@ def test_format_diagnosis_text():
 
 def test_accuracies_on_no_lattice_are_refused_without_val_size():
     history = read_history(DATA / "batch_averaged.csv")
-    with pytest.raises(UserError, match=r"cannot infer the validation size.*--val-size"):
+    with pytest.raises(ValstatError, match=r"cannot infer the validation size.*--val-size"):
         diagnose(history)
 
 
 def test_accuracies_off_the_given_lattice_are_refused():
     history = read_history(DATA / "batch_averaged.csv")
-    with pytest.raises(UserError, match=r"epoch 0 is not a whole number of images out of 30"):
+    with pytest.raises(ValstatError, match=r"epoch 0 is not a whole number of images out of 30"):
         diagnose(history, val_size=30)
-    with pytest.raises(UserError, match=r"epoch 1 is not a whole number of images out of 40.*--val-size"):
+    with pytest.raises(ValstatError, match=r"epoch 1 is not a whole number of images out of 40.*--val-size"):
         diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.7 + 1 / 90]}), val_size=40)
 
 
 def test_all_zero_or_one_cannot_be_inferred():
-    with pytest.raises(UserError, match=r"every val_accuracy is 0 or 1.*--val-size"):
+    with pytest.raises(ValstatError, match=r"every val_accuracy is 0 or 1.*--val-size"):
         diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [1.0, 1.0]}))
     assert diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [1.0, 1.0]}), val_size=30)["val_size"] == 30
 
 
 @pytest.mark.parametrize("bad", [0, -30, 2.5, "30", True, float("nan"), float("inf")])
 def test_bad_val_size(bad):
-    with pytest.raises(UserError, match=r"--val-size must be a whole number"):
+    with pytest.raises(ValstatError, match=r"--val-size must be a whole number"):
         diagnose(pd.DataFrame({"epoch": [0], "val_accuracy": [0.5]}), val_size=bad)
 
 
 def test_bad_table_is_refused():
-    with pytest.raises(UserError, match=r"no validation-accuracy column"):
+    with pytest.raises(ValstatError, match=r"no validation-accuracy column"):
         diagnose(pd.DataFrame({"epoch": [0], "loss": [0.5]}))
-    with pytest.raises(UserError, match=r"outside \[0, 1\]"):
+    with pytest.raises(ValstatError, match=r"outside \[0, 1\]"):
         diagnose(pd.DataFrame({"epoch": [0], "val_accuracy": [70.0]}), val_size=30)
 
 

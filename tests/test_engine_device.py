@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from conftest import TINY, valstat
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.store import Store, load_tables, store_path
 
 
@@ -16,7 +16,7 @@ def test_gpu_request_without_a_gpu_is_one_clear_error():
 
     if jax_gpus():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(UserError, match="--device gpu: no GPU found"):
+    with pytest.raises(ValstatError, match="--device gpu: no GPU found"):
         resolve_device("gpu")
     cpu = resolve_device("cpu")
     assert (cpu.backend, cpu.kind, cpu.fused) == ("tensorflow", "cpu", False)
@@ -81,7 +81,7 @@ def test_a_store_from_before_the_device_columns_opens_and_gains_them(tmp_path):
         from valstat.execute import check_engine
 
         check_engine(store, Engine("tensorflow", "cpu", "x", "2.21", False))
-        with pytest.raises(UserError, match="trained with tensorflow on CPU"):
+        with pytest.raises(ValstatError, match="trained with tensorflow on CPU"):
             check_engine(store, Engine("jax", "gpu", "H100", "0.10", True, gpus=1))
     runs = load_tables(tmp_path).runs
     assert {"backend_version", "device"} <= set(runs.columns) and runs.device.isna().all()
@@ -112,7 +112,7 @@ def test_negative_gpus_is_one_clear_error(tmp_path):
 
     experiment_file = tmp_path / "bad.toml"
     experiment_file.write_text(TINY.read_text() + '\n[cluster]\ngpus = -1\n')
-    with pytest.raises(UserError, match="gpus must be 0 or more"):
+    with pytest.raises(ValstatError, match="gpus must be 0 or more"):
         load_experiment(str(experiment_file))
 
 

@@ -3,7 +3,6 @@ bit for bit, as a model built and compiled for the run."""
 
 from __future__ import annotations
 
-import numpy as np
 
 from conftest import TINY
 from valstat.config import load_experiment

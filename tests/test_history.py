@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.history import COLUMNS, read_history, validate_epochs
 
 DATA = Path(__file__).parent / "data" / "histories"
@@ -132,14 +132,14 @@ def test_validate_epochs_accepts_a_store_table():
                           "learning_rate": [1e-3, 1e-4]})
     frame = validate_epochs(table)
     assert list(frame.columns) == ["epoch", "val_accuracy", "learning_rate"]
-    with pytest.raises(UserError, match="val_accuracy"):
+    with pytest.raises(ValstatError, match="val_accuracy"):
         validate_epochs(table.drop(columns="val_accuracy"))
-    with pytest.raises(UserError, match="non-numeric"):
+    with pytest.raises(ValstatError, match="non-numeric"):
         validate_epochs(table.assign(val_accuracy=["x", "y"]))
 
 
 # ---------------------------------------------------------------------------------------------
-# broken files: each one UserError naming the problem
+# broken files: each one ValstatError naming the problem
 
 BROKEN = [
     ("empty.csv", "", r"empty"),
@@ -183,7 +183,7 @@ BROKEN = [
 def test_broken_history_is_one_clear_user_error(tmp_path, filename, content, message):
     path = tmp_path / filename
     path.write_text(content)
-    with pytest.raises(UserError, match=message) as caught:
+    with pytest.raises(ValstatError, match=message) as caught:
         read_history(path)
     text = str(caught.value)
     assert "\n" not in text
@@ -191,19 +191,19 @@ def test_broken_history_is_one_clear_user_error(tmp_path, filename, content, mes
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(UserError, match=r"does not exist"):
+    with pytest.raises(ValstatError, match=r"does not exist"):
         read_history(tmp_path / "nope.csv")
 
 
 def test_directory(tmp_path):
-    with pytest.raises(UserError, match=r"holds no TensorBoard event files"):
+    with pytest.raises(ValstatError, match=r"holds no TensorBoard event files"):
         read_history(tmp_path)
 
 
 def test_binary_file(tmp_path):
     path = tmp_path / "model.h5"
     path.write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00\xff\xfe\x80")
-    with pytest.raises(UserError, match=r"not a text file"):
+    with pytest.raises(ValstatError, match=r"not a text file"):
         read_history(path)
 
 

@@ -106,16 +106,16 @@ def test_recorder_turns_logits_into_probabilities(tmp_path):
 def test_recorder_refuses_outputs_that_are_not_probabilities(tmp_path):
     import keras
 
-    from valstat.errors import UserError
+    from valstat.errors import ValstatError
     from valstat.keras import Recorder
 
     x, y = _data(seed=3)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     recorder = Recorder(tmp_path, validation_data=(x[:30], y[:30]))
-    with pytest.raises(UserError, match="from_logits=True"):
+    with pytest.raises(ValstatError, match="from_logits=True"):
         _fit(model, x[30:], y[30:], recorder)
-    with pytest.raises(UserError, match="one-hot"):
+    with pytest.raises(ValstatError, match="one-hot"):
         Recorder(tmp_path, validation_data=(x[:30], np.full((30, 3), 0.5)))
 
 
@@ -138,9 +138,9 @@ def test_recorder_starts_afresh_when_fit_is_called_again(tmp_path):
 
 
 def test_recorder_refuses_a_sweep_store(tiny_sweep):
-    from valstat.errors import UserError
+    from valstat.errors import ValstatError
     from valstat.keras import Recorder
 
     x, y = _data()
-    with pytest.raises(UserError, match="sweep store"):
+    with pytest.raises(ValstatError, match="sweep store"):
         Recorder(tiny_sweep, validation_data=(x[:30], y[:30]))

@@ -22,7 +22,7 @@ import pytest
 
 from report_fixtures import CHROMIUM, HOSTILE, Chromium
 from valstat.synthetic import build_store
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.report import build_report, write_single_run_report
 from valstat.report.figures import FIGURES as ALL_FIGURES
 from valstat.store import Store, load_tables
@@ -329,25 +329,25 @@ def test_each_seed_with_its_own_split_shows_the_draw_of_validation_images(tmp_pa
 # --------------------------------------------------------------------------- user errors
 
 def test_unknown_language_is_a_user_error(store, tmp_path):
-    with pytest.raises(UserError, match="unknown language 'fr'"):
+    with pytest.raises(ValstatError, match="unknown language 'fr'"):
         build_report(store, tmp_path / "r", lang="fr")
 
 
 def test_missing_store_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="no valstat store"):
+    with pytest.raises(ValstatError, match="no valstat store"):
         build_report(tmp_path / "nothing", tmp_path / "r")
 
 
 def test_empty_store_is_a_user_error(tmp_path):
     Store(tmp_path / "empty").close()
-    with pytest.raises(UserError, match="0 runs"):
+    with pytest.raises(ValstatError, match="0 runs"):
         build_report(tmp_path / "empty", tmp_path / "r")
 
 
 def test_unwritable_destination_is_a_user_error(store, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(UserError, match="cannot create the report folder"):
+    with pytest.raises(ValstatError, match="cannot create the report folder"):
         build_report(store, blocker / "report")
 
 

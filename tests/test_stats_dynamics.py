@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
 from valstat.stats.dynamics import majority_by_group, plateau_cut_table
 
@@ -28,9 +28,9 @@ def test_lr_collapse_float32_logs_do_not_move_the_threshold():
 def test_lr_collapse_never():
     res = lr_collapse([1e-3, 1e-3, 5e-4])
     assert res["epoch"] is None and res["epochs_after"] == 0 and res["cuts"] == [2]
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         lr_collapse([0.0, 0.0])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         lr_collapse([1e-3], threshold=2)
 
 
@@ -67,12 +67,12 @@ def test_cut_after_an_improvement_is_other_and_min_mode():
     assert list(table["kind"]) == ["other"] and table["improved"][0] == 1
     early = plateau_cut_table([0.5, 0.5], [1e-3, 1e-4], patience=2)  # window shorter than patience
     assert list(early["kind"]) == ["other"]
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         plateau_cut_table(loss, lr, mode="auto")
 
 
 def test_plateau_needs_the_monitor_column():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         plateau_cuts_after_ties(pd.DataFrame({"epoch": [0], "learning_rate": [1e-3]}))
 
 
@@ -83,7 +83,7 @@ def test_best_epochs_first_occurrence_and_nan():
                                "best_val_accuracy_epoch": 1, "best_val_accuracy": 0.8}
     empty = best_epochs(df.assign(val_loss=np.nan))
     assert empty["best_val_loss_epoch"] is None and empty["best_val_loss"] is None
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         best_epochs(df.iloc[:0])
 
 
@@ -96,7 +96,7 @@ def test_one_class_collapse():
     by_run = one_class_collapse(pd.concat([preds.assign(run_id="b"), preds.assign(run_id="a", predicted=7)]))
     assert list(by_run.columns[:2]) == ["run_id", "epoch"] and len(by_run) == 6
     assert by_run[by_run["run_id"] == "a"]["collapsed"].all()
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         one_class_collapse(preds.iloc[:0])
 
 

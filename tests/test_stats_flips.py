@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats.flips import image_flips, lost_and_gained
 from valstat.store import load_tables
 
@@ -110,11 +110,11 @@ def test_lost_and_gained_match_the_two_epochs():
 
 def test_bad_input_is_one_clear_error():
     predictions = _random_predictions()
-    with pytest.raises(UserError, match="epoch 99"):
+    with pytest.raises(ValstatError, match="epoch 99"):
         lost_and_gained(predictions, "r0", 0, 99)
-    with pytest.raises(UserError, match="predicted"):
+    with pytest.raises(ValstatError, match="predicted"):
         image_flips(predictions.drop(columns="predicted"))
-    with pytest.raises(UserError, match="more than once"):
+    with pytest.raises(ValstatError, match="more than once"):
         image_flips(pd.concat([predictions, predictions.head(1)]))
     assert image_flips(predictions.head(0)).empty
 

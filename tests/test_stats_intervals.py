@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import binomial_interval, crossed_mean_interval, mean_interval
 
 Z95 = 1.959963984540054  # Phi^-1(0.975)
@@ -80,7 +80,7 @@ def test_method_names_accept_underscores():
                                     dict(k=1, n=30, level=1.0), dict(k=1, n=30, level=0),
                                     dict(k=1, n=30, method="bogus"), dict(k=[], n=30)])
 def test_bad_input_is_a_user_error(kwargs):
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         binomial_interval(**kwargs)
 
 
@@ -174,7 +174,7 @@ def test_single_value_has_no_interval():
                                     dict(values=[1, 2], level=2), dict(values=[1, 2], units=[1]),
                                     dict(values=[1, 2], n_boot=0)])
 def test_mean_interval_bad_input(kwargs):
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         mean_interval(**kwargs)
 
 
@@ -206,9 +206,9 @@ def test_crossed_mean_interval_from_statsmodels_anova():
 
 
 def test_crossed_mean_interval_bad_input():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         crossed_mean_interval(np.ones((1, 5)))
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         crossed_mean_interval([[0.5, np.nan], [0.4, 0.3]])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         crossed_mean_interval(np.ones((2, 2)), new_run_columns=0)

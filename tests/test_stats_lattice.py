@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import curve_changes, infer_val_size, largest_drop, lattice_step
 
 K = np.array([10, 20, 24, 22, 18, 18, 19])
@@ -15,7 +15,7 @@ ACC32 = (K / 30).astype(np.float32).astype(float)  # what Keras logs
 
 def test_lattice_step():
     assert lattice_step(30) == pytest.approx(1 / 30)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         lattice_step(0)
 
 
@@ -60,7 +60,7 @@ def test_one_image_flip_is_within_noise():
     ([0.5, 0.5], 30, np.ones((3, 30), bool)),    # wrong shape
 ])
 def test_curve_changes_bad_input(values, n, correct):
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         curve_changes(values, n, correct=correct)
 
 
@@ -113,7 +113,7 @@ def test_largest_drop_paired_is_newcombe_method_10_by_hand():
 
 
 def test_largest_drop_needs_curve_changes_columns():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         largest_drop(pd.DataFrame({"epoch": [0, 1]}))
 
 
@@ -121,9 +121,9 @@ def test_infer_val_size():
     assert infer_val_size(ACC32) == 30
     assert infer_val_size((np.array([2, 4, 8]) / 30).astype(np.float32)) == 15  # smallest consistent size
     assert infer_val_size([np.nan, 0.25, 0.5]) == 4
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         infer_val_size([0.31415926], max_n=100)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         infer_val_size([np.nan])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         infer_val_size([1.5])

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import corrected_resampled_ttest, mcnemar, paired_difference_interval, probability_of_improvement
 from valstat.stats.paired import independent_difference_interval
 
@@ -34,11 +34,11 @@ def test_mcnemar_chi_square_with_continuity_correction_at_25_or_more():
 
 
 def test_mcnemar_bad_input():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         mcnemar([True, False], [True])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         mcnemar([], [])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         mcnemar([2, 0], [1, 0])
 
 
@@ -95,7 +95,7 @@ def test_paired_interval_coverage_on_concordant_epoch_pairs():
 
 
 def test_paired_interval_bad_counts():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         paired_difference_interval(0, 0, 0, 0)
 
 
@@ -114,9 +114,9 @@ def test_corrected_resampled_t_without_spread():
     assert corrected_resampled_ttest([0.1, 0.1], 10, 5)["p_value"] == 0.0
     res = corrected_resampled_ttest([0.0, 0.0], 10, 5)
     assert np.isnan(res["t"]) and res["p_value"] == 1.0
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         corrected_resampled_ttest([0.1], 10, 5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         corrected_resampled_ttest([0.1, 0.2], 0, 5)
 
 
@@ -128,7 +128,7 @@ def test_probability_of_improvement_counts_ties_half():
     assert 0 <= res["low"] <= res["estimate"] <= res["high"] <= 1
     same = probability_of_improvement(a, a)
     assert same["estimate"] == 0.5 and same["low"] < 0.5 < same["high"]
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         probability_of_improvement(a, b[:3])
 
 

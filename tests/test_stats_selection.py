@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import expected_max_noise, mean_interval, optimism_summary, selection_optimism
 from valstat.stats.selection import resampled_noise_optimism
 
@@ -26,11 +26,11 @@ def test_selection_optimism_by_hand(by, epoch, optimism):
 def test_selection_without_truth_and_bad_input():
     res = selection_optimism(ONE_RUN.assign(truth_accuracy=np.nan))
     assert res["truth_accuracy_at_chosen"] is None and res["optimism"] is None
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         selection_optimism(ONE_RUN, by="luck")
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         selection_optimism(ONE_RUN.drop(columns="truth_accuracy"))
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         selection_optimism(ONE_RUN.assign(val_loss=np.nan), by="val_loss")
 
 
@@ -51,9 +51,9 @@ def test_expected_max_noise_small_case_by_hand():
     assert res["expected_optimism"] == pytest.approx(11 / 16 - 0.5, abs=0.005)
     one = expected_max_noise(30, 1, 0.7)
     assert abs(one["expected_optimism"]) < 0.002
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         expected_max_noise(30, 0, 0.7)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         expected_max_noise(30, 5, 1.5)
 
 

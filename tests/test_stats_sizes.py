@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
 from valstat.stats.sizes import fisher_p_table, fisher_power, noether_runs
 
@@ -54,7 +54,7 @@ def test_thirty_images_are_far_from_five_points():
                                     dict(p=0.5, halfwidth=0.001, max_n=1000), dict(p=0.5, halfwidth=0.1, method="nope"),
                                     dict(p=0.5, halfwidth=0.1, probability=1.0)])
 def test_val_size_bad_input(kwargs):
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         val_size_for_halfwidth(**kwargs)
 
 
@@ -85,9 +85,9 @@ def test_minimum_detectable_difference_reaches_the_power_by_simulation():
 def test_minimum_detectable_difference_near_the_edge():
     res = minimum_detectable_difference(30, 0.97)
     assert res["increase"] is None and res["decrease"] < 0
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         minimum_detectable_difference(1, 0.5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         minimum_detectable_difference(30, 0.5, power=1.5)
 
 
@@ -104,9 +104,9 @@ def test_runs_needed_matches_the_paired_procedure():
     # Noether's 29 gives the paired interval much less than the 0.95 power asked for
     assert _paired_interval_power(29, 0.75) < 0.9
     assert runs_needed(0.25) == N  # symmetric in gamma - 1/2
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         runs_needed(0.5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         runs_needed(1.0)
     assert runs_needed(0.9) < N < runs_needed(0.6, beta=0.2)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import (
     binomial_sampling_variance,
     finite_sample_by_fold,
@@ -68,9 +68,9 @@ def test_known_distribution_variance_is_recovered():
 def test_finite_sample_edge_cases():
     same = np.ones((4, 5), dtype=bool)
     assert np.isnan(finite_sample_variance(same)["finite_sample_share"])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         finite_sample_variance(np.ones((1, 5), dtype=bool))
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         finite_sample_variance(np.full((3, 5), 0.5))
 
 
@@ -83,7 +83,7 @@ def test_finite_sample_by_fold_averages_folds():
     for key in ("empirical_variance", "independent_errors_variance", "distribution_variance"):
         assert res[key] == pytest.approx(np.mean([p[key] for p in parts]))
     assert res["distribution_variance_clipped"] == max(0.0, res["distribution_variance"])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         finite_sample_by_fold({0: folds[2]})
 
 
@@ -166,9 +166,9 @@ def test_everything_per_run_is_residual():
 
 
 def test_variance_components_bad_input():
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         variance_components(pd.DataFrame({"final_val_accuracy": [0.5], "fold": [0], "seed": [0]}))
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         variance_components(pd.DataFrame({"fold": [0, 1], "seed": [0, 1]}))
 
 
@@ -203,7 +203,7 @@ def test_binomial_sampling_variance_edge_cases():
     assert np.isnan(same["share"]) and same["model_variance"] < 0 and same["model_variance_clipped"] == 0
     assert binomial_sampling_variance([0.4, 0.41], 30)["share"] == 1.0  # clipped
     for bad in (([0.5], 30), ([0.5, 1.2], 30), ([0.5, 0.6], 1), ([0.5, np.nan], 30), ([0.5, 0.6], 2.5)):
-        with pytest.raises(UserError):
+        with pytest.raises(ValstatError):
             binomial_sampling_variance(*bad)
 
 
@@ -259,9 +259,9 @@ def test_stratified_sampling_variance_is_zero_for_runs_that_get_whole_classes_ri
     assert res["stratified_variance"] == 0 and res["share"] == 0
     assert res["binomial_variance"] > 0.002 and res["binomial_share"] > 0.4
     assert res["model_variance"] == pytest.approx(res["empirical_variance"])
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         stratified_sampling_variance(correct, np.arange(30)[None, :].repeat(4, axis=0))
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         stratified_sampling_variance(correct, labels[:, :20])
 
 

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from conftest import TINY, valstat
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.synthetic import fake_store
 from valstat.store import (EPOCH_COLUMNS, PREDICTION_COLUMNS, SCHEMA_VERSION, load_tables,
                            read_meta, store_path, write_tables)
@@ -52,7 +52,7 @@ def test_store_carries_its_schema_version_and_refuses_a_newer_one(tmp_path):
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     before = hashlib.sha256(store_path(tmp_path).read_bytes()).hexdigest()
-    with pytest.raises(UserError, match="newer valstat"):
+    with pytest.raises(ValstatError, match="newer valstat"):
         load_tables(tmp_path)
     result = valstat("stats", tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr

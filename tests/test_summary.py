@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from valstat.core import Settings
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
 from valstat.synthetic import fake_store
 from valstat.report.stats_text import format_summary
@@ -276,13 +276,13 @@ def test_arm_without_runs_and_val_size_sources():
 
 def test_bad_tables_are_user_errors():
     runs, epochs, preds, meta = store(arms=("a",), seeds=2, folds=1, epochs=2)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         summary_dict(runs.drop(columns="seed"), epochs, preds, meta)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         summary_dict(runs, epochs.iloc[:0], preds, meta)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         summary_dict(runs, epochs, pd.concat([preds, preds.iloc[:1]]), meta)
-    with pytest.raises(UserError):
+    with pytest.raises(ValstatError):
         summary_dict(pd.concat([runs, runs.iloc[:1]]), epochs, preds, meta)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from valstat.core import Settings, build_core, history_core
 from valstat.core.plain import to_plain
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.history import validate_epochs
 from valstat.report.text import Strings
 from valstat.stats.against import largest_fall, place_curve, place_value
@@ -35,10 +35,10 @@ def _choose_val_size(accuracy: np.ndarray, sizes: list, val_size, out_dir) -> in
         return fitting[0]
     listed = ", ".join(str(n) for n in sizes)
     if not fitting:
-        raise UserError(f"the history's val_accuracy values are not whole numbers of images "
+        raise ValstatError(f"the history's val_accuracy values are not whole numbers of images "
                         f"for any validation size in the store in {out_dir} ({listed}): its "
                         "runs were scored on a different number of images")
-    raise UserError(f"the history fits several validation sizes of the store in {out_dir} "
+    raise ValstatError(f"the history fits several validation sizes of the store in {out_dir} "
                     f"({', '.join(map(str, fitting))}); pass --val-size N")
 
 
@@ -59,7 +59,7 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     collapsed reruns' band; null without rates)}.
     The reruns are the store's counted runs (valstat.core: not diverged unless
     settings.count_diverged); collapse epochs come from the run table (settings.collapse_threshold).
-    UserError: no runs, no runs with that validation size, unknown arm, history off-lattice.
+    ValstatError: no runs, no runs with that validation size, unknown arm, history off-lattice.
     """
     from valstat.store import load_tables
 
@@ -68,26 +68,26 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     history = validate_epochs(history, "history")
     tables = load_tables(out_dir)
     if tables.runs.empty or tables.epochs.empty:
-        raise UserError(f"the store in {out_dir} holds no finished runs to compare with")
+        raise ValstatError(f"the store in {out_dir} holds no finished runs to compare with")
     core = build_core(tables.runs, tables.epochs, tables.predictions, dict(tables.meta or {}), settings)
     runs = core.counted
     if arm is not None:
         if arm not in set(tables.runs["arm"]):
-            raise UserError(f"the store in {out_dir} has no arm {arm!r} (arms: "
+            raise ValstatError(f"the store in {out_dir} has no arm {arm!r} (arms: "
                             f"{', '.join(sorted(set(tables.runs['arm'])))})")
         runs = runs[runs["arm"] == arm]
     sizes = sorted({int(v) for v in pd.to_numeric(runs["n_val"], errors="coerce").dropna()})
     if runs.empty:
-        raise UserError(f"the store in {out_dir} holds no finished runs to compare with")
+        raise ValstatError(f"the store in {out_dir} holds no finished runs to compare with")
     if not sizes:
-        raise UserError(f"the runs in {out_dir} do not record their validation size")
+        raise ValstatError(f"the runs in {out_dir} do not record their validation size")
     accuracy = history["val_accuracy"].to_numpy(dtype=float)
     n = _choose_val_size(accuracy, sizes, val_size, out_dir)
     if not _fits(accuracy, n):
-        raise UserError(f"the history's val_accuracy values are not whole numbers of images "
+        raise ValstatError(f"the history's val_accuracy values are not whole numbers of images "
                         f"out of {n}; check --val-size")
     if n not in sizes:
-        raise UserError(f"the store in {out_dir} has no runs with {n} validation images "
+        raise ValstatError(f"the store in {out_dir} has no runs with {n} validation images "
                         f"(its runs have {', '.join(map(str, sizes))}); compare with reruns "
                         "scored on as many images as the history")
     chosen = runs[pd.to_numeric(runs["n_val"], errors="coerce") == n]

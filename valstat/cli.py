@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from valstat import __version__
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 EPILOG = """examples:
   valstat run --seeds 20                      # built-in digits, default experiment
@@ -109,7 +109,7 @@ def cmd_stats(args) -> int:
 
     tables = load_tables(args.out_dir)
     if tables.runs.empty:
-        raise UserError(f"the store in {args.out_dir} holds no runs yet")
+        raise ValstatError(f"the store in {args.out_dir} holds no runs yet")
     summary = summarize(tables.runs, tables.epochs, tables.predictions, tables.meta)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else format_summary(summary, args.lang))
     return 0
@@ -135,7 +135,7 @@ def cmd_diagnose(args) -> int:
         placement = place_history(epochs, args.against, val_size=args.val_size, arm=args.arm)
         val_size = placement["val_size"]
     elif args.arm:
-        raise UserError("--arm needs --against OUT_DIR")
+        raise ValstatError("--arm needs --against OUT_DIR")
     result = diagnose(epochs, val_size=val_size)
     if placement:
         result["against"] = placement
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         return args.handler(args)
-    except UserError as error:
+    except ValstatError as error:
         print(f"valstat: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from valstat.augment import is_identity
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 DEFAULT_EXPERIMENT = "default"
 SEED_KINDS = ("split", "init", "order", "augment")
@@ -165,35 +165,35 @@ def _coerce(section: str, key: str, value, default, origin: str):
     where = f"[{section}] {key} in {origin}"
     if kind is bool:
         if not isinstance(value, bool):
-            raise UserError(f"{where} must be true or false, got {value!r}")
+            raise ValstatError(f"{where} must be true or false, got {value!r}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where} must be a whole number, got {value!r}")
+            raise ValstatError(f"{where} must be a whole number, got {value!r}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{where} must be a number, got {value!r}")
+            raise ValstatError(f"{where} must be a number, got {value!r}")
         return float(value)
     if kind is list:
         if not isinstance(value, list):
-            raise UserError(f"{where} must be a list, got {value!r}")
+            raise ValstatError(f"{where} must be a list, got {value!r}")
         return list(value)
     if not isinstance(value, str):
-        raise UserError(f"{where} must be text, got {value!r}")
+        raise ValstatError(f"{where} must be text, got {value!r}")
     allowed = CHOICES.get((section, key))
     if allowed and value not in allowed:
-        raise UserError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+        raise ValstatError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
 def _apply(target, section: str, values, origin: str):
     if not isinstance(values, dict):
-        raise UserError(f"[{section}] in {origin} must be a table")
+        raise ValstatError(f"[{section}] in {origin} must be a table")
     known = {f.name: f for f in fields(target)}
     for key, value in values.items():
         if key not in known:
-            raise UserError(f"unknown key '{key}' in [{section}] of {origin} "
+            raise ValstatError(f"unknown key '{key}' in [{section}] of {origin} "
                             f"(known: {', '.join(known)})")
         setattr(target, key, _coerce(section, key, value, getattr(target, key), origin))
     return target
@@ -215,14 +215,14 @@ def read_experiment_source(name_or_path: str | None) -> tuple[str, str]:
     if path.suffix != ".toml" and not path.exists() and name_or_path in shipped:
         return f"{name_or_path}.toml (shipped)", shipped[name_or_path].read_text(encoding="utf-8")
     if not path.is_file():
-        raise UserError(f"experiment file {name_or_path} not found "
+        raise ValstatError(f"experiment file {name_or_path} not found "
                         f"(shipped: {', '.join(sorted(shipped))})")
     try:
         return str(path), path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not valid TOML: {error}") from None
+        raise ValstatError(f"{path} is not valid TOML: {error}") from None
     except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
+        raise ValstatError(f"cannot read {path}: {error.strerror}") from None
 
 
 def load_experiment(name_or_path: str | None = None, overrides: dict | None = None) -> Experiment:
@@ -231,24 +231,24 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{origin} is not valid TOML: {error}") from None
+        raise ValstatError(f"{origin} is not valid TOML: {error}") from None
     top_keys = {"name", "description", "arms", *SECTIONS}
     for key in document:
         if key not in top_keys:
-            raise UserError(f"unknown key '{key}' in {origin} (known: {', '.join(sorted(top_keys))})")
+            raise ValstatError(f"unknown key '{key}' in {origin} (known: {', '.join(sorted(top_keys))})")
     base = {name: _apply(cls(), name, document.get(name, {}), origin)
             for name, cls in SECTIONS.items()}
     arm_tables = document.get("arms", {"main": {}})
     if not isinstance(arm_tables, dict) or not arm_tables:
-        raise UserError(f"[arms] in {origin} must hold at least one [arms.NAME] table")
+        raise ValstatError(f"[arms] in {origin} must hold at least one [arms.NAME] table")
     arms = []
     for arm_name, arm_values in arm_tables.items():
         if not isinstance(arm_values, dict):
-            raise UserError(f"[arms.{arm_name}] in {origin} must be a table")
+            raise ValstatError(f"[arms.{arm_name}] in {origin} must be a table")
         parts = {}
         for key in arm_values:
             if key not in ARM_SECTIONS:
-                raise UserError(f"unknown key '{key}' in [arms.{arm_name}] of {origin} "
+                raise ValstatError(f"unknown key '{key}' in [arms.{arm_name}] of {origin} "
                                 f"(known: {', '.join(ARM_SECTIONS)})")
         for section in ARM_SECTIONS:
             parts[section] = _apply(copy.deepcopy(base[section]), f"arms.{arm_name}.{section}",
@@ -300,17 +300,17 @@ def apply_settings(experiment: Experiment, settings: list[str]) -> None:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) not in (2, 4) or (len(parts) == 4 and parts[0] != "arms"):
-            raise UserError(f"--set expects SECTION.KEY=VALUE (e.g. training.learning_rate=1e-4)"
+            raise ValstatError(f"--set expects SECTION.KEY=VALUE (e.g. training.learning_rate=1e-4)"
                             f" or arms.NAME.SECTION.KEY=VALUE, got {item!r}")
         section, name = parts[-2], parts[-1]
         if section not in SECTIONS:
-            raise UserError(f"--set {item}: unknown section '{section}' "
+            raise ValstatError(f"--set {item}: unknown section '{section}' "
                             f"(known: {', '.join(SECTIONS)})")
         if len(parts) == 4:
             if parts[1] not in arms:
-                raise UserError(f"--set {item}: no arm '{parts[1]}' (arms: {', '.join(arms)})")
+                raise ValstatError(f"--set {item}: no arm '{parts[1]}' (arms: {', '.join(arms)})")
             if section not in ARM_SECTIONS:
-                raise UserError(f"--set {item}: arms may set only {', '.join(ARM_SECTIONS)}")
+                raise ValstatError(f"--set {item}: arms may set only {', '.join(ARM_SECTIONS)}")
             targets = [getattr(arms[parts[1]], section)]
         elif section in ARM_SECTIONS:
             targets = [getattr(arm, section) for arm in experiment.arms]
@@ -345,33 +345,33 @@ def resolved_toml(experiment: Experiment) -> str:
 def validate(experiment: Experiment) -> None:
     sweep = experiment.sweep
     if sweep.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {sweep.seeds}")
+        raise ValstatError(f"--seeds must be at least 1, got {sweep.seeds}")
     if sweep.folds < 1:
-        raise UserError(f"--folds must be at least 1, got {sweep.folds}")
+        raise ValstatError(f"--folds must be at least 1, got {sweep.folds}")
     unknown = set(sweep.vary) - set(SEED_KINDS)
     if unknown:
-        raise UserError(f"[sweep] vary may only name {', '.join(SEED_KINDS)}; "
+        raise ValstatError(f"[sweep] vary may only name {', '.join(SEED_KINDS)}; "
                         f"got {', '.join(sorted(unknown))}")
     if experiment.cluster.gpus < 0:
-        raise UserError(f"[cluster] gpus must be 0 or more, got {experiment.cluster.gpus}")
+        raise ValstatError(f"[cluster] gpus must be 0 or more, got {experiment.cluster.gpus}")
     sources = {arm.data.source for arm in experiment.arms}
     if len(sources) > 1:
-        raise UserError("all arms of an experiment must use the same data source")
+        raise ValstatError("all arms of an experiment must use the same data source")
     for arm in experiment.arms:
         if arm.training.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {arm.training.epochs}")
+            raise ValstatError(f"--epochs must be at least 1, got {arm.training.epochs}")
         if arm.training.batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, got {arm.training.batch_size}")
+            raise ValstatError(f"batch_size must be at least 1, got {arm.training.batch_size}")
         if arm.training.learning_rate <= 0:
-            raise UserError(f"learning_rate must be positive, got {arm.training.learning_rate}")
+            raise ValstatError(f"learning_rate must be positive, got {arm.training.learning_rate}")
         if arm.data.image_size < 16:
-            raise UserError(f"--image-size must be at least 16 pixels, got {arm.data.image_size}")
+            raise ValstatError(f"--image-size must be at least 16 pixels, got {arm.data.image_size}")
         if arm.data.val_size < 2:
-            raise UserError(f"--val-size must be at least 2, got {arm.data.val_size}")
+            raise ValstatError(f"--val-size must be at least 2, got {arm.data.val_size}")
         if not 0.0 <= arm.data.holdout < 0.9:
-            raise UserError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
+            raise ValstatError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
         if arm.model.width <= 0:
-            raise UserError(f"[model] width must be positive, got {arm.model.width}")
+            raise ValstatError(f"[model] width must be positive, got {arm.model.width}")
         _validate_augment(arm)
 
 
@@ -379,15 +379,15 @@ def _validate_augment(arm: Arm) -> None:
     where = f"[augment] of arm '{arm.name}'"
     augment = arm.augment
     if augment.rotation_range < 0 or augment.rotation_range > 180:
-        raise UserError(f"{where}: rotation_range must be degrees in [0, 180], "
+        raise ValstatError(f"{where}: rotation_range must be degrees in [0, 180], "
                         f"got {augment.rotation_range}")
     for key in ("width_shift_range", "height_shift_range", "zoom_range"):
         value = getattr(augment, key)
         if not 0 <= value < 1:
-            raise UserError(f"{where}: {key} must be a fraction in [0, 1), got {value}")
+            raise ValstatError(f"{where}: {key} must be a fraction in [0, 1), got {value}")
     brightness = augment.brightness_range
     if brightness and (len(brightness) != 2 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in brightness)
             or not 0 < brightness[0] <= brightness[1]):
-        raise UserError(f"{where}: brightness_range must be [low, high] with 0 < low <= high, "
+        raise ValstatError(f"{where}: brightness_range must be [low, high] with 0 < low <= high, "
                         f"got {brightness}")

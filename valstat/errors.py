@@ -4,6 +4,3 @@
 class ValstatError(ValueError):
     """Bad input: the message says what is wrong and what to do."""
 
-
-#: The name the library used before ValstatError; the same class.
-UserError = ValstatError

@@ -21,7 +21,7 @@ from distributed import WorkerPlugin
 
 from valstat.config import ClusterConfig, Experiment
 from valstat.data import load_dataset
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.lock import StoreLock
 from valstat.splits import RunSpec, plan_runs
 from valstat.store import Store, read_meta, read_stored_runs, require_kind
@@ -67,7 +67,7 @@ def _check_owner(experiment: Experiment, out_dir: Path) -> None:
     existing = read_meta(out_dir)
     require_kind(existing, "sweep", out_dir, "train a sweep into")
     if existing and existing.get("config_hash") not in (None, experiment.config_hash()):
-        raise UserError(f"{out_dir} holds a store written by a different experiment config "
+        raise ValstatError(f"{out_dir} holds a store written by a different experiment config "
                         f"('{existing.get('experiment')}', {existing.get('source_file')}); "
                         "use another --out folder")
 
@@ -91,7 +91,7 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
     """Decode the data once, plan every run, and check the store belongs to this experiment."""
     _check_owner(experiment, out_dir)
     if not os.access(out_dir, os.W_OK):
-        raise UserError(f"output folder {out_dir} is not writable; choose another --out")
+        raise ValstatError(f"output folder {out_dir} is not writable; choose another --out")
     return _plan(experiment, out_dir / "cache")
 
 
@@ -188,7 +188,7 @@ def slurm_cluster(settings: ClusterConfig, threads: int):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
-        raise UserError("[cluster] kind = \"slurm\" needs dask-jobqueue: "
+        raise ValstatError("[cluster] kind = \"slurm\" needs dask-jobqueue: "
                         "pip install -e \".[slurm]\"") from None
     options = {"queue": settings.queue or None, "account": settings.account or None}
     prologue = ["export TF_CPP_MIN_LOG_LEVEL=2", f"export OMP_NUM_THREADS={threads}"]
@@ -222,7 +222,7 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
         try:
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as error:
-            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+            raise ValstatError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     if not verbose:
         silence_tensorflow()    # spawned workers inherit the environment
     # Workers inherit an ignored SIGINT, so Ctrl-C in the terminal stops only the driver,
@@ -270,7 +270,7 @@ def check_engine(store: Store, engine) -> None:
         stored = {"backend": next(iter(backends)) if len(backends) == 1 else "mixed",
                   "device": "cpu"}                   # stores before --device: CPU only
     if stored is not None and stored != engine.identity:
-        raise UserError(f"this store holds runs trained with {stored['backend']} on "
+        raise ValstatError(f"this store holds runs trained with {stored['backend']} on "
                         f"{stored['device'].upper()}; its curves would not be comparable with "
                         f"{engine.backend} on {engine.kind.upper()}: use --device "
                         f"{stored['device']} or another --out folder")
@@ -297,7 +297,7 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create output folder {out_dir}: {error.strerror}") from None
+        raise ValstatError(f"cannot create output folder {out_dir}: {error.strerror}") from None
     from valstat.engine.device import resolve_device
 
     engine = engine or resolve_device("cpu")

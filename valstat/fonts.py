@@ -19,7 +19,7 @@ import importlib.util
 import io
 from pathlib import Path
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 CJK_FAMILY = "WenQuanYi Micro Hei"
 LATIN_FAMILY = "DejaVu Sans"   # ships with matplotlib
@@ -39,10 +39,10 @@ def find_cjk_font() -> Path | None:
 
 
 def cjk_font_path() -> Path:
-    """find_cjk_font, or UserError when the package is missing (valstat's install pulls it in)."""
+    """find_cjk_font, or ValstatError when the package is missing (valstat's install pulls it in)."""
     path = find_cjk_font()
     if path is None:
-        raise UserError("the Chinese font is missing: reinstall valstat (it depends on the "
+        raise ValstatError("the Chinese font is missing: reinstall valstat (it depends on the "
                         "'mpl-font' package, which ships WenQuanYi Micro Hei), or use --lang en")
     return path
 
@@ -63,7 +63,7 @@ def font_family(lang: str) -> list[str]:
 
     DejaVu Sans for Latin text and digits, with the CJK font as fallback for every glyph DejaVu
     lacks (matplotlib >= 3.6 falls back glyph by glyph; a PDF embeds only fonts it uses).
-    Chinese requires the CJK font (UserError without it); English uses it when it is installed,
+    Chinese requires the CJK font (ValstatError without it); English uses it when it is installed,
     so Chinese class folder names in an English report are not drawn as boxes either.
     """
     if lang == "zh" or find_cjk_font() is not None:

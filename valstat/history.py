@@ -17,7 +17,7 @@ to ``learning_rate``; ``acc``/``val_acc`` (Keras < 2.3) and ``categorical_accura
 ``sparse_categorical_accuracy`` / ``binary_accuracy`` (and their ``val_`` forms) to ``accuracy`` /
 ``val_accuracy``.  Other metrics are dropped.
 
-Every problem with the file raises :class:`valstat.errors.UserError` with one line naming the file
+Every problem with the file raises :class:`valstat.errors.ValstatError` with one line naming the file
 and the problem; no pandas or json traceback escapes.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.tbevents import is_event_source, read_event_columns
 
 #: Output columns, in order; ``epoch`` and ``val_accuracy`` are always present.
@@ -74,7 +74,7 @@ def read_history(path) -> pd.DataFrame:
 
     Raises
     ------
-    UserError
+    ValstatError
         Missing file, a directory, an empty or unreadable file, no validation-accuracy column,
         non-numeric values, NaN/inf in an accuracy or learning-rate column, JSON lists of unequal
         length, accuracies outside [0, 1], a negative learning rate, or duplicate epochs.
@@ -82,21 +82,21 @@ def read_history(path) -> pd.DataFrame:
     path = Path(path)
     name = str(path)
     if not path.exists():
-        raise UserError(f"history file {name} does not exist")
+        raise ValstatError(f"history file {name} does not exist")
     if is_event_source(path):
         columns, found = read_event_columns(path)
         return _tidy(columns, name, "TensorBoard", found)
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise UserError(f"cannot read history file {name}: {error.strerror or error}") from None
+        raise ValstatError(f"cannot read history file {name}: {error.strerror or error}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UserError(f"{name} is not a text file (not UTF-8); give a CSVLogger CSV "
+        raise ValstatError(f"{name} is not a text file (not UTF-8); give a CSVLogger CSV "
                         "or a History JSON") from None
     if not text.strip():
-        raise UserError(f"history file {name} is empty")
+        raise ValstatError(f"history file {name} is empty")
 
     if text.lstrip()[:1] in ("{", "["):
         columns, found = _columns_from_json(text, name)
@@ -110,17 +110,17 @@ def read_history(path) -> pd.DataFrame:
 def validate_epochs(epochs: pd.DataFrame, name: str = "epochs table") -> pd.DataFrame:
     """Check an epochs DataFrame built elsewhere by the same rules as :func:`read_history`.
 
-    Returns a tidy copy (known columns only, sorted by epoch); raises UserError on any problem.
+    Returns a tidy copy (known columns only, sorted by epoch); raises ValstatError on any problem.
     """
     if not isinstance(epochs, pd.DataFrame):
-        raise UserError(f"{name} must be a pandas DataFrame, got {type(epochs).__name__}")
+        raise ValstatError(f"{name} must be a pandas DataFrame, got {type(epochs).__name__}")
     columns = {}
     for column in epochs.columns:
         try:
             columns[str(column)] = np.asarray(epochs[column], dtype=float)
         except (TypeError, ValueError):
             if str(column) in _KNOWN:
-                raise UserError(f"{name}: column '{column}' holds non-numeric values") from None
+                raise ValstatError(f"{name}: column '{column}' holds non-numeric values") from None
             # columns valstat does not use (run_id, notes, ...) may hold anything
     return _tidy(columns, name, "table")
 
@@ -133,35 +133,35 @@ def _columns_from_json(text: str, name: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UserError(f"{name} looks like JSON but is not valid JSON: {error.msg} "
+        raise ValstatError(f"{name} looks like JSON but is not valid JSON: {error.msg} "
                         f"(line {error.lineno}, column {error.colno})") from None
     except RecursionError:
-        raise UserError(f"{name} is JSON nested too deeply to be a Keras history") from None
+        raise ValstatError(f"{name} is JSON nested too deeply to be a Keras history") from None
     if isinstance(data, dict) and isinstance(data.get("history"), dict):
         data = data["history"]
     if not isinstance(data, dict):
-        raise UserError(f"{name} holds a JSON {type(data).__name__}, not an object; expected "
+        raise ValstatError(f"{name} holds a JSON {type(data).__name__}, not an object; expected "
                         "History.history saved with json.dump (metric name -> list of values)")
     if not data:
-        raise UserError(f"{name} is an empty JSON object: no metrics, no epochs")
+        raise ValstatError(f"{name} is an empty JSON object: no metrics, no epochs")
     used = {key: values for key, values in data.items() if key in _KNOWN}
     if not used:
         return {}, [str(key) for key in data]
     lengths = {}
     for key, values in used.items():
         if not isinstance(values, list):
-            raise UserError(f"{name}: metric '{key}' is a JSON {type(values).__name__}, "
+            raise ValstatError(f"{name}: metric '{key}' is a JSON {type(values).__name__}, "
                             "not a list of per-epoch values")
         lengths[key] = len(values)
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
-        raise UserError(f"{name}: the metric lists have unequal lengths ({detail}); "
+        raise ValstatError(f"{name}: the metric lists have unequal lengths ({detail}); "
                         "every metric needs one value per epoch")
     columns = {}
     for key, values in used.items():
         for i, value in enumerate(values):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"{name}: non-numeric value {_show(value)} in '{key}' "
+                raise ValstatError(f"{name}: non-numeric value {_show(value)} in '{key}' "
                                 f"at position {i} (epoch {i})")
         columns[key] = [float(v) for v in values]
     if "epoch" not in columns:
@@ -179,44 +179,44 @@ def _columns_from_csv(text: str, name: str) -> dict:
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as error:
-        raise UserError(f"{name} is not a readable CSV file: {error}") from None
+        raise ValstatError(f"{name} is not a readable CSV file: {error}") from None
     numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
     (_, header), body = numbered[0], numbered[1:]
     header = [cell.strip() for cell in header]
     if len(header) == 1 and not _is_name(header[0]):
-        raise UserError(f"{name} has no header line naming the columns "
+        raise ValstatError(f"{name} has no header line naming the columns "
                         "(expected e.g. 'epoch,accuracy,loss,val_accuracy,val_loss')")
     if header[0] == "" and "epoch" not in header:
         header[0] = "epoch"  # pandas' DataFrame(history.history).to_csv() writes an unnamed index
     blanks = [i for i, cell in enumerate(header) if cell == ""]
     if blanks:
-        raise UserError(f"{name}: column {blanks[0] + 1} of the header line has no name")
+        raise ValstatError(f"{name}: column {blanks[0] + 1} of the header line has no name")
     seen = set()
     for cell in header:
         if cell in seen:
-            raise UserError(f"{name}: column '{cell}' appears twice in the header line")
+            raise ValstatError(f"{name}: column '{cell}' appears twice in the header line")
         seen.add(cell)
     if not body:
-        raise UserError(f"{name} has a header line but no epochs")
+        raise ValstatError(f"{name} has a header line but no epochs")
 
     columns = {cell: [] for cell in header if cell in _KNOWN}
     for lineno, row in body:
         cells = [cell.strip() for cell in row]
         if cells == header:
-            raise UserError(f"{name}: the header line repeats at line {lineno}, so the file holds "
+            raise ValstatError(f"{name}: the header line repeats at line {lineno}, so the file holds "
                             "more than one log (CSVLogger(append=True) over several fits?); "
                             "keep one training run per file")
         if len(cells) != len(header):
-            raise UserError(f"{name}: line {lineno} has {len(cells)} fields but the header has "
+            raise ValstatError(f"{name}: line {lineno} has {len(cells)} fields but the header has "
                             f"{len(header)}")
         for column, cell in zip(header, cells):
             if column not in columns:
                 continue  # a metric valstat does not use may hold anything
             if cell == "":
-                raise UserError(f"{name}: empty value in column '{column}' at line {lineno}")
+                raise ValstatError(f"{name}: empty value in column '{column}' at line {lineno}")
             if cell == "NA":  # CSVLogger's mark for a metric missing that epoch
                 if column in ALIASES["val_accuracy"]:
-                    raise UserError(
+                    raise ValstatError(
                         f"{name}: '{column}' is NA at line {lineno}: Keras writes NA on epochs "
                         "without validation (validation_freq > 1); diagnose needs a validation "
                         "score every epoch")
@@ -225,7 +225,7 @@ def _columns_from_csv(text: str, name: str) -> dict:
             try:
                 value = float(cell)
             except ValueError:
-                raise UserError(f"{name}: non-numeric value {_show(cell)} in column '{column}' "
+                raise ValstatError(f"{name}: non-numeric value {_show(cell)} in column '{column}' "
                                 f"at line {lineno}") from None
             columns[column].append(value)
     if "epoch" not in columns:
@@ -260,31 +260,31 @@ def _tidy(columns: dict, name: str, kind: str, found=None) -> pd.DataFrame:
             a = np.asarray(columns[first], dtype=float)
             b = np.asarray(columns[other], dtype=float)
             if not np.allclose(a, b, rtol=1e-6, atol=0.0, equal_nan=True):
-                raise UserError(f"{name} has both '{first}' and '{other}' with different values; "
+                raise ValstatError(f"{name} has both '{first}' and '{other}' with different values; "
                                 f"keep one of them as '{canonical}'")
         chosen[canonical] = columns[first]
 
     if "val_accuracy" not in chosen:
         names = columns if found is None else found
         found = ", ".join(sorted(str(c) for c in names if c != "epoch")) or "none"
-        raise UserError(f"{name} has no validation-accuracy column (val_accuracy); metrics found: "
+        raise ValstatError(f"{name} has no validation-accuracy column (val_accuracy); metrics found: "
                         f"{found}. Train with metrics=['accuracy'] and validation data "
                         "(validation_data=... or validation_split=...)")
 
     frame = pd.DataFrame({c: np.asarray(chosen[c], dtype=float) for c in COLUMNS if c in chosen})
     if frame.empty:
-        raise UserError(f"{name} has no epochs")
+        raise ValstatError(f"{name} has no epochs")
 
     epoch = frame["epoch"].to_numpy()
     bad = ~np.isfinite(epoch) | (epoch < 0) | (epoch != np.round(epoch))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{name}: epoch {_show(epoch[i])} (row {i + 1}) is not a whole number "
+        raise ValstatError(f"{name}: epoch {_show(epoch[i])} (row {i + 1}) is not a whole number "
                         ">= 0")
     frame["epoch"] = epoch.astype(np.int64)
     duplicated = frame["epoch"][frame["epoch"].duplicated()]
     if not duplicated.empty:
-        raise UserError(f"{name}: epoch {int(duplicated.iloc[0])} appears more than once; a "
+        raise ValstatError(f"{name}: epoch {int(duplicated.iloc[0])} appears more than once; a "
                         "history must hold one training run (was the log appended to?)")
 
     for column in frame.columns.drop("epoch"):
@@ -293,7 +293,7 @@ def _tidy(columns: dict, name: str, kind: str, found=None) -> pd.DataFrame:
             bad = ~np.isfinite(values)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise UserError(f"{name}: '{column}' is {_show(values[i])} at epoch "
+                raise ValstatError(f"{name}: '{column}' is {_show(values[i])} at epoch "
                                 f"{int(frame['epoch'].iloc[i])}; it must be a finite number")
         if column in _FRACTIONS:
             bad = (values < 0) | (values > 1)
@@ -301,14 +301,14 @@ def _tidy(columns: dict, name: str, kind: str, found=None) -> pd.DataFrame:
                 i = int(np.flatnonzero(bad)[0])
                 hint = (" (these look like percentages: divide by 100)"
                         if values.max() <= 100 and values.min() >= 0 else "")
-                raise UserError(f"{name}: '{column}' is {values[i]:g} at epoch "
+                raise ValstatError(f"{name}: '{column}' is {values[i]:g} at epoch "
                                 f"{int(frame['epoch'].iloc[i])}, outside [0, 1]; accuracies "
                                 f"must be fractions{hint}")
         if column == "learning_rate":
             bad = values < 0
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise UserError(f"{name}: learning rate {values[i]:g} at epoch "
+                raise ValstatError(f"{name}: learning rate {values[i]:g} at epoch "
                                 f"{int(frame['epoch'].iloc[i])} is negative")
 
     frame = frame.sort_values("epoch", kind="stable").reset_index(drop=True)

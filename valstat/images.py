@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.data import BUILTIN, _to_rgb_uint8, index_folder
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats.flips import image_flips
 
 TOP = 12          # images listed per arm
@@ -92,7 +92,7 @@ def example_source(meta: dict, source: str | None) -> ExampleSource:
         return ExampleSource("folder", Path(source).expanduser(), list(dataset["files"]))
     try:
         _, files = index_folder(source or "")
-    except UserError as error:
+    except ValstatError as error:
         return ExampleSource(None, note=str(error))
     root = Path(source).expanduser()
     skipped = set(dataset.get("skipped") or []) if same else set()

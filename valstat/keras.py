@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from valstat.callbacks import ValidationRecorder, predict_in_batches
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.splits import run_id_for
 from valstat.store import Store, read_meta, require_kind
 from valstat.train import versions
@@ -33,17 +33,17 @@ def _labels(targets) -> np.ndarray:
     targets = np.asarray(targets)
     if targets.ndim == 2 and targets.shape[1] > 1:
         if not np.all((targets == 0) | (targets == 1)) or np.any(targets.sum(axis=1) != 1):
-            raise UserError("Recorder: validation labels of shape (n, C) must be one-hot "
+            raise ValstatError("Recorder: validation labels of shape (n, C) must be one-hot "
                             "(one 1 per row); pass integer class labels otherwise")
         return targets.argmax(axis=1).astype(np.int64)
     if targets.ndim > 2 or (targets.ndim == 2 and targets.shape[1] != 1):
-        raise UserError(f"Recorder: validation labels of shape {targets.shape} are neither "
+        raise ValstatError(f"Recorder: validation labels of shape {targets.shape} are neither "
                         "integer labels (n,) nor one-hot (n, C)")
     flat = targets.reshape(-1)
     if flat.size == 0:
-        raise UserError("Recorder: validation_data holds no images")
+        raise ValstatError("Recorder: validation_data holds no images")
     if not np.all(np.mod(flat, 1) == 0) or flat.min() < 0:
-        raise UserError("Recorder: validation labels must be class indices 0, 1, ... "
+        raise ValstatError("Recorder: validation labels must be class indices 0, 1, ... "
                         "(integers) or one-hot rows")
     return flat.astype(np.int64)
 
@@ -52,7 +52,7 @@ def _from_logits(model) -> bool:
     """Whether the compiled loss takes logits (a Loss object built with from_logits=True)."""
     loss = model.loss
     if isinstance(loss, (dict, list, tuple)):
-        raise UserError("Recorder records a classifier with one output; this model was "
+        raise ValstatError("Recorder records a classifier with one output; this model was "
                         "compiled with several losses")
     return bool(isinstance(loss, keras.losses.Loss) and loss.get_config().get("from_logits"))
 
@@ -61,7 +61,7 @@ def _n_classes(model) -> int:
     """Classes the model scores: its output width, or 2 for a single sigmoid/logit unit."""
     shape = model.output_shape
     if isinstance(shape, (list, dict)) or isinstance(shape[0], (tuple, list)):
-        raise UserError("Recorder records a classifier with one output; this model has several")
+        raise ValstatError("Recorder records a classifier with one output; this model has several")
     return max(2, int(shape[-1] or 0))
 
 
@@ -84,7 +84,7 @@ class Recorder(ValidationRecorder):
         existing = read_meta(self.out_dir)
         require_kind(existing, "recorded", self.out_dir, "record a fit into")
         if existing and existing.get("experiment") != experiment:
-            raise UserError(f"{self.out_dir} holds the store of experiment "
+            raise ValstatError(f"{self.out_dir} holds the store of experiment "
                             f"'{existing.get('experiment')}'; record into another folder")
         self.n_classes = 0
         self._started = 0.0
@@ -95,7 +95,7 @@ class Recorder(ValidationRecorder):
         self.from_logits = _from_logits(self.model)
         self.n_classes = _n_classes(self.model)
         if self.val_labels.max() >= self.n_classes:
-            raise UserError(f"Recorder: validation labels go up to {self.val_labels.max()} but the "
+            raise ValstatError(f"Recorder: validation labels go up to {self.val_labels.max()} but the "
                             f"model scores {self.n_classes} classes")
         self._started = time.perf_counter()
         self._initial_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -115,7 +115,7 @@ class Recorder(ValidationRecorder):
         if rows.shape[1] > 1:
             bad = bad or not np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
         if bad:
-            raise UserError("Recorder: the model's outputs are not class probabilities; end it "
+            raise ValstatError("Recorder: the model's outputs are not class probabilities; end it "
                             "with softmax (or one sigmoid unit), or compile the loss with "
                             "from_logits=True")
 
@@ -153,6 +153,6 @@ class Recorder(ValidationRecorder):
                     "source": "recorded with valstat.keras.Recorder",
                     "class_names": self.class_names or [str(c) for c in range(self.n_classes)]}})
             if not store.write_run(record):
-                raise UserError(f"run {run_id} is already in {self.out_dir}; "
+                raise ValstatError(f"run {run_id} is already in {self.out_dir}; "
                                 "pass another seed= or fold= to record a new run")
 

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 LOCK_NAME = "valstat.lock"
 
@@ -68,14 +68,14 @@ class StoreLock:
                         self.path.unlink(missing_ok=True)
                         continue
                 if not self.wait:
-                    raise UserError(
+                    raise ValstatError(
                         f"{self.path.parent} is being written by process {holder['pid']} on "
                         f"{holder.get('host', '?')} since {holder.get('started', '?')}; "
                         "wait for it, or pass --wait") from None
                 time.sleep(self.poll_s)
                 continue
             except OSError as error:
-                raise UserError(f"cannot create the lock {self.path}: {error.strerror}") from None
+                raise ValstatError(f"cannot create the lock {self.path}: {error.strerror}") from None
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(mine)
             self.held = True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def summarize(tables: Tables):
     from valstat.summary import summarize as summarize_tables
 
     if tables.runs.empty:
-        raise UserError("the store holds no runs yet")
+        raise ValstatError("the store holds no runs yet")
     return summarize_tables(tables.runs, tables.epochs, tables.predictions, tables.meta.raw)
 
 
@@ -81,7 +81,7 @@ def plot(tables: Tables, name: str, ax=None, lang: str = "en"):
 
     builders = _builders(tables, lang)
     if name not in builders:
-        raise UserError(f"no figure {name!r} for this store (figures: {', '.join(builders)})")
+        raise ValstatError(f"no figure {name!r} for this store (figures: {', '.join(builders)})")
     with plots.figure_context(lang):
         return builders[name][0](ax=ax)
 

@@ -13,7 +13,7 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from valstat.config import SEED_KINDS, Arm, Experiment
 from valstat.data import BUILTIN
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def truth_and_pool(labels: np.ndarray, arm: Arm, n_classes: int) -> tuple[np.nda
     if data.source == BUILTIN:
         needed = data.truth_size + data.train_size + data.val_size
         if needed > len(labels):
-            raise UserError(f"built-in digits hold {len(labels)} images; train_size "
+            raise ValstatError(f"built-in digits hold {len(labels)} images; train_size "
                             f"{data.train_size} + val_size {data.val_size} + truth_size "
                             f"{data.truth_size} = {needed} is too many")
         truth, rest = _stratified_take(labels, everything, data.truth_size, data.data_seed)
@@ -50,7 +50,7 @@ def truth_and_pool(labels: np.ndarray, arm: Arm, n_classes: int) -> tuple[np.nda
     if data.holdout > 0:
         size = int(round(data.holdout * len(labels)))
         if size < n_classes:
-            raise UserError(f"--holdout {data.holdout} keeps {size} images, fewer than the "
+            raise ValstatError(f"--holdout {data.holdout} keeps {size} images, fewer than the "
                             f"{n_classes} classes; use a larger fraction")
         return _stratified_take(labels, everything, size, data.data_seed)
     return everything[:0], everything
@@ -60,17 +60,17 @@ def check_split_sizes(labels: np.ndarray, pool: np.ndarray, val_size: int, folds
                       n_classes: int) -> None:
     counts = np.bincount(labels[pool], minlength=n_classes)
     if val_size < n_classes:
-        raise UserError(f"--val-size {val_size} is smaller than the number of classes "
+        raise ValstatError(f"--val-size {val_size} is smaller than the number of classes "
                         f"({n_classes}); a stratified validation set needs at least one per class")
     if val_size > len(pool) - n_classes:
-        raise UserError(f"--val-size {val_size} is too large: only {len(pool)} images are "
+        raise ValstatError(f"--val-size {val_size} is too large: only {len(pool)} images are "
                         f"available for training and validation")
     if folds > 1:
         if folds > counts.min():
-            raise UserError(f"--folds {folds} is larger than the smallest class allows "
+            raise ValstatError(f"--folds {folds} is larger than the smallest class allows "
                             f"({counts.min()} images); use --folds {max(1, counts.min())} or fewer")
         if folds * val_size > len(pool):
-            raise UserError(f"--folds {folds} x --val-size {val_size} needs {folds * val_size} "
+            raise ValstatError(f"--folds {folds} x --val-size {val_size} needs {folds * val_size} "
                             f"distinct validation images; only {len(pool)} are available")
 
 

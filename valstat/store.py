@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 STORE_NAME = "valstat.sqlite"
 SCHEMA_VERSION = 3   # PRAGMA user_version; 0 is a store written before versions were kept
@@ -103,7 +103,7 @@ def _check_sqlite_file(path: Path) -> None:
     with open(path, "rb") as handle:
         header = handle.read(16)
     if header != b"SQLite format 3\x00":
-        raise UserError(f"{path} is not a SQLite database (corrupted or not a valstat store); "
+        raise ValstatError(f"{path} is not a SQLite database (corrupted or not a valstat store); "
                         "move it aside or choose another --out folder")
 
 
@@ -115,17 +115,17 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
             "SELECT name FROM sqlite_master WHERE type='table'")}
         connection.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as error:
-        raise UserError(f"{path} is damaged and cannot be read ({error}); "
+        raise ValstatError(f"{path} is damaged and cannot be read ({error}); "
                         "it was left untouched") from None
     missing = {"meta", "runs", "epochs", "predictions"} - tables
     if missing:
         connection.close()
-        raise UserError(f"{path} is a SQLite file but not a valstat store "
+        raise ValstatError(f"{path} is a SQLite file but not a valstat store "
                         f"(missing tables: {', '.join(sorted(missing))})")
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         connection.close()
-        raise UserError(f"{path} was written by a newer valstat (store schema {version}, this "
+        raise ValstatError(f"{path} was written by a newer valstat (store schema {version}, this "
                         f"version reads up to {SCHEMA_VERSION}); upgrade valstat to read it")
     return connection
 
@@ -143,12 +143,12 @@ def _read_meta(connection: sqlite3.Connection) -> dict:
 
 
 def require_kind(meta: dict | None, kind: str, out_dir, action: str) -> None:
-    """Refuse (UserError) a store of another kind than `kind`; an empty or absent store passes.
+    """Refuse (ValstatError) a store of another kind than `kind`; an empty or absent store passes.
 
     action: what the caller does with the store, for the message ("train a sweep into")."""
     found = (meta or {}).get("store_kind", kind)
     if found != kind:
-        raise UserError(f"{out_dir} holds a {found} store; cannot {action} it "
+        raise ValstatError(f"{out_dir} holds a {found} store; cannot {action} it "
                         "(use another folder)")
 
 
@@ -160,20 +160,20 @@ class Store:
         if self.path.exists():
             _connect_readonly(self.path).close()
         elif not create:
-            raise UserError(f"no valstat store in {out_dir} (expected {self.path}); "
+            raise ValstatError(f"no valstat store in {out_dir} (expected {self.path}); "
                             "run `valstat run --out DIR` first")
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise UserError(f"cannot create output folder {self.path.parent}: "
+                raise ValstatError(f"cannot create output folder {self.path.parent}: "
                                 f"{error.strerror}") from None
         try:
             self.connection = sqlite3.connect(self.path, timeout=30)
             self.connection.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as error:
-            raise UserError(f"cannot write the store {self.path}: {error}") from None
+            raise ValstatError(f"cannot write the store {self.path}: {error}") from None
 
     def _migrate(self) -> None:
         """Create the tables, or move an older store forward in its recorded steps, atomically."""
@@ -274,7 +274,7 @@ def load_tables(out_dir: str | Path) -> StoreTables:
     as it was at one moment: no run's epochs without its row, or the reverse."""
     path = store_path(out_dir)
     if not path.exists():
-        raise UserError(f"no valstat store in {out_dir} (expected {path}); "
+        raise ValstatError(f"no valstat store in {out_dir} (expected {path}); "
                         "run `valstat run --out DIR` first")
     connection = _connect_readonly(path)
     try:
@@ -287,7 +287,7 @@ def load_tables(out_dir: str | Path) -> StoreTables:
             "SELECT * FROM predictions ORDER BY run_id, epoch, example", connection)
         connection.rollback()
     except sqlite3.DatabaseError as error:
-        raise UserError(f"{path} is damaged and cannot be read ({error}); "
+        raise ValstatError(f"{path} is damaged and cannot be read ({error}); "
                         "it was left untouched") from None
     finally:
         connection.close()
@@ -300,7 +300,7 @@ def _export(out_dir, dest, suffix: str, write) -> list[Path]:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create {dest}: {error.strerror}") from None
+        raise ValstatError(f"cannot create {dest}: {error.strerror}") from None
     written = []
     for name, frame in (("runs", tables.runs), ("epochs", tables.epochs),
                         ("predictions", tables.predictions)):
@@ -320,7 +320,7 @@ def export_parquet(out_dir: str | Path, dest: str | Path) -> list[Path]:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise UserError("--parquet needs pyarrow: pip install \"valstat[parquet]\"") from None
+        raise ValstatError("--parquet needs pyarrow: pip install \"valstat[parquet]\"") from None
     return _export(out_dir, dest, "parquet",
                    lambda frame, target: frame.to_parquet(target, index=False))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 # TensorBoard tag -> history column, for the validation and the train folder
 VALIDATION_TAGS = {"epoch_accuracy": "val_accuracy", "epoch_loss": "val_loss",
@@ -32,7 +32,7 @@ def _event_class():
     try:
         from tensorboard.compat.proto.event_pb2 import Event
     except ImportError:
-        raise UserError("reading TensorBoard event files needs the tensorboard package: "
+        raise ValstatError("reading TensorBoard event files needs the tensorboard package: "
                         "pip install \"valstat[tensorboard]\"") from None
     return Event
 
@@ -80,9 +80,9 @@ def read_scalars(files: list[Path]) -> dict:
                     if number is not None:
                         scalars.setdefault(value.tag, {})[int(event.step)] = number
         except OSError as error:
-            raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+            raise ValstatError(f"cannot read {path}: {error.strerror or error}") from None
         except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends
-            raise UserError(f"{path} is not a readable TensorBoard event file "
+            raise ValstatError(f"{path} is not a readable TensorBoard event file "
                             f"({type(error).__name__})") from None
     return scalars
 
@@ -106,7 +106,7 @@ def read_event_columns(path: Path) -> tuple[dict, list]:
         validation, train = None, None
     files = _event_files(validation) if validation else [path]
     if not files:
-        raise UserError(f"{path} holds no TensorBoard event files (*tfevents*)")
+        raise ValstatError(f"{path} holds no TensorBoard event files (*tfevents*)")
     val = read_scalars(files)
     train_scalars = read_scalars(_event_files(train)) if train and train.is_dir() \
         and train != validation else {}

@@ -15,7 +15,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -89,10 +89,10 @@ def resolve_device(request: str = "auto", fused: bool | None = None,
     fused: force the fused JAX engine on (True, also on CPU, e.g. for tests) or off (False:
     one run at a time; on a GPU that is Keras's JAX backend). cluster_gpus: GPUs per SLURM job
     ([cluster] gpus); the workers' GPUs are not visible from the login node, so they are taken
-    as given unless --device cpu. Raises UserError for a GPU request without a GPU.
+    as given unless --device cpu. Raises ValstatError for a GPU request without a GPU.
     """
     if request not in DEVICES:
-        raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {request!r}")
+        raise ValstatError(f"--device must be one of {', '.join(DEVICES)}, got {request!r}")
     if cluster_gpus and request != "cpu":
         return Engine("jax", "gpu", f"SLURM jobs with {cluster_gpus} GPU(s) each",
                       _version("jax"), fused if fused is not None else True, gpus=cluster_gpus)
@@ -100,13 +100,13 @@ def resolve_device(request: str = "auto", fused: bool | None = None,
     if request == "gpu" and not gpus:
         hint = ("JAX is not installed: pip install -e \".[gpu]\"" if
                 importlib.util.find_spec("jax") is None else "JAX sees no CUDA device")
-        raise UserError(f"--device gpu: no GPU found ({hint}); use --device cpu")
+        raise ValstatError(f"--device gpu: no GPU found ({hint}); use --device cpu")
     if gpus:
         return Engine("jax", "gpu", f"{gpus[0]} x{len(gpus)}" if len(gpus) > 1 else gpus[0],
                       _version("jax"), fused if fused is not None else True, gpus=len(gpus))
     if fused:
         if importlib.util.find_spec("jax") is None:
-            raise UserError("the fused engine needs JAX: pip install jax (or \".[gpu]\")")
+            raise ValstatError("the fused engine needs JAX: pip install jax (or \".[gpu]\")")
         return Engine("jax", "cpu", cpu_name(), _version("jax"), True)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     version = _version("tensorflow-cpu", "tensorflow") if backend == "tensorflow" else \

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.splits import RunSpec
 from valstat.store import RunRecord
 
@@ -181,7 +181,7 @@ def _monitor_mode(monitor: str) -> str:
 def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunRecord]:
     """Train K runs of one arm (equal training-set size) as one fused program on the JAX
     backend; returns one RunRecord per spec, in order, each as train_one_run would build it.
-    A device out of memory is one UserError line naming a smaller --pack."""
+    A device out of memory is one ValstatError line naming a smaller --pack."""
     import jax
 
     device = _worker_device()
@@ -193,7 +193,7 @@ def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunReco
     except Exception as error:  # XLA reports OOM as a RuntimeError/XlaRuntimeError
         text = str(error)
         if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
-            raise UserError(f"the device ran out of memory training {len(specs)} runs of arm "
+            raise ValstatError(f"the device ran out of memory training {len(specs)} runs of arm "
                             f"'{specs[0].arm.name}' as one pack; use --pack "
                             f"{max(1, len(specs) // 2)}") from None
         raise
@@ -232,7 +232,7 @@ def _train_pack(specs: list[RunSpec]) -> list[RunRecord]:
     from valstat.train import ORDER_EPOCH_OFFSET, batch_order
 
     if keras.backend.backend() != "jax":
-        raise UserError("the fused engine needs Keras's JAX backend in its worker "
+        raise ValstatError("the fused engine needs Keras's JAX backend in its worker "
                         f"(KERAS_BACKEND=jax); this worker runs {keras.backend.backend()}")
     arm = specs[0].arm
     n_train = len(specs[0].split.train)

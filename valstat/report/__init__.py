@@ -23,7 +23,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 __all__ = ["build_report", "write_single_run_report"]
 
@@ -31,20 +31,20 @@ FIGURE_FORMATS = ("pdf", "svg", "png")
 
 
 def _prepare_dest(dest: Path) -> Path:
-    """Create `dest` and check it is writable; UserError (one line) otherwise."""
+    """Create `dest` and check it is writable; ValstatError (one line) otherwise."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the report folder {dest}: "
+        raise ValstatError(f"cannot create the report folder {dest}: "
                         f"{error.strerror or error}") from None
     if not dest.is_dir():
-        raise UserError(f"cannot write the report: {dest} exists and is not a folder")
+        raise ValstatError(f"cannot write the report: {dest} exists and is not a folder")
     try:
         handle, probe = tempfile.mkstemp(prefix=".valstat-write-test-", dir=dest)
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise UserError(f"cannot write into the report folder {dest}: "
+        raise ValstatError(f"cannot write into the report folder {dest}: "
                         f"{error.strerror or error}") from None
     return dest
 
@@ -90,7 +90,7 @@ def _render(template: str, context: dict, lang: str = "en") -> str:
 def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     """Write the report for the store in `out_dir` into `dest` (default OUT_DIR/report/).
 
-    Returns the path of index.html. Raises UserError for an unknown language, a missing or
+    Returns the path of index.html. Raises ValstatError for an unknown language, a missing or
     empty store, or a destination that cannot be written.
     """
     from valstat import __version__
@@ -101,7 +101,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
 
     tables = load_tables(out_dir)
     if tables.runs.empty:
-        raise UserError(f"the store in {out_dir} holds 0 runs: nothing to report yet "
+        raise ValstatError(f"the store in {out_dir} holds 0 runs: nothing to report yet "
                         "(wait until `valstat run` has finished at least one run)")
     dest = _prepare_dest(Path(dest) if dest is not None else Path(out_dir) / "report")
 

@@ -15,7 +15,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 
 HERE = Path(__file__).resolve().parent
 LANGS = ("en", "zh")
@@ -26,7 +26,7 @@ class Strings:
 
     def __init__(self, lang: str):
         if lang not in LANGS:
-            raise UserError(f"unknown language {lang!r}; choose one of: {', '.join(LANGS)}")
+            raise ValstatError(f"unknown language {lang!r}; choose one of: {', '.join(LANGS)}")
         self.lang = lang
         self.data = _load(lang)
 

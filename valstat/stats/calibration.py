@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 from scipy.special import expit
 
 from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval

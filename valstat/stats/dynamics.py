@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, check_choice, check_positive_int, need_columns
 
 # Relative margin for rate comparisons: a logged rate counts as lower only beyond it
@@ -30,9 +30,9 @@ def lr_collapse(learning_rate, threshold: float = 0.01) -> dict:
     """
     lr = as_1d(learning_rate, "learning_rate")
     if lr[0] <= 0:
-        raise UserError(f"the initial learning rate must be > 0, got {lr[0]!r}")
+        raise ValstatError(f"the initial learning rate must be > 0, got {lr[0]!r}")
     if not 0 < threshold < 1:
-        raise UserError(f"threshold must be in (0, 1), got {threshold!r}")
+        raise ValstatError(f"threshold must be in (0, 1), got {threshold!r}")
     below = np.flatnonzero(lr < threshold * lr[0] * (1 - _CUT_RTOL))
     epoch = int(below[0]) if below.size else None
     return {
@@ -77,7 +77,7 @@ def one_class_collapse(predictions_df: pd.DataFrame) -> pd.DataFrame:
     """
     need_columns(predictions_df, ["epoch", "predicted"], "predictions_df")
     if len(predictions_df) == 0:
-        raise UserError("predictions_df is empty")
+        raise ValstatError("predictions_df is empty")
     keys = ["run_id", "epoch"] if "run_id" in predictions_df.columns else ["epoch"]
     grouped = predictions_df.groupby(keys, sort=True)
     out = grouped.size().reset_index()[keys]
@@ -97,7 +97,7 @@ def best_epochs(epochs_df: pd.DataFrame) -> dict:
     """
     need_columns(epochs_df, ["epoch", "val_loss", "val_accuracy"], "epochs_df")
     if len(epochs_df) == 0:
-        raise UserError("epochs_df is empty")
+        raise ValstatError("epochs_df is empty")
     out = {}
     for column, pick in (("val_loss", np.nanargmin), ("val_accuracy", np.nanargmax)):
         values = epochs_df[column].to_numpy(dtype=float)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import need_columns
 
 COLUMNS = ["run_id", "epoch", "example", "label", "predicted"]
@@ -45,7 +45,7 @@ def image_flips(predictions: pd.DataFrame) -> pd.DataFrame:
                                                                 predicted))
     same = np.r_[False, (run[1:] == run[:-1]) & (example[1:] == example[:-1])]
     if np.any(same[1:] & (epoch[1:] == epoch[:-1])):
-        raise UserError("predictions hold the same (run_id, epoch, example) more than once")
+        raise ValstatError("predictions hold the same (run_id, epoch, example) more than once")
     correct = predicted == label
     before = np.r_[False, correct[:-1]]
     last = np.r_[~same[1:], True]          # each run's last recorded epoch of the image
@@ -82,7 +82,7 @@ def lost_and_gained(predictions: pd.DataFrame, run_id, from_epoch: int,
     Returns one row per image whose correctness differs: example, label, direction ("lost":
     right at `from_epoch`, wrong at `to_epoch`; "gained": the reverse), predicted_before,
     predicted_after (class indices); lost images first, then by example. Only images scored at
-    both epochs count. UserError when the run has no predictions at either epoch.
+    both epochs count. ValstatError when the run has no predictions at either epoch.
     """
     need_columns(predictions, COLUMNS, "predictions")
     rows = predictions[predictions["run_id"] == run_id]
@@ -90,7 +90,7 @@ def lost_and_gained(predictions: pd.DataFrame, run_id, from_epoch: int,
     for epoch in (from_epoch, to_epoch):
         part = rows[rows["epoch"] == epoch]
         if part.empty:
-            raise UserError(f"run {run_id!r} has no per-image predictions at epoch {epoch}")
+            raise ValstatError(f"run {run_id!r} has no per-image predictions at epoch {epoch}")
         parts.append(part.set_index("example")[["label", "predicted"]])
     both = parts[0].merge(parts[1], how="inner", left_index=True, right_index=True,
                           suffixes=("_before", "_after"))

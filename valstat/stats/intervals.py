@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, check_choice, check_level, check_positive_int
 
 # valstat name -> statsmodels proportion_confint name
@@ -34,15 +34,15 @@ def _counts(k, n):
     k_arr = np.asarray(k, dtype=float)
     n_arr = np.asarray(n, dtype=float)
     if k_arr.size == 0 or n_arr.size == 0:
-        raise UserError("k and n must not be empty")
+        raise ValstatError("k and n must not be empty")
     if not (np.all(np.isfinite(k_arr)) and np.all(np.isfinite(n_arr))):
-        raise UserError("k and n must be finite whole numbers")
+        raise ValstatError("k and n must be finite whole numbers")
     if np.any(k_arr != np.round(k_arr)) or np.any(n_arr != np.round(n_arr)):
-        raise UserError("k (images correct) and n (images) must be whole numbers")
+        raise ValstatError("k (images correct) and n (images) must be whole numbers")
     if np.any(n_arr <= 0):
-        raise UserError(f"n must be >= 1, got {n_arr.min():g}")
+        raise ValstatError(f"n must be >= 1, got {n_arr.min():g}")
     if np.any(k_arr < 0) or np.any(k_arr > n_arr):
-        raise UserError("k must satisfy 0 <= k <= n (images correct cannot exceed images)")
+        raise ValstatError("k must satisfy 0 <= k <= n (images correct cannot exceed images)")
     k_arr, n_arr = np.broadcast_arrays(k_arr, n_arr)
     return k_arr.copy(), n_arr.copy()
 
@@ -78,7 +78,7 @@ def _unit_layout(values, units):
     """Sort values by unit: return (sorted values, start index per unit, size per unit)."""
     unit_arr = np.asarray(units)
     if unit_arr.shape != values.shape:
-        raise UserError(f"units must have the same length as values ({values.size}), got {unit_arr.size}")
+        raise ValstatError(f"units must have the same length as values ({values.size}), got {unit_arr.size}")
     _, codes = np.unique(unit_arr, return_inverse=True)
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
@@ -236,9 +236,9 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) 
     m = check_positive_int(new_run_columns, "new_run_columns")
     y = np.asarray(table, dtype=float)
     if y.ndim != 2 or min(y.shape) < 2:
-        raise UserError(f"table must be 2-D with at least 2 rows and 2 columns, got shape {y.shape}")
+        raise ValstatError(f"table must be 2-D with at least 2 rows and 2 columns, got shape {y.shape}")
     if not np.all(np.isfinite(y)):
-        raise UserError("table contains NaN or infinite values (the design must be complete)")
+        raise ValstatError("table contains NaN or infinite values (the design must be complete)")
     R, C = y.shape
     grand = y.mean()
     rows, cols = y.mean(axis=1), y.mean(axis=0)

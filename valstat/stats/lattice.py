@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, as_bool_matrix, check_level, check_positive_int, need_columns
 from valstat.stats.intervals import binomial_interval
 from valstat.stats.paired import independent_difference_interval, mcnemar_exact_p, paired_difference_interval
@@ -21,19 +21,19 @@ def lattice_step(n) -> float:
 
 
 def to_counts(val_accuracy, n: int) -> np.ndarray:
-    """Images correct k = accuracy·n, rounded; UserError when a value is off the 1/n lattice.
+    """Images correct k = accuracy·n, rounded; ValstatError when a value is off the 1/n lattice.
 
     val_accuracy: shape (epochs,), fractions in [0, 1]. Returns int array, shape (epochs,).
     """
     acc = as_1d(val_accuracy, "val_accuracy")
     if np.any(acc < 0) or np.any(acc > 1):
-        raise UserError("val_accuracy must be fractions in [0, 1]")
+        raise ValstatError("val_accuracy must be fractions in [0, 1]")
     scaled = acc * n
     k = np.rint(scaled)
     off = np.abs(scaled - k) > LATTICE_TOLERANCE
     if np.any(off):
         first = int(np.flatnonzero(off)[0])
-        raise UserError(
+        raise ValstatError(
             f"val_accuracy {acc[first]!r} (epoch {first}) is not a multiple of 1/{n}: "
             f"is the validation size really {n}? (valstat can infer it with infer_val_size)"
         )
@@ -82,9 +82,9 @@ def curve_changes(val_accuracy, n: int, correct=None, level: float = 0.95) -> pd
     if correct is not None:
         c = as_bool_matrix(correct, "correct")
         if c.shape != (epochs, n):
-            raise UserError(f"correct must have shape (epochs, n) = ({epochs}, {n}), got {c.shape}")
+            raise ValstatError(f"correct must have shape (epochs, n) = ({epochs}, {n}), got {c.shape}")
         if np.any(c.sum(axis=1) != k):
-            raise UserError("correct disagrees with val_accuracy: per-epoch sums of correct images differ from k")
+            raise ValstatError("correct disagrees with val_accuracy: per-epoch sums of correct images differ from k")
         lost[1:] = np.sum(c[:-1] & ~c[1:], axis=1)
         gained[1:] = np.sum(~c[:-1] & c[1:], axis=1)
         p[1:] = mcnemar_exact_p(lost[1:], gained[1:])
@@ -170,18 +170,18 @@ def infer_val_size(val_accuracies, max_n: int = 1000) -> int:
     """Smallest n such that every logged accuracy times n is within 1e-4 of a whole number.
 
     val_accuracies: any shape, fractions (NaN ignored). Accuracies that are all 0 or 1 give 1.
-    Raises UserError if no n <= max_n fits.
+    Raises ValstatError if no n <= max_n fits.
     """
     max_n = check_positive_int(max_n, "max_n")
     acc = np.asarray(val_accuracies, dtype=float).reshape(-1)
     acc = np.unique(acc[np.isfinite(acc)])
     if acc.size == 0:
-        raise UserError("no finite validation accuracies to infer the validation size from")
+        raise ValstatError("no finite validation accuracies to infer the validation size from")
     if np.any(acc < 0) or np.any(acc > 1):
-        raise UserError("validation accuracies must be fractions in [0, 1]")
+        raise ValstatError("validation accuracies must be fractions in [0, 1]")
     sizes = np.arange(1, max_n + 1)
     scaled = acc[:, None] * sizes[None, :]
     fits = np.all(np.abs(scaled - np.rint(scaled)) <= LATTICE_TOLERANCE, axis=0)
     if not fits.any():
-        raise UserError(f"the accuracies fit no validation size up to {max_n} images")
+        raise ValstatError(f"the accuracies fit no validation size up to {max_n} images")
     return int(sizes[np.argmax(fits)])

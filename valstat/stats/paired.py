@@ -7,7 +7,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as _sm_mcnemar
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, as_paired_bool, check_level, check_positive_int
 from valstat.stats.intervals import binomial_interval
 
@@ -72,7 +72,7 @@ def paired_difference_interval(n11, n10, n01, n00, level: float = 0.95) -> tuple
     """
     counts = np.array([n11, n10, n01, n00], dtype=float)
     if np.any(counts < 0) or counts.sum() <= 0:
-        raise UserError("paired counts must be non-negative with at least one image")
+        raise ValstatError("paired counts must be non-negative with at least one image")
     n = counts.sum()
     p1, p2 = (n11 + n10) / n, (n11 + n01) / n
     l1, u1 = binomial_interval(n11 + n10, n, level, "wilson")
@@ -142,7 +142,7 @@ def probability_of_improvement(a, b, level: float = 0.95) -> dict:
     a = as_1d(a, "a")
     b = as_1d(b, "b")
     if a.size != b.size:
-        raise UserError(f"a and b must be paired (same length), got {a.size} and {b.size}")
+        raise ValstatError(f"a and b must be paired (same length), got {a.size} and {b.size}")
     score = (a > b) + 0.5 * (a == b)
     low, high = score_interval(float(score.sum()), score.size, level)
     return {"estimate": float(score.mean()), "low": low, "high": high, "n": int(a.size), "level": level,

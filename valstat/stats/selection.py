@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_bool_matrix, check_choice, check_level, check_positive_int, need_columns
 from valstat.stats.intervals import mean_interval
 from valstat.stats.lattice import fisher_p
@@ -35,10 +35,10 @@ def selection_optimism(epochs_df: pd.DataFrame, by: str = "val_accuracy") -> dic
     check_choice(by, tuple(RULES), "selection rule")
     need_columns(epochs_df, ["epoch", "val_accuracy", "val_loss", "truth_accuracy"], "epochs_df")
     if len(epochs_df) == 0:
-        raise UserError("epochs_df is empty")
+        raise ValstatError("epochs_df is empty")
     chosen = _chosen_rows(epochs_df.drop(columns=["run_id"], errors="ignore"), by)
     if chosen.empty:
-        raise UserError(f"{by} has no finite value to choose an epoch by")
+        raise ValstatError(f"{by} has no finite value to choose an epoch by")
     row = chosen.iloc[0]
     truth = float(row["truth_accuracy"])
     truth = None if np.isnan(truth) else truth
@@ -108,7 +108,7 @@ def expected_max_noise(n, epochs, true_accuracy, n_sim: int = 20000, seed: int =
     n_sim = check_positive_int(n_sim, "n_sim")
     p = float(true_accuracy)
     if not 0 <= p <= 1:
-        raise UserError(f"true_accuracy must be in [0, 1], got {true_accuracy!r}")
+        raise ValstatError(f"true_accuracy must be in [0, 1], got {true_accuracy!r}")
     draws = np.random.default_rng(seed).binomial(n, p, size=(n_sim, epochs))
     optimism = draws.max(axis=1) / n - p
     low, high = np.percentile(optimism, [2.5, 97.5])

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_number, check_level, check_positive_int
 from valstat.stats.intervals import binomial_interval
 
@@ -19,7 +19,7 @@ def _fraction(value, name, low_open=False, high_open=False):
     too_high = x >= 1 if high_open else x > 1
     if not math.isfinite(x) or too_low or too_high:
         lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise UserError(f"{name} must be in {lo}0, 1{hi}, got {value!r}")
+        raise ValstatError(f"{name} must be in {lo}0, 1{hi}, got {value!r}")
     return x
 
 
@@ -42,7 +42,7 @@ def val_size_for_halfwidth(p, halfwidth, level: float = 0.95, method: str = "wil
     right, that the interval's half-width (high - low)/2 of binomial_interval(K, n, level,
     method) is at most halfwidth (0.8 by default; at k = round(p·n) alone the size misses
     the target about half the time). n is searched upward from a quarter of the size that
-    reaches the target at k = round(p·n); UserError if none up to max_n does.
+    reaches the target at k = round(p·n); ValstatError if none up to max_n does.
     """
     p = _fraction(p, "p")
     halfwidth = _fraction(halfwidth, "halfwidth", low_open=True)
@@ -56,7 +56,7 @@ def val_size_for_halfwidth(p, halfwidth, level: float = 0.95, method: str = "wil
         typical = int(n[np.argmax(ok)]) if ok.any() else None
         start, stop = stop + 1, min(max_n, stop * 8)
     if typical is None:
-        raise UserError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g}")
+        raise ValstatError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g}")
     start = max(1, typical // 4)
     while start <= max_n:
         n = np.arange(start, min(max_n, start + 63) + 1)
@@ -64,7 +64,7 @@ def val_size_for_halfwidth(p, halfwidth, level: float = 0.95, method: str = "wil
         if ok.any():
             return int(n[np.argmax(ok)])
         start = int(n[-1]) + 1
-    raise UserError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g} "
+    raise ValstatError(f"no validation size up to {max_n} images reaches a half-width of {halfwidth:g} "
                     f"with probability {probability:g}")
 
 
@@ -120,7 +120,7 @@ def minimum_detectable_difference(n, p, alpha: float = 0.05, power: float = 0.8)
     """
     n = check_positive_int(n, "n")
     if n < 2:
-        raise UserError("n must be at least 2 images per group")
+        raise ValstatError("n must be at least 2 images per group")
     p = _fraction(p, "p")
     alpha = check_level(alpha, "alpha")
     power = check_level(power, "power")
@@ -148,7 +148,7 @@ def runs_needed(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05, ma
     """
     gamma = _fraction(gamma, "gamma", low_open=True, high_open=True)
     if gamma == 0.5:
-        raise UserError("gamma must differ from 0.5 (no improvement cannot be detected)")
+        raise ValstatError("gamma must differ from 0.5 (no improvement cannot be detected)")
     alpha = check_level(alpha, "alpha")
     beta = check_level(beta, "beta")
     g = max(gamma, 1 - gamma)  # symmetric: losses in place of wins
@@ -161,7 +161,7 @@ def runs_needed(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05, ma
         power = np.sum(np.where(excludes, sps.binom.pmf(k, N, g), 0.0), axis=1)
         if np.any(power >= 1 - beta):
             return int(N[np.argmax(power >= 1 - beta), 0])
-    raise UserError(f"no number of runs up to {max_runs} reaches power {1 - beta:g}")
+    raise ValstatError(f"no number of runs up to {max_runs} reaches power {1 - beta:g}")
 
 
 def noether_runs(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05) -> int:
@@ -172,7 +172,7 @@ def noether_runs(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05) -
     """
     gamma = _fraction(gamma, "gamma", low_open=True, high_open=True)
     if gamma == 0.5:
-        raise UserError("gamma must differ from 0.5 (no improvement cannot be detected)")
+        raise ValstatError("gamma must differ from 0.5 (no improvement cannot be detected)")
     alpha = check_level(alpha, "alpha")
     beta = check_level(beta, "beta")
     z = sps.norm.ppf(1 - alpha) + sps.norm.ppf(1 - beta)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from valstat.errors import UserError
+from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, as_bool_matrix, check_positive_int, need_columns
 
 COMPONENTS = ("split", "seed", "residual")
@@ -69,7 +69,7 @@ def finite_sample_by_fold(correct_by_fold: dict) -> dict:
         if np.shape(matrix)[0] >= 2:
             per_fold.append({"fold": fold, **finite_sample_variance(matrix)})
     if not per_fold:
-        raise UserError("finite-sample variance needs a fold with at least 2 runs on the same images")
+        raise ValstatError("finite-sample variance needs a fold with at least 2 runs on the same images")
     table = pd.DataFrame(per_fold)
     out = {key: float(table[key].mean())
            for key in ("empirical_variance", "independent_errors_variance", "distribution_variance")}
@@ -122,9 +122,9 @@ def binomial_sampling_variance(accuracies, n) -> dict:
     acc = as_1d(accuracies, "accuracies", min_len=2)
     n = check_positive_int(n, "n")
     if n < 2:
-        raise UserError("binomial sampling variance needs at least 2 validation images per run")
+        raise ValstatError("binomial sampling variance needs at least 2 validation images per run")
     if np.any((acc < 0) | (acc > 1)):
-        raise UserError("accuracies must be fractions in [0, 1]")
+        raise ValstatError("accuracies must be fractions in [0, 1]")
     binomial = float(np.mean(acc * (1 - acc) / (n - 1)))
     return _sampling_result("binomial_variance", binomial, acc, n)
 
@@ -142,7 +142,7 @@ def stratified_sampling_variance(correct, labels) -> dict:
     is unbiased, and is 0 for a run that gets every class all right or all wrong.
       correct: shape (runs, n) booleans, run r's final prediction on its own image j is right;
       labels: shape (runs, n), the class of that image. Every class present in a run needs at
-        least 2 of its images there (else UserError: use binomial_sampling_variance).
+        least 2 of its images there (else ValstatError: use binomial_sampling_variance).
     Returns stratified_variance (mean of v_r over runs), binomial_variance (the binomial figure
     for the same runs) and binomial_share, and empirical_variance, share, model_variance,
     model_variance_clipped, runs, n as binomial_sampling_variance does (share and
@@ -151,7 +151,7 @@ def stratified_sampling_variance(correct, labels) -> dict:
     c = as_bool_matrix(correct, "correct", min_rows=2, min_cols=2)
     labels = np.asarray(labels)
     if labels.shape != c.shape:
-        raise UserError(f"labels must have the shape of correct {c.shape}, got {labels.shape}")
+        raise ValstatError(f"labels must have the shape of correct {c.shape}, got {labels.shape}")
     runs, n = c.shape
     codes = np.unique(labels, return_inverse=True)[1].reshape(c.shape)
     k = int(codes.max()) + 1
@@ -160,7 +160,7 @@ def stratified_sampling_variance(correct, labels) -> dict:
     right = np.bincount(cell, weights=c.ravel(), minlength=runs * k).reshape(runs, k)
     present = n_c > 0
     if np.any(present & (n_c < 2)):
-        raise UserError("stratified sampling variance needs at least 2 images of every class "
+        raise ValstatError("stratified sampling variance needs at least 2 images of every class "
                         "present in each run")
     p = right / np.maximum(n_c, 1)
     per_run = np.sum(np.where(present, n_c**2 * p * (1 - p) / np.maximum(n_c - 1, 1), 0.0), axis=1) / n**2
@@ -245,7 +245,7 @@ def variance_components(runs_df: pd.DataFrame, metric: str = "final_val_accuracy
     data[metric] = pd.to_numeric(data[metric], errors="coerce")
     data = data[np.isfinite(data[metric].to_numpy(dtype=float))]
     if len(data) < 2:
-        raise UserError(f"variance components need at least 2 runs with a finite {metric}")
+        raise ValstatError(f"variance components need at least 2 runs with a finite {metric}")
     y = data[metric].to_numpy(dtype=float)
     groups = {"split": data[split_col].to_numpy(), "seed": data[seed_col].to_numpy()}
     total = float(y.var(ddof=1))
