@@ -140,3 +140,17 @@ def test_slurm_gpus_make_the_gpu_engine_without_a_local_gpu():
     engine = resolve_device("auto", cluster_gpus=2)
     assert (engine.backend, engine.kind, engine.fused, engine.gpus) == ("jax", "gpu", True, 2)
     assert resolve_device("cpu", cluster_gpus=2).kind == "cpu"
+
+
+def test_a_failing_pack_names_every_run_it_held(tmp_path):
+    pytest.importorskip("jax")
+    result = valstat("run", TINY, "--seeds", "2", "--epochs", "1", "--device", "cpu",
+                     "--engine", "fused", "--out", tmp_path, "--quiet",
+                     "--set", "arms.plain.model.dropout=1.5")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(
+        "valstat: error: the 2 runs plain/s0/f0, plain/s1/f0 (one fused pack) failed on a "
+        "worker: ValueError"), result.stderr
+    assert sorted(load_tables(tmp_path).runs.run_id) == ["batchnorm/s0/f0", "batchnorm/s1/f0"]

@@ -35,7 +35,7 @@ def both(tmp_path_factory):
 
 def test_fused_runs_match_runs_trained_alone(both):
     fused, alone = both["fused"], both["alone"]
-    assert sorted(fused) == sorted(alone) and len(fused) == 8      # 2 arms x 3 seeds + 2 wild
+    assert sorted(fused) == sorted(alone) and len(fused) == 10     # 2 arms x 3 seeds + 2 wild + 2 short
     for run_id, want in alone.items():
         if run_id.startswith("wild-"):
             continue
@@ -69,3 +69,18 @@ def test_a_diverging_run_stops_at_the_same_epoch_in_both_engines(both):
 def test_different_seeds_differ_inside_a_pack(both):
     fused = both["fused"]
     assert fused["plain/s0/f0"]["epochs"] != fused["plain/s1/f0"]["epochs"]
+
+
+def test_a_pack_of_unequal_validation_sizes_scores_each_run_on_its_own_images(both):
+    """Two runs in one pack, validating on 30 and 23 images: each keeps its own n_val and its
+    predictions cover exactly its images, every epoch (the comparison with the same runs
+    trained alone is in test_fused_runs_match_runs_trained_alone)."""
+    sizes = []
+    for run_id in sorted(r for r in both["fused"] if r.startswith("short-")):
+        got, want = both["fused"][run_id], both["alone"][run_id]
+        assert got["n_val"] == want["n_val"]
+        examples = sorted({p[2] for p in want["predictions"]})
+        assert sorted({p[2] for p in got["predictions"]}) == examples
+        assert len(got["predictions"]) == len(examples) * len(got["epochs"])
+        sizes.append(got["n_val"])
+    assert sorted(sizes) == [23, 30]

@@ -84,8 +84,10 @@ def cmd_run(args) -> int:
                         progress=None if args.quiet else sweep_progress(), wait=args.wait,
                         verbose=args.verbose, engine=engine, pack_size=args.pack,
                         announce=lambda: print(f"valstat: {engine.line()}", flush=True))
-    for run_id, message in outcome.failed.items():
-        print(f"valstat: error: run {run_id} failed on a worker: {message}", file=sys.stderr)
+    for run_ids, message in outcome.failed.items():
+        runs = (f"run {run_ids[0]}" if len(run_ids) == 1
+                else f"the {len(run_ids)} runs {', '.join(run_ids)} (one fused pack)")
+        print(f"valstat: error: {runs} failed on a worker: {message}", file=sys.stderr)
     if outcome.interrupted:
         print(f"valstat: interrupted; {outcome.stored} of {outcome.planned} runs are stored in "
               f"{out_dir}. Run the same command again to resume.", file=sys.stderr)

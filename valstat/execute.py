@@ -34,7 +34,7 @@ class SweepOutcome:
     stored: int = 0             # runs of this plan in the store at the end, counted there
     finished: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
-    failed: dict = field(default_factory=dict)   # run_id -> one-line error from the worker
+    failed: dict = field(default_factory=dict)   # (run_id, ...) of one task -> its one-line error
     interrupted: bool = False
 
 
@@ -339,13 +339,14 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
             single = [spec for spec in pending if not engine.fused or spec.arm.augments]
             futures = {client.submit(train_one_run, spec, threads, reuse, resources=resources,
                                      key=f"valstat-{spec.run_id}", pure=False,
-                                     retries=2): spec.run_id for spec in single}
+                                     retries=2): (spec.run_id,) for spec in single}
             if fused:
                 from valstat.engine.fused import pack_specs, train_pack
 
                 futures.update({client.submit(train_pack, pack, threads, resources=resources,
                                               key=f"valstat-pack-{pack[0].run_id}-{len(pack)}",
-                                              pure=False, retries=1): pack[0].run_id
+                                              pure=False, retries=1):
+                                tuple(spec.run_id for spec in pack)
                                 for pack in pack_specs(fused, pack_size or len(fused))})
             for future in as_completed(futures):
                 try:
