@@ -5,7 +5,9 @@
 # $OUT/gpu_figures.md (or ./gpu_figures.md):
 #   1. fused K=16 vs the same 16 runs one at a time, 32 px founding arm, 10 epochs; TFLOP/s
 #      against f32 matmul peaks measured in the same process;
-#   2. the founding sweep, `valstat run experiments/seed_question.toml --device gpu`
+#   2. the device memory of a 20-run pack at 227 px: XLA's plan, and the allocator's peak over
+#      one trained epoch (benchmarks/pack_memory.py --run);
+#   3. the founding sweep, `valstat run seed_question --device gpu`
 #      (20 seeds x 30 epochs at 227 px) end to end, compilation and worker start included.
 # --cpu-smoke: the same steps at toy sizes on the CPU (JAX CPU), to check the script anywhere.
 # Device tool:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
@@ -39,12 +41,19 @@ else
   timeout 240 $PY benchmarks/engine.py --fused --k 16 --epochs 10 --figures "$FIG" || echo "step 1 FAILED ($?)" | tee -a "$FIG"
 fi
 
-echo "## 2. founding sweep end to end (valstat run --device gpu)" | tee -a "$FIG"
+echo "## 2. memory of a fused pack at 227 px" | tee -a "$FIG"
+if [ -n "$SMOKE" ]; then
+  timeout 120 $PY benchmarks/pack_memory.py --k 1 2 2>&1 | grep -v WARNING | tee -a "$FIG"
+else
+  timeout 90 $PY benchmarks/pack_memory.py --k 1 20 --run 2>&1 \
+    | grep -v WARNING | tee -a "$FIG"
+fi
+echo "## 3. founding sweep end to end (valstat run --device gpu)" | tee -a "$FIG"
 SWEEP_OUT=$(mktemp -d)
 if [ -n "$SMOKE" ]; then
   ARGS=(run tests/data/tiny.toml --seeds 3 --device cpu --engine fused --out "$SWEEP_OUT" --quiet)
 else
-  ARGS=(run experiments/seed_question.toml --device gpu --out "$SWEEP_OUT" --quiet)
+  ARGS=(run seed_question --device gpu --out "$SWEEP_OUT" --quiet)
 fi
 t0=$(date +%s.%N)
 timeout $(( 470 - ($(date +%s) - start) )) $PY -m valstat.cli "${ARGS[@]}" 2>&1 | tail -3 | tee -a "$FIG"
@@ -74,4 +83,5 @@ print(f"{flops / 1e12:.1f} TFLOP in {pack_s:.1f} s of packs (compilation include
       f"495 (TF32), 989 (BF16) TFLOP/s")
 PY
 rm -rf "$SWEEP_OUT"
+
 echo "total $(( $(date +%s) - start )) s" | tee -a "$FIG"

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from valstat.config import load_experiment
 from valstat.data import load_dataset
-from valstat.engine.fused import pack_specs, train_pack
+from valstat.engine import fused as fused_engine
+from valstat.engine.fused import MEMORY_MARGIN, engine_for, pack_specs, train_pack
 from valstat.splits import plan_runs
 from valstat.train import train_one_run
 
@@ -43,11 +44,23 @@ def main() -> None:
                        for i, spec in enumerate(specs[:2])]
         fused += train_pack(short_specs)
         alone += [train_one_run(spec) for spec in short_specs]
+        # a device with room for 2.5 runs: a pack of 3 trains as sub-packs of 2 and 1
+        engine = engine_for(arm, dataset.n_classes)
+        n_train, n_images = len(specs[0].split.train), len(dataset.labels)
+        memory = {k: engine.pack_bytes(k, n_train, n_images) for k in (1, 2, 4)}
+        per_run = memory[2] - memory[1]
+        fused_engine.device_free_bytes = lambda device=None: int(
+            (memory[1] + 1.5 * per_run) / MEMORY_MARGIN)
+        tight_specs = [replace(spec, run_id="tight-" + spec.run_id) for spec in specs[:3]]
+        tight = train_pack(tight_specs)
+        fused += tight
+        alone += [train_one_run(spec) for spec in tight_specs]
     result = {kind: {r.run["run_id"]: {"epochs": r.epochs, "predictions": r.predictions,
                                        "status": r.run["status"], "backend": r.run["backend"],
-                                       "n_val": r.run["n_val"]}
+                                       "n_val": r.run["n_val"], "engine": r.run.get("engine")}
                      for r in records}
               for kind, records in (("fused", fused), ("alone", alone))}
+    result["memory"] = memory
     with open(out, "w") as handle:
         json.dump(result, handle)
 

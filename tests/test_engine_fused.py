@@ -35,7 +35,7 @@ def both(tmp_path_factory):
 
 def test_fused_runs_match_runs_trained_alone(both):
     fused, alone = both["fused"], both["alone"]
-    assert sorted(fused) == sorted(alone) and len(fused) == 10     # 2 arms x 3 seeds + 2 wild + 2 short
+    assert sorted(fused) == sorted(alone) and len(fused) == 13  # 2 arms x 3 seeds, 2 wild, 2 short, 3 tight
     for run_id, want in alone.items():
         if run_id.startswith("wild-"):
             continue
@@ -84,3 +84,19 @@ def test_a_pack_of_unequal_validation_sizes_scores_each_run_on_its_own_images(bo
         assert len(got["predictions"]) == len(examples) * len(got["epochs"])
         sizes.append(got["n_val"])
     assert sorted(sizes) == [23, 30]
+
+
+def test_a_pack_too_big_for_the_device_trains_as_sub_packs_that_fit(both):
+    """With free memory for 2.5 runs (device_free_bytes replaced), a pack of 3 trains as
+    sub-packs of 2 and 1; the runs are those trained alone (checked with the others above)."""
+    engines = [both["fused"][f"tight-plain/s{seed}/f0"]["engine"] for seed in range(3)]
+    assert engines == ["fused-2", "fused-2", "fused-1"]
+
+
+def test_pack_memory_grows_linearly_in_k(both):
+    """runs_that_fit extrapolates XLA's buffer assignment from K = 1 and 2: at K = 4 the
+    pack's planned memory is that line's value to within 5 %."""
+    memory = {int(k): v for k, v in both["memory"].items()}
+    line = memory[1] + 3 * (memory[2] - memory[1])
+    assert memory[2] > memory[1] > 0
+    assert abs(memory[4] - line) <= 0.05 * memory[4], memory

@@ -30,6 +30,7 @@ from valstat.store import RunRecord
 
 EPSILON = 1e-7        # keras.backend.epsilon(), as ValidationRecorder clips p_true
 SCORE_CHUNK = 128     # images per model per scoring call (bounds device memory at 227 px)
+MEMORY_MARGIN = 0.85  # share of the device's free memory a pack's epoch program may plan for
 
 _ENGINES: dict = {}
 
@@ -122,6 +123,7 @@ class FusedEngine:
         self.tail = jax.jit(tail, donate_argnums=donate)
         self.predict_own = jax.jit(jax.vmap(predict, in_axes=(0, 0, 0)))
         self.predict_shared = jax.jit(jax.vmap(predict, in_axes=(0, 0, None)))
+        self._fits: dict = {}
 
     def initial_state(self, seeds: list[int]):
         """Stacked (trainable, non_trainable, optimizer) arrays for runs initialised from
@@ -163,6 +165,69 @@ class FusedEngine:
             outputs.append(np.asarray(out)[:, :stop - start])
         return np.concatenate(outputs, axis=1).astype(np.float64)
 
+    def program_bytes(self, k: int, n_train: int, n_images: int) -> dict:
+        """XLA's buffer assignment, in bytes, of the two programs a pack of K runs holds on the
+        device in turn: {"epoch": ..., "score": ...}, each {argument, output, temp, alias,
+        total = argument + output + temp - alias}. From abstract shapes: nothing is allocated
+        or run. The epoch program's state is donated, as on a GPU, so outputs reuse it."""
+        import jax
+        import jax.numpy as jnp
+
+        def stacked(variables):
+            return [jax.ShapeDtypeStruct((k, *v.shape), jnp.dtype(v.dtype)) for v in variables]
+
+        def parts(compiled):
+            stats = compiled.memory_analysis()
+            out = {"argument": stats.argument_size_in_bytes, "output": stats.output_size_in_bytes,
+                   "temp": stats.temp_size_in_bytes, "alias": stats.alias_size_in_bytes}
+            out["total"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
+            return out
+
+        size, batch = self.arm.data.image_size, self.arm.training.batch_size
+        trainable = stacked(self.model.trainable_variables)
+        non_trainable = stacked(self.model.non_trainable_variables)
+        images = jax.ShapeDtypeStruct((n_images, size, size, 3), jnp.uint8)
+        epoch = jax.jit(self.epoch.__wrapped__, donate_argnums=(0, 1, 2)).lower(
+            trainable, non_trainable, stacked(self.optimizer.variables), images,
+            jax.ShapeDtypeStruct((n_images, self.model.output_shape[-1]), jnp.float32),
+            jax.ShapeDtypeStruct((k, max(1, n_train // batch), batch), jnp.int32),
+            jax.ShapeDtypeStruct((k,), jnp.bool_)).compile()
+        chunk = jax.ShapeDtypeStruct((k, min(SCORE_CHUNK, n_images), size, size, 3), jnp.uint8)
+        score = self.predict_own.lower(trainable, non_trainable, chunk).compile()
+        # the scoring program runs while the optimizer state and the image set (arguments of
+        # the epoch program) stay on the device
+        scored = parts(score)
+        scored["total"] += n_images * size * size * 3 + sum(
+            k * math.prod(v.shape) * jnp.dtype(v.dtype).itemsize for v in self.optimizer.variables)
+        return {"epoch": parts(epoch), "score": scored}
+
+    def pack_bytes(self, k: int, n_train: int, n_images: int) -> int:
+        """Planned device bytes of a pack of K runs: the larger of its two programs."""
+        return max(p["total"] for p in self.program_bytes(k, n_train, n_images).values())
+
+    def runs_that_fit(self, free_bytes: int, n_train: int, n_images: int) -> int:
+        """The most runs one pack may hold so that its programs plan for at most
+        MEMORY_MARGIN x `free_bytes`: memory is linear in K (shared images + K x one run's
+        state and activations), measured at K = 1 and 2. At least 1."""
+        key = (free_bytes, n_train, n_images)
+        if key not in self._fits:
+            one = self.pack_bytes(1, n_train, n_images)
+            per_run = self.pack_bytes(2, n_train, n_images) - one
+            self._fits[key] = max(1, int((MEMORY_MARGIN * free_bytes - (one - per_run))
+                                         // max(per_run, 1)))
+        return self._fits[key]
+
+
+def device_free_bytes(device=None) -> int | None:
+    """Bytes the JAX device may still allocate (its allocator's limit less what is in use);
+    None where the device keeps no such statistics (a CPU)."""
+    import jax
+
+    stats = (device or jax.local_devices()[0]).memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+
 
 def engine_for(arm, n_classes: int) -> FusedEngine:
     from valstat.train import _compiled_key
@@ -181,15 +246,17 @@ def _monitor_mode(monitor: str) -> str:
 def train_pack(specs: list[RunSpec], threads: int | None = None) -> list[RunRecord]:
     """Train K runs of one arm (equal training-set size) as one fused program on the JAX
     backend; returns one RunRecord per spec, in order, each as train_one_run would build it.
-    A device out of memory is one ValstatError line naming a smaller --pack."""
+    On a device with a memory limit (a GPU) the pack trains as consecutive sub-packs of the
+    most runs whose epoch program fits its free memory (FusedEngine.runs_that_fit). A device
+    out of memory all the same is one ValstatError line naming a smaller --pack."""
     import jax
 
     device = _worker_device()
     try:
         if device is None:
-            return _train_pack(specs)
+            return _train_fitting(specs, jax.local_devices()[0])
         with jax.default_device(device):
-            return _train_pack(specs)
+            return _train_fitting(specs, device)
     except Exception as error:  # XLA reports OOM as a RuntimeError/XlaRuntimeError
         text = str(error)
         if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
@@ -218,6 +285,20 @@ def _worker_device():
         return None
     number = re.search(r"(\d+)$", name)
     return devices[int(number.group(1)) % len(devices)] if number else None
+
+
+def _train_fitting(specs: list[RunSpec], device) -> list[RunRecord]:
+    free = device_free_bytes(device)
+    if free is None or len(specs) == 1:
+        return _train_pack(specs)
+    from valstat.data import load_dataset
+
+    arm = specs[0].arm
+    dataset = load_dataset(specs[0].source, arm.data.image_size, specs[0].cache_dir)
+    fit = engine_for(arm, dataset.n_classes).runs_that_fit(free, len(specs[0].split.train),
+                                                           len(dataset.labels))
+    return [record for start in range(0, len(specs), fit)
+            for record in _train_pack(specs[start:start + fit])]
 
 
 def _train_pack(specs: list[RunSpec]) -> list[RunRecord]:
