@@ -174,13 +174,13 @@ class OneClassCollapse(_Result):
 @dataclass(frozen=True)
 class OptimismRule(_Result):
     """One epoch-choice rule (stats.optimism_summary row): chosen val accuracy minus truth-set
-    accuracy over runs (fractions): mean, sd, CI (low, high), max, n_runs."""
+    accuracy over runs (fractions): mean, CI (low, high), sd, max, n_runs."""
 
     rule: str
     mean: float
-    sd: float
     low: float
     high: float
+    sd: float
     max: float
     n_runs: int
 

@@ -440,7 +440,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
         probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
         {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
-        noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images), notes.
+        noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images, from the
+        correctness cube), notes.
     Missing pieces are None. Diverged runs are counted in n_runs/n_diverged; they enter the
     statistics only with settings.count_diverged (n_counted says how many did).
     Returns a Summary (valstat.results); `.to_dict()` gives the JSON above.
@@ -468,7 +469,7 @@ def summarize_core(core: Core) -> Summary:
                                procedure="paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
                                          "two-sided) excludes 1/2; exact power without ties",
                                noether_independent=noether_runs(gamma, alpha, beta)),
-        unstable_images=unstable_images(counted.reset_index(drop=True), core.predictions, meta),
+        unstable_images=unstable_images(counted, core.cube, meta),
         settings=core.settings,
         notes=[
             "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "

@@ -23,10 +23,10 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     rn = summary.runs_needed
     lines.append(S("stats.runs_needed", gamma=rn.gamma, runs=rn.runs, power=f"{1 - rn.beta:g}",
                    noether=rn.noether_independent))
-    for arm, images in (summary.unstable_images or {}).items():
+    for arm, images in summary.unstable_images.items():
         if images:
-            items = [S("stats.unstable_item", file=item["file"] or f"#{item['example']}", cls=item["class_name"],
-                       flips=item["flips"], right=item["final_correct"], runs=item["runs"])
+            items = [S("stats.unstable_item", file=item.file or f"#{item.example}", cls=item.class_name,
+                       flips=item.flips, right=item.final_correct, runs=item.runs)
                      for item in images[:5]]
             lines.append(S("stats.unstable", arm=arm, items="; ".join(items)))
     return "\n".join(lines)
