@@ -20,6 +20,7 @@ from matplotlib.ft2font import FT2Font  # noqa: E402
 from valstat import fonts  # noqa: E402
 from valstat.report import plots  # noqa: E402
 from valstat.report.text import HERE  # noqa: E402
+from valstat.results import Interval  # noqa: E402
 from valstat.stats import curve_changes, largest_drop  # noqa: E402
 
 
@@ -101,8 +102,10 @@ def test_every_plot_function_labels_its_axes(labels):
     colors = plots.arm_colors(["a", "b"])
     per_run = pd.DataFrame({"arm": ["a", "a", "b", "b"], "final": [0.5, 0.6, 0.7, 0.7],
                             "best": [0.6, 0.7, 0.8, 0.8]})
-    intervals = {"a": {"final": {"estimate": 0.55, "low": 0.4, "high": 0.7, "pi_low": 0.2,
-                                 "pi_high": 0.9}}}
+    final_a = Interval(estimate=0.55, low=0.4, high=0.7, method="t", level=0.95, n=2, n_units=None,
+                       sd=0.07, pi_low=0.2, pi_high=0.9, note="", design="own split per run",
+                       scope="new validation images")
+    intervals = {"a": {"final": final_a, "best": None}, "b": {"final": None, "best": None}}
     components = pd.DataFrame({"arm": ["a"] * 5, "component": ["total", "finite_sample", "split",
                                                               "seed", "residual"],
                                "variance": [0.01, 0.004, np.nan, 0.003, 0.006]})

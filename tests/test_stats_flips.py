@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from valstat.core.cube import Cube
 from valstat.errors import ValstatError
-from valstat.stats.flips import image_flips, lost_and_gained
+from valstat.stats.flips import flips_per_image, image_flips, lost_and_gained, moved_images
 from valstat.store import load_tables
 
 
@@ -106,6 +107,21 @@ def test_lost_and_gained_match_the_two_epochs():
         assert row.predicted_after == b.at[row.example, "predicted"]
     k_change = (b["predicted"] == b["label"]).sum() - (a["predicted"] == a["label"]).sum()
     assert len(gained) - len(lost) == k_change
+
+
+def test_the_correctness_cube_gives_the_same_flips_and_moved_images():
+    predictions = _random_predictions(seed=5)
+    run_ids = pd.Index(sorted(predictions["run_id"].unique()))
+    cube = Cube.build(predictions, run_ids)
+    some = [1, 3]          # run codes r1, r3
+    from_cube = flips_per_image(*cube.rows_of(some))
+    from_frame = image_flips(predictions[predictions["run_id"].isin(run_ids[some])])
+    assert from_cube["flips"].sum() > 0
+    pd.testing.assert_frame_equal(from_cube, from_frame)
+    moved = moved_images(cube.at(2, 1), cube.at(2, 4))
+    assert len(moved) > 0
+    pd.testing.assert_frame_equal(moved, lost_and_gained(predictions, "r2", 1, 4))
+    assert cube.at(2, 99) is None and flips_per_image(*cube.rows_of([])).empty
 
 
 def test_bad_input_is_one_clear_error():

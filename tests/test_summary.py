@@ -10,6 +10,7 @@ from scipy import stats as sps
 from valstat.core import Settings
 from valstat.errors import ValstatError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
+from valstat.stats.flips import image_flips
 from valstat.synthetic import fake_store
 from valstat.report.stats_text import format_summary
 from valstat.splits import run_id_for
@@ -342,6 +343,103 @@ def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
         assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
     (comparison,) = summary["comparisons"]
     assert set(comparison) == COMPARISON_KEYS_BEFORE
+
+
+#: nested summary.json keys as written by main at 352964c (before the typed nested results)
+INTERVAL_KEYS = {"design", "estimate", "high", "level", "low", "method", "n", "n_units", "note", "pi_high", "pi_low",
+                 "scope", "sd"}
+CROSSED_KEYS = {"components", "conditional", "df"}
+CONDITIONAL_KEYS = {"high", "low", "method", "pi_high", "pi_low", "scope"}
+FINITE_SAMPLE_KEYS = {"empirical_variance", "finite_sample_share", "folds", "independent_errors_variance", "method",
+                      "per_fold", "runs", "sampling_variance"}
+JORDAN_KEYS = {"distribution_variance", "distribution_variance_clipped"}
+PER_RUN_KEYS = {"model_variance", "model_variance_clipped", "n"}
+STRATIFIED_KEYS = {"binomial_share", "binomial_variance"}
+PER_FOLD_KEYS = {"distribution_variance", "distribution_variance_clipped", "empirical_variance", "finite_sample_share",
+                 "fold", "independent_errors_variance", "n", "runs"}
+INDEPENDENT_NOISE_KEYS = {"epochs", "expected_max", "expected_optimism", "high", "low", "method", "n", "true_accuracy"}
+PER_IMAGE_NOISE_KEYS = {"epochs", "expected_optimism", "method", "n", "runs"}
+NESTED_KEYS = {
+    "moves_within_noise": {"moves", "note", "share", "test", "within_noise"},
+    "one_class_collapse": {"runs_ending_collapsed", "runs_ever_collapsed", "runs_with_predictions"},
+    "optimism": {"expected_from_noise", "expected_from_noise_independent", "rules"},
+    "minimum_detectable_difference": {"alpha", "decrease", "difference", "images", "increase", "n", "p", "power",
+                                      "test"},
+    "val_size_for_halfwidth": {"0.05", "0.10"},
+}
+RULE_KEYS = {"high", "low", "max", "mean", "n_runs", "rule", "sd"}
+COMPONENT_KEYS = {"component", "method", "note", "raw", "share", "variance"}
+CORRECTED_T_KEYS = {"df", "mean", "n_test", "n_train", "p_value", "se", "t"}
+PROPORTION_KEYS = {"estimate", "high", "level", "low", "method", "n"}
+MCNEMAR_KEYS = {"b", "c", "exact", "fold", "p_value", "seed", "significant", "statistic"}
+UNSTABLE_KEYS = {"class_name", "confused_with", "example", "file", "final_accuracy", "final_correct", "flips",
+                 "gained", "label", "lost", "runs", "transitions"}
+
+
+@pytest.mark.parametrize("design, interval_extra, finite_extra, noise_keys", [
+    ("build_store", {"units"} | CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("one_shared", CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("own_split", {"units"}, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("own_split_without_predictions", {"units"}, PER_RUN_KEYS, INDEPENDENT_NOISE_KEYS),
+])
+def test_nested_summary_json_keys_are_those_main_wrote(tmp_path, design, interval_extra, finite_extra, noise_keys):
+    if design == "build_store":
+        from valstat.store import load_tables
+        from valstat.synthetic import build_store
+
+        t = load_tables(build_store(tmp_path, seeds=2, folds=2, epochs=6))
+        tables = (t.runs, t.epochs, t.predictions, t.meta)
+    elif design == "one_shared":
+        tables = store(arms=("base", "alt"), seeds=4, folds=1, epochs=5, seed=3)
+    else:
+        tables = store(seeds=3, folds=2, epochs=6, shared_split=False, seed=7)
+        if design == "own_split_without_predictions":
+            tables = (tables[0], tables[1], tables[2].iloc[:0], tables[3])
+    summary = summary_dict(*tables)
+    for arm in summary["arms"].values():
+        for metric in ("final_val_accuracy", "best_val_accuracy"):
+            assert set(arm[metric]) == INTERVAL_KEYS | interval_extra
+            if "conditional" in interval_extra:
+                assert set(arm[metric]["conditional"]) == CONDITIONAL_KEYS
+                assert set(arm[metric]["components"]) == {"rows", "columns", "residual"}
+        finite = arm["finite_sample"]
+        assert set(finite) == FINITE_SAMPLE_KEYS | finite_extra
+        assert all(set(row) == PER_FOLD_KEYS for row in finite["per_fold"])
+        assert bool(finite["per_fold"]) == (finite["method"] == "jordan-independent-errors")
+        for key, keys in NESTED_KEYS.items():
+            if key == "one_class_collapse" and design == "own_split_without_predictions":
+                assert arm[key] is None
+            else:
+                assert set(arm[key]) == keys
+        assert set(arm["optimism"]["expected_from_noise"]) == noise_keys
+        assert set(arm["optimism"]["expected_from_noise_independent"]) == INDEPENDENT_NOISE_KEYS
+        assert arm["optimism"]["rules"] and all(set(r) == RULE_KEYS for r in arm["optimism"]["rules"])
+        assert arm["variance_components"] and all(set(r) == COMPONENT_KEYS for r in arm["variance_components"])
+    (comparison,) = summary["comparisons"]
+    assert set(comparison["corrected_t"]) == CORRECTED_T_KEYS
+    assert set(comparison["probability_of_improvement"]) == PROPORTION_KEYS
+    with_predictions = design != "own_split_without_predictions"
+    assert bool(comparison["mcnemar"]) == with_predictions
+    assert all(set(m) == MCNEMAR_KEYS for m in comparison["mcnemar"])
+    assert set(summary["runs_needed"]) == {"alpha", "beta", "gamma", "noether_independent", "procedure", "runs"}
+    assert bool(summary["unstable_images"]) == with_predictions
+    for images in summary["unstable_images"].values():
+        assert images and all(set(item) == UNSTABLE_KEYS for item in images)
+        assert all(set(c) == {"class_name", "label", "times"} for item in images for c in item["confused_with"])
+
+
+def test_unstable_images_from_the_cube_are_those_of_the_counted_runs_predictions():
+    runs, epochs, preds, meta = store(seeds=3, folds=2, epochs=8, diverged=("base", 1, 1, 3), seed=1)
+    listed = summary_dict(runs, epochs, preds, meta)["unstable_images"]
+    counted = runs[runs["status"] != "diverged"]
+    for arm in ("base", "alt"):
+        part = preds[preds["run_id"].isin(counted.loc[counted["arm"] == arm, "run_id"])]
+        table = image_flips(part)
+        table = table[(table["flips"] > 0) | ((table["final_correct"] > 0) & (table["final_correct"] < table["runs"]))]
+        expected = table.head(12)
+        assert [i["example"] for i in listed[arm]] == expected["example"].tolist()
+        assert [(i["flips"], i["lost"], i["gained"], i["final_correct"], i["runs"]) for i in listed[arm]] == \
+            list(expected[["flips", "lost", "gained", "final_correct", "runs"]].itertuples(index=False, name=None))
 
 
 def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from valstat.core.cube import Cube
 from valstat.data import BUILTIN, _to_rgb_uint8, index_folder
 from valstat.errors import ValstatError
-from valstat.stats.flips import image_flips
+from valstat.results import Confusion, UnstableImage
+from valstat.stats.flips import flips_per_image
 
 TOP = 12          # images listed per arm
 
@@ -112,36 +114,32 @@ def _class(names: list, index) -> str:
     return str(names[int(index)]) if 0 <= int(index) < len(names) else str(int(index))
 
 
-def unstable_images(runs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
-                    top: int = TOP) -> dict:
-    """The `top` most unstable validation images of each arm, JSON-ready.
+def unstable_images(runs: pd.DataFrame, cube: Cube, meta: dict, top: int = TOP) -> dict:
+    """The `top` most unstable validation images of each arm, from the correctness cube.
 
-    runs: run_id, arm (the store's runs); predictions: the store's per-image predictions.
-    Returns {arm: [{example, file (relative path or 'digits[i]'; None if unknown), label,
-    class_name, flips, lost, gained, transitions, runs, final_correct, final_accuracy,
-    confused_with [{label, class_name, times}]}]}. An image counts as unstable when it flipped
-    at least once or the runs disagree on it at their last epoch; arms with none get [].
+    runs: run_id, arm, code (the run table's runs to count; code = the cube's run code).
+    Returns {arm: [UnstableImage]} (valstat.results), most unstable first
+    (valstat.stats.flips.image_flips' order). An image counts as unstable when it flipped at
+    least once or the runs disagree on it at their last epoch; arms with predictions but no
+    such image get [], arms without predictions are left out.
     """
-    if predictions is None or predictions.empty:
-        return {}
     names = class_names(meta)
-    arm_of = predictions["run_id"].map(runs.set_index("run_id")["arm"])
     out = {}
     for arm in dict.fromkeys(list(meta.get("arms") or []) + sorted(runs["arm"].unique())):
-        part = predictions[arm_of == arm]
-        if part.empty:
+        rows = cube.rows_of(runs.loc[runs["arm"] == arm, "code"])
+        if rows[0].size == 0:
             continue
         source = example_source(meta, arm_source(meta, arm))
-        table = image_flips(part)
+        table = flips_per_image(*rows)
         unstable = table[(table["flips"] > 0) | ((table["final_correct"] > 0)
                                                  & (table["final_correct"] < table["runs"]))]
-        out[arm] = [{
-            "example": int(row.example), "file": source.name(row.example),
-            "label": int(row.label), "class_name": _class(names, row.label),
-            "flips": int(row.flips), "lost": int(row.lost), "gained": int(row.gained),
-            "transitions": int(row.transitions), "runs": int(row.runs),
-            "final_correct": int(row.final_correct), "final_accuracy": float(row.final_accuracy),
-            "confused_with": [{"label": c, "class_name": _class(names, c), "times": t}
-                              for c, t in row.confused_with],
-        } for row in unstable.head(top).itertuples(index=False)]
+        out[arm] = [UnstableImage(
+            example=int(row.example), file=source.name(row.example),
+            label=int(row.label), class_name=_class(names, row.label),
+            flips=int(row.flips), lost=int(row.lost), gained=int(row.gained),
+            transitions=int(row.transitions), runs=int(row.runs),
+            final_correct=int(row.final_correct), final_accuracy=float(row.final_accuracy),
+            confused_with=[Confusion(label=c, class_name=_class(names, c), times=t)
+                           for c, t in row.confused_with],
+        ) for row in unstable.head(top).itertuples(index=False)]
     return out

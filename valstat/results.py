@@ -1,20 +1,136 @@
 """Typed results of `valstat.summary.summarize`: frozen dataclasses, `to_dict()` for JSON.
 
-Accuracies are fractions. Nested statistics (intervals, tests) are the dicts `valstat.stats`
-returns; `to_dict()` turns everything into plain JSON types (NaN -> None).
+Accuracies, variances' square roots and shares are fractions. Every nested statistic is typed;
+summary.py builds each from the dict its `valstat.stats` function returns, so an unknown key
+fails there. `to_dict()` gives plain JSON types (NaN -> None); a field made with `absent()` is
+left out of the JSON while it is None (a key the stats dict has only in some cases).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from valstat.core.plain import to_plain
+from valstat.core.plain import OMIT_IF_NONE, to_plain
+from valstat.core.settings import Settings
+
+
+def absent():
+    """A field that defaults to None and is left out of to_dict() while None."""
+    return field(default=None, metadata={OMIT_IF_NONE: True})
 
 
 class _Result:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (the keys of summary.json)."""
         return to_plain(self)
+
+
+@dataclass(frozen=True)
+class ConditionalInterval(_Result):
+    """The t interval of the mean (low, high) and for one new run (pi_low, pi_high) on these
+    validation images only, kept beside a crossed interval that generalises to new images."""
+
+    low: float
+    high: float
+    pi_low: float
+    pi_high: float
+    method: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class Interval(_Result):
+    """Interval of the mean of a per-run accuracy (fractions): estimate, CI (low, high) at
+    `level`, prediction interval for one new run (pi_low, pi_high), sd over runs (ddof 1), n runs,
+    n_units (seeds when folds of a seed are clustered, `units` = "seed"; else None), method
+    ("t" | "crossed-anova"), design (how runs share validation images), scope ("new validation
+    images" | "these validation images"), note. Crossed intervals add df, components
+    {rows, columns, residual} and `conditional` (the t interval for these images only)."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+    level: float
+    n: int
+    n_units: int | None
+    sd: float
+    pi_low: float
+    pi_high: float
+    note: str
+    design: str
+    scope: str
+    units: str | None = absent()
+    conditional: ConditionalInterval | None = absent()
+    df: float | None = absent()
+    components: dict | None = absent()
+
+
+@dataclass(frozen=True)
+class WithinNoise(_Result):
+    """Epoch-to-epoch accuracy changes (moves) of an arm's runs and how many are within noise
+    (p >= alpha; share = within_noise / moves, None without moves); test "mcnemar", "fisher",
+    "mcnemar+fisher" or None."""
+
+    share: float | None
+    moves: int
+    within_noise: int
+    test: str | None
+    note: str
+
+
+@dataclass(frozen=True)
+class VarianceComponent(_Result):
+    """One row of stats.variance_components: component (split, seed, residual, total, ...),
+    variance (clipped at 0), raw (unclipped), share of the total, method, note."""
+
+    component: str
+    variance: float
+    raw: float
+    share: float | None
+    method: str
+    note: str
+
+
+@dataclass(frozen=True)
+class FoldNoise(_Result):
+    """Jordan's finite-sample variance of one group of runs sharing validation images (fold):
+    runs, n images, empirical / independent-errors / distribution variance, finite_sample_share."""
+
+    fold: str
+    empirical_variance: float
+    independent_errors_variance: float
+    distribution_variance: float
+    distribution_variance_clipped: float
+    finite_sample_share: float
+    runs: int
+    n: int
+
+
+@dataclass(frozen=True)
+class FiniteSample(_Result):
+    """Noise of the finite validation set. method "jordan-independent-errors" (runs sharing
+    images; distribution_variance(_clipped), per_fold) or "stratified-per-run" /
+    "binomial-per-run" (each run its own images; model_variance(_clipped), n images, and for
+    the stratified draw binomial_variance, binomial_share). sampling_variance =
+    independent_errors_variance (accuracy², a fraction squared); finite_sample_share of the
+    empirical run-to-run variance; folds: validation sets used (= runs per run)."""
+
+    method: str
+    sampling_variance: float
+    independent_errors_variance: float
+    empirical_variance: float
+    finite_sample_share: float
+    folds: int
+    runs: int
+    per_fold: list = field(default_factory=list)       # FoldNoise
+    distribution_variance: float | None = absent()
+    distribution_variance_clipped: float | None = absent()
+    model_variance: float | None = absent()
+    model_variance_clipped: float | None = absent()
+    n: int | None = absent()
+    binomial_variance: float | None = absent()
+    binomial_share: float | None = absent()
 
 
 @dataclass(frozen=True)
@@ -46,10 +162,79 @@ class PlateauCuts(_Result):
 
 
 @dataclass(frozen=True)
+class OneClassCollapse(_Result):
+    """Of the runs with per-image predictions: how many end predicting one class for every
+    image, and how many did so at any recorded epoch."""
+
+    runs_ending_collapsed: int
+    runs_ever_collapsed: int
+    runs_with_predictions: int
+
+
+@dataclass(frozen=True)
+class OptimismRule(_Result):
+    """One epoch-choice rule (stats.optimism_summary row): chosen val accuracy minus truth-set
+    accuracy over runs (fractions): mean, CI (low, high), sd, max, n_runs."""
+
+    rule: str
+    mean: float
+    low: float
+    high: float
+    sd: float
+    max: float
+    n_runs: int
+
+
+@dataclass(frozen=True)
+class NoiseOptimism(_Result):
+    """Expected optimism (fraction) of picking the best of `epochs` scores on n images from
+    noise alone. The independent-epochs bound (stats.expected_max_noise) adds expected_max,
+    its simulation interval (low, high) and the true_accuracy it assumed; the per-image
+    bootstrap adds `runs` (runs averaged)."""
+
+    expected_optimism: float
+    epochs: int
+    n: int
+    method: str
+    expected_max: float | None = absent()
+    low: float | None = absent()
+    high: float | None = absent()
+    true_accuracy: float | None = absent()
+    runs: int | None = absent()
+
+
+@dataclass(frozen=True)
+class Optimism(_Result):
+    """Best-epoch optimism of an arm with a truth set: per rule, and expected from noise alone
+    (per-image where predictions exist, else the independent bound) beside the bound itself."""
+
+    rules: list                                          # OptimismRule
+    expected_from_noise: NoiseOptimism | None = absent()
+    expected_from_noise_independent: NoiseOptimism | None = absent()
+
+
+@dataclass(frozen=True)
+class DetectableDifference(_Result):
+    """stats.minimum_detectable_difference on n images at accuracy p: the smallest increase /
+    decrease (fractions; None when none is detectable) a two-sided test at alpha finds with
+    `power`; difference = the smaller one, images = difference x n."""
+
+    increase: float | None
+    decrease: float | None
+    difference: float | None
+    images: float | None
+    n: int
+    p: float
+    alpha: float
+    power: float
+    test: str
+
+
+@dataclass(frozen=True)
 class ArmSummary(_Result):
     """One arm. n_runs: all its runs; n_diverged: of them diverged; n_counted: those that enter
-    every statistic below (Settings.count_diverged). final/best_val_accuracy: interval dicts
-    (estimate, low, high, pi_low, pi_high, sd, n, method, design, scope, ...)."""
+    every statistic below (Settings.count_diverged). val_size_for_halfwidth: {"0.05": images,
+    "0.10": images} reaching that CI half-width with val_size_for_halfwidth_probability."""
 
     n_runs: int
     n_diverged: int
@@ -57,19 +242,60 @@ class ArmSummary(_Result):
     val_size: int | None
     val_size_source: str
     lattice_step: float | None
-    final_val_accuracy: dict | None = None
-    best_val_accuracy: dict | None = None
+    final_val_accuracy: Interval | None = None
+    best_val_accuracy: Interval | None = None
     moves_within_noise_share: float | None = None
-    moves_within_noise: dict | None = None
-    variance_components: list | None = None
-    finite_sample: dict | None = None
+    moves_within_noise: WithinNoise | None = None
+    variance_components: list | None = None             # VarianceComponent
+    finite_sample: FiniteSample | None = None
     lr_collapse: LrCollapse | None = None
     plateau_cuts: PlateauCuts | None = None
-    one_class_collapse: dict | None = None
-    optimism: dict | None = None
+    one_class_collapse: OneClassCollapse | None = None
+    optimism: Optimism | None = None
     val_size_for_halfwidth: dict | None = None
     val_size_for_halfwidth_probability: float | None = None
-    minimum_detectable_difference: float | None = None
+    minimum_detectable_difference: DetectableDifference | None = None
+
+
+@dataclass(frozen=True)
+class McNemarPair(_Result):
+    """McNemar on one (seed, fold) pair's final epoch: b (a right, b wrong), c (the reverse),
+    statistic, p_value, exact, significant (p < alpha)."""
+
+    seed: int
+    fold: int
+    b: int
+    c: int
+    statistic: float
+    p_value: float
+    exact: bool
+    significant: bool
+
+
+@dataclass(frozen=True)
+class CorrectedT(_Result):
+    """Nadeau-Bengio corrected resampled t on paired differences a - b (fractions): t, df,
+    p_value, mean, se, and the n_train / n_test it corrected for."""
+
+    t: float
+    df: int
+    p_value: float
+    mean: float
+    se: float
+    n_train: int
+    n_test: int
+
+
+@dataclass(frozen=True)
+class Proportion(_Result):
+    """A proportion with its interval: estimate, low, high at `level` over n, method."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    level: float
+    method: str
 
 
 @dataclass(frozen=True)
@@ -80,25 +306,66 @@ class Comparison(_Result):
     a: str
     b: str
     pairs: int
-    mcnemar: list = field(default_factory=list)
+    mcnemar: list = field(default_factory=list)          # McNemarPair
     mcnemar_significant: int = 0
-    corrected_t: dict | None = None
-    probability_of_improvement: dict | None = None
+    corrected_t: CorrectedT | None = None
+    probability_of_improvement: Proportion | None = None
     note: str = ""
 
 
 @dataclass(frozen=True)
+class RunsNeeded(_Result):
+    """Paired runs needed to show P(A > B) = gamma at alpha with power 1 - beta (runs), the
+    procedure, and Noether's count for independent samples."""
+
+    gamma: float
+    alpha: float
+    beta: float
+    runs: int
+    procedure: str
+    noether_independent: int
+
+
+@dataclass(frozen=True)
+class Confusion(_Result):
+    """A wrong class an image was predicted as, and how many times (over runs and epochs)."""
+
+    label: int
+    class_name: str
+    times: int
+
+
+@dataclass(frozen=True)
+class UnstableImage(_Result):
+    """One validation image of an arm: its file (relative path, 'digits[i]', or None), true label
+    and class, flips (= lost + gained over consecutive epochs, summed over runs), transitions,
+    runs, final_correct (runs right at their last epoch), final_accuracy, confused_with."""
+
+    example: int
+    file: str | None
+    label: int
+    class_name: str
+    flips: int
+    lost: int
+    gained: int
+    transitions: int
+    runs: int
+    final_correct: int
+    final_accuracy: float
+    confused_with: list                                  # Confusion
+
+
+@dataclass(frozen=True)
 class Summary(_Result):
-    """One experiment: arms (in arm_names order), comparisons (first arm vs each other),
-    runs_needed, unstable_images {arm: [...]}, settings (level, collapse_threshold,
-    count_diverged), notes."""
+    """One experiment: arms {name: ArmSummary} (in arm_names order), comparisons (first arm vs
+    each other), runs_needed, unstable_images {arm: [UnstableImage]}, the Settings used, notes."""
 
     experiment: str | None
     arm_names: list
     class_names: list
     arms: dict
     comparisons: list
-    runs_needed: dict
+    runs_needed: RunsNeeded
     unstable_images: dict
-    settings: dict
+    settings: Settings
     notes: list

@@ -13,7 +13,10 @@ import pandas as pd
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import unstable_images
-from valstat.results import ArmSummary, Comparison, LrCollapse, PlateauCuts, Summary
+from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference,
+                             FiniteSample, FoldNoise, Interval, LrCollapse, McNemarPair, NoiseOptimism,
+                             OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded,
+                             Summary, VarianceComponent, WithinNoise)
 from valstat.stats import (
     corrected_resampled_ttest,
     crossed_mean_interval,
@@ -101,6 +104,7 @@ def _metric_intervals(arm, cube, level):
     validation images: crossed_mean_interval (split or image, seed and residual parts), which
     generalises to new images, with the t interval kept as `conditional` (these images only);
     where the design is incomplete only the conditional interval exists and `scope` says so.
+    Returns {"final_val_accuracy": Interval | None, "best_val_accuracy": Interval | None}.
     """
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
     if len(finite) == 0:
@@ -115,8 +119,9 @@ def _metric_intervals(arm, cube, level):
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
         if design != "own split per run" and len(finite) >= 2:
-            res["conditional"] = {"low": res["low"], "high": res["high"], "pi_low": res["pi_low"],
-                                  "pi_high": res["pi_high"], "method": "t", "scope": "these validation images"}
+            res["conditional"] = ConditionalInterval(low=res["low"], high=res["high"], pi_low=res["pi_low"],
+                                                     pi_high=res["pi_high"], method="t",
+                                                     scope="these validation images")
             crossed = _crossed_table(finite, metric, epoch_col, cube, design)
             if crossed is None:
                 res.update(scope="these validation images",
@@ -126,7 +131,7 @@ def _metric_intervals(arm, cube, level):
                 cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1])
                 res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
                            method="crossed-anova")
-        out[metric] = res
+        out[metric] = Interval(**res)
     return out
 
 
@@ -147,13 +152,13 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
             fisher_moves = int(changed.sum())
     p = np.concatenate(p)
     tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
-    return {
-        "share": float(np.mean(p >= alpha)) if p.size else None,
-        "moves": int(p.size),
-        "within_noise": int(np.sum(p >= alpha)),
-        "test": "+".join(tests) or None,
-        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}",
-    }
+    return WithinNoise(
+        share=float(np.mean(p >= alpha)) if p.size else None,
+        moves=int(p.size),
+        within_noise=int(np.sum(p >= alpha)),
+        test="+".join(tests) or None,
+        note=f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}",
+    )
 
 
 def _finite_sample(arm, finals, val_size):
@@ -167,12 +172,12 @@ def _finite_sample(arm, finals, val_size):
             by_images.setdefault((fold, examples.tobytes()), []).append(correct)
     matrices = {f"{fold}#{i}": np.vstack(rows) for i, ((fold, _), rows) in enumerate(by_images.items()) if len(rows) >= 2}
     if not matrices:
-        return _sampling_per_run(arm, finals, val_size)
+        result = _sampling_per_run(arm, finals, val_size)
+        return None if result is None else FiniteSample(**result)
     result = finite_sample_by_fold(matrices)
-    for row in result["per_fold"]:
-        row["fold"] = row["fold"].split("#")[0]
-    result.update(method="jordan-independent-errors", sampling_variance=result["independent_errors_variance"])
-    return result
+    per_fold = [FoldNoise(**dict(row, fold=row["fold"].split("#")[0])) for row in result.pop("per_fold")]
+    return FiniteSample(**result, per_fold=per_fold, method="jordan-independent-errors",
+                        sampling_variance=result["independent_errors_variance"])
 
 
 def _sampling_per_run(arm, finals, val_size):
@@ -295,9 +300,9 @@ def _noise_optimism_per_image(arm, cube, plateaus, level):
         return None
     n_boot = max(20, NOISE_BOOT_BUDGET // len(chosen))
     results = [resampled_noise_optimism(c, n_boot=n_boot) for c in chosen]
-    return {"expected_optimism": float(np.mean([r["expected_optimism"] for r in results])),
-            "epochs": int(np.median([r["epochs"] for r in results])), "n": results[0]["n"],
-            "runs": len(results), "method": results[0]["method"] + "; plateau epochs, mean over runs"}
+    return NoiseOptimism(expected_optimism=float(np.mean([r["expected_optimism"] for r in results])),
+                         epochs=int(np.median([r["epochs"] for r in results])), n=results[0]["n"],
+                         runs=len(results), method=results[0]["method"] + "; plateau epochs, mean over runs")
 
 
 def _noise_optimism_independent(plateaus, val_size):
@@ -308,23 +313,23 @@ def _noise_optimism_independent(plateaus, val_size):
         return None
     means = [k[mask].mean() / val_size for k, mask in plateaus.values()]
     sizes = [int(mask.sum()) for _, mask in plateaus.values()]
-    out = expected_max_noise(val_size, int(np.median(sizes)), float(np.mean(means)), n_sim=5000)
-    out["method"] = "independent epochs on the plateau (upper bound)"
-    return out
+    return NoiseOptimism(**expected_max_noise(val_size, int(np.median(sizes)), float(np.mean(means)), n_sim=5000),
+                         method="independent epochs on the plateau (upper bound)")
 
 
-def _optimism(arm_epochs, val_size, arm, cube, level):
+def _optimism(arm_epochs, val_size, arm, cube, level) -> Optimism | None:
     truth = arm_epochs["truth_accuracy"].to_numpy(dtype=float)
     if not np.isfinite(truth).any():
         return None
-    out = {"rules": optimism_summary(arm_epochs).to_dict(orient="records")}
+    rules = [OptimismRule(**r) for r in optimism_summary(arm_epochs).to_dict(orient="records")]
+    independent = per_image = None
     if val_size:
         plateaus = _plateaus(arm_epochs, val_size, level)
         independent = _noise_optimism_independent(plateaus, val_size)
         if independent is not None:
-            out["expected_from_noise_independent"] = independent
-            out["expected_from_noise"] = _noise_optimism_per_image(arm, cube, plateaus, level) or independent
-    return out
+            per_image = _noise_optimism_per_image(arm, cube, plateaus, level)
+    return Optimism(rules=rules, expected_from_noise=per_image or independent,
+                    expected_from_noise_independent=independent)
 
 
 def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
@@ -347,26 +352,27 @@ def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
     if len(arm) == 0:
         return ArmSummary(**out)
     moves = _moves(arm, arm_epochs, moves_by_run, val_size, settings.alpha)
-    out["moves_within_noise_share"], out["moves_within_noise"] = moves["share"], moves
+    out["moves_within_noise_share"], out["moves_within_noise"] = moves.share, moves
     if np.isfinite(arm["final_val_accuracy"]).sum() >= 2:
-        out["variance_components"] = variance_components(arm, "final_val_accuracy", "split", "seed").to_dict(orient="records")
+        out["variance_components"] = [VarianceComponent(**r) for r in variance_components(
+            arm, "final_val_accuracy", "split", "seed").to_dict(orient="records")]
     out["finite_sample"] = _finite_sample(arm, finals, val_size)
     out.update(_dynamics(arm, arm_epochs, config, settings))
     with_predictions = arm[arm["ever_collapsed"].notna()]
     if len(with_predictions):
-        out["one_class_collapse"] = {
-            "runs_ending_collapsed": int(with_predictions["ends_collapsed"].astype(bool).sum()),
-            "runs_ever_collapsed": int(with_predictions["ever_collapsed"].astype(bool).sum()),
-            "runs_with_predictions": int(len(with_predictions)),
-        }
+        out["one_class_collapse"] = OneClassCollapse(
+            runs_ending_collapsed=int(with_predictions["ends_collapsed"].astype(bool).sum()),
+            runs_ever_collapsed=int(with_predictions["ever_collapsed"].astype(bool).sum()),
+            runs_with_predictions=int(len(with_predictions)),
+        )
     out["optimism"] = _optimism(arm_epochs, val_size, arm, core.cube, settings.level)
-    mean = (out["final_val_accuracy"] or {}).get("estimate")
+    mean = out["final_val_accuracy"].estimate if out["final_val_accuracy"] else None
     if val_size and mean is not None and np.isfinite(mean):
         out["val_size_for_halfwidth"] = {f"{h:.2f}": val_size_for_halfwidth(mean, h, probability=HALFWIDTH_PROBABILITY)
                                          for h in HALFWIDTHS}
         out["val_size_for_halfwidth_probability"] = HALFWIDTH_PROBABILITY
         if val_size >= 2:
-            out["minimum_detectable_difference"] = minimum_detectable_difference(val_size, mean)
+            out["minimum_detectable_difference"] = DetectableDifference(**minimum_detectable_difference(val_size, mean))
     return ArmSummary(**out)
 
 
@@ -383,18 +389,18 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
         if fa is None or fb is None or not np.array_equal(fa[0], fb[0]):
             continue
         test = mcnemar(fa[1], fb[1])
-        tests.append({"seed": row.seed, "fold": row.fold, **test, "significant": test["p_value"] < alpha})
+        tests.append(McNemarPair(seed=row.seed, fold=row.fold, **test, significant=test["p_value"] < alpha))
     out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": tests,
-           "mcnemar_significant": sum(m["significant"] for m in tests)}
+           "mcnemar_significant": sum(m.significant for m in tests)}
     if len(pairs) == 0:
         return Comparison(**out, note="no (seed, fold) pairs shared by both arms")
     diff_a, diff_b = pairs["final_val_accuracy_a"].to_numpy(), pairs["final_val_accuracy_b"].to_numpy()
-    out["probability_of_improvement"] = probability_of_improvement(diff_a, diff_b)
+    out["probability_of_improvement"] = Proportion(**probability_of_improvement(diff_a, diff_b))
     n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
     n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
     if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
-        out["corrected_t"] = {**corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test)),
-                              "n_train": int(n_train), "n_test": int(n_test)}
+        out["corrected_t"] = CorrectedT(**corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test)),
+                                        n_train=int(n_train), n_test=int(n_test))
     else:
         out["note"] = "corrected t needs at least 2 pairs and n_train/n_val in runs"
     return Comparison(**out)
@@ -408,7 +414,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
     PREDICTION_COLUMNS; predictions may be empty). meta: experiment, arms (ordered names),
     class_names (or dataset.class_names), arms_config {arm: {"data": {val_size, ...},
     "training": {learning_rate, ...}, "schedule": {monitor, patience, factor, ...}}} (flat keys too).
-    Returns a JSON-ready dict (accuracies are fractions):
+    The Summary it returns, as `.to_dict()` writes it (accuracies are fractions):
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
       arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
         final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
@@ -434,7 +440,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
         probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
         {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
-        noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images), notes.
+        noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images, from the
+        correctness cube), notes.
     Missing pieces are None. Diverged runs are counted in n_runs/n_diverged; they enter the
     statistics only with settings.count_diverged (n_counted says how many did).
     Returns a Summary (valstat.results); `.to_dict()` gives the JSON above.
@@ -458,13 +465,12 @@ def summarize_core(core: Core) -> Summary:
         class_names=list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
         arms=arms,
         comparisons=comparisons,
-        runs_needed={"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),
-                     "procedure": "paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
-                                  "two-sided) excludes 1/2; exact power without ties",
-                     "noether_independent": noether_runs(gamma, alpha, beta)},
-        unstable_images=unstable_images(counted.reset_index(drop=True), core.predictions, meta),
-        settings={"level": core.settings.level, "collapse_threshold": core.settings.collapse_threshold,
-                  "count_diverged": core.settings.count_diverged},
+        runs_needed=RunsNeeded(gamma=gamma, alpha=alpha, beta=beta, runs=runs_needed(gamma, alpha, beta),
+                               procedure="paired runs; the P(A > B) interval (Clopper-Pearson on wins + ties/2, "
+                                         "two-sided) excludes 1/2; exact power without ties",
+                               noether_independent=noether_runs(gamma, alpha, beta)),
+        unstable_images=unstable_images(counted, core.cube, meta),
+        settings=core.settings,
         notes=[
             "final/best val accuracy: interval of the mean (CI) and a prediction interval for one new run "
             "(pi); t over runs, or crossed random effects where runs share validation images (scope says "

@@ -108,6 +108,23 @@ class Cube:
             out[int(self.run[g])] = (self.example[s], self.correct[s])
         return out
 
+    def rows_of(self, codes) -> tuple:
+        """Flat rows of the run codes `codes`: (run, epoch, example, label, predicted, correct),
+        shape (rows,) each, in cube order (run, epoch, example)."""
+        run, epoch = np.repeat(self.run, self.size), np.repeat(self.epoch, self.size)
+        keep = np.isin(run, np.asarray(codes, dtype=np.int64))
+        return run[keep], epoch[keep], self.example[keep], self.label[keep], self.predicted[keep], self.correct[keep]
+
+    def at(self, code: int, epoch: int) -> tuple | None:
+        """(example, label, predicted, correct), shape (images,) each, of one run code at one
+        recorded epoch; None when that epoch has no predictions."""
+        groups = self.groups_of(code)
+        hit = groups[self.epoch[groups] == epoch]
+        if hit.size == 0:
+            return None
+        s = slice(self.start[hit[0]], self.start[hit[0]] + self.size[hit[0]])
+        return self.example[s], self.label[s], self.predicted[s], self.correct[s]
+
     def final_correct(self) -> dict:
         """{run code: (examples, correct, labels)} at each run's last recorded epoch."""
         out = {}

@@ -117,7 +117,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     figures = make_figures(analysis, S, figures_dir)
     from valstat.report.thumbnails import image_figure, image_section
 
-    images = image_section(analysis, tables.predictions, S)
+    images = image_section(analysis, S)
     grid = image_figure(images, S, figures_dir) if images else None
     figures += [grid] if grid else []
 

@@ -11,6 +11,7 @@ Epochs are the stored numbers (counted from 0).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -268,22 +269,21 @@ def _variance(summary, arms, runs):
     rows = []
     for arm in arms:
         info = summary.arms[arm]
-        components = [{"arm": arm, **row} for row in info.variance_components or []]
+        components = [{"arm": arm, **dataclasses.asdict(row)} for row in info.variance_components or []]
         finite = info.finite_sample
         if finite:
-            variance = finite.get("sampling_variance", finite.get("independent_errors_variance"))
-            components.append({"arm": arm, "component": "finite_sample", "variance": variance,
-                               "raw": variance, "share": finite.get("finite_sample_share"),
-                               "method": finite.get("method", "jordan-independent-errors"),
+            components.append({"arm": arm, "component": "finite_sample",
+                               "variance": finite.sampling_variance, "raw": finite.sampling_variance,
+                               "share": finite.finite_sample_share, "method": finite.method,
                                "note": ""})
         total = next((r for r in components if r["component"] == "total"), None)
         if total is not None and _one_run_per_seed_and_split(runs[runs["arm"] == arm]):
             components = [r for r in components if r["component"] not in stats.variance.COMPONENTS]
-            if finite and finite.get("method") in PER_RUN_DRAW:
-                rest = {"variance": finite.get("model_variance_clipped"),
-                        "raw": finite.get("model_variance"),
-                        "share": None if finite.get("finite_sample_share") is None
-                        else 1.0 - finite["finite_sample_share"],
+            if finite and finite.method in PER_RUN_DRAW:
+                rest = {"variance": finite.model_variance_clipped,
+                        "raw": finite.model_variance,
+                        "share": None if finite.finite_sample_share is None
+                        else 1.0 - finite.finite_sample_share,
                         "method": "total-minus-finite-sample"}
             else:
                 rest = {"variance": total["variance"], "raw": total["raw"], "share": 1.0,
@@ -351,10 +351,10 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
     """Wilson half-width against n at the first arm's mean accuracy; measured run-to-run points."""
     arm = arms[0]
     n = val_sizes.get(arm)
-    final = summary.arms[arm].final_val_accuracy or {}
-    if not n or not finite(final.get("estimate")):
+    final = summary.arms[arm].final_val_accuracy
+    if not n or not final or not finite(final.estimate):
         return {}
-    p = min(max(float(final["estimate"]), 0.0), 1.0)
+    p = min(max(float(final.estimate), 0.0), 1.0)
     grid = np.unique(np.round(np.logspace(1, np.log10(2000), 160)).astype(int))
     low, high = stats.binomial_interval(np.floor(p * grid + 0.5), grid, level, "wilson")
     curve = pd.DataFrame({"n": grid, "halfwidth": (high - low) / 2})
@@ -364,10 +364,10 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
     z = float(norm.ppf(0.5 + level / 2))
     rows = []
     for a in same:
-        info = summary.arms[a].final_val_accuracy or {}
-        if finite(info.get("sd")) and val_sizes.get(a):
+        final = summary.arms[a].final_val_accuracy
+        if final and finite(final.sd) and val_sizes.get(a):
             # where `level` of single runs land: z x the run-to-run sd of final accuracy
-            rows.append((a, int(val_sizes[a]), z * float(info["sd"]), float(info["sd"])))
+            rows.append((a, int(val_sizes[a]), z * float(final.sd), float(final.sd)))
     if rows:
         measured = pd.DataFrame(rows, columns=["arm", "n", "halfwidth", "sd"])
     return {"curve": curve, "current": {"n": int(n), "p": p, "halfwidth": (hi_now - lo_now) / 2},
@@ -377,11 +377,11 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
 def _advice(arms, summary, level):
     arm = arms[0]
     info = summary.arms[arm]
-    final = info.final_val_accuracy or {}
+    final = info.final_val_accuracy
     n = info.val_size
-    if not n or not finite(final.get("estimate")):
-        return {"runs_needed": summary.runs_needed.get("runs")}
-    p = min(max(float(final["estimate"]), 0.0), 1.0)
+    if not n or not final or not finite(final.estimate):
+        return {"runs_needed": summary.runs_needed.runs}
+    p = min(max(float(final.estimate), 0.0), 1.0)
     sizes = {}
     for target in HALFWIDTH_TARGETS:
         try:   # refused when no size up to the search limit reaches the target
@@ -390,18 +390,18 @@ def _advice(arms, summary, level):
             sizes[target] = None
     return {"arm": arm, "p": p, "n": int(n), "sizes": sizes,
             "mdd": info.minimum_detectable_difference,
-            "runs_needed": summary.runs_needed.get("runs"),
-            "gamma": summary.runs_needed.get("gamma")}
+            "runs_needed": summary.runs_needed.runs,
+            "gamma": summary.runs_needed.gamma}
 
 
 def _one_run_intervals(arms, val_sizes, summary, level):
     """Wilson interval of one model scoring round(mean·n) of n (what one run can tell)."""
     out = {}
     for arm in arms:
-        final = summary.arms[arm].final_val_accuracy or {}
+        final = summary.arms[arm].final_val_accuracy
         n = val_sizes.get(arm)
-        if n and finite(final.get("estimate")):
-            k = int(np.floor(float(final["estimate"]) * n + 0.5))
+        if n and final and finite(final.estimate):
+            k = int(np.floor(float(final.estimate) * n + 0.5))
             low, high = stats.binomial_interval(k, n, level, "wilson")
             out[arm] = {"k": k, "n": int(n), "low": low, "high": high}
     return out

@@ -306,8 +306,9 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
                                colors: dict, labels: dict, ax=None) -> Figure:
     """Final and best validation accuracy of every run, stacked on the k/n lattice, per arm.
 
-    per_run: arm, final, best (fractions); intervals: {arm: {"final": dict, "best": dict}} with
-    estimate, low, high (CI of the mean) and pi_low, pi_high (where one new run may land).
+    per_run: arm, final, best (fractions); intervals: {arm: {"final": Interval | None, "best":
+    Interval | None}} (valstat.results) with estimate, low, high (CI of the mean) and pi_low,
+    pi_high (where one new run may land).
     Dots with equal values sit side by side (a dot histogram); the mean (diamond), its CI
     (thick bar) and the prediction interval (dotted) stand to the right of each arm's dots.
     """
@@ -325,17 +326,17 @@ def plot_accuracy_distribution(per_run: pd.DataFrame, intervals: dict, val_sizes
                 xs, _ = _dot_stack(values, i - 0.02, 0.55, 0.05)
                 ax.plot(xs, values, ls="", marker="o", ms=dot, color=colors[arm], alpha=0.85,
                         mew=0, zorder=2)
-            info = (intervals.get(arm) or {}).get(column)
-            if not info or not finite(info.get("estimate")):
+            info = intervals[arm][column]
+            if not info or not finite(info.estimate):
                 continue
             xs = i + 0.12
-            if finite(info.get("pi_low")) and finite(info.get("pi_high")):
-                ax.vlines(xs + 0.1, max(info["pi_low"], 0.0), min(info["pi_high"], 1.0),
+            if finite(info.pi_low) and finite(info.pi_high):
+                ax.vlines(xs + 0.1, max(info.pi_low, 0.0), min(info.pi_high, 1.0),
                           color=colors[arm], lw=1.1, linestyles=(0, (1, 1.5)), zorder=3)
-            if finite(info.get("low")) and finite(info.get("high")):
-                ax.vlines(xs, max(info["low"], 0.0), min(info["high"], 1.0), color=colors[arm],
+            if finite(info.low) and finite(info.high):
+                ax.vlines(xs, max(info.low, 0.0), min(info.high, 1.0), color=colors[arm],
                           lw=3.0, zorder=3)
-            ax.plot([xs], [info["estimate"]], marker="D", ms=4.5, color="white",
+            ax.plot([xs], [info.estimate], marker="D", ms=4.5, color="white",
                     mec=colors[arm], mew=1.3, zorder=4)
         ax.set_title(title)
         ax.set_xlabel(labels["arm"])

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 
+from valstat.core.settings import Settings
 from valstat.report.text import Strings, finite, num, pct, pts
-from valstat.results import ArmSummary, Summary
+from valstat.results import ArmSummary, Interval, Summary
 
 
 def format_summary(summary: Summary, lang: str = "en") -> str:
@@ -20,12 +21,12 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     for comp in summary.comparisons:
         lines.append(_comparison_line(comp, S))
     rn = summary.runs_needed
-    lines.append(S("stats.runs_needed", gamma=rn["gamma"], runs=rn["runs"], power=f"{1 - rn['beta']:g}",
-                   noether=rn["noether_independent"]))
-    for arm, images in (summary.unstable_images or {}).items():
+    lines.append(S("stats.runs_needed", gamma=rn.gamma, runs=rn.runs, power=f"{1 - rn.beta:g}",
+                   noether=rn.noether_independent))
+    for arm, images in summary.unstable_images.items():
         if images:
-            items = [S("stats.unstable_item", file=item["file"] or f"#{item['example']}", cls=item["class_name"],
-                       flips=item["flips"], right=item["final_correct"], runs=item["runs"])
+            items = [S("stats.unstable_item", file=item.file or f"#{item.example}", cls=item.class_name,
+                       flips=item.flips, right=item.final_correct, runs=item.runs)
                      for item in images[:5]]
             lines.append(S("stats.unstable", arm=arm, items="; ".join(items)))
     return "\n".join(lines)
@@ -35,27 +36,27 @@ def _or_missing(text: str, S: Strings) -> str:
     return S["stats.missing"] if text == "–" else text
 
 
-def _arm_lines(name: str, arm: ArmSummary, settings: dict, S: Strings) -> list:
-    left_out = S["stats.left_out"] if arm.n_diverged and not settings.get("count_diverged") else ""
+def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> list:
+    left_out = S["stats.left_out"] if arm.n_diverged and not settings.count_diverged else ""
     lines = [S("stats.arm", arm=name, runs=arm.n_runs, diverged=arm.n_diverged, left_out=left_out,
                n=arm.val_size, step=_or_missing(pct(arm.lattice_step, 2), S))]
     lines.append(_metric(S["stats.final"], arm.final_val_accuracy, S))
     lines.append(_metric(S["stats.best"], arm.best_val_accuracy, S))
-    moves = arm.moves_within_noise or {}
-    if moves.get("moves"):
-        lines.append(S("stats.moves", within=moves["within_noise"], moves=moves["moves"], share=pct(moves["share"]),
-                       test=moves["test"]))
+    moves = arm.moves_within_noise
+    if moves and moves.moves:
+        lines.append(S("stats.moves", within=moves.within_noise, moves=moves.moves, share=pct(moves.share),
+                       test=moves.test))
     if arm.variance_components:
-        parts = [f"{r['component']} {_or_missing(pct(r['share'], 0), S)}" for r in arm.variance_components
-                 if r["component"] in ("split", "seed", "residual")]
-        lines.append(S("stats.variance", parts=", ".join(parts), method=arm.variance_components[0]["method"]))
+        parts = [f"{r.component} {_or_missing(pct(r.share, 0), S)}" for r in arm.variance_components
+                 if r.component in ("split", "seed", "residual")]
+        lines.append(S("stats.variance", parts=", ".join(parts), method=arm.variance_components[0].method))
     fs = arm.finite_sample
-    if fs and fs.get("method", "jordan-independent-errors") == "jordan-independent-errors":
-        lines.append(S("stats.finite_jordan", share=pct(fs["finite_sample_share"], 0)))
+    if fs and fs.method == "jordan-independent-errors":
+        lines.append(S("stats.finite_jordan", share=pct(fs.finite_sample_share, 0)))
     elif fs:
-        how = S["stats.draw_stratified" if fs["method"] == "stratified-per-run" else "stats.draw_binomial"]
-        lines.append(S("stats.finite_draw", n=fs["n"], how=how, sd=pts(math.sqrt(max(fs["sampling_variance"], 0.0))),
-                       share=pct(fs["finite_sample_share"], 0)))
+        how = S["stats.draw_stratified" if fs.method == "stratified-per-run" else "stats.draw_binomial"]
+        lines.append(S("stats.finite_draw", n=fs.n, how=how, sd=pts(math.sqrt(max(fs.sampling_variance, 0.0))),
+                       share=pct(fs.finite_sample_share, 0)))
     if arm.lr_collapse:
         lc, pc = arm.lr_collapse, arm.plateau_cuts
         when = S("stats.lr_when", epoch=f"{lc.median_epoch:g}") if lc.median_epoch is not None else ""
@@ -67,11 +68,11 @@ def _arm_lines(name: str, arm: ArmSummary, settings: dict, S: Strings) -> list:
             lines.append(S("stats.lr_no_cuts", threshold=threshold, runs=lc.runs, when=when))
     if arm.one_class_collapse:
         oc = arm.one_class_collapse
-        lines.append(S("stats.one_class", ending=oc["runs_ending_collapsed"], ever=oc["runs_ever_collapsed"]))
-    for rule in (arm.optimism or {}).get("rules", []):
-        ci = (S["stats.no_ci"] if not finite(rule["low"])
-              else S("stats.optimism_ci", low=pts(rule["low"]), high=pts(rule["high"])))
-        lines.append(S("stats.optimism", rule=rule["rule"], mean=pts(rule["mean"]), ci=ci))
+        lines.append(S("stats.one_class", ending=oc.runs_ending_collapsed, ever=oc.runs_ever_collapsed))
+    for rule in arm.optimism.rules if arm.optimism else []:
+        ci = (S["stats.no_ci"] if not finite(rule.low)
+              else S("stats.optimism_ci", low=pts(rule.low), high=pts(rule.high)))
+        lines.append(S("stats.optimism", rule=rule.rule, mean=pts(rule.mean), ci=ci))
     if arm.val_size_for_halfwidth:
         sizes = ", ".join(S("stats.halfwidth_size", h=pct(float(h), 0), n=n) for h, n in arm.val_size_for_halfwidth.items())
         prob = arm.val_size_for_halfwidth_probability
@@ -79,32 +80,32 @@ def _arm_lines(name: str, arm: ArmSummary, settings: dict, S: Strings) -> list:
     return lines
 
 
-def _metric(label: str, m: dict | None, S: Strings) -> str:
+def _metric(label: str, m: Interval | None, S: Strings) -> str:
     if not m:
         return S("stats.metric_missing", label=label)
-    scope = S["stats.scope_these" if m.get("scope") == "these validation images" else "stats.scope_new"]
-    parts = [S("stats.ci", low=pct(m["low"]), high=pct(m["high"]), scope=scope) if finite(m.get("low"))
+    scope = S["stats.scope_these" if m.scope == "these validation images" else "stats.scope_new"]
+    parts = [S("stats.ci", low=pct(m.low), high=pct(m.high), scope=scope) if finite(m.low)
              else S["stats.no_ci"]]
-    if finite(m.get("sd")):
-        parts.append(S("stats.sd", sd=pts(m["sd"])))
-    if finite(m.get("pi_low")):
-        parts.append(S("stats.one_run", low=pct(m["pi_low"]), high=pct(m["pi_high"])))
-    conditional = m.get("conditional")
-    if conditional and m.get("method") == "crossed-anova" and finite(conditional.get("low")):
-        parts.append(S("stats.conditional", low=pct(conditional["low"]), high=pct(conditional["high"])))
-    design = f", {m['design']}" if m.get("design") else ""
-    return S("stats.metric", label=label, mean=pct(m["estimate"]), parts="; ".join(parts), n=m["n"], design=design)
+    if finite(m.sd):
+        parts.append(S("stats.sd", sd=pts(m.sd)))
+    if finite(m.pi_low):
+        parts.append(S("stats.one_run", low=pct(m.pi_low), high=pct(m.pi_high)))
+    conditional = m.conditional
+    if conditional and m.method == "crossed-anova" and finite(conditional.low):
+        parts.append(S("stats.conditional", low=pct(conditional.low), high=pct(conditional.high)))
+    design = f", {m.design}" if m.design else ""
+    return S("stats.metric", label=label, mean=pct(m.estimate), parts="; ".join(parts), n=m.n, design=design)
 
 
 def _comparison_line(comp, S: Strings) -> str:
     poi, t = comp.probability_of_improvement, comp.corrected_t
     poi_text = (S["stats.missing"] if not poi
-                else S("stats.poi", estimate=num(poi["estimate"]), low=num(poi["low"]), high=num(poi["high"])))
+                else S("stats.poi", estimate=num(poi.estimate), low=num(poi.low), high=num(poi.high)))
     if not t:
         t_text = S["stats.missing"]
-    elif t.get("t") is not None:
-        t_text = S("stats.t", t=num(t["t"]), p=f"{t['p_value']:.3g}")
+    elif t.t is not None:
+        t_text = S("stats.t", t=num(t.t), p=f"{t.p_value:.3g}")
     else:
-        t_text = S("stats.t_p", p=f"{t['p_value']:.3g}")
+        t_text = S("stats.t_p", p=f"{t.p_value:.3g}")
     return S("stats.compare", a=comp.a, b=comp.b, pairs=comp.pairs, sig=comp.mcnemar_significant,
              m=len(comp.mcnemar), poi=poi_text, t=t_text)

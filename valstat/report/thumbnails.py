@@ -16,7 +16,7 @@ import numpy as np
 
 from valstat.images import ExampleSource, arm_source, class_names, example_source
 from valstat.report.text import Strings
-from valstat.stats.flips import lost_and_gained
+from valstat.stats.flips import moved_images
 
 TILE_PX = 112           # thumbnail edge in the page (CSS pixels x 2 for sharp screens)
 FIGURE_PX = 128         # largest edge kept for the thesis figure
@@ -76,12 +76,13 @@ def _warn_missing(arm: str, missing: list, source: ExampleSource) -> None:
                   f"(first: {missing[0]}); shown as placeholders", stacklevel=3)
 
 
-def image_section(analysis, predictions, S: Strings) -> dict | None:
+def image_section(analysis, S: Strings) -> dict | None:
     """Context for the template: {intro, arms: [{title, note, tiles}], drop: {title, intro,
-    tiles} or None}; each tile {uri, name, lines, found, pixels (for the figure)}.
+    tiles} or None}; each tile {uri, name, lines, found, pixels (for the figure)}. Images and
+    their flips come from the correctness cube (summary.unstable_images, analysis.core.cube).
     None when the store holds no per-image predictions."""
-    unstable = analysis.summary.unstable_images or {}
-    if predictions is None or predictions.empty or not unstable:
+    unstable = analysis.summary.unstable_images
+    if not unstable:
         return None
     T = S.section("images")
     names = class_names(analysis.meta)
@@ -98,15 +99,14 @@ def image_section(analysis, predictions, S: Strings) -> dict | None:
             continue
         source, missing, tiles = sources[arm], [], []
         for item in images:
-            lines = [T["tile_class"].format(cls=item["class_name"]),
-                     T["tile_flips"].format(flips=item["flips"], lost=item["lost"],
-                                            gained=item["gained"]),
-                     T["tile_final"].format(k=item["final_correct"], runs=item["runs"])]
-            if item["confused_with"]:
-                top = item["confused_with"][0]
-                lines.append(T["tile_confused"].format(cls=top["class_name"],
-                                                       times=top["times"]))
-            tiles.append(_tile(source, item["example"], lines, missing))
+            lines = [T["tile_class"].format(cls=item.class_name),
+                     T["tile_flips"].format(flips=item.flips, lost=item.lost,
+                                            gained=item.gained),
+                     T["tile_final"].format(k=item.final_correct, runs=item.runs)]
+            if item.confused_with:
+                top = item.confused_with[0]
+                lines.append(T["tile_confused"].format(cls=top.class_name, times=top.times))
+            tiles.append(_tile(source, item.example, lines, missing))
         _warn_missing(arm, missing, source)
         arms.append({"arm": arm, "tiles": tiles, "intro": "",
                      "title": (T["arm"].format(arm=arm, count=len(tiles)) if tiles
@@ -117,7 +117,9 @@ def image_section(analysis, predictions, S: Strings) -> dict | None:
     example = analysis.example
     if example is not None and example.get("drop") and example.get("paired"):
         d = example["drop"]
-        moved = lost_and_gained(predictions, example["run_id"], d["from_epoch"], d["to_epoch"])
+        code = int(analysis.core.runs.loc[example["run_id"], "code"])
+        cube = analysis.core.cube
+        moved = moved_images(cube.at(code, d["from_epoch"]), cube.at(code, d["to_epoch"]))
         source, missing, tiles = sources.get(example["arm"]) or ExampleSource(None), [], []
         for row in moved.itertuples(index=False):
             lines = [T["tile_class"].format(cls=cls(row.label)),

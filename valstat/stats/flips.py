@@ -16,6 +16,8 @@ from valstat.errors import ValstatError
 from valstat.stats._checks import need_columns
 
 COLUMNS = ["run_id", "epoch", "example", "label", "predicted"]
+FLIP_COLUMNS = ["example", "label", "runs", "transitions", "flips", "lost", "gained",
+                "final_correct", "final_accuracy", "wrong", "predictions", "confused_with"]
 
 
 def image_flips(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -31,22 +33,26 @@ def image_flips(predictions: pd.DataFrame) -> pd.DataFrame:
     Order: flips descending, then final_accuracy nearest 1/2 (runs disagree most), then example.
     """
     need_columns(predictions, COLUMNS, "predictions")
-    columns = ["example", "label", "runs", "transitions", "flips", "lost", "gained",
-               "final_correct", "final_accuracy", "wrong", "predictions", "confused_with"]
-    if predictions.empty:
-        return pd.DataFrame(columns=columns)
-    run = pd.factorize(predictions["run_id"])[0]
-    example = predictions["example"].to_numpy(dtype=np.int64)
-    epoch = predictions["epoch"].to_numpy(dtype=np.int64)
     label = predictions["label"].to_numpy(dtype=np.int64)
     predicted = predictions["predicted"].to_numpy(dtype=np.int64)
+    return flips_per_image(pd.factorize(predictions["run_id"])[0],
+                           predictions["epoch"].to_numpy(dtype=np.int64),
+                           predictions["example"].to_numpy(dtype=np.int64), label, predicted,
+                           predicted == label)
+
+
+def flips_per_image(run, epoch, example, label, predicted, correct) -> pd.DataFrame:
+    """image_flips on flat arrays, shape (rows,) each, one row per run, epoch and image: run
+    (integer code), epoch, example, label and predicted (class indices), correct (bool: label ==
+    predicted, e.g. valstat.core.Cube's). Returns image_flips' table."""
+    if len(run) == 0:
+        return pd.DataFrame(columns=FLIP_COLUMNS)
     order = np.lexsort((epoch, example, run))
-    run, example, epoch, label, predicted = (a[order] for a in (run, example, epoch, label,
-                                                                predicted))
+    run, example, epoch, correct = (np.asarray(a)[order] for a in (run, example, epoch, correct))
+    label, predicted = (np.asarray(a, dtype=np.int64)[order] for a in (label, predicted))
     same = np.r_[False, (run[1:] == run[:-1]) & (example[1:] == example[:-1])]
     if np.any(same[1:] & (epoch[1:] == epoch[:-1])):
         raise ValstatError("predictions hold the same (run_id, epoch, example) more than once")
-    correct = predicted == label
     before = np.r_[False, correct[:-1]]
     last = np.r_[~same[1:], True]          # each run's last recorded epoch of the image
     examples, first, inv = np.unique(example, return_index=True, return_inverse=True)
@@ -72,7 +78,7 @@ def image_flips(predictions: pd.DataFrame) -> pd.DataFrame:
     out["_disagree"] = (out["final_accuracy"] - 0.5).abs()
     out = out.sort_values(["flips", "_disagree", "example"], ascending=[False, True, True],
                           kind="stable")
-    return out[columns].reset_index(drop=True)
+    return out[FLIP_COLUMNS].reset_index(drop=True)
 
 
 def lost_and_gained(predictions: pd.DataFrame, run_id, from_epoch: int,
@@ -91,18 +97,25 @@ def lost_and_gained(predictions: pd.DataFrame, run_id, from_epoch: int,
         part = rows[rows["epoch"] == epoch]
         if part.empty:
             raise ValstatError(f"run {run_id!r} has no per-image predictions at epoch {epoch}")
-        parts.append(part.set_index("example")[["label", "predicted"]])
-    both = parts[0].merge(parts[1], how="inner", left_index=True, right_index=True,
-                          suffixes=("_before", "_after"))
-    ok_before = both["predicted_before"] == both["label_before"]
-    ok_after = both["predicted_after"] == both["label_after"]
-    moved = both[ok_before != ok_after]
+        label = part["label"].to_numpy(dtype=np.int64)
+        predicted = part["predicted"].to_numpy(dtype=np.int64)
+        parts.append((part["example"].to_numpy(dtype=np.int64), label, predicted, predicted == label))
+    return moved_images(*parts)
+
+
+def moved_images(before, after) -> pd.DataFrame:
+    """lost_and_gained from two epochs of one run, each (example, label, predicted, correct):
+    flat arrays, shape (images,), correct bool (label == predicted, e.g. valstat.core.Cube's).
+    Only images scored at both epochs count. Returns lost_and_gained's table."""
+    _, i, j = np.intersect1d(before[0], after[0], return_indices=True)
+    moved = before[3][i] != after[3][j]
+    i, j = i[moved], j[moved]
     out = pd.DataFrame({
-        "example": moved.index.to_numpy(dtype=np.int64),
-        "label": moved["label_before"].to_numpy(dtype=np.int64),
-        "direction": np.where(ok_before[ok_before != ok_after], "lost", "gained"),
-        "predicted_before": moved["predicted_before"].to_numpy(dtype=np.int64),
-        "predicted_after": moved["predicted_after"].to_numpy(dtype=np.int64),
+        "example": np.asarray(before[0], dtype=np.int64)[i],
+        "label": np.asarray(before[1], dtype=np.int64)[i],
+        "direction": np.where(before[3][i], "lost", "gained"),
+        "predicted_before": np.asarray(before[2], dtype=np.int64)[i],
+        "predicted_after": np.asarray(after[2], dtype=np.int64)[j],
     })
     order = np.lexsort((out["example"].to_numpy(), out["direction"].ne("lost").to_numpy()))
     return out.iloc[order].reset_index(drop=True)

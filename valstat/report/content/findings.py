@@ -61,10 +61,10 @@ def _drop(analysis, S):
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
-        moves = _arm_info(analysis, arm).moves_within_noise or {}
-        if moves.get("moves"):
-            paragraphs.append(S("findings.moves", arm=arm, within=moves["within_noise"],
-                                moves=moves["moves"], share=pct(moves["share"], 0)))
+        moves = _arm_info(analysis, arm).moves_within_noise
+        if moves and moves.moves:
+            paragraphs.append(S("findings.moves", arm=arm, within=moves.within_noise,
+                                moves=moves.moves, share=pct(moves.share, 0)))
         else:
             paragraphs.append(S("findings.moves_none", arm=arm))
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
@@ -110,8 +110,8 @@ def _flat(analysis, S):
             else:
                 paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=cuts.cuts,
                                     worse=cuts.after_worse, monitor=cuts.monitor))
-    with_predictions = sum(((_arm_info(analysis, a).one_class_collapse or {})
-                            .get("runs_with_predictions") or 0) for a in analysis.arms)
+    collapses = [_arm_info(analysis, a).one_class_collapse for a in analysis.arms]
+    with_predictions = sum(c.runs_with_predictions for c in collapses if c)
     if analysis.one_class:
         paragraphs.append(S("findings.one_class_count", count=len(analysis.one_class),
                             runs=with_predictions))
@@ -156,18 +156,18 @@ def _smooth(analysis, S):
 
 def _finite_sample_text(info, n, S) -> str:
     """Jordan's share of within-fold variance, or what each run's own draw of images gives."""
-    method = info.get("method", "jordan-independent-errors")
+    method = info.method
     if method == "jordan-independent-errors":
-        return S("findings.spread_finite", share=pct(info["finite_sample_share"], 0), n=n,
-                 folds=info["folds"])
-    text = S("findings.spread_draw", n=info.get("n") or n,
-             sd=pts(np.sqrt(max(info["sampling_variance"], 0.0))),
-             share=pct(info["finite_sample_share"], 0),
-             rest=pts(np.sqrt(max(info.get("model_variance_clipped") or 0.0, 0.0))))
-    if method == "stratified-per-run" and finite(info.get("binomial_variance")):
+        return S("findings.spread_finite", share=pct(info.finite_sample_share, 0), n=n,
+                 folds=info.folds)
+    text = S("findings.spread_draw", n=info.n or n,
+             sd=pts(np.sqrt(max(info.sampling_variance, 0.0))),
+             share=pct(info.finite_sample_share, 0),
+             rest=pts(np.sqrt(max(info.model_variance_clipped or 0.0, 0.0))))
+    if method == "stratified-per-run" and finite(info.binomial_variance):
         text += " " + S("findings.spread_draw_stratified",
-                        binomial_sd=pts(np.sqrt(max(info["binomial_variance"], 0.0))),
-                        binomial_share=pct(info.get("binomial_share"), 0))
+                        binomial_sd=pts(np.sqrt(max(info.binomial_variance, 0.0))),
+                        binomial_share=pct(info.binomial_share, 0))
     elif method == "binomial-per-run":
         text += " " + S["findings.spread_draw_binomial"]
     return text
@@ -177,33 +177,33 @@ def _spread(analysis, S):
     paragraphs = []
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
-        final = info.final_val_accuracy or {}
-        used = final.get("n") or 0
-        if used < 2 or not finite(final.get("sd")):
+        final = info.final_val_accuracy
+        used = final.n if final else 0
+        if used < 2 or not finite(final.sd):
             paragraphs.append(S("findings.spread_one", arm=arm, runs=used))
             continue
         paragraphs.append(S("findings.spread_sd", arm=arm, runs=used,
-                            mean=pct(final["estimate"]), low=pct(final["low"]),
-                            high=pct(final["high"]), sd=pts(final["sd"]),
-                            pi_low=pct(final["pi_low"]), pi_high=pct(final["pi_high"])))
-        conditional = final.get("conditional")
-        if conditional and final.get("method") == "crossed-anova":
-            design = S["findings.design_shared"] if final.get("design") == "one shared split" \
+                            mean=pct(final.estimate), low=pct(final.low),
+                            high=pct(final.high), sd=pts(final.sd),
+                            pi_low=pct(final.pi_low), pi_high=pct(final.pi_high)))
+        conditional = final.conditional
+        if conditional and final.method == "crossed-anova":
+            design = S["findings.design_shared"] if final.design == "one shared split" \
                 else S["findings.design_folds"]
             paragraphs.append(S("findings.spread_shared", arm=arm, design=design,
-                                low=pct(conditional["low"]), high=pct(conditional["high"])))
+                                low=pct(conditional.low), high=pct(conditional.high)))
         elif conditional:
             paragraphs.append(S("findings.spread_conditional", arm=arm))
         finite_sample = info.finite_sample
-        if finite_sample and finite(finite_sample.get("finite_sample_share")):
+        if finite_sample and finite(finite_sample.finite_sample_share):
             paragraphs.append(_finite_sample_text(finite_sample, analysis.val_sizes.get(arm), S))
         rows = [r for r in info.variance_components or []
-                if r["component"] in ("split", "seed", "residual")]
+                if r.component in ("split", "seed", "residual")]
         if rows and not confounded(analysis, arm):
-            parts = [S("findings.spread_part", name=_component_name(S, r["component"]),
-                       share=pct(r["share"], 0) if finite(r.get("share"))
+            parts = [S("findings.spread_part", name=_component_name(S, r.component),
+                       share=pct(r.share, 0) if finite(r.share)
                        else S["findings.spread_na"]) for r in rows]
-            paragraphs.append(S("findings.spread_components", method=rows[0]["method"],
+            paragraphs.append(S("findings.spread_components", method=rows[0].method,
                                 parts=", ".join(parts)))
     if any(confounded(analysis, arm) for arm in analysis.arms):
         paragraphs.append(S["findings.spread_confounded"])
@@ -219,32 +219,32 @@ def _selection(analysis, S):
         optimism = info.optimism
         if not optimism:
             continue
-        rules = {r["rule"]: r for r in optimism.get("rules") or []}
-        best = rules.get("best_val_accuracy") or {}
-        if not finite(best.get("mean")):
+        rules = {r.rule: r for r in optimism.rules}
+        best = rules.get("best_val_accuracy")
+        if best is None or not finite(best.mean):
             continue
         any_truth = True
-        noise = optimism.get("expected_from_noise") or {}
+        noise = optimism.expected_from_noise
         paragraphs.append(S("findings.selection_body", arm=arm,
-                            epochs=noise.get("epochs") or _epochs(analysis, arm),
-                            n=analysis.val_sizes.get(arm), mean=pts(best["mean"]),
-                            ci=_ci_text(S, best), max=pts(best["max"]), runs=best.get("n_runs"),
+                            epochs=(noise.epochs if noise else None) or _epochs(analysis, arm),
+                            n=analysis.val_sizes.get(arm), mean=pts(best.mean),
+                            ci=_ci_text(S, best), max=pts(best.max), runs=best.n_runs,
                             n_truth=n_truth or "?"))
-        independent = optimism.get("expected_from_noise_independent") or {}
-        if finite(noise.get("expected_optimism")) and (noise.get("epochs") or 0) > 1:
-            if "true_accuracy" in noise:  # no per-image predictions: independent epochs
+        independent = optimism.expected_from_noise_independent
+        if noise and finite(noise.expected_optimism) and noise.epochs > 1:
+            if noise.true_accuracy is not None:  # no per-image predictions: independent epochs
                 paragraphs.append(S("findings.selection_noise_independent",
-                                    noise=pts(noise["expected_optimism"], signed=True),
-                                    epochs=noise["epochs"], n=noise["n"],
-                                    p=pct(noise["true_accuracy"])))
+                                    noise=pts(noise.expected_optimism, signed=True),
+                                    epochs=noise.epochs, n=noise.n,
+                                    p=pct(noise.true_accuracy)))
             else:
                 paragraphs.append(S("findings.selection_noise",
-                                    noise=pts(noise["expected_optimism"], signed=True),
-                                    epochs=noise["epochs"], n=noise["n"],
-                                    independent=pts(independent.get("expected_optimism"), signed=True)))
-        final = rules.get("final") or {}
-        if finite(final.get("mean")):
-            paragraphs.append(S("findings.selection_final", mean=pts(final["mean"], signed=True),
+                                    noise=pts(noise.expected_optimism, signed=True),
+                                    epochs=noise.epochs, n=noise.n,
+                                    independent=pts(independent.expected_optimism, signed=True)))
+        final = rules.get("final")
+        if final is not None and finite(final.mean):
+            paragraphs.append(S("findings.selection_final", mean=pts(final.mean, signed=True),
                                 ci=_ci_text(S, final)))
     if not any_truth:
         arm = analysis.arms[0]
@@ -259,10 +259,11 @@ def _selection(analysis, S):
 
 
 def _ci_text(S, row) -> str:
-    """'95% CI -4.5 to +20.7' in points, or a note when there is no interval (one run)."""
-    if finite(row.get("low")) and finite(row.get("high")):
-        return S("findings.ci", low=pts(row["low"], signed=True),
-                 high=pts(row["high"], signed=True))
+    """'95% CI -4.5 to +20.7' in points of an OptimismRule, or a note when there is no
+    interval (one run)."""
+    if finite(row.low) and finite(row.high):
+        return S("findings.ci", low=pts(row.low, signed=True),
+                 high=pts(row.high, signed=True))
     return S["findings.ci_none"]
 
 
@@ -275,12 +276,12 @@ def _epochs(analysis, arm):
 
 def _noise_without_truth(analysis, arm):
     """Expected optimism of the best epoch from noise alone (stats.expected_max_noise)."""
-    final = _arm_info(analysis, arm).final_val_accuracy or {}
+    final = _arm_info(analysis, arm).final_val_accuracy
     n = analysis.val_sizes.get(arm)
     epochs_run = _epochs(analysis, arm)
-    if not n or not epochs_run or not finite(final.get("estimate")):
+    if not n or not epochs_run or not final or not finite(final.estimate):
         return None
-    p = min(max(float(final["estimate"]), 0.0), 1.0)
+    p = min(max(float(final.estimate), 0.0), 1.0)
     return stats.expected_max_noise(n, epochs_run, p)
 
 
@@ -293,17 +294,17 @@ def _compare(analysis, S):
             continue
         both = wide[[a, b]].dropna() if a in wide and b in wide else pd.DataFrame()
         diff = (both[b] - both[a]).to_numpy() if len(both) else np.array([])
-        poi = comp.probability_of_improvement or {}
+        poi = comp.probability_of_improvement
         paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=comp.pairs,
                             wins=int((diff > 0).sum()), ties=int((diff == 0).sum()),
-                            losses=int((diff < 0).sum()), p=num(poi.get("estimate")),
-                            low=num(poi.get("low")), high=num(poi.get("high"))))
+                            losses=int((diff < 0).sum()), p=num(poi.estimate),
+                            low=num(poi.low), high=num(poi.high)))
         t = comp.corrected_t
-        if t and finite(t.get("p_value")):
-            paragraphs.append(S("findings.compare_t", t=num(t["t"]), df=t["df"],
-                                p=pval(t["p_value"])))
-            designs = {(_arm_info(analysis, arm).final_val_accuracy or {}).get("design")
-                       for arm in (a, b)}
+        if t and finite(t.p_value):
+            paragraphs.append(S("findings.compare_t", t=num(t.t), df=t.df,
+                                p=pval(t.p_value)))
+            finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
+            designs = {final.design for final in finals if final}
             if designs - {"own split per run", None}:
                 paragraphs.append(S["findings.compare_t_shared"])
         if comp.mcnemar:
@@ -321,11 +322,11 @@ def advice(analysis: Analysis, S: Strings) -> list:
         out.append(S("advice.val_size", p=pct(adv["p"], 0), hw=pts(hw["halfwidth"]),
                      n=adv["n"], n5=sizes.get(0.05) or "?", n25=sizes.get(0.025) or "?"))
     mdd = adv.get("mdd")
-    if mdd and finite(mdd.get("increase")) and finite(mdd.get("decrease")):
-        out.append(S("advice.mdd", n=mdd["n"], up=pts(mdd["increase"]),
-                     down=pts(abs(mdd["decrease"]))))
-    elif mdd and finite(mdd.get("decrease")):
-        out.append(S("advice.mdd_down", n=mdd["n"], down=pts(abs(mdd["decrease"]))))
+    if mdd and finite(mdd.increase) and finite(mdd.decrease):
+        out.append(S("advice.mdd", n=mdd.n, up=pts(mdd.increase),
+                     down=pts(abs(mdd.decrease))))
+    elif mdd and finite(mdd.decrease):
+        out.append(S("advice.mdd_down", n=mdd.n, down=pts(abs(mdd.decrease))))
     if adv.get("runs_needed"):
         pairs = max([c.pairs or 0 for c in analysis.summary.comparisons],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]
@@ -358,12 +359,18 @@ def _schedule_advice(analysis, S):
     if not collapsed_any:
         out.append(S["advice.schedule_ok"])
     base = analysis.arms[0]
-    base_final = (_arm_info(analysis, base).final_val_accuracy or {}).get("estimate")
+    base_final = _final_mean(analysis, base)
     for arm in analysis.arms[1:]:
         if _schedule(analysis, arm).get("kind") == "constant" and \
                 _schedule(analysis, base).get("kind") != "constant":
-            final = (_arm_info(analysis, arm).final_val_accuracy or {}).get("estimate")
+            final = _final_mean(analysis, arm)
             if finite(final) and finite(base_final):
                 out.append(S("advice.schedule_constant", arm=arm, mean=pct(final),
                              base_mean=pct(base_final), base=base))
     return out
+
+
+def _final_mean(analysis, arm):
+    """Mean final val accuracy of an arm's runs (fraction), None for an arm without runs."""
+    final = _arm_info(analysis, arm).final_val_accuracy
+    return final.estimate if final else None

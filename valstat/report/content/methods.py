@@ -21,8 +21,8 @@ def methods(analysis: Analysis, S: Strings) -> str:
     parts = [S("methods.runs", runs=c["runs"], arms=c["arms"], seeds=c["seeds"],
                folds=c["folds"], n=", ".join(map(str, sizes)) or "?"),
              S["methods.binomial"], S["methods.moves"]]
-    tests = {(_arm_info(analysis, a).moves_within_noise or {}).get("test") or ""
-             for a in analysis.arms}
+    moves = [_arm_info(analysis, a).moves_within_noise for a in analysis.arms]
+    tests = {m.test or "" for m in moves if m}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
     parts += [S["methods.means"], S["methods.variance"]]

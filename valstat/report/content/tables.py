@@ -6,6 +6,8 @@ Everything returned is plain text: escaping is the writers' job (HTML autoescape
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -28,10 +30,17 @@ def tables(analysis: Analysis, S: Strings) -> list:
     return out
 
 
-def _ci(info, key_low="low", key_high="high"):
-    if not info or not finite(info.get(key_low)):
+def _ci(interval, prediction=False):
+    """'low – high' in percent of an Interval's CI (or its prediction interval), or '–'."""
+    if interval is None:
         return "–"
-    return f"{pct(info[key_low])} – {pct(info[key_high])}"
+    low, high = (interval.pi_low, interval.pi_high) if prediction else (interval.low, interval.high)
+    return f"{pct(low)} – {pct(high)}" if finite(low) else "–"
+
+
+def _value(result, name):
+    """result.name, or None when the result is missing (e.g. an arm without runs)."""
+    return None if result is None else getattr(result, name)
 
 
 def _arms_table(analysis, S):
@@ -43,33 +52,31 @@ def _arms_table(analysis, S):
     columns_by_arm, raw = [], []
     for arm in analysis.arms:
         info = _arm_info(analysis, arm)
-        final = info.final_val_accuracy or {}
-        best = info.best_val_accuracy or {}
-        moves = info.moves_within_noise or {}
+        final, best = info.final_val_accuracy, info.best_val_accuracy
+        moves = info.moves_within_noise
         collapse = info.lr_collapse
-        one = info.one_class_collapse or {}
+        one = info.one_class_collapse
         runs_text = str(info.n_runs)
         if info.n_diverged:
             runs_text += f" ({info.n_diverged} {T['diverged'].lower()})"
         columns_by_arm.append([
-            runs_text, str(info.val_size or "–"), pct(final.get("estimate")),
-            _ci(final), pts(final.get("sd")), _ci(final, "pi_low", "pi_high"),
-            pct(best.get("estimate")), _ci(best),
-            f"{moves.get('within_noise', 0)}/{moves.get('moves', 0)}" if moves.get("moves")
-            else "–",
+            runs_text, str(info.val_size or "–"), pct(_value(final, "estimate")),
+            _ci(final), pts(_value(final, "sd")), _ci(final, prediction=True),
+            pct(_value(best, "estimate")), _ci(best),
+            f"{moves.within_noise}/{moves.moves}" if moves and moves.moves else "–",
             str(collapse.runs) if collapse else "–", epoch(collapse.median_epoch if collapse else None),
-            str(one.get("runs_ending_collapsed", "–"))])
+            str(one.runs_ending_collapsed) if one else "–"])
         raw.append({"arm": arm, "runs": info.n_runs, "diverged": info.n_diverged,
                     "val_size": info.val_size,
-                    "final_mean": final.get("estimate"), "final_low": final.get("low"),
-                    "final_high": final.get("high"), "final_sd": final.get("sd"),
-                    "final_pi_low": final.get("pi_low"), "final_pi_high": final.get("pi_high"),
-                    "best_mean": best.get("estimate"), "best_low": best.get("low"),
-                    "best_high": best.get("high"),
-                    "moves": moves.get("moves"), "moves_within_noise": moves.get("within_noise"),
+                    "final_mean": _value(final, "estimate"), "final_low": _value(final, "low"),
+                    "final_high": _value(final, "high"), "final_sd": _value(final, "sd"),
+                    "final_pi_low": _value(final, "pi_low"), "final_pi_high": _value(final, "pi_high"),
+                    "best_mean": _value(best, "estimate"), "best_low": _value(best, "low"),
+                    "best_high": _value(best, "high"),
+                    "moves": _value(moves, "moves"), "moves_within_noise": _value(moves, "within_noise"),
                     "lr_collapsed_runs": collapse.runs if collapse else None,
                     "lr_collapse_median_epoch": collapse.median_epoch if collapse else None,
-                    "one_class_runs": one.get("runs_ending_collapsed")})
+                    "one_class_runs": _value(one, "runs_ending_collapsed")})
     rows = [[label] + [col[i] for col in columns_by_arm] for i, label in enumerate(labels)]
     columns = [T["arm"]] + list(analysis.arms)
     return Table("arms", S["tables.arms_caption"], columns, rows, pd.DataFrame(raw),
@@ -85,19 +92,18 @@ def _comparisons_table(analysis, S):
                T["p_t"], T["mcnemar_sig"]]
     rows, raw = [], []
     for c in comps:
-        poi = c.probability_of_improvement or {}
-        t = c.corrected_t or {}
-        rows.append([c.a, c.b, str(c.pairs), num(poi.get("estimate")),
-                     f"{num(poi.get('low'))} – {num(poi.get('high'))}" if poi else "–",
-                     num(t.get("t")), str(t.get("df", "–")),
-                     pval(t.get("p_value")).replace("= ", "") if t else "–",
-                     f"{c.mcnemar_significant}/{len(c.mcnemar or [])}"])
+        poi, t = c.probability_of_improvement, c.corrected_t
+        rows.append([c.a, c.b, str(c.pairs), num(poi.estimate),
+                     f"{num(poi.low)} – {num(poi.high)}",
+                     num(_value(t, "t")), str(t.df) if t else "–",
+                     pval(t.p_value).replace("= ", "") if t else "–",
+                     f"{c.mcnemar_significant}/{len(c.mcnemar)}"])
         raw.append({"a": c.a, "b": c.b, "pairs": c.pairs,
-                    "p_a_beats_b": poi.get("estimate"), "p_low": poi.get("low"),
-                    "p_high": poi.get("high"), "t": t.get("t"), "df": t.get("df"),
-                    "p_value": t.get("p_value"),
+                    "p_a_beats_b": poi.estimate, "p_low": poi.low,
+                    "p_high": poi.high, "t": _value(t, "t"), "df": _value(t, "df"),
+                    "p_value": _value(t, "p_value"),
                     "mcnemar_significant": c.mcnemar_significant,
-                    "mcnemar_pairs": len(c.mcnemar or [])})
+                    "mcnemar_pairs": len(c.mcnemar)})
     return Table("comparisons", S["tables.comparisons_caption"], columns, rows,
                  pd.DataFrame(raw), align="llrrrrrrr")
 
@@ -124,15 +130,15 @@ def _optimism_table(analysis, S):
     T = S.section("tables")
     rows, raw = [], []
     for arm in analysis.arms:
-        optimism = _arm_info(analysis, arm).optimism or {}
-        for r in optimism.get("rules") or []:
-            if not finite(r.get("mean")):
+        optimism = _arm_info(analysis, arm).optimism
+        for r in optimism.rules if optimism else []:
+            if not finite(r.mean):
                 continue
-            rows.append([arm, T.get(f"rule_{r['rule']}", r["rule"]),
-                         pts(r["mean"], signed=True),
-                         f"{pts(r['low'], signed=True)} – {pts(r['high'], signed=True)}",
-                         pts(r["max"], signed=True), str(r.get("n_runs"))])
-            raw.append({"arm": arm, **r})
+            rows.append([arm, T.get(f"rule_{r.rule}", r.rule),
+                         pts(r.mean, signed=True),
+                         f"{pts(r.low, signed=True)} – {pts(r.high, signed=True)}",
+                         pts(r.max, signed=True), str(r.n_runs)])
+            raw.append({"arm": arm, **dataclasses.asdict(r)})
     if not rows:
         return None
     columns = [T["arm"], T["rule"], T["mean"], T["ci"], T["max"], T["runs"]]
