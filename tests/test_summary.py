@@ -129,6 +129,21 @@ def test_comparisons_are_paired_on_seed_and_fold(two_arms):
     d = da - db
     t = d.mean() / np.sqrt((1 / 6 + 30 / 400) * d.var(ddof=1))
     assert comp["corrected_t"]["t"] == pytest.approx(t) and comp["corrected_t"]["df"] == 5
+    # spread: base's one run that ends predicting one class leaves 5 pairs where both learned
+    def one_class(run_id):
+        rows = preds[preds["run_id"] == run_id]
+        return rows.loc[rows["epoch"] == rows["epoch"].max(), "predicted"].nunique() == 1
+
+    ca = np.array([one_class(run_id_for("base", s, f)) for s, f in keys])
+    cb = np.array([one_class(run_id_for("alt", s, f)) for s, f in keys])
+    spread = comp["spread_change"]
+    assert (ca.sum(), cb.sum()) == (1, 0)
+    assert (spread["collapsed"]["a"], spread["collapsed"]["b"]) == (1, 0)
+    assert spread["collapsed"]["difference"] == pytest.approx(-1 / 6)
+    learned = ~ca & ~cb
+    assert spread["learned_pairs"] == 5
+    assert spread["sd"]["sd_a"] == pytest.approx(np.std(da[learned], ddof=1))
+    assert spread["sd"]["sd_b"] == pytest.approx(np.std(db[learned], ddof=1))
 
 
 def test_optimism_and_finite_sample_present(two_arms):
@@ -329,7 +344,7 @@ COMPARISON_KEYS_BEFORE = {"a", "b", "corrected_t", "mcnemar", "mcnemar_significa
                           "probability_of_improvement"}
 
 
-def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
+def test_summary_json_keeps_its_keys_and_only_adds_settings_and_spread(tmp_path):
     from valstat.store import load_tables
     from valstat.synthetic import build_store
 
@@ -341,7 +356,7 @@ def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
     for arm in summary["arms"].values():
         assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
     (comparison,) = summary["comparisons"]
-    assert set(comparison) == COMPARISON_KEYS_BEFORE
+    assert set(comparison) - COMPARISON_KEYS_BEFORE == {"spread_change"} and COMPARISON_KEYS_BEFORE <= set(comparison)
 
 
 def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():
