@@ -524,3 +524,14 @@ def test_spread_change_without_predictions_says_collapse_is_unseen(tmp_path):
     text = _text_of(out)
     assert "without per-image predictions a collapse to one class cannot be seen" in text
     assert "Over all 6 pairs, final accuracy had a standard deviation of" in text
+
+
+def test_spread_ratio_on_one_shared_split_says_it_holds_for_these_images(tmp_path):
+    out = build_store(tmp_path / "shared", arms=("none", "tutorial"), seeds=7, folds=1, epochs=6,
+                      vary=("init", "order"))
+    text = _text_of(out)
+    assert "Among the 6 pairs in which both runs learned" in text
+    assert "The pairs share their validation images, so this ratio holds for new seeds on these images" in text
+    own = build_store(tmp_path / "own", arms=("none", "tutorial"), seeds=7, folds=1, epochs=6,
+                      vary=("split", "init", "order"))
+    assert "so this ratio holds for new seeds" not in _text_of(own)

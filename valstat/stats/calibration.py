@@ -334,9 +334,10 @@ def summarize_checks(checks: list[Check]) -> dict:
 SPREAD_SHIFT = 0.3  # arm B's logit shift in the spread-change designs
 
 
-def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5):
+def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images=None):
     """Final accuracies (a, b) and collapsed flags of `pairs` runs paired on seed, split and
-    images, each pair its own split. Arm A: logit MU + seed + split + image; arm B: MU +
+    images, each pair its own split (or all on the given split effect and image difficulties,
+    shape (N_IMAGES,)). Arm A: logit MU + seed + split + image; arm B: MU +
     SPREAD_SHIFT + scale·(seed + own part) + split + image, own part ~ N(0, SEED_SD/2),
     so B's run-to-run spread is wider (scale > 1) or narrower and correlated with A's. With collapse = (p_a, p_b) a
     run collapses (scores Binomial(N_IMAGES, CHANCE)) when rho·z + sqrt(1 - rho²)·e falls
@@ -345,8 +346,8 @@ def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5):
     from scipy.stats import norm
 
     seed = rng.normal(0, SEED_SD, pairs)
-    split = rng.normal(0, SPLIT_SD, pairs)
-    images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES))
+    split = rng.normal(0, SPLIT_SD, pairs) if split is None else np.full(pairs, split)
+    images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES)) if images is None else np.broadcast_to(images, (pairs, N_IMAGES))
     base = MU + split[:, None] + images
     logit_a = base + seed[:, None]
     own = rng.normal(0, SEED_SD / 2, pairs)
@@ -399,4 +400,34 @@ def run_spread_checks(reps, rng) -> list[Check]:
         for collapse in ((0.0, 0.0), (0.3, 0.1)):
             checks += check_spread_change(reps, rng, pairs, collapse)
     checks += check_spread_change(reps, rng, 10, (0.1, 0.3), scale=0.3)
+    checks += check_spread_change_shared(reps, rng, 10)
     return checks
+
+
+def _seed_sd_on_images(loc, images, sd):
+    """Standard deviation over seeds (logit effect ~ N(0, sd)) of a run's accuracy on the fixed
+    `images` (difficulties, shape (N_IMAGES,)) at logit `loc`: Var over seeds of the expected
+    accuracy plus the mean Bernoulli variance / N_IMAGES (Gauss-Hermite over the seed)."""
+    p = expit(loc + sd * _GH_X[:, None] + images[None, :])
+    mean_acc = p.mean(axis=1)
+    centre = np.sum(_GH_W * mean_acc)
+    return float(np.sqrt(np.sum(_GH_W * (mean_acc - centre) ** 2)
+                         + np.sum(_GH_W * (p * (1 - p)).mean(axis=1)) / N_IMAGES))
+
+
+def check_spread_change_shared(reps, rng, pairs=10, scale=2.5):
+    """The Pitman-Morgan interval of sd_B/sd_A when every pair shares one split and its images:
+    it covers the spread of new seeds on these images (truth by quadrature, per replication)."""
+    hits = counted = 0
+    sd_b = scale * np.hypot(SEED_SD, SEED_SD / 2)
+    for _ in range(reps):
+        split, images = rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES)
+        truth = (_seed_sd_on_images(MU + split + SPREAD_SHIFT, images, sd_b)
+                 / _seed_sd_on_images(MU + split, images, SEED_SD))
+        a, b, _, _ = _spread_pairs(rng, pairs, scale=scale, split=split, images=images)
+        sd = paired_spread_change(a, b)["sd"]
+        if sd is not None:  # None only when an arm's accuracies are all equal
+            counted += 1
+            hits += sd["sd_low"] <= truth <= sd["sd_high"]
+    return [Check("spread ratio interval (Pitman-Morgan, learned pairs)",
+                  f"one shared split, {pairs} pairs, these images", "coverage", 0.95, int(hits), counted)]

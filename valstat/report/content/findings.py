@@ -300,25 +300,26 @@ def _compare(analysis, S):
                             losses=int((diff < 0).sum()), p=num(poi.get("estimate")),
                             low=num(poi.get("low")), high=num(poi.get("high"))))
         t = comp.corrected_t
+        designs = {(_arm_info(analysis, arm).final_val_accuracy or {}).get("design") for arm in (a, b)}
+        shared = bool(designs - {"own split per run", None})
         if t and finite(t.get("p_value")):
             paragraphs.append(S("findings.compare_t", t=num(t["t"]), df=t["df"],
                                 p=pval(t["p_value"])))
-            designs = {(_arm_info(analysis, arm).final_val_accuracy or {}).get("design")
-                       for arm in (a, b)}
-            if designs - {"own split per run", None}:
+            if shared:
                 paragraphs.append(S["findings.compare_t_shared"])
         if comp.mcnemar:
             paragraphs.append(S("findings.compare_mcnemar", sig=comp.mcnemar_significant,
                                 m=len(comp.mcnemar)))
         if comp.spread_change:
-            paragraphs.append(spread_change_text(comp.spread_change, a, b, S))
+            paragraphs.append(spread_change_text(comp.spread_change, a, b, S, shared))
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
 
 
-def spread_change_text(change: dict, a: str, b: str, S: Strings) -> str:
+def spread_change_text(change: dict, a: str, b: str, S: Strings, shared: bool = False) -> str:
     """How arm b changed arm a's run-to-run spread (stats.paired_spread_change), in sentences:
     the collapsed share (or that collapse is unknown), then the ratio of standard deviations
-    among pairs where both learned, or why it is not given."""
+    among pairs where both learned, or why it is not given; `shared`: the pairs share their
+    validation images, so the ratio is for new seeds on these images."""
     m, pairs = change["learned_pairs"], change["pairs"]
     collapsed = change["collapsed"]
     if collapsed:
@@ -334,6 +335,8 @@ def spread_change_text(change: dict, a: str, b: str, S: Strings) -> str:
         parts.append(S("findings.compare_spread_sd", scope=scope, a=a, b=b, sd_a=pts(sd["sd_a"]),
                        sd_b=pts(sd["sd_b"]), ratio=num(sd["sd_ratio"]), low=num(sd["sd_low"]),
                        high=num(sd["sd_high"])))
+        if shared:
+            parts.append(S["findings.compare_spread_shared"])
     elif change["sd_missing"] == "constant":
         parts.append(S("findings.compare_spread_constant", scope=scope))
     else:
