@@ -8,15 +8,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from valstat.errors import ValstatError
 from scipy.optimize import brentq
 
-from valstat.stats import (
-    corrected_resampled_ttest,
-    mcnemar,
-    paired_difference_interval,
-    paired_spread_change,
-    probability_of_improvement,
-    variance_ratio_interval,
-)
-from valstat.stats.paired import MIN_SPREAD_PAIRS, independent_difference_interval
+from valstat.stats import corrected_resampled_ttest, mcnemar, paired_difference_interval, probability_of_improvement
+from valstat.stats.paired import (MIN_SPREAD_PAIRS, independent_difference_interval, paired_spread_change,
+                                  variance_ratio_interval)
 
 
 def pair(b, c, both=10, neither=5):
