@@ -481,9 +481,9 @@ def test_augment_arms_state_the_paired_change_in_spread(tmp_path):
     sd_a = np.std([none[s][0] for s in learned], ddof=1)
     sd_b = np.std([tutorial[s][0] for s in learned], ddof=1)
     text = _text_of(out)
-    assert (f"How tutorial changed the run-to-run spread: 0 of its 10 runs ended predicting one class "
-            f"for every image, against 1 of the 10 runs of none; the share of collapsed runs changed by "
-            f"−10.0 points") in text
+    assert ("How tutorial changed the run-to-run spread: 0 of its 10 runs ended predicting one class "
+            "for every image, against 1 of the 10 runs of none; the share of collapsed runs changed by "
+            "−10.0 points") in text
     assert (f"Among the {len(learned)} pairs in which both runs learned (neither collapsed), final accuracy "
             f"had a standard deviation of {100 * sd_b:.1f} points under tutorial against {100 * sd_a:.1f} "
             f"under none: the spread of tutorial is {sd_b / sd_a:.2f} times that of none") in text

@@ -273,3 +273,5 @@ def test_spread_change_bad_input():
         paired_spread_change([0.5, 0.6, 0.7], [0.5, 0.6, 0.8], [True, False], [False, False])
     with pytest.raises(ValstatError, match="booleans"):
         paired_spread_change([0.5, 0.6], [0.5, 0.7], [2, 0], [0, 0])
+    with pytest.raises(ValstatError, match="both arms, or of neither"):
+        paired_spread_change([0.5, 0.6], [0.5, 0.7], [True, False])

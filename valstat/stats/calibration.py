@@ -337,9 +337,9 @@ SPREAD_SHIFT = 0.3  # arm B's logit shift in the spread-change designs
 def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images=None):
     """Final accuracies (a, b) and collapsed flags of `pairs` runs paired on seed, split and
     images, each pair its own split (or all on the given split effect and image difficulties,
-    shape (N_IMAGES,)). Arm A: logit MU + seed + split + image; arm B: MU +
-    SPREAD_SHIFT + scale·(seed + own part) + split + image, own part ~ N(0, SEED_SD/2),
-    so B's run-to-run spread is wider (scale > 1) or narrower and correlated with A's. With collapse = (p_a, p_b) a
+    shape (N_IMAGES,)). Arm A: logit MU + seed + split + image; arm B: MU + SPREAD_SHIFT +
+    scale·(seed + own part) + split + image, own part ~ N(0, SEED_SD/2), so B's run-to-run
+    spread is wider (scale > 1) or narrower, and correlated with A's. With collapse = (p_a, p_b) a
     run collapses (scores Binomial(N_IMAGES, CHANCE)) when rho·z + sqrt(1 - rho²)·e falls
     below the normal p quantile, z the pair's standardised seed effect (rho = 0.6): runs with
     a bad seed collapse more, in both arms, with marginal rates exactly p_a and p_b."""
@@ -347,7 +347,8 @@ def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images
 
     seed = rng.normal(0, SEED_SD, pairs)
     split = rng.normal(0, SPLIT_SD, pairs) if split is None else np.full(pairs, split)
-    images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES)) if images is None else np.broadcast_to(images, (pairs, N_IMAGES))
+    if images is None:
+        images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES))
     base = MU + split[:, None] + images
     logit_a = base + seed[:, None]
     own = rng.normal(0, SEED_SD / 2, pairs)

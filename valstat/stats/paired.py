@@ -198,7 +198,8 @@ def paired_spread_change(a, b, collapsed_a=None, collapsed_b=None, level: float 
     both runs learned (neither collapsed; every pair when collapse is unknown), the ratio of
     standard deviations of final accuracy sd_B / sd_A with the Pitman-Morgan interval
     (variance_ratio_interval), given only from MIN_SPREAD_PAIRS such pairs on and when both arms
-    vary. Returns dict: pairs, level, collapsed (None when unknown, else {a, b, both, difference
+    vary. Simulated coverage of both intervals (10 and 20 pairs, with and without collapse, own
+    and shared splits) is in benchmarks/RESULTS.md (calibration). Returns dict: pairs, level, collapsed (None when unknown, else {a, b, both, difference
     (fraction of pairs), low, high, method}), learned_pairs, sd (None, else
     variance_ratio_interval(b, a) over the learned pairs, its sd_x and sd_y named sd_b and
     sd_a), sd_missing (None, "too_few_pairs" or "constant").
@@ -211,7 +212,9 @@ def paired_spread_change(a, b, collapsed_a=None, collapsed_b=None, level: float 
     out = {"pairs": int(a.size), "level": level, "collapsed": None, "learned_pairs": int(a.size),
            "sd": None, "sd_missing": None}
     learned = np.ones(a.size, dtype=bool)
-    if collapsed_a is not None and collapsed_b is not None:
+    if (collapsed_a is None) != (collapsed_b is None):
+        raise ValstatError("give the collapsed flags of both arms, or of neither (collapse unknown)")
+    if collapsed_a is not None:
         ca, cb = as_paired_bool(collapsed_a, collapsed_b, ("collapsed_a", "collapsed_b"))
         if ca.size != a.size:
             raise ValstatError(f"collapsed flags must have one entry per pair ({a.size}), got {ca.size}")
