@@ -204,3 +204,34 @@ def test_placement_text_speaks_chinese_with_the_same_numbers(tmp_path):
     en, zh = format_placement(placed), format_placement(placed, "zh")
     assert en.startswith("against 4 reruns") and zh.startswith("与 ") and "against" not in zh
     assert len(en.splitlines()) == len(zh.splitlines())
+
+
+def test_chinese_terminal_text_has_no_english_sentence(synthetic, tmp_path):
+    import re
+    import string
+    import tomllib
+
+    from valstat.report.text import HERE
+
+    tables = load_tables(synthetic)
+    _history_of(tables, "baseline/s3/f0", tmp_path / "log.csv")
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--lang", "zh")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+
+    def literals(section, lang):
+        """The fixed words of every string of one section of en.toml / zh.toml (no fields)."""
+        with open(HERE / f"{lang}.toml", "rb") as handle:
+            strings = tomllib.load(handle)[section]
+        return [chunk.strip() for value in strings.values()
+                for chunk, *_ in string.Formatter().parse(value) if chunk.strip()]
+
+    zh = literals("placement", "zh")
+    assert sum(chunk in text for chunk in zh) >= 8            # the placement lines speak zh.toml
+    assert "与 " in text and "重复运行" in text
+    # no English sentence: no fixed phrase of the English strings, no three English words in a row
+    # (names such as val_accuracy, ReduceLROnPlateau, Wilson or the store path stand alone)
+    english = [c for section in ("placement", "diagnose") for c in literals(section, "en")
+               if len(c.split()) >= 2 and re.search("[a-z]{3}", c)]
+    assert english and not [c for c in english if c in text]
+    assert not re.findall(r"[A-Za-z]{2,}(?:[ ,]+[A-Za-z]{2,}){2,}", text.replace(str(synthetic), ""))

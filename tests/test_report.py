@@ -451,3 +451,87 @@ def test_signed_points_never_print_minus_zero():
     assert pts(-0.0006, signed=True) == "−0.1"
     assert pts(0.0123, signed=True) == "+1.2"
     assert pts(-0.0004) == "0.0" and pts(-0.0123) == "−1.2"
+
+
+# --------------------------------------------------------------------------- augmentation arms
+
+def _finals_and_collapse(out_dir: Path, arm: str):
+    """{seed: (final val accuracy, ended predicting one class)} of one arm, from the tables."""
+    tables = load_tables(out_dir)
+    runs = tables.runs[tables.runs["arm"] == arm].set_index("run_id")
+    last = tables.epochs.sort_values("epoch").groupby("run_id").tail(1).set_index("run_id")
+    preds = tables.predictions
+    out = {}
+    for run_id, row in runs.iterrows():
+        final = preds[(preds["run_id"] == run_id) & (preds["epoch"] == last.loc[run_id, "epoch"])]
+        out[int(row["seed"])] = (float(last.loc[run_id, "val_accuracy"]), final["predicted"].nunique() == 1)
+    return out
+
+
+def test_augment_arms_state_the_paired_change_in_spread(tmp_path):
+    import numpy as np
+
+    out = build_store(tmp_path / "augment", arms=("none", "tutorial"), seeds=10, folds=1, epochs=8,
+                      vary=("split", "init", "order", "augment"))
+    none, tutorial = _finals_and_collapse(out, "none"), _finals_and_collapse(out, "tutorial")
+    collapsed_none = sum(c for _, c in none.values())
+    collapsed_tutorial = sum(c for _, c in tutorial.values())
+    assert collapsed_none == 1 and collapsed_tutorial == 0     # the synthetic store's one collapse
+    learned = [s for s in none if not none[s][1] and not tutorial[s][1]]
+    sd_a = np.std([none[s][0] for s in learned], ddof=1)
+    sd_b = np.std([tutorial[s][0] for s in learned], ddof=1)
+    text = _text_of(out)
+    assert ("How tutorial changed the run-to-run spread: 0 of its 10 runs ended predicting one class "
+            "for every image, against 1 of the 10 runs of none; the share of collapsed runs changed by "
+            "−10.0 points") in text
+    assert (f"Among the {len(learned)} pairs in which both runs learned (neither collapsed), final accuracy "
+            f"had a standard deviation of {100 * sd_b:.1f} points under tutorial against {100 * sd_a:.1f} "
+            f"under none: the spread of tutorial is {sd_b / sd_a:.2f} times that of none") in text
+    assert "Pitman–Morgan test for paired samples" in text and "[@pitman1939; @morgan1939]" in text
+    zh = _text_of(out, "zh")
+    assert "tutorial 如何改变运行间的离散程度：tutorial 的 10 次运行中有 0 次" in zh
+    assert f"tutorial 的离散程度是 none 的 {sd_b / sd_a:.2f} 倍" in zh
+    # no arm augments in this synthetic store: the augment seed is not listed as varied
+    from valstat.report import content
+    from valstat.report.analysis import analyse
+    from valstat.report.text import Strings
+
+    def varied(store):
+        rows = dict(content.setup(analyse(load_tables(store)), Strings("en")))
+        return rows["Seeds and folds"].split("varied per seed: ")[1]
+
+    assert varied(out) == "split, init, order"
+    with Store(out) as store:
+        arms_config = store.meta()["arms_config"]
+        arms_config["tutorial"]["augment"] = {"rotation_range": 20.0, "horizontal_flip": True}
+        store.set_meta({"arms_config": arms_config})
+    assert varied(out) == "split, init, order, augment"
+
+
+def test_too_few_learned_pairs_give_no_spread_ratio(tmp_path):
+    out = build_store(tmp_path / "few", arms=("none", "tutorial"), seeds=5, folds=1, epochs=6,
+                      vary=("split", "init", "order"))
+    text = _text_of(out)
+    assert ("Only 4 of the 5 pairs have both runs learning (neither collapsed): too few to estimate how "
+            "tutorial changed the spread among runs that learn (at least 5 are needed).") in text
+    assert "times that of none" not in text
+    assert "只有 4 组的两次运行都学会了" in _text_of(out, "zh")
+
+
+def test_spread_change_without_predictions_says_collapse_is_unseen(tmp_path):
+    out = build_store(tmp_path / "nopred_arms", arms=("none", "tutorial"), seeds=6, folds=1, epochs=6,
+                      vary=("split", "init", "order"), predictions=False)
+    text = _text_of(out)
+    assert "without per-image predictions a collapse to one class cannot be seen" in text
+    assert "Over all 6 pairs, final accuracy had a standard deviation of" in text
+
+
+def test_spread_ratio_on_one_shared_split_says_it_holds_for_these_images(tmp_path):
+    out = build_store(tmp_path / "shared", arms=("none", "tutorial"), seeds=7, folds=1, epochs=6,
+                      vary=("init", "order"))
+    text = _text_of(out)
+    assert "Among the 6 pairs in which both runs learned" in text
+    assert "The pairs share their validation images, so this ratio holds for new seeds on these images" in text
+    own = build_store(tmp_path / "own", arms=("none", "tutorial"), seeds=7, folds=1, epochs=6,
+                      vary=("split", "init", "order"))
+    assert "so this ratio holds for new seeds" not in _text_of(own)

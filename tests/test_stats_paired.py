@@ -1,4 +1,4 @@
-"""valstat.stats.paired: McNemar, Newcombe intervals, Nadeau-Bengio t, P(A > B)."""
+"""valstat.stats.paired: McNemar, Newcombe intervals, Nadeau-Bengio t, P(A > B), spread change."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,11 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from valstat.errors import ValstatError
+from scipy.optimize import brentq
+
 from valstat.stats import corrected_resampled_ttest, mcnemar, paired_difference_interval, probability_of_improvement
-from valstat.stats.paired import independent_difference_interval
+from valstat.stats.paired import (MIN_SPREAD_PAIRS, independent_difference_interval, paired_spread_change,
+                                  variance_ratio_interval)
 
 
 def pair(b, c, both=10, neither=5):
@@ -163,3 +166,112 @@ def test_probability_of_improvement_coverage_by_simulation(pairs):
                for res in (probability_of_improvement(*draw(pairs)) for _ in range(sims)))
     # 0.95 coverage: the binomial sd of the estimate over 400 is 0.011, 3 sd below is 0.917
     assert hits / sims >= 0.917
+
+
+# --------------------------------------------------------------------------- spread change
+
+def _pitman_morgan_p(x, y, lam):
+    """Two-sided p of H0: Var(x) = lam·Var(y), as Pitman and Morgan test it: the Pearson
+    correlation of x + sqrt(lam)·y and x - sqrt(lam)·y is zero (scipy's t test of r, n - 2 df)."""
+    return sps.pearsonr(x + np.sqrt(lam) * y, x - np.sqrt(lam) * y).pvalue
+
+
+@pytest.mark.parametrize("n,rho,scale", [(5, 0.2, 1.0), (10, 0.8, 2.0), (20, -0.3, 0.5), (40, 0.6, 1.3)])
+def test_variance_ratio_interval_inverts_the_pitman_morgan_test(n, rho, scale):
+    rng = np.random.default_rng(n)
+    z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n)
+    x, y = scale * z[:, 0], z[:, 1]
+    res = variance_ratio_interval(x, y, 0.95)
+    # the ends are where the test's p-value crosses 0.05, found numerically here (brentq on
+    # scipy's correlation test), independently of the closed form under test
+    estimate = x.var(ddof=1) / y.var(ddof=1)
+    low = brentq(lambda lam: _pitman_morgan_p(x, y, lam) - 0.05, estimate * 1e-6, estimate)
+    high = brentq(lambda lam: _pitman_morgan_p(x, y, lam) - 0.05, estimate, estimate * 1e6)
+    assert res["estimate"] == pytest.approx(estimate)
+    assert (res["low"], res["high"]) == pytest.approx((low, high), rel=1e-7)
+    assert (res["sd_low"], res["sd_ratio"], res["sd_high"]) == pytest.approx(np.sqrt((low, estimate, high)))
+    assert res["sd_x"] == pytest.approx(np.std(x, ddof=1)) and res["sd_y"] == pytest.approx(np.std(y, ddof=1))
+    assert _pitman_morgan_p(x, y, estimate) == pytest.approx(1.0)   # the estimate is accepted
+    assert res["n"] == n and res["method"] == "pitman-morgan"
+
+
+def test_variance_ratio_interval_is_symmetric_in_its_arguments():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(0, 2, 12), rng.normal(0, 1, 12)
+    forward, backward = variance_ratio_interval(x, y), variance_ratio_interval(y, x)
+    assert forward["low"] == pytest.approx(1 / backward["high"])
+    assert forward["high"] == pytest.approx(1 / backward["low"])
+
+
+def test_variance_ratio_interval_bad_input():
+    with pytest.raises(ValstatError, match="same length"):
+        variance_ratio_interval([1, 2, 3, 4], [1, 2, 3])
+    with pytest.raises(ValstatError, match="at least 3"):
+        variance_ratio_interval([1, 2], [2, 1])
+    with pytest.raises(ValstatError, match="constant"):
+        variance_ratio_interval([0.5, 0.5, 0.5], [0.1, 0.2, 0.4])
+    with pytest.raises(ValstatError, match="level"):
+        variance_ratio_interval([1, 2, 3], [3, 1, 2], level=1.5)
+
+
+def _flags(both, b_only, a_only, neither):
+    """Collapsed flags of arms A and B over pairs with the given 2x2 counts."""
+    ca = np.array([1] * both + [0] * b_only + [1] * a_only + [0] * neither, dtype=bool)
+    cb = np.array([1] * both + [1] * b_only + [0] * a_only + [0] * neither, dtype=bool)
+    return ca, cb
+
+
+def test_spread_change_collapsed_share_is_newcombes_paired_interval():
+    # the 2x2 table over pairs of Newcombe (1998b) Table II, B's collapse as the first
+    # proportion: (36, 12, 2, 0) -> difference 0.2, 95% interval 0.0569 to 0.3404
+    ca, cb = _flags(36, 12, 2, 0)
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(0.3, 0.9, 50), rng.uniform(0.3, 0.9, 50)
+    res = paired_spread_change(a, b, ca, cb)
+    collapsed = res["collapsed"]
+    assert (collapsed["a"], collapsed["b"], collapsed["both"]) == (38, 48, 36)
+    assert collapsed["difference"] == pytest.approx(0.2)
+    assert (collapsed["low"], collapsed["high"]) == pytest.approx((0.0569, 0.3404), abs=5e-5)
+    assert res["learned_pairs"] == 0 and res["sd"] is None and res["sd_missing"] == "too_few_pairs"
+
+
+def test_spread_change_ratio_uses_only_pairs_where_both_learned():
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(0.5, 0.9, 12), rng.uniform(0.4, 1.0, 12)
+    ca, cb = _flags(1, 2, 1, 8)
+    a[ca], b[cb] = 0.1, 0.1                         # collapsed runs at chance
+    res = paired_spread_change(a, b, ca, cb)
+    learned = ~ca & ~cb
+    assert res["learned_pairs"] == 8 and res["sd_missing"] is None
+    sd = res["sd"]
+    assert sd["sd_a"] == pytest.approx(np.std(a[learned], ddof=1))
+    assert sd["sd_b"] == pytest.approx(np.std(b[learned], ddof=1))
+    assert sd["sd_ratio"] == pytest.approx(sd["sd_b"] / sd["sd_a"])
+    assert sd["n"] == 8 and sd["sd_low"] < sd["sd_ratio"] < sd["sd_high"]
+
+
+def test_spread_change_without_collapse_flags_uses_every_pair():
+    rng = np.random.default_rng(6)
+    a, b = rng.uniform(0.5, 0.9, 6), rng.uniform(0.4, 1.0, 6)
+    res = paired_spread_change(a, b)
+    assert res["collapsed"] is None and res["learned_pairs"] == 6 and res["sd"]["n"] == 6
+
+
+def test_spread_change_says_why_there_is_no_ratio():
+    a = np.array([0.5, 0.6, 0.7, 0.8, 0.6, 0.5])
+    ca, cb = _flags(0, 1, 1, 4)                     # 4 learned pairs: fewer than MIN_SPREAD_PAIRS
+    assert MIN_SPREAD_PAIRS == 5
+    assert paired_spread_change(a, a[::-1], ca, cb)["sd_missing"] == "too_few_pairs"
+    same = paired_spread_change(a, np.full(6, 0.9), np.zeros(6, bool), np.zeros(6, bool))
+    assert same["sd"] is None and same["sd_missing"] == "constant" and same["learned_pairs"] == 6
+
+
+def test_spread_change_bad_input():
+    with pytest.raises(ValstatError, match="same length"):
+        paired_spread_change([0.5, 0.6], [0.5])
+    with pytest.raises(ValstatError, match="one entry per pair"):
+        paired_spread_change([0.5, 0.6, 0.7], [0.5, 0.6, 0.8], [True, False], [False, False])
+    with pytest.raises(ValstatError, match="booleans"):
+        paired_spread_change([0.5, 0.6], [0.5, 0.7], [2, 0], [0, 0])
+    with pytest.raises(ValstatError, match="both arms, or of neither"):
+        paired_spread_change([0.5, 0.6], [0.5, 0.7], [True, False])

@@ -130,6 +130,21 @@ def test_comparisons_are_paired_on_seed_and_fold(two_arms):
     d = da - db
     t = d.mean() / np.sqrt((1 / 6 + 30 / 400) * d.var(ddof=1))
     assert comp["corrected_t"]["t"] == pytest.approx(t) and comp["corrected_t"]["df"] == 5
+    # spread: base's one run that ends predicting one class leaves 5 pairs where both learned
+    def one_class(run_id):
+        rows = preds[preds["run_id"] == run_id]
+        return rows.loc[rows["epoch"] == rows["epoch"].max(), "predicted"].nunique() == 1
+
+    ca = np.array([one_class(run_id_for("base", s, f)) for s, f in keys])
+    cb = np.array([one_class(run_id_for("alt", s, f)) for s, f in keys])
+    spread = comp["spread_change"]
+    assert (ca.sum(), cb.sum()) == (1, 0)
+    assert (spread["collapsed"]["a"], spread["collapsed"]["b"]) == (1, 0)
+    assert spread["collapsed"]["difference"] == pytest.approx(-1 / 6)
+    learned = ~ca & ~cb
+    assert spread["learned_pairs"] == 5
+    assert spread["sd"]["sd_a"] == pytest.approx(np.std(da[learned], ddof=1))
+    assert spread["sd"]["sd_b"] == pytest.approx(np.std(db[learned], ddof=1))
 
 
 def test_optimism_and_finite_sample_present(two_arms):
@@ -330,7 +345,7 @@ COMPARISON_KEYS_BEFORE = {"a", "b", "corrected_t", "mcnemar", "mcnemar_significa
                           "probability_of_improvement"}
 
 
-def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
+def test_summary_json_keeps_its_keys_and_only_adds_settings_and_spread(tmp_path):
     from valstat.store import load_tables
     from valstat.synthetic import build_store
 
@@ -342,7 +357,7 @@ def test_summary_json_keeps_its_keys_and_only_adds_the_settings(tmp_path):
     for arm in summary["arms"].values():
         assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
     (comparison,) = summary["comparisons"]
-    assert set(comparison) == COMPARISON_KEYS_BEFORE
+    assert set(comparison) - COMPARISON_KEYS_BEFORE == {"spread_change"} and COMPARISON_KEYS_BEFORE <= set(comparison)
 
 
 #: nested summary.json keys as written by main at 352964c (before the typed nested results)
@@ -459,3 +474,19 @@ def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():
     acc = one["val_accuracy"].to_numpy()
     assert np.array_equal(plateau_schedule(acc, 1e-3, patience=3, mode="max"), one["learning_rate"].to_numpy())
     assert infer_patience(acc, one["learning_rate"].to_numpy(), "max") == 3
+
+
+def test_stats_text_states_the_spread_change_in_both_languages():
+    tables = store(seeds=4, folds=2, epochs=6, diverged=("base", 1, 1, 3), seed=1)
+    summary = summarize(*tables, settings=Settings(count_diverged=True))
+    sd = summary.comparisons[0].spread_change["sd"]
+    en, zh = format_summary(summary), format_summary(summary, "zh")
+    line = next(x for x in en.splitlines() if x.startswith("  spread alt vs base"))
+    assert "collapsed runs 0/8 vs 1/8 (change −12.5 points" in line
+    assert f"sd over 7 pairs where both learned {100 * sd['sd_b']:.1f} vs {100 * sd['sd_a']:.1f} points" in line
+    assert f"ratio {sd['sd_b'] / sd['sd_a']:.2f}" in line
+    assert "离散程度 alt 对 base：坍缩运行 0/8 对 1/8" in zh and "7 组两次都学会了的配对的标准差" in zh
+    # without per-image predictions collapse is unknown and every pair counts
+    no_predictions = summarize(tables[0], tables[1], tables[2].iloc[0:0], tables[3],
+                               settings=Settings(count_diverged=True))
+    assert "collapse unknown (no per-image predictions); sd over 8 pairs" in format_summary(no_predictions)

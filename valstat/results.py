@@ -301,7 +301,9 @@ class Proportion(_Result):
 @dataclass(frozen=True)
 class Comparison(_Result):
     """Arm a against arm b, paired on (seed, fold): McNemar per pair on the final epoch,
-    P(a > b) (Clopper-Pearson on wins + ties/2), Nadeau-Bengio corrected t."""
+    P(a > b) (Clopper-Pearson on wins + ties/2), Nadeau-Bengio corrected t, and the change in
+    run-to-run spread (valstat.stats.paired.paired_spread_change: collapsed share b minus a,
+    sd_b / sd_a among pairs where both learned)."""
 
     a: str
     b: str
@@ -310,6 +312,7 @@ class Comparison(_Result):
     mcnemar_significant: int = 0
     corrected_t: CorrectedT | None = None
     probability_of_improvement: Proportion | None = None
+    spread_change: dict | None = None
     note: str = ""
 
 

@@ -28,6 +28,7 @@ from valstat.stats import (
     mean_interval,
     minimum_detectable_difference,
     optimism_summary,
+    paired_spread_change,
     probability_of_improvement,
     runs_needed,
     stratified_sampling_variance,
@@ -378,7 +379,7 @@ def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
 
 def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     """Arm A vs arm B, paired on (seed, fold), over counted runs."""
-    cols = ["seed", "fold", "code", "final_val_accuracy", "n_train", "n_val"]
+    cols = ["seed", "fold", "code", "final_val_accuracy", "n_train", "n_val", "ends_collapsed"]
     a = per.loc[per["arm"] == name_a, cols]
     b = per.loc[per["arm"] == name_b, cols]
     pairs = a.merge(b, on=["seed", "fold"], suffixes=("_a", "_b")).drop_duplicates(["seed", "fold"])
@@ -396,6 +397,10 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
         return Comparison(**out, note="no (seed, fold) pairs shared by both arms")
     diff_a, diff_b = pairs["final_val_accuracy_a"].to_numpy(), pairs["final_val_accuracy_b"].to_numpy()
     out["probability_of_improvement"] = Proportion(**probability_of_improvement(diff_a, diff_b))
+    flags = pairs[["ends_collapsed_a", "ends_collapsed_b"]]
+    known = bool(flags.notna().to_numpy().all())
+    out["spread_change"] = paired_spread_change(diff_a, diff_b, *(
+        [flags[c].astype(bool).to_numpy() for c in flags] if known else [None, None]), level=1 - alpha)
     n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
     n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
     if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
@@ -438,7 +443,9 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         val_size_for_halfwidth_probability), minimum_detectable_difference (Fisher exact)}},
       comparisons [first arm vs each other: a, b, pairs, mcnemar (per (seed, fold) on the final
         epoch where both runs scored the same images), mcnemar_significant, corrected_t,
-        probability_of_improvement (Clopper-Pearson on wins + ties/2), note], runs_needed
+        probability_of_improvement (Clopper-Pearson on wins + ties/2), spread_change
+        (paired_spread_change: collapsed share b - a, sd_b/sd_a among pairs where both
+        learned; collapse unknown without predictions), note], runs_needed
         {gamma, alpha, beta, runs (valstat's paired P(A > B) interval), procedure,
         noether_independent}, unstable_images {arm: [...]} (valstat.images.unstable_images, from the
         correctness cube), notes.

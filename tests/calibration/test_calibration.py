@@ -29,7 +29,8 @@ def test_every_printed_interval_and_named_test_is_checked(checks):
                     "mean accuracy interval (t)", "mean accuracy interval (crossed)", "one-new-run prediction",
                     "P(A > B) interval", "best-epoch optimism interval", "corrected resampled t-test",
                     "Fisher test at the minimum detectable drop", "excludes 1/2 at runs_needed",
-                    "advised validation size"):
+                    "advised validation size", "spread ratio interval (Pitman-Morgan",
+                    "collapsed-share change interval"):
         assert printed in names
     designs = " | ".join(c.design for c in checks)
     for design in ("own split per seed", "one shared split", "shared folds", "collapsed", "concordant"):

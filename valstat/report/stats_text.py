@@ -10,6 +10,7 @@ import math
 from valstat.core.settings import Settings
 from valstat.report.text import Strings, finite, num, pct, pts
 from valstat.results import ArmSummary, Interval, Summary
+from valstat.stats.paired import MIN_SPREAD_PAIRS
 
 
 def format_summary(summary: Summary, lang: str = "en") -> str:
@@ -20,6 +21,8 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
         lines += _arm_lines(name, arm, summary.settings, S)
     for comp in summary.comparisons:
         lines.append(_comparison_line(comp, S))
+        if comp.spread_change:
+            lines.append(_spread_line(comp, S))
     rn = summary.runs_needed
     lines.append(S("stats.runs_needed", gamma=rn.gamma, runs=rn.runs, power=f"{1 - rn.beta:g}",
                    noether=rn.noether_independent))
@@ -109,3 +112,22 @@ def _comparison_line(comp, S: Strings) -> str:
         t_text = S("stats.t_p", p=f"{t.p_value:.3g}")
     return S("stats.compare", a=comp.a, b=comp.b, pairs=comp.pairs, sig=comp.mcnemar_significant,
              m=len(comp.mcnemar), poi=poi_text, t=t_text)
+
+
+def _spread_line(comp, S: Strings) -> str:
+    """The paired change in run-to-run spread (Comparison.spread_change), one line."""
+    change = comp.spread_change
+    collapsed, sd, m = change["collapsed"], change["sd"], change["learned_pairs"]
+    collapsed_text = S["stats.spread_unknown"] if not collapsed else S(
+        "stats.spread_collapsed", ca=collapsed["a"], cb=collapsed["b"], pairs=change["pairs"],
+        diff=pts(collapsed["difference"], signed=True), low=pts(collapsed["low"], signed=True),
+        high=pts(collapsed["high"], signed=True))
+    which = S["stats.spread_learned" if collapsed else "stats.spread_all"]
+    if sd:
+        sd_text = S("stats.spread_sd", m=m, which=which, sd_a=pts(sd["sd_a"]), sd_b=pts(sd["sd_b"]),
+                    ratio=num(sd["sd_ratio"]), low=num(sd["sd_low"]), high=num(sd["sd_high"]))
+    elif change["sd_missing"] == "constant":
+        sd_text = S("stats.spread_constant", m=m, which=which)
+    else:
+        sd_text = S("stats.spread_few", m=m, which=which, min=MIN_SPREAD_PAIRS)
+    return S("stats.spread", a=comp.a, b=comp.b, collapsed=collapsed_text, sd=sd_text)

@@ -11,7 +11,9 @@ from valstat.stats.paired import (
     corrected_resampled_ttest,
     mcnemar,
     paired_difference_interval,
+    paired_spread_change,
     probability_of_improvement,
+    variance_ratio_interval,
 )
 from valstat.stats.selection import expected_max_noise, optimism_summary, selection_optimism
 from valstat.stats.sizes import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
@@ -44,12 +46,14 @@ __all__ = [
     "one_class_collapse",
     "optimism_summary",
     "paired_difference_interval",
+    "paired_spread_change",
     "plateau_cuts_after_ties",
     "probability_of_improvement",
     "runs_needed",
     "selection_optimism",
     "stratified_sampling_variance",
     "val_size_for_halfwidth",
+    "variance_ratio_interval",
     "variance_components",
     "variance_components_with_noise",
 ]

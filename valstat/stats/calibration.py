@@ -22,7 +22,12 @@ from scipy.special import expit
 
 from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
 from valstat.stats.lattice import curve_changes, largest_drop
-from valstat.stats.paired import corrected_resampled_ttest, paired_difference_interval, probability_of_improvement
+from valstat.stats.paired import (
+    corrected_resampled_ttest,
+    paired_difference_interval,
+    paired_spread_change,
+    probability_of_improvement,
+)
 from valstat.stats.selection import optimism_summary
 from valstat.stats.sizes import fisher_p_table, minimum_detectable_difference, runs_needed, val_size_for_halfwidth
 
@@ -303,6 +308,7 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     checks += check_corrected_t(reps, rng)
     checks += check_sizes(reps, rng)
     checks += check_selection(reps, rng)
+    checks += run_spread_checks(reps, rng)
     return checks
 
 
@@ -315,9 +321,114 @@ SUMMARY = {
     "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
     "improvement": ("P(A > B) interval",),
     "optimism": ("best-epoch optimism interval (t over runs)",),
+    "spread_ratio": ("spread ratio interval (Pitman-Morgan, learned pairs)",),
+    "collapsed_share": ("collapsed-share change interval (Newcombe, paired)",),
 }
 
 
 def summarize_checks(checks: list[Check]) -> dict:
     """{key: lowest coverage among the checks SUMMARY gathers under it} (coverage checks only)."""
     return {key: min(c.rate for c in checks if c.name in names) for key, names in SUMMARY.items()}
+
+
+SPREAD_SHIFT = 0.3  # arm B's logit shift in the spread-change designs
+
+
+def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images=None):
+    """Final accuracies (a, b) and collapsed flags of `pairs` runs paired on seed, split and
+    images, each pair its own split (or all on the given split effect and image difficulties,
+    shape (N_IMAGES,)). Arm A: logit MU + seed + split + image; arm B: MU + SPREAD_SHIFT +
+    scale·(seed + own part) + split + image, own part ~ N(0, SEED_SD/2), so B's run-to-run
+    spread is wider (scale > 1) or narrower, and correlated with A's. With collapse = (p_a, p_b) a
+    run collapses (scores Binomial(N_IMAGES, CHANCE)) when rho·z + sqrt(1 - rho²)·e falls
+    below the normal p quantile, z the pair's standardised seed effect (rho = 0.6): runs with
+    a bad seed collapse more, in both arms, with marginal rates exactly p_a and p_b."""
+    from scipy.stats import norm
+
+    seed = rng.normal(0, SEED_SD, pairs)
+    split = rng.normal(0, SPLIT_SD, pairs) if split is None else np.full(pairs, split)
+    if images is None:
+        images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES))
+    base = MU + split[:, None] + images
+    logit_a = base + seed[:, None]
+    own = rng.normal(0, SEED_SD / 2, pairs)
+    logit_b = base + SPREAD_SHIFT + scale * (seed + own)[:, None]
+    acc = [np.mean(rng.random((pairs, N_IMAGES)) < expit(logit), axis=1) for logit in (logit_a, logit_b)]
+    flags = []
+    rho = 0.6
+    for p, score in zip(collapse, acc):
+        latent = rho * seed / SEED_SD + np.sqrt(1 - rho**2) * rng.normal(0, 1, pairs)
+        flag = latent < norm.ppf(p) if p > 0 else np.zeros(pairs, dtype=bool)
+        score[flag] = rng.binomial(N_IMAGES, CHANCE, int(flag.sum())) / N_IMAGES
+        flags.append(flag)
+    return acc[0], acc[1], flags[0], flags[1]
+
+
+def check_spread_change(reps, rng, pairs=10, collapse=(0.0, 0.0), scale=2.5):
+    """The paired spread change (paired_spread_change): the Pitman-Morgan interval of sd_B/sd_A
+    among pairs where both runs learned (truth: the ratio of standard deviations over 400,000
+    separate pairs in which both learned; replications with fewer than MIN_SPREAD_PAIRS such
+    pairs print no interval and are not counted) and, with collapse, Newcombe's paired interval
+    of the change in the collapsed share (truth p_b - p_a)."""
+    big_a, big_b, big_ca, big_cb = _spread_pairs(rng, 400_000, collapse, scale)
+    learned = ~big_ca & ~big_cb
+    truth = float(np.std(big_b[learned]) / np.std(big_a[learned]))
+    sd_hits = sd_reps = share_hits = 0
+    for _ in range(reps):
+        a, b, ca, cb = _spread_pairs(rng, pairs, collapse, scale)
+        res = paired_spread_change(a, b, ca, cb)
+        if res["sd"] is not None:
+            sd_reps += 1
+            sd_hits += res["sd"]["sd_low"] <= truth <= res["sd"]["sd_high"]
+        share = res["collapsed"]
+        share_hits += share["low"] <= collapse[1] - collapse[0] <= share["high"]
+    design = f"{pairs} pairs, own split per seed, sd ratio {truth:.2f}"
+    if any(collapse):
+        design += f", collapsed {collapse[0]:.0%} -> {collapse[1]:.0%}"
+    out = [Check("spread ratio interval (Pitman-Morgan, learned pairs)", design, "coverage", 0.95,
+                 int(sd_hits), sd_reps)]
+    if any(collapse):
+        out.append(Check("collapsed-share change interval (Newcombe, paired)", design, "coverage", 0.95,
+                         int(share_hits), reps))
+    return out
+
+
+def run_spread_checks(reps, rng) -> list[Check]:
+    """The paired spread-change checks: 10 and 20 pairs, with and without collapse, B's spread
+    wider; and 10 pairs with B's spread narrower and B collapsing more."""
+    checks = []
+    for pairs in (10, 20):
+        for collapse in ((0.0, 0.0), (0.3, 0.1)):
+            checks += check_spread_change(reps, rng, pairs, collapse)
+    checks += check_spread_change(reps, rng, 10, (0.1, 0.3), scale=0.3)
+    checks += check_spread_change_shared(reps, rng, 10)
+    return checks
+
+
+def _seed_sd_on_images(loc, images, sd):
+    """Standard deviation over seeds (logit effect ~ N(0, sd)) of a run's accuracy on the fixed
+    `images` (difficulties, shape (N_IMAGES,)) at logit `loc`: Var over seeds of the expected
+    accuracy plus the mean Bernoulli variance / N_IMAGES (Gauss-Hermite over the seed)."""
+    p = expit(loc + sd * _GH_X[:, None] + images[None, :])
+    mean_acc = p.mean(axis=1)
+    centre = np.sum(_GH_W * mean_acc)
+    return float(np.sqrt(np.sum(_GH_W * (mean_acc - centre) ** 2)
+                         + np.sum(_GH_W * (p * (1 - p)).mean(axis=1)) / N_IMAGES))
+
+
+def check_spread_change_shared(reps, rng, pairs=10, scale=2.5):
+    """The Pitman-Morgan interval of sd_B/sd_A when every pair shares one split and its images:
+    it covers the spread of new seeds on these images (truth by quadrature, per replication)."""
+    hits = counted = 0
+    sd_b = scale * np.hypot(SEED_SD, SEED_SD / 2)
+    for _ in range(reps):
+        split, images = rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES)
+        truth = (_seed_sd_on_images(MU + split + SPREAD_SHIFT, images, sd_b)
+                 / _seed_sd_on_images(MU + split, images, SEED_SD))
+        a, b, _, _ = _spread_pairs(rng, pairs, scale=scale, split=split, images=images)
+        sd = paired_spread_change(a, b)["sd"]
+        if sd is not None:  # None only when an arm's accuracies are all equal
+            counted += 1
+            hits += sd["sd_low"] <= truth <= sd["sd_high"]
+    return [Check("spread ratio interval (Pitman-Morgan, learned pairs)",
+                  f"one shared split, {pairs} pairs, these images", "coverage", 0.95, int(hits), counted)]

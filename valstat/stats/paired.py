@@ -1,4 +1,5 @@
-"""Paired comparisons: McNemar on shared images, Nadeau-Bengio t across folds, P(A > B)."""
+"""Paired comparisons: McNemar on shared images, Nadeau-Bengio t across folds, P(A > B), and the
+paired change in run-to-run spread (collapsed share, Pitman-Morgan ratio of standard deviations)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from valstat.stats.intervals import binomial_interval
 
 # Below this many discordant images McNemar uses the exact binomial form.
 EXACT_BELOW = 25
+# Below this many pairs in which both runs learned, their spread ratio is not estimated.
+MIN_SPREAD_PAIRS = 5
 
 
 def mcnemar_exact_p(b, c):
@@ -147,3 +150,87 @@ def probability_of_improvement(a, b, level: float = 0.95) -> dict:
     low, high = score_interval(float(score.sum()), score.size, level)
     return {"estimate": float(score.mean()), "low": low, "high": high, "n": int(a.size), "level": level,
             "method": "clopper-pearson on wins + ties/2"}
+
+
+def variance_ratio_interval(x, y, level: float = 0.95) -> dict:
+    """Pitman-Morgan interval for Var(x) / Var(y) of paired, bivariate normal samples.
+
+    x, y: shape (pairs,), paired by position (e.g. final accuracies of two arms on the same
+    seed and split); at least 3 pairs, neither constant. The test of Var(x) = lambda·Var(y) is
+    corr(x + sqrt(lambda)·y, x - sqrt(lambda)·y) = 0 (Pitman 1939, Morgan 1939), a t test on
+    n - 2 degrees of freedom; inverting it gives the closed form
+    lambda = F·(K -/+ sqrt(K² - 1)), K = 1 + 2(1 - r²)·t²/(n - 2),
+    F = s_x²/s_y², r = corr(x, y), t = t_{n-2, (1+level)/2}.
+    Returns dict: estimate (F), low, high (variance ratio), sd_ratio, sd_low, sd_high (their
+    square roots, the ratio of standard deviations), sd_x, sd_y (ddof=1, units of x and y),
+    r, n, level, method ("pitman-morgan").
+    """
+    level = check_level(level)
+    x = as_1d(x, "x", min_len=3)
+    y = as_1d(y, "y", min_len=3)
+    if x.size != y.size:
+        raise ValstatError(f"x and y must be paired (same length), got {x.size} and {y.size}")
+    sx, sy = float(x.var(ddof=1)), float(y.var(ddof=1))
+    if sx == 0 or sy == 0:
+        raise ValstatError("a variance ratio needs both samples to vary (one is constant)")
+    n = x.size
+    r = float(np.clip(np.corrcoef(x, y)[0, 1], -1.0, 1.0))
+    t = float(sps.t.ppf((1 + level) / 2, n - 2))
+    k = 1 + 2 * (1 - r * r) * t * t / (n - 2)
+    root = float(np.sqrt(k * k - 1))
+    f = sx / sy
+    low, high = f * (k - root), f * (k + root)
+    return {"estimate": f, "low": low, "high": high, "sd_ratio": float(np.sqrt(f)),
+            "sd_low": float(np.sqrt(low)), "sd_high": float(np.sqrt(high)),
+            "sd_x": float(np.sqrt(sx)), "sd_y": float(np.sqrt(sy)), "r": r, "n": int(n), "level": level,
+            "method": "pitman-morgan"}
+
+
+def paired_spread_change(a, b, collapsed_a=None, collapsed_b=None, level: float = 0.95) -> dict:
+    """How arm B changed arm A's run-to-run spread, over runs paired on seed and split.
+
+    a, b: shape (pairs,), final accuracies (fractions) of A and B, paired by position.
+    collapsed_a, collapsed_b: shape (pairs,), booleans (the run ended predicting one class for
+    every image), or None when that is unknown (no per-image predictions).
+    Spread is split in two honest parts, since no single spread interval stays calibrated when
+    some runs collapse: (1) the share of runs that collapsed, B minus A, with Newcombe's paired
+    interval over the 2x2 table of pairs (paired_difference_interval); (2) among pairs in which
+    both runs learned (neither collapsed; every pair when collapse is unknown), the ratio of
+    standard deviations of final accuracy sd_B / sd_A with the Pitman-Morgan interval
+    (variance_ratio_interval), given only from MIN_SPREAD_PAIRS such pairs on and when both arms
+    vary. Simulated coverage of both intervals (10 and 20 pairs, with and without collapse, own
+    and shared splits) is in benchmarks/RESULTS.md (calibration). Returns dict: pairs, level, collapsed (None when unknown, else {a, b, both, difference
+    (fraction of pairs), low, high, method}), learned_pairs, sd (None, else
+    variance_ratio_interval(b, a) over the learned pairs, its sd_x and sd_y named sd_b and
+    sd_a), sd_missing (None, "too_few_pairs" or "constant").
+    """
+    level = check_level(level)
+    a = as_1d(a, "a")
+    b = as_1d(b, "b")
+    if a.size != b.size:
+        raise ValstatError(f"a and b must be paired (same length), got {a.size} and {b.size}")
+    out = {"pairs": int(a.size), "level": level, "collapsed": None, "learned_pairs": int(a.size),
+           "sd": None, "sd_missing": None}
+    learned = np.ones(a.size, dtype=bool)
+    if (collapsed_a is None) != (collapsed_b is None):
+        raise ValstatError("give the collapsed flags of both arms, or of neither (collapse unknown)")
+    if collapsed_a is not None:
+        ca, cb = as_paired_bool(collapsed_a, collapsed_b, ("collapsed_a", "collapsed_b"))
+        if ca.size != a.size:
+            raise ValstatError(f"collapsed flags must have one entry per pair ({a.size}), got {ca.size}")
+        low, high = paired_difference_interval(int(np.sum(cb & ca)), int(np.sum(cb & ~ca)),
+                                               int(np.sum(~cb & ca)), int(np.sum(~cb & ~ca)), level)
+        out["collapsed"] = {"a": int(ca.sum()), "b": int(cb.sum()), "both": int(np.sum(ca & cb)),
+                            "difference": float(cb.mean() - ca.mean()), "low": low, "high": high,
+                            "method": "newcombe paired (method 10)"}
+        learned = ~ca & ~cb
+        out["learned_pairs"] = int(learned.sum())
+    if out["learned_pairs"] < MIN_SPREAD_PAIRS:
+        out["sd_missing"] = "too_few_pairs"
+    elif np.ptp(a[learned]) == 0 or np.ptp(b[learned]) == 0:
+        out["sd_missing"] = "constant"
+    else:
+        ratio = variance_ratio_interval(b[learned], a[learned], level)
+        sd_b, sd_a = ratio.pop("sd_x"), ratio.pop("sd_y")
+        out["sd"] = {"sd_a": sd_a, "sd_b": sd_b, **ratio}
+    return out

@@ -13,6 +13,7 @@ from valstat import stats
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
+from valstat.stats.paired import MIN_SPREAD_PAIRS
 
 
 def findings(analysis: Analysis, S: Strings) -> list:
@@ -300,17 +301,49 @@ def _compare(analysis, S):
                             losses=int((diff < 0).sum()), p=num(poi.estimate),
                             low=num(poi.low), high=num(poi.high)))
         t = comp.corrected_t
+        finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
+        shared = bool({final.design for final in finals if final} - {"own split per run", None})
         if t and finite(t.p_value):
             paragraphs.append(S("findings.compare_t", t=num(t.t), df=t.df,
                                 p=pval(t.p_value)))
-            finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
-            designs = {final.design for final in finals if final}
-            if designs - {"own split per run", None}:
+            if shared:
                 paragraphs.append(S["findings.compare_t_shared"])
         if comp.mcnemar:
             paragraphs.append(S("findings.compare_mcnemar", sig=comp.mcnemar_significant,
                                 m=len(comp.mcnemar)))
+        if comp.spread_change:
+            paragraphs.append(spread_change_text(comp.spread_change, a, b, S, shared))
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
+
+
+def spread_change_text(change: dict, a: str, b: str, S: Strings, shared: bool = False) -> str:
+    """How arm b changed arm a's run-to-run spread (stats.paired_spread_change), in sentences:
+    the collapsed share (or that collapse is unknown), then the ratio of standard deviations
+    among pairs where both learned, or why it is not given; `shared`: the pairs share their
+    validation images, so the ratio is for new seeds on these images."""
+    m, pairs = change["learned_pairs"], change["pairs"]
+    collapsed = change["collapsed"]
+    if collapsed:
+        parts = [S("findings.compare_spread_collapsed", a=a, b=b, pairs=pairs, ca=collapsed["a"],
+                   cb=collapsed["b"], diff=pts(collapsed["difference"], signed=True),
+                   low=pts(collapsed["low"], signed=True), high=pts(collapsed["high"], signed=True))]
+        scope = S("findings.compare_spread_learned", m=m)
+    else:
+        parts = [S("findings.compare_spread_unknown", b=b, m=m)]
+        scope = S("findings.compare_spread_all", m=m)
+    sd = change["sd"]
+    if sd:
+        parts.append(S("findings.compare_spread_sd", scope=scope, a=a, b=b, sd_a=pts(sd["sd_a"]),
+                       sd_b=pts(sd["sd_b"]), ratio=num(sd["sd_ratio"]), low=num(sd["sd_low"]),
+                       high=num(sd["sd_high"])))
+        if shared:
+            parts.append(S["findings.compare_spread_shared"])
+    elif change["sd_missing"] == "constant":
+        parts.append(S("findings.compare_spread_constant", scope=scope))
+    else:
+        key = "findings.compare_spread_few" if collapsed else "findings.compare_spread_few_all"
+        parts.append(S(key, m=m, pairs=pairs, b=b, min=MIN_SPREAD_PAIRS))
+    return ("" if S.lang == "zh" else " ").join(parts)
 
 
 def advice(analysis: Analysis, S: Strings) -> list:

@@ -35,13 +35,18 @@ def methods(analysis: Analysis, S: Strings) -> str:
     if any(confounded(analysis, a) for a in analysis.arms):
         parts.append(S["methods.variance_confounded"])
     parts.append(S["methods.schedule"])
+    spread = len(analysis.arms) > 1 and any(c.spread_change for c in analysis.summary.comparisons)
     if len(analysis.arms) > 1:
         parts.append(S["methods.compare"])
+    if spread:
+        parts.append(S["methods.compare_spread"])
     if len(analysis.selection):
         parts.append(S("methods.selection", n_truth=_n_truth(analysis) or "?"))
     parts.append(S["methods.sizes"])
     calibration = json.loads(CALIBRATION.read_text(encoding="utf-8"))
-    parts.append(S("methods.coverage", reps=calibration["reps"],
-                   **{key: f"{value:.2f}" for key, value in calibration["coverage"].items()}))
+    coverage = {key: f"{value:.2f}" for key, value in calibration["coverage"].items()}
+    parts.append(S("methods.coverage", reps=calibration["reps"], **coverage))
+    if spread and {"spread_ratio", "collapsed_share"} <= set(coverage):
+        parts.append(S("methods.coverage_spread", **coverage))
     parts.append(S("methods.software", version=__version__))
     return " ".join(parts)

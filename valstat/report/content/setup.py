@@ -88,10 +88,13 @@ def setup(analysis: Analysis, S: Strings) -> list:
     if schedule:
         rows.append((S["setup.schedule"], _schedule_text(schedule, S)))
     sweep = meta.get("sweep") or {}
+    vary = list(sweep.get("vary") or [])
+    if not any("augment" in (arm or {}) for arm in (meta.get("arms_config") or {}).values()):
+        vary = [kind for kind in vary if kind != "augment"]  # no arm augments: that seed changes nothing
     rows.append((S["setup.seeds"], S("setup.seeds_value",
                  seeds=sweep.get("seeds", analysis.coverage["seeds"]),
                  folds=sweep.get("folds", analysis.coverage["folds"]),
-                 vary=", ".join(sweep.get("vary") or []) or unknown)))
+                 vary=", ".join(vary) or (S["page.none"] if "vary" in sweep else unknown))))
     versions = meta.get("versions") or {}
     if not versions and len(analysis.runs):
         run = analysis.runs.iloc[0]
