@@ -479,12 +479,12 @@ def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():
 def test_stats_text_states_the_spread_change_in_both_languages():
     tables = store(seeds=4, folds=2, epochs=6, diverged=("base", 1, 1, 3), seed=1)
     summary = summarize(*tables, settings=Settings(count_diverged=True))
-    sd = summary.comparisons[0].spread_change["sd"]
+    sd = summary.comparisons[0].spread_change.sd
     en, zh = format_summary(summary), format_summary(summary, "zh")
     line = next(x for x in en.splitlines() if x.startswith("  spread alt vs base"))
     assert "collapsed runs 0/8 vs 1/8 (change −12.5 points" in line
-    assert f"sd over 7 pairs where both learned {100 * sd['sd_b']:.1f} vs {100 * sd['sd_a']:.1f} points" in line
-    assert f"ratio {sd['sd_b'] / sd['sd_a']:.2f}" in line
+    assert f"sd over 7 pairs where both learned {100 * sd.sd_b:.1f} vs {100 * sd.sd_a:.1f} points" in line
+    assert f"ratio {sd.sd_b / sd.sd_a:.2f}" in line
     assert "离散程度 alt 对 base：坍缩运行 0/8 对 1/8" in zh and "7 组两次都学会了的配对的标准差" in zh
     # without per-image predictions collapse is unknown and every pair counts
     no_predictions = summarize(tables[0], tables[1], tables[2].iloc[0:0], tables[3],

@@ -299,6 +299,60 @@ class Proportion(_Result):
 
 
 @dataclass(frozen=True)
+class CollapsedShareChange(_Result):
+    """Runs that ended predicting one class: a and b of the pairs (both: in both arms),
+    difference b - a (fraction of pairs) and Newcombe's paired interval (low, high)."""
+
+    a: int
+    b: int
+    both: int
+    difference: float
+    low: float
+    high: float
+    method: str
+
+
+@dataclass(frozen=True)
+class SdRatio(_Result):
+    """Pitman-Morgan interval of Var(b)/Var(a) over paired runs: estimate (low, high) for the
+    variance ratio, sd_ratio (sd_low, sd_high) its square root, sd_a and sd_b (fractions),
+    r the pairs' correlation, n pairs."""
+
+    sd_a: float
+    sd_b: float
+    estimate: float
+    low: float
+    high: float
+    sd_ratio: float
+    sd_low: float
+    sd_high: float
+    r: float
+    n: int
+    level: float
+    method: str
+
+
+@dataclass(frozen=True)
+class SpreadChange(_Result):
+    """How arm b changed arm a's run-to-run spread (stats.paired_spread_change): the collapsed
+    share (None when collapse is unknown), the sd ratio among the `learned_pairs` pairs where
+    both runs learned (None, with sd_missing "too_few_pairs" or "constant", when not given)."""
+
+    pairs: int
+    level: float
+    learned_pairs: int
+    collapsed: CollapsedShareChange | None
+    sd: SdRatio | None
+    sd_missing: str | None
+
+    @classmethod
+    def from_stats(cls, result: dict) -> "SpreadChange":
+        collapsed, sd = result["collapsed"], result["sd"]
+        return cls(**{**result, "collapsed": collapsed and CollapsedShareChange(**collapsed),
+                      "sd": sd and SdRatio(**sd)})
+
+
+@dataclass(frozen=True)
 class Comparison(_Result):
     """Arm a against arm b, paired on (seed, fold): McNemar per pair on the final epoch,
     P(a > b) (Clopper-Pearson on wins + ties/2), Nadeau-Bengio corrected t, and the change in
@@ -312,7 +366,7 @@ class Comparison(_Result):
     mcnemar_significant: int = 0
     corrected_t: CorrectedT | None = None
     probability_of_improvement: Proportion | None = None
-    spread_change: dict | None = None
+    spread_change: SpreadChange | None = None
     note: str = ""
 
 

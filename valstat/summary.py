@@ -15,7 +15,7 @@ from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference,
                              FiniteSample, FoldNoise, Interval, LrCollapse, McNemarPair, NoiseOptimism,
-                             OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded,
+                             OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded, SpreadChange,
                              Summary, VarianceComponent, WithinNoise)
 from valstat.stats import (
     corrected_resampled_ttest,
@@ -399,8 +399,8 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     out["probability_of_improvement"] = Proportion(**probability_of_improvement(diff_a, diff_b))
     flags = pairs[["ends_collapsed_a", "ends_collapsed_b"]]
     known = bool(flags.notna().to_numpy().all())
-    out["spread_change"] = paired_spread_change(diff_a, diff_b, *(
-        [flags[c].astype(bool).to_numpy() for c in flags] if known else [None, None]), level=1 - alpha)
+    out["spread_change"] = SpreadChange.from_stats(paired_spread_change(diff_a, diff_b, *(
+        [flags[c].astype(bool).to_numpy() for c in flags] if known else [None, None]), level=1 - alpha))
     n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
     n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
     if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:

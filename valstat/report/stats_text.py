@@ -117,16 +117,16 @@ def _comparison_line(comp, S: Strings) -> str:
 def _spread_line(comp, S: Strings) -> str:
     """The paired change in run-to-run spread (Comparison.spread_change), one line."""
     change = comp.spread_change
-    collapsed, sd, m = change["collapsed"], change["sd"], change["learned_pairs"]
+    collapsed, sd, m = change.collapsed, change.sd, change.learned_pairs
     collapsed_text = S["stats.spread_unknown"] if not collapsed else S(
-        "stats.spread_collapsed", ca=collapsed["a"], cb=collapsed["b"], pairs=change["pairs"],
-        diff=pts(collapsed["difference"], signed=True), low=pts(collapsed["low"], signed=True),
-        high=pts(collapsed["high"], signed=True))
+        "stats.spread_collapsed", ca=collapsed.a, cb=collapsed.b, pairs=change.pairs,
+        diff=pts(collapsed.difference, signed=True), low=pts(collapsed.low, signed=True),
+        high=pts(collapsed.high, signed=True))
     which = S["stats.spread_learned" if collapsed else "stats.spread_all"]
     if sd:
-        sd_text = S("stats.spread_sd", m=m, which=which, sd_a=pts(sd["sd_a"]), sd_b=pts(sd["sd_b"]),
-                    ratio=num(sd["sd_ratio"]), low=num(sd["sd_low"]), high=num(sd["sd_high"]))
-    elif change["sd_missing"] == "constant":
+        sd_text = S("stats.spread_sd", m=m, which=which, sd_a=pts(sd.sd_a), sd_b=pts(sd.sd_b),
+                    ratio=num(sd.sd_ratio), low=num(sd.sd_low), high=num(sd.sd_high))
+    elif change.sd_missing == "constant":
         sd_text = S("stats.spread_constant", m=m, which=which)
     else:
         sd_text = S("stats.spread_few", m=m, which=which, min=MIN_SPREAD_PAIRS)

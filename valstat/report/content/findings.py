@@ -14,6 +14,7 @@ from valstat.report.analysis import Analysis, confounded
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
+from valstat.results import SpreadChange
 
 
 def findings(analysis: Analysis, S: Strings) -> list:
@@ -316,29 +317,29 @@ def _compare(analysis, S):
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
 
 
-def spread_change_text(change: dict, a: str, b: str, S: Strings, shared: bool = False) -> str:
+def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared: bool = False) -> str:
     """How arm b changed arm a's run-to-run spread (stats.paired_spread_change), in sentences:
     the collapsed share (or that collapse is unknown), then the ratio of standard deviations
     among pairs where both learned, or why it is not given; `shared`: the pairs share their
     validation images, so the ratio is for new seeds on these images."""
-    m, pairs = change["learned_pairs"], change["pairs"]
-    collapsed = change["collapsed"]
+    m, pairs = change.learned_pairs, change.pairs
+    collapsed = change.collapsed
     if collapsed:
-        parts = [S("findings.compare_spread_collapsed", a=a, b=b, pairs=pairs, ca=collapsed["a"],
-                   cb=collapsed["b"], diff=pts(collapsed["difference"], signed=True),
-                   low=pts(collapsed["low"], signed=True), high=pts(collapsed["high"], signed=True))]
+        parts = [S("findings.compare_spread_collapsed", a=a, b=b, pairs=pairs, ca=collapsed.a,
+                   cb=collapsed.b, diff=pts(collapsed.difference, signed=True),
+                   low=pts(collapsed.low, signed=True), high=pts(collapsed.high, signed=True))]
         scope = S("findings.compare_spread_learned", m=m)
     else:
         parts = [S("findings.compare_spread_unknown", b=b, m=m)]
         scope = S("findings.compare_spread_all", m=m)
-    sd = change["sd"]
+    sd = change.sd
     if sd:
-        parts.append(S("findings.compare_spread_sd", scope=scope, a=a, b=b, sd_a=pts(sd["sd_a"]),
-                       sd_b=pts(sd["sd_b"]), ratio=num(sd["sd_ratio"]), low=num(sd["sd_low"]),
-                       high=num(sd["sd_high"])))
+        parts.append(S("findings.compare_spread_sd", scope=scope, a=a, b=b, sd_a=pts(sd.sd_a),
+                       sd_b=pts(sd.sd_b), ratio=num(sd.sd_ratio), low=num(sd.sd_low),
+                       high=num(sd.sd_high)))
         if shared:
             parts.append(S["findings.compare_spread_shared"])
-    elif change["sd_missing"] == "constant":
+    elif change.sd_missing == "constant":
         parts.append(S("findings.compare_spread_constant", scope=scope))
     else:
         key = "findings.compare_spread_few" if collapsed else "findings.compare_spread_few_all"
