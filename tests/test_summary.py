@@ -361,3 +361,36 @@ def test_a_store_without_its_schedule_is_analysed_with_the_inferred_one():
     acc = one["val_accuracy"].to_numpy()
     assert np.array_equal(plateau_schedule(acc, 1e-3, patience=3, mode="max"), one["learning_rate"].to_numpy())
     assert infer_patience(acc, one["learning_rate"].to_numpy(), "max") == 3
+
+
+def test_few_runs_on_their_own_splits_get_the_collapse_aware_interval():
+    # 8 runs, each on its own split; run (seed 2) predicts class 0 for every image (a third of
+    # its stratified validation images); counted on request
+    runs, epochs, preds, meta = store(arms=("a",), seeds=8, folds=1, epochs=4, shared_split=False,
+                                      diverged=("a", 2, 0, 3), seed=3)
+    summary = summarize(runs, epochs, preds, meta, settings=Settings(count_diverged=True))
+    res = summary.to_dict()["arms"]["a"]["final_val_accuracy"]
+    acc = final_accuracies(epochs)
+    one_class = np.array([rid == run_id_for("a", 2, 0) for rid in sorted(runs["run_id"])])
+    assert acc[one_class] == pytest.approx([1 / 3])
+    learned = acc[~one_class]
+    half = sps.t.ppf(0.9875, learned.size - 1) * learned.std(ddof=1) / np.sqrt(learned.size)
+    p_low, p_high = sps.beta.ppf(0.0125, 1, 8), sps.beta.ppf(0.9875, 2, 7)
+    low = min((1 - p) * (learned.mean() - half) + p / 3 for p in (p_low, p_high))
+    high = max((1 - p) * (learned.mean() + half) + p / 3 for p in (p_low, p_high))
+    assert res["method"] == "collapse-mixture" and res["collapsed"] == 1
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert res["share_range"] == pytest.approx([1 / 3, 1 / 3])
+    assert "up to 58% of runs predicting one class (1 of 8 did)" in format_summary(summary)
+    assert "允许最多 58% 的运行只预测一个类别" in format_summary(summary, "zh")
+    # without per-image predictions nothing tells which runs collapsed: the t interval
+    plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
+    assert plain["arms"]["a"]["final_val_accuracy"]["method"] == "t"
+
+
+def test_twenty_runs_on_their_own_splits_keep_the_t_interval():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=20, folds=1, epochs=2, shared_split=False, seed=4)
+    res = summary_dict(runs, epochs, preds, meta)["arms"]["a"]["final_val_accuracy"]
+    acc = final_accuracies(epochs)
+    low, high = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
+    assert res["method"] == "t" and (res["low"], res["high"]) == pytest.approx((low, high))

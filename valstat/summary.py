@@ -15,6 +15,7 @@ from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import unstable_images
 from valstat.results import ArmSummary, Comparison, LrCollapse, PlateauCuts, Summary
 from valstat.stats import (
+    collapse_mean_interval,
     corrected_resampled_ttest,
     crossed_mean_interval,
     expected_max_noise,
@@ -32,6 +33,7 @@ from valstat.stats import (
     variance_components,
 )
 from valstat.stats.dynamics import KINDS, plateau_cut_counts
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.stats.lattice import fisher_p
 from valstat.stats.selection import plateau_epochs, resampled_noise_optimism
 from valstat.stats.sizes import noether_runs
@@ -94,10 +96,37 @@ def _crossed_table(finite, metric, epoch_col, cube, design):
     return (table, 1) if np.all(np.isfinite(table)) else None
 
 
-def _metric_intervals(arm, cube, level):
+def _class_share_range(finite, finals, n_classes):
+    """(lowest, highest) share of one class among each run's final-epoch validation images:
+    what a run predicting one class scores. A class missing from a run's images (of
+    max(n_classes, classes seen)) has share 0. None when a run lacks final predictions."""
+    codes = finite["code"].astype(int)
+    if not all(c in finals for c in codes):
+        return None
+    labels = [finals[c][2] for c in codes]
+    classes = max(n_classes, len(np.unique(np.concatenate(labels))))
+    shares = [np.unique(lab, return_counts=True)[1] / lab.size for lab in labels]
+    low = min(0.0 if s.size < classes else float(s.min()) for s in shares)
+    return low, max(float(s.max()) for s in shares)
+
+
+def _one_class_at(finite, epoch_col):
+    """Per run: it predicted one class at its `epoch_col` epoch (the final streak of
+    one_class_from reaches back to it); None when a run has no one-class information."""
+    if finite["ends_collapsed"].isna().any():
+        return None
+    start = pd.to_numeric(finite["one_class_from"], errors="coerce").to_numpy(dtype=float)
+    ends = finite["ends_collapsed"].astype(bool).to_numpy()
+    return ends & (start <= finite[epoch_col].to_numpy(dtype=float))
+
+
+def _metric_intervals(arm, cube, finals, level, n_classes=0):
     """Intervals of the mean final and best val accuracy and for one new run.
 
-    Own split per run: mean_interval (t; folds of one seed form one unit). Runs sharing
+    Own split per run: mean_interval (t; folds of one seed form one unit); with fewer than
+    COLLAPSE_AWARE_BELOW runs, each its own unit, and per-image predictions telling which runs
+    predicted one class, collapse_mean_interval (method "collapse-mixture": allows for a
+    one-class collapse mode these runs may not show). Runs sharing
     validation images: crossed_mean_interval (split or image, seed and residual parts), which
     generalises to new images, with the t interval kept as `conditional` (these images only);
     where the design is incomplete only the conditional interval exists and `scope` says so.
@@ -109,8 +138,15 @@ def _metric_intervals(arm, cube, level):
     units = finite["seed"].to_numpy() if clustered else None
     design = _design(finite)
     out = {}
+    aware = design == "own split per run" and units is None and 2 <= len(finite) < COLLAPSE_AWARE_BELOW
+    shares = _class_share_range(finite, finals, n_classes) if aware else None
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
-        res = mean_interval(finite[metric].to_numpy(dtype=float), level=level, method="t", units=units)
+        values = finite[metric].to_numpy(dtype=float)
+        one_class = _one_class_at(finite, epoch_col) if shares else None
+        if one_class is not None:
+            res = collapse_mean_interval(values, one_class, shares, level=level)
+        else:
+            res = mean_interval(values, level=level, method="t", units=units)
         if clustered:
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
@@ -342,7 +378,7 @@ def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm, core.cube, settings.level),
+        **_metric_intervals(arm, core.cube, finals, settings.level, len(_class_names(core.meta))),
     }
     if len(arm) == 0:
         return ArmSummary(**out)
@@ -400,6 +436,10 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     return Comparison(**out)
 
 
+def _class_names(meta: dict) -> list:
+    return list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or [])
+
+
 def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
               settings: Settings = DEFAULT) -> Summary:
     """Answers for every arm of one experiment, from the store's tables.
@@ -455,7 +495,7 @@ def summarize_core(core: Core) -> Summary:
     return Summary(
         experiment=meta.get("experiment"),
         arm_names=list(core.arm_names),
-        class_names=list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
+        class_names=_class_names(meta),
         arms=arms,
         comparisons=comparisons,
         runs_needed={"gamma": gamma, "alpha": alpha, "beta": beta, "runs": runs_needed(gamma, alpha, beta),

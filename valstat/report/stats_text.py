@@ -89,6 +89,8 @@ def _metric(label: str, m: dict | None, S: Strings) -> str:
         parts.append(S("stats.sd", sd=pts(m["sd"])))
     if finite(m.get("pi_low")):
         parts.append(S("stats.one_run", low=pct(m["pi_low"]), high=pct(m["pi_high"])))
+    if m.get("method") == "collapse-mixture":
+        parts.append(S("stats.collapse", share=pct(m["collapse_high"], 0), collapsed=m["collapsed"], runs=m["n"]))
     conditional = m.get("conditional")
     if conditional and m.get("method") == "crossed-anova" and finite(conditional.get("low")):
         parts.append(S("stats.conditional", low=pct(conditional["low"]), high=pct(conditional["high"])))

@@ -5,7 +5,13 @@ Accuracies are fractions in [0, 1]; counts are images; epochs are numbered from 
 """
 
 from valstat.stats.dynamics import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
-from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats.intervals import (
+    COLLAPSE_AWARE_BELOW,
+    binomial_interval,
+    collapse_mean_interval,
+    crossed_mean_interval,
+    mean_interval,
+)
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
 from valstat.stats.paired import (
     corrected_resampled_ttest,
@@ -25,9 +31,11 @@ from valstat.stats.variance import (
 )
 
 __all__ = [
+    "COLLAPSE_AWARE_BELOW",
     "best_epochs",
     "binomial_interval",
     "binomial_sampling_variance",
+    "collapse_mean_interval",
     "corrected_resampled_ttest",
     "crossed_mean_interval",
     "curve_changes",

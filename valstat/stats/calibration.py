@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats.intervals import (COLLAPSE_AWARE_BELOW, binomial_interval, collapse_mean_interval,
+                                     crossed_mean_interval, mean_interval)
 from valstat.stats.lattice import curve_changes, largest_drop
 from valstat.stats.paired import corrected_resampled_ttest, paired_difference_interval, probability_of_improvement
 from valstat.stats.selection import optimism_summary
@@ -29,7 +30,7 @@ from valstat.stats.sizes import fisher_p_table, minimum_detectable_difference, r
 N_IMAGES = 30
 COVERAGE_FLOOR = 0.93  # every printed 95% interval must reach this simulated coverage
 MU, SEED_SD, SPLIT_SD, IMAGE_SD = 1.0, 0.25, 0.3, 1.5
-CHANCE = 1 / 3  # a run collapsed to one class of three
+CHANCE = 1 / 3  # a run collapsed to one class of three scores its share on a stratified split
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(80)
 _GH_W = _GH_W / _GH_W.sum()
@@ -145,22 +146,28 @@ def _run_accuracy(rng, seed_eff, split_eff, images):
 
 
 def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
-    """Each run draws its own split and images: mean_interval (t) and the one-new-run PI."""
+    """Each run draws its own split and images; a share `collapsed` of runs ends predicting one
+    class of three and scores its share, 1/3 (stratified split). The mean's interval summary
+    prints (collapse_mean_interval below COLLAPSE_AWARE_BELOW runs, else t) and the t PI."""
     truth = _population_accuracy(collapsed)
+    aware = runs < COLLAPSE_AWARE_BELOW
     cover = pi_cover = 0
     for _ in range(reps):
         acc = np.empty(runs + 1)
+        one_class = rng.random(runs + 1) < collapsed
         for r in range(runs + 1):
-            if rng.random() < collapsed:
-                acc[r] = rng.binomial(N_IMAGES, CHANCE) / N_IMAGES
+            if one_class[r]:
+                acc[r] = CHANCE
             else:
                 acc[r] = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD),
                                        rng.normal(0, IMAGE_SD, N_IMAGES))
-        res = mean_interval(acc[:runs], method="t")
+        res = (collapse_mean_interval(acc[:runs], one_class[:runs], (CHANCE, CHANCE)) if aware
+               else mean_interval(acc[:runs], method="t"))
         cover += _covers(res, truth)
         pi_cover += res["pi_low"] <= acc[runs] <= res["pi_high"]
-    design = f"own split per seed, {runs} runs" + (f", {collapsed:.0%} collapsed" if collapsed else "")
-    return [Check("mean accuracy interval (t)", design, "coverage", 0.95, int(cover), reps),
+    design = f"own split per seed, {runs} runs, {collapsed:.0%} collapsed"
+    name = "mean accuracy interval (collapse-aware)" if aware else "mean accuracy interval (t)"
+    return [Check(name, design, "coverage", 0.95, int(cover), reps),
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
 
 
@@ -288,13 +295,18 @@ def check_selection(reps, rng, runs=10, epochs=20):
                   int(hits), reps)]
 
 
+#: (runs, share collapsed) of the own-split designs: the collapse-aware interval at 10 and 15
+#: runs, the t interval from COLLAPSE_AWARE_BELOW runs on.
+OWN_SPLIT_DESIGNS = tuple((r, c) for r in (10, 15) for c in (0.0, 0.05, 0.15, 0.3)) + ((20, 0.0), (20, 0.15))
+
+
 def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     """Every check at `reps` replications each, seeded; returns the Checks in table order."""
     rng = np.random.default_rng(seed)
     checks = []
     checks += check_binomial(reps, rng)
     checks += check_paired(reps, rng)
-    for runs, collapsed in ((10, 0.0), (20, 0.0), (10, 0.15), (20, 0.15)):
+    for runs, collapsed in OWN_SPLIT_DESIGNS:
         checks += check_means_own_split(reps, rng, runs, collapsed)
     checks += check_means_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
@@ -310,7 +322,8 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
 SUMMARY = {
     "binomial": ("binomial interval (Wilson), one run",),
     "paired": ("paired difference interval (Newcombe, phi*)", "largest-drop interval (simultaneous)"),
-    "mean": ("mean accuracy interval (t)", "mean accuracy interval (crossed), new images"),
+    "mean": ("mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
+             "mean accuracy interval (crossed), new images"),
     "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
     "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
     "improvement": ("P(A > B) interval",),

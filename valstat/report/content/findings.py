@@ -154,6 +154,13 @@ def _smooth(analysis, S):
 
 
 
+def collapse_text(interval, S) -> str:
+    """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
+    low, high = interval["share_range"]
+    return S("findings.spread_collapse", below=stats.COLLAPSE_AWARE_BELOW, share=pct(interval["collapse_high"], 0),
+             c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval["collapsed"], runs=interval["n"])
+
+
 def _finite_sample_text(info, n, S) -> str:
     """Jordan's share of within-fold variance, or what each run's own draw of images gives."""
     method = info.get("method", "jordan-independent-errors")
@@ -186,6 +193,8 @@ def _spread(analysis, S):
                             mean=pct(final["estimate"]), low=pct(final["low"]),
                             high=pct(final["high"]), sd=pts(final["sd"]),
                             pi_low=pct(final["pi_low"]), pi_high=pct(final["pi_high"])))
+        if final.get("method") == "collapse-mixture":
+            paragraphs.append(collapse_text(final, S))
         conditional = final.get("conditional")
         if conditional and final.get("method") == "crossed-anova":
             design = S["findings.design_shared"] if final.get("design") == "one shared split" \

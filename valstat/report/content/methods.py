@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from valstat import __version__
+from valstat.stats import COLLAPSE_AWARE_BELOW
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings
 from valstat.report.content.common import CALIBRATION, _arm_info, _n_truth
@@ -25,7 +26,11 @@ def methods(analysis: Analysis, S: Strings) -> str:
              for a in analysis.arms}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
-    parts += [S["methods.means"], S["methods.variance"]]
+    parts.append(S["methods.means"])
+    if any((_arm_info(analysis, a).final_val_accuracy or {}).get("method") == "collapse-mixture"
+           for a in analysis.arms):
+        parts.append(S("methods.means_collapse", below=COLLAPSE_AWARE_BELOW))
+    parts.append(S["methods.variance"])
     methods_used = finite_sample_methods(analysis)
     if "jordan-independent-errors" in methods_used:
         parts.append(S["methods.variance_jordan"])
