@@ -451,3 +451,22 @@ def test_signed_points_never_print_minus_zero():
     assert pts(-0.0006, signed=True) == "−0.1"
     assert pts(0.0123, signed=True) == "+1.2"
     assert pts(-0.0004) == "0.0" and pts(-0.0123) == "−1.2"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
+    import numpy as np
+    from scipy import stats as sps
+
+    from valstat.report.content import drop_texts
+    from valstat.report.text import Strings
+    from valstat.stats import curve_changes, largest_drop
+
+    k = np.r_[np.full(9, 24), 15]   # 24/30 then 15/30: Fisher p < 0.05 alone, not after 9 moves
+    drop = largest_drop(curve_changes(k / 30, 30))
+    raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
+    adjusted = min(1.0, 9 * raw)
+    verdict, scan = drop_texts(drop, 30, False, Strings(lang))
+    assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2f}" not in verdict
+    assert ("Bonferroni-adjusted" if lang == "en" else "Bonferroni 校正后") in verdict
+    assert f"= {raw:.2f}" in scan   # the one-move p, labelled as such, beside the multiplier

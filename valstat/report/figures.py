@@ -35,12 +35,13 @@ def _entry(saved: plots.SavedFigure, caption: str) -> FigureEntry:
 
 
 def drop_note(drop, n, L) -> str:
-    """Text at the arrow of the largest drop: images lost, p, within/beyond noise."""
+    """Text at the arrow of the largest drop: images lost, the Bonferroni-adjusted p the
+    verdict uses (adjusted for scanning every move), within/beyond noise."""
     if drop is None:
         return ""
     verdict = L["within_noise"] if drop["within_noise"] else L["beyond_noise"]
-    return L["drop_note"].format(images=-drop["images"], n=n, p=pval(drop["p_value"]),
-                                 verdict=verdict)
+    return L["drop_note"].format(images=-drop["images"], n=n, p_adj=pval(drop["p_adjusted"]),
+                                 scanned=drop["scanned"], verdict=verdict)
 
 
 def _variance_caption(analysis: Analysis, C: dict) -> str:

@@ -52,12 +52,7 @@ def _drop(analysis, S):
                             k0=int(k[d["from_epoch"]]), k1=int(k[d["to_epoch"]]), n=n,
                             e0=d["from_epoch"], e1=d["to_epoch"], images=S.images(-d["images"]),
                             points=pts(-d["images"] / n)))
-        key = "drop_within" if d["within_noise"] else "drop_beyond"
-        if not example["paired"]:
-            key += "_fisher"
-        paragraphs.append(S(f"findings.{key}", p=pval(d["p_value"]), n=n,
-                            low=pts(d["low"], signed=True), high=pts(d["high"], signed=True)))
-        paragraphs.append(drop_scan_text(d, n, S))
+        paragraphs += drop_texts(d, n, example["paired"], S)
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
@@ -70,12 +65,16 @@ def _drop(analysis, S):
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
 
 
-def drop_scan_text(drop, n, S) -> str:
-    """The largest drop's scan adjustment and the smallest loss the test could flag."""
+def drop_texts(drop, n, paired, S) -> list:
+    """The largest drop's verdict with the Bonferroni-adjusted p it uses (McNemar when
+    `paired`, else Fisher), then the scan adjustment and the smallest loss the test could flag."""
+    key = ("drop_within" if drop["within_noise"] else "drop_beyond") + ("" if paired else "_fisher")
+    verdict = S(f"findings.{key}", p_adj=pval(drop["p_adjusted"]), scanned=drop["scanned"], n=n,
+                low=pts(drop["low"], signed=True), high=pts(drop["high"], signed=True))
+    scan = dict(scanned=drop["scanned"], p=pval(drop["p_value"]), n=n)
     if drop.get("smallest_flagged") is None:
-        return S("findings.drop_scan_none", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n)
-    return S("findings.drop_scan", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n,
-             flag=S.images(drop["smallest_flagged"]))
+        return [verdict, S("findings.drop_scan_none", **scan)]
+    return [verdict, S("findings.drop_scan", **scan, flag=S.images(drop["smallest_flagged"]))]
 
 
 def _flat(analysis, S):
