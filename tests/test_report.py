@@ -470,3 +470,24 @@ def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
     assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2f}" not in verdict
     assert ("Bonferroni-adjusted" if lang == "en" else "Bonferroni 校正后") in verdict
     assert f"= {raw:.2f}" in scan   # the one-move p, labelled as such, beside the multiplier
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_moves_within_noise_sentence_says_which_drop_the_test_could_detect(lang):
+    from types import SimpleNamespace
+
+    from power_reference import mcnemar_drop_reference
+
+    from valstat.report.analysis import analyse
+    from valstat.report.content import findings
+    from valstat.report.text import Strings
+    from valstat.synthetic import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=3, folds=2, epochs=6, seed=2)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    (detect,) = analysis.summary.arms["a"].moves_within_noise["detectable"]
+    expected = mcnemar_drop_reference(30, detect["churn"])
+    drop = next(f for f in findings(analysis, Strings(lang)) if f["id"] == "drop")
+    sentence = ("With 30 images, drops under {} images cannot be told from noise" if lang == "en"
+                else "在 30 张图像上，小于 {} 张图像的下降无法与噪声区分")
+    assert any(sentence.format(expected) in p for p in drop["paragraphs"])

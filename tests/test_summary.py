@@ -93,6 +93,32 @@ def test_moves_within_noise_match_curve_changes_per_run(two_arms):
     assert summary["arms"]["alt"]["moves_within_noise_share"] == pytest.approx(within / moves)
 
 
+def test_within_noise_says_which_drop_the_test_could_detect(two_arms):
+    from power_reference import fisher_drop_reference, mcnemar_drop_reference
+
+    (runs, epochs, preds, meta), summary = two_arms
+    # McNemar (per-image predictions) at the chance churn: mean over consecutive epochs of
+    # min(images lost, images gained), as a share of the 30 images
+    flips = []
+    for run_id in runs.loc[runs["arm"] == "alt", "run_id"]:
+        run_preds = preds[preds["run_id"] == run_id].sort_values(["epoch", "example"])
+        c = (run_preds["label"] == run_preds["predicted"]).to_numpy().reshape(-1, 30)
+        flips += list(np.minimum(np.sum(c[:-1] & ~c[1:], axis=1), np.sum(~c[:-1] & c[1:], axis=1)))
+    churn = np.mean(flips) / 30
+    (detect,) = summary["arms"]["alt"]["moves_within_noise"]["detectable"]
+    expected = mcnemar_drop_reference(30, churn)
+    assert (detect["test"], detect["churn"], detect["images"]) == ("mcnemar", pytest.approx(churn), expected)
+    text = format_summary(summarize(*two_arms[0], settings=Settings(count_diverged=True)))
+    assert f"drops under {expected} images cannot be told from noise (the exact McNemar test, 80% power" in text
+    # without predictions: Fisher's test at the arm's mean accuracy over the epochs it tested
+    plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
+    (detect,) = plain["arms"]["alt"]["moves_within_noise"]["detectable"]
+    alt = epochs[epochs["run_id"].isin(runs.loc[runs["arm"] == "alt", "run_id"])]
+    accuracy = alt["val_accuracy"].mean()
+    assert (detect["test"], detect["p"]) == ("fisher", pytest.approx(accuracy))
+    assert detect["images"] == fisher_drop_reference(30, accuracy)
+
+
 def test_dynamics_match_the_per_run_functions(two_arms):
     (runs, epochs, _, _), summary = two_arms
     arm_runs = runs.loc[runs["arm"] == "base", "run_id"]

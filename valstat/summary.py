@@ -36,7 +36,7 @@ from valstat.stats.dynamics import KINDS, plateau_cut_counts
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.stats.lattice import fisher_p
 from valstat.stats.selection import plateau_epochs, resampled_noise_optimism
-from valstat.stats.sizes import noether_runs
+from valstat.stats.sizes import detectable_drop, noether_runs
 
 HALFWIDTHS = (0.05, 0.10)
 HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
@@ -166,13 +166,25 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
     return out
 
 
+#: Power at which "within noise" is translated into the smallest drop the test detects.
+DETECT_POWER = 0.8
+
+
 def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
-    """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no predictions)."""
-    tested = moves_by_run[moves_by_run["run"].isin(arm["code"])]
-    tested = tested[tested["lost"] != tested["gained"]]
+    """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no
+    predictions), and per test the smallest drop in images it detects with DETECT_POWER
+    (stats.sizes.detectable_drop): McNemar at the arm's chance churn (mean over consecutive
+    epochs of min(lost, gained)/n), Fisher at the mean accuracy of the epochs it tested."""
+    every = moves_by_run[moves_by_run["run"].isin(arm["code"])]
+    tested = every[every["lost"] != every["gained"]]
     p = [tested["p_value"].to_numpy()]
     without = arm.loc[~arm["code"].isin(moves_by_run["run"]), "run_id"]
     fisher_moves = 0
+    detectable = []
+    if len(tested) and val_size:
+        churn = float(np.minimum(every["lost"], every["gained"]).mean() / val_size)
+        detectable.append({"test": "mcnemar", "churn": churn,
+                           "images": detectable_drop(val_size, alpha, DETECT_POWER, churn=churn)})
     if len(without) and val_size:
         ep = arm_epochs[arm_epochs["run_id"].isin(without)].sort_values(["run_id", "epoch"])
         k = np.rint(ep["val_accuracy"].to_numpy(dtype=float) * val_size)
@@ -181,6 +193,9 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         if changed.any():
             p.append(fisher_p(k[:-1][changed].astype(int), k[1:][changed].astype(int), val_size))
             fisher_moves = int(changed.sum())
+            accuracy = float(np.nanmean(k) / val_size)
+            detectable.append({"test": "fisher", "p": accuracy,
+                               "images": detectable_drop(val_size, alpha, DETECT_POWER, p=accuracy)})
     p = np.concatenate(p)
     tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
     return {
@@ -188,7 +203,9 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         "moves": int(p.size),
         "within_noise": int(np.sum(p >= alpha)),
         "test": "+".join(tests) or None,
-        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}",
+        "detectable": [dict(d, power=DETECT_POWER, n=val_size) for d in detectable],
+        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}; "
+                f"detectable: the smallest drop in images each test detects with power {DETECT_POWER:g}",
     }
 
 
@@ -457,7 +474,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
         "crossed-anova", df, components) and `conditional` holds the t interval for these
         images only), moves_within_noise_share, moves_within_noise {share, moves,
-        within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
+        within_noise, test, detectable [{test, images (smallest drop detected with power 0.8),
+        churn (McNemar) or p (Fisher), power, n}]}, variance_components (records; split = fold, or split_seed:fold),
         finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
         sharing final-epoch images; where no two runs share images, "stratified-per-run" or
         "binomial-per-run": the variance of drawing each run's own images, see

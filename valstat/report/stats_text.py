@@ -31,6 +31,18 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
+def detect_words(detectable: dict, S: Strings) -> dict:
+    """{test, basis, images} of one `moves_within_noise.detectable` entry: the test's name and
+    what its power assumes (McNemar: the chance churn in images each way; Fisher: the accuracy)."""
+    if detectable["test"] == "mcnemar":
+        basis = S("findings.basis_mcnemar", churn=S("units.images_many", n=f"{detectable['churn'] * detectable['n']:.1f}"))
+    else:
+        basis = S("findings.basis_fisher", acc=pct(detectable["p"]))
+    images = detectable["images"]
+    return {"test": S[f"findings.detect_{detectable['test']}"], "basis": basis,
+            "images": None if images is None else S.images(images)}
+
+
 def _or_missing(text: str, S: Strings) -> str:
     return S["stats.missing"] if text == "–" else text
 
@@ -45,6 +57,10 @@ def _arm_lines(name: str, arm: ArmSummary, settings: dict, S: Strings) -> list:
     if moves.get("moves"):
         lines.append(S("stats.moves", within=moves["within_noise"], moves=moves["moves"], share=pct(moves["share"]),
                        test=moves["test"]))
+        for d in moves.get("detectable") or []:
+            words = detect_words(d, S)
+            key = "stats.moves_detect" if d["images"] is not None else "stats.moves_detect_none"
+            lines.append(S(key, **dict(words, images=d["images"])))
     if arm.variance_components:
         parts = [f"{r['component']} {_or_missing(pct(r['share'], 0), S)}" for r in arm.variance_components
                  if r["component"] in ("split", "seed", "residual")]

@@ -11,6 +11,7 @@ import pandas as pd
 
 from valstat import stats
 from valstat.report.analysis import Analysis, confounded
+from valstat.report.stats_text import detect_words
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 
@@ -60,6 +61,9 @@ def _drop(analysis, S):
         if moves.get("moves"):
             paragraphs.append(S("findings.moves", arm=arm, within=moves["within_noise"],
                                 moves=moves["moves"], share=pct(moves["share"], 0)))
+            for d in moves.get("detectable") or []:
+                key = "findings.moves_detect" if d["images"] is not None else "findings.moves_detect_none"
+                paragraphs.append(S(key, n=d["n"], **detect_words(d, S)))
         else:
             paragraphs.append(S("findings.moves_none", arm=arm))
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
