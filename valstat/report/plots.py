@@ -10,7 +10,7 @@ same numbers `valstat stats` and `valstat diagnose` print).
 
 Array/table shapes (one row per ...):
   epochs:  run_id, arm, epoch, val_accuracy, val_loss, learning_rate   (run x epoch)
-  bands:   arm, epoch, estimate, low, high                             (arm x epoch)
+  bands:   arm, epoch, estimate, low, high (design, scope)              (arm x epoch)
   changes: valstat.stats.curve_changes output                          (epoch)
 """
 

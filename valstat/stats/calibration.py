@@ -171,18 +171,40 @@ def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
 
 
+def _shared_split(rng, mu, seeds):
+    """One split shared by `seeds` runs at logit mean `mu`: correctness (seeds, images) as 0/1,
+    the split's effect and the images' difficulties."""
+    split = rng.normal(0, SPLIT_SD)
+    images = rng.normal(0, IMAGE_SD, N_IMAGES)
+    seed_eff = rng.normal(0, SEED_SD, seeds)
+    y = rng.random((seeds, N_IMAGES)) < expit(mu + split + seed_eff[:, None] + images[None, :])
+    return y.astype(float), split, images
+
+
+def check_band_shared_split(reps, rng, seeds=10, epochs=10):
+    """The curve figure's per-epoch band with one split shared by all seeds: the crossed
+    interval of each epoch's runs, on a curve rising from about 40 % to 70 %. Pointwise
+    coverage of that epoch's mean on new images: replication r scores epoch r mod `epochs`
+    alone, so replications stay independent."""
+    mu = MU + np.linspace(-1.5, 0.0, epochs)
+    hits = 0
+    for r in range(reps):
+        y, split, _ = _shared_split(rng, mu[r % epochs], seeds)
+        truth = float(_mean_expit(mu[r % epochs] + split, np.hypot(SEED_SD, IMAGE_SD)))
+        hits += _covers(crossed_mean_interval(y, new_run_columns=N_IMAGES), truth)
+    return [Check("per-epoch band of the curve figure (crossed), new images",
+                  f"one shared split, {seeds} seeds, {epochs} epochs rising", "coverage", 0.95, int(hits), reps)]
+
+
 def check_means_shared_split(reps, rng, seeds=20):
     """One split for all seeds: crossed interval (new images; training set of the split
     fixed) and the t interval (these images), and the one-new-run PI (new seed, new images)."""
     cover = cond = pi_cover = 0
     for _ in range(reps):
-        split = rng.normal(0, SPLIT_SD)
-        images = rng.normal(0, IMAGE_SD, N_IMAGES)
-        seed_eff = rng.normal(0, SEED_SD, seeds)
-        y = rng.random((seeds, N_IMAGES)) < expit(MU + split + seed_eff[:, None] + images[None, :])
+        y, split, images = _shared_split(rng, MU, seeds)
         truth_new = float(_mean_expit(MU + split, np.hypot(SEED_SD, IMAGE_SD)))
         truth_these = float(np.mean(_mean_expit(MU + split + images, SEED_SD)))
-        res = crossed_mean_interval(y.astype(float), new_run_columns=N_IMAGES)
+        res = crossed_mean_interval(y, new_run_columns=N_IMAGES)
         cover += _covers(res, truth_new)
         cond += _covers(mean_interval(y.mean(axis=1), method="t"), truth_these)
         new = _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, N_IMAGES))
@@ -309,6 +331,7 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     for runs, collapsed in OWN_SPLIT_DESIGNS:
         checks += check_means_own_split(reps, rng, runs, collapsed)
     checks += check_means_shared_split(reps, rng)
+    checks += check_band_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
     for pairs in (5, 10, 20):
         checks += check_probability_of_improvement(reps, rng, pairs)
@@ -326,6 +349,7 @@ SUMMARY = {
              "mean accuracy interval (crossed), new images"),
     "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
     "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
+    "band": ("per-epoch band of the curve figure (crossed), new images",),
     "improvement": ("P(A > B) interval",),
     "optimism": ("best-epoch optimism interval (t over runs)",),
 }
