@@ -491,3 +491,31 @@ def test_moves_within_noise_sentence_says_which_drop_the_test_could_detect(lang)
     sentence = ("With 30 images, drops under {} images cannot be told from noise" if lang == "en"
                 else "在 30 张图像上，小于 {} 张图像的下降无法与噪声区分")
     assert any(sentence.format(expected) in p for p in drop["paragraphs"])
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_curve_band_with_one_shared_split_is_the_crossed_interval_and_says_so(lang):
+    from types import SimpleNamespace
+
+    from valstat.report.analysis import analyse
+    from valstat.report.figures import figure_builders
+    from valstat.report.text import Strings
+    from valstat.stats import crossed_mean_interval, mean_interval
+    from valstat.synthetic import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=5, folds=1, epochs=3, seed=4)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    for epoch in range(3):
+        at = predictions[predictions["epoch"] == epoch].sort_values(["run_id", "example"])
+        table = (at["label"] == at["predicted"]).to_numpy(dtype=float).reshape(5, 30)  # runs x shared images
+        want = crossed_mean_interval(table, new_run_columns=30)
+        band = analysis.bands.set_index("epoch").loc[epoch]
+        assert (band["low"], band["high"]) == (pytest.approx(want["low"]), pytest.approx(want["high"]))
+        assert band["scope"] == "new validation images"
+        # never narrower than treating the five runs as independent (the t interval on these images)
+        t = mean_interval(table.mean(axis=1))
+        assert band["high"] - band["low"] >= t["high"] - t["low"] - 1e-9
+    S = Strings(lang)
+    caption = figure_builders(analysis, S)["val_accuracy_runs"][1]
+    assert S.section("captions")["band_crossed"] in caption
+    assert S.section("captions")["band_conditional"] not in caption
