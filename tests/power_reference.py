@@ -25,12 +25,20 @@ def fisher_drop_reference(n: int, p: float, alpha: float = 0.05, power: float = 
     return None
 
 
+def midp(b: int, c: int) -> float:
+    """Mid-p McNemar, the doubled one-sided mid-p: 2·(P(X < m) + ½·P(X = m)), X ~ Bin(b + c, ½),
+    m = min(b, c), at most 1 (1 when b = c)."""
+    d, m = b + c, min(b, c)
+    if d == 0:
+        return 1.0
+    return min(1.0, 2 * (sps.binom.cdf(m - 1, d, 0.5) + 0.5 * sps.binom.pmf(m, d, 0.5)))
+
+
 def mcnemar_drop_reference(n: int, churn: float, alpha: float = 0.05, power: float = 0.8):
-    """Smallest j: P(exact McNemar rejects) reaches `power` when each image is lost with
-    probability churn + j/n and gained with probability churn (trinomial over n images;
-    the exact p is scipy's two-sided binomial test of b lost among b + c changed at 1/2)."""
+    """Smallest j: P(mid-p McNemar rejects) reaches `power` when each image is lost with
+    probability churn + j/n and gained with probability churn (trinomial over n images)."""
     cells = [(b, c) for b in range(n + 1) for c in range(n + 1 - b)]
-    rejects = [(b, c) for b, c in cells if b + c and sps.binomtest(b, b + c, 0.5).pvalue < alpha]
+    rejects = [(b, c) for b, c in cells if b + c and midp(b, c) < alpha]
     for j in range(1, int(np.floor((1 - 2 * churn) * n + 1e-9)) + 1):
         probs = [churn + j / n, churn, 1 - 2 * churn - j / n]
         got = sum(sps.multinomial.pmf([b, c, n - b - c], n, probs) for b, c in rejects)

@@ -109,7 +109,7 @@ def test_within_noise_says_which_drop_the_test_could_detect(two_arms):
     expected = mcnemar_drop_reference(30, churn)
     assert (detect["test"], detect["churn"], detect["images"]) == ("mcnemar", pytest.approx(churn), expected)
     text = format_summary(summarize(*two_arms[0], settings=Settings(count_diverged=True)))
-    assert f"drops under {expected} images cannot be told from noise (the exact McNemar test, 80% power" in text
+    assert f"drops under {expected} images cannot be told from noise (the mid-p McNemar test, 80% power" in text
     # without predictions: Fisher's test at the arm's mean accuracy over the epochs it tested
     plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
     (detect,) = plain["arms"]["alt"]["moves_within_noise"]["detectable"]

@@ -36,7 +36,7 @@ from valstat.stats.dynamics import KINDS, plateau_cut_counts
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.stats.lattice import fisher_p
 from valstat.stats.selection import plateau_epochs, resampled_noise_optimism
-from valstat.stats.sizes import detectable_drop, noether_runs
+from valstat.stats.sizes import move_detectability, noether_runs
 
 HALFWIDTHS = (0.05, 0.10)
 HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
@@ -171,10 +171,10 @@ DETECT_POWER = 0.8
 
 
 def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
-    """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no
+    """Share of epoch-to-epoch accuracy changes within noise (mid-p McNemar; Fisher where no
     predictions), and per test the smallest drop in images it detects with DETECT_POWER
-    (stats.sizes.detectable_drop): McNemar at the arm's chance churn (mean over consecutive
-    epochs of min(lost, gained)/n), Fisher at the mean accuracy of the epochs it tested."""
+    (stats.sizes.move_detectability): McNemar at the arm's chance churn, Fisher at the mean
+    accuracy of the epochs it tested."""
     every = moves_by_run[moves_by_run["run"].isin(arm["code"])]
     tested = every[every["lost"] != every["gained"]]
     p = [tested["p_value"].to_numpy()]
@@ -182,9 +182,7 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
     fisher_moves = 0
     detectable = []
     if len(tested) and val_size:
-        churn = float(np.minimum(every["lost"], every["gained"]).mean() / val_size)
-        detectable.append({"test": "mcnemar", "churn": churn,
-                           "images": detectable_drop(val_size, alpha, DETECT_POWER, churn=churn)})
+        detectable.append(move_detectability(val_size, alpha, DETECT_POWER, every["lost"], every["gained"]))
     if len(without) and val_size:
         ep = arm_epochs[arm_epochs["run_id"].isin(without)].sort_values(["run_id", "epoch"])
         k = np.rint(ep["val_accuracy"].to_numpy(dtype=float) * val_size)
@@ -193,9 +191,7 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         if changed.any():
             p.append(fisher_p(k[:-1][changed].astype(int), k[1:][changed].astype(int), val_size))
             fisher_moves = int(changed.sum())
-            accuracy = float(np.nanmean(k) / val_size)
-            detectable.append({"test": "fisher", "p": accuracy,
-                               "images": detectable_drop(val_size, alpha, DETECT_POWER, p=accuracy)})
+            detectable.append(move_detectability(val_size, alpha, DETECT_POWER, accuracy=k[np.isfinite(k)] / val_size))
     p = np.concatenate(p)
     tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
     return {
@@ -203,8 +199,9 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         "moves": int(p.size),
         "within_noise": int(np.sum(p >= alpha)),
         "test": "+".join(tests) or None,
-        "detectable": [dict(d, power=DETECT_POWER, n=val_size) for d in detectable],
-        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}; "
+        "detectable": detectable,
+        "note": f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g} "
+                f"(mcnemar: the mid-p McNemar test); "
                 f"detectable: the smallest drop in images each test detects with power {DETECT_POWER:g}",
     }
 

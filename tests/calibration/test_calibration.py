@@ -29,6 +29,7 @@ def test_every_printed_interval_and_named_test_is_checked(checks):
                     "mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
                     "mean accuracy interval (crossed)", "one-new-run prediction",
                     "P(A > B) interval", "best-epoch optimism interval", "corrected resampled t-test",
+                    "mid-p McNemar", "per-epoch band of the curve figure", "at the detectable drop",
                     "Fisher test at the minimum detectable drop", "excludes 1/2 at runs_needed",
                     "advised validation size"):
         assert printed in names

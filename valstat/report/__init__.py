@@ -201,6 +201,10 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     tested = changes["within_noise"].dropna()
     paragraphs.append(S("single.changes", beyond=int((~tested.astype(bool)).sum()),
                         tested=len(tested), n=n))
+    if len(tested):
+        detect = (stats.move_detectability(n, lost=changes["lost"][1:], gained=changes["gained"][1:])
+                  if correct is not None else stats.move_detectability(n, accuracy=changes["k"] / n))
+        paragraphs.append(content.moves_detect_text(detect, S))
     if drop is not None:
         k = changes.set_index("epoch")["k"]
         paragraphs.append(S("single.drop", k0=int(k[drop["from_epoch"]]),

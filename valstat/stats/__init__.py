@@ -20,7 +20,13 @@ from valstat.stats.paired import (
     probability_of_improvement,
 )
 from valstat.stats.selection import expected_max_noise, optimism_summary, selection_optimism
-from valstat.stats.sizes import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+from valstat.stats.sizes import (
+    detectable_drop,
+    minimum_detectable_difference,
+    move_detectability,
+    runs_needed,
+    val_size_for_halfwidth,
+)
 from valstat.stats.variance import (
     binomial_sampling_variance,
     finite_sample_by_fold,
@@ -39,6 +45,7 @@ __all__ = [
     "corrected_resampled_ttest",
     "crossed_mean_interval",
     "curve_changes",
+    "detectable_drop",
     "expected_max_noise",
     "finite_sample_by_fold",
     "finite_sample_variance",
@@ -49,6 +56,7 @@ __all__ = [
     "mcnemar",
     "mean_interval",
     "minimum_detectable_difference",
+    "move_detectability",
     "one_class_collapse",
     "optimism_summary",
     "paired_difference_interval",

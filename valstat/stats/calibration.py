@@ -23,9 +23,11 @@ from scipy.special import expit
 from valstat.stats.intervals import (COLLAPSE_AWARE_BELOW, binomial_interval, collapse_mean_interval,
                                      crossed_mean_interval, mean_interval)
 from valstat.stats.lattice import curve_changes, largest_drop
-from valstat.stats.paired import corrected_resampled_ttest, paired_difference_interval, probability_of_improvement
+from valstat.stats.paired import (corrected_resampled_ttest, mcnemar_midp_p, paired_difference_interval,
+                                  probability_of_improvement)
 from valstat.stats.selection import optimism_summary
-from valstat.stats.sizes import fisher_p_table, minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+from valstat.stats.sizes import (detectable_drop, fisher_p_table, minimum_detectable_difference, runs_needed,
+                                 val_size_for_halfwidth)
 
 N_IMAGES = 30
 COVERAGE_FLOOR = 0.93  # every printed 95% interval must reach this simulated coverage
@@ -114,6 +116,12 @@ def check_paired(reps, rng):
         hits += low <= pr[1] - pr[2] <= high
     out = [Check("paired difference interval (Newcombe, phi*)", "concordant epoch pair, n=30", "coverage",
                  0.95, int(hits), reps)]
+    # one pre-chosen move with no real change (as many images flip each way): mid-p McNemar's size
+    for design, flips in (("concordant epoch pair, n=30", rng.uniform(0.01, 0.08, reps)),
+                          ("epoch pair, 10-30 % flipping each way, n=30", rng.uniform(0.1, 0.3, reps))):
+        cells = np.array([rng.multinomial(N_IMAGES, [f, f, 1 - 2 * f]) for f in flips])
+        out.append(Check("epoch-to-epoch move called beyond noise (mid-p McNemar)", design, "size", 0.05,
+                         int(np.sum(mcnemar_midp_p(cells[:, 0], cells[:, 1]) < 0.05)), reps))
     cover = alarms = 0
     epochs = 15
     for _ in range(reps):
@@ -276,6 +284,16 @@ def check_sizes(reps, rng):
     k1 = rng.binomial(N_IMAGES, 0.8, reps)
     k2 = rng.binomial(N_IMAGES, 0.8 + mdd["decrease"], reps)
     out.append(Check("Fisher test at the minimum detectable drop", f"n=30, 80% -> {80 + 100 * mdd['decrease']:.0f}%",
+                     "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
+    churn = 1 / N_IMAGES
+    j = detectable_drop(N_IMAGES, churn=churn)
+    cells = rng.multinomial(N_IMAGES, [churn + j / N_IMAGES, churn, 1 - 2 * churn - j / N_IMAGES], reps)
+    out.append(Check("mid-p McNemar at the detectable drop (within-noise sentences)",
+                     f"n=30, {j} images lost beyond 1 flipping each way", "power", 0.8,
+                     int(np.sum(mcnemar_midp_p(cells[:, 0], cells[:, 1]) < 0.05)), reps))
+    j = detectable_drop(N_IMAGES, p=0.8)
+    k2 = rng.binomial(N_IMAGES, 0.8 - j / N_IMAGES, reps)
+    out.append(Check("Fisher test at the detectable drop (within-noise sentences)", f"n=30, 24 -> {24 - j} images",
                      "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
     n_runs = runs_needed(0.75)
     rejected = 0

@@ -61,12 +61,16 @@ def _drop(analysis, S):
         if moves.get("moves"):
             paragraphs.append(S("findings.moves", arm=arm, within=moves["within_noise"],
                                 moves=moves["moves"], share=pct(moves["share"], 0)))
-            for d in moves.get("detectable") or []:
-                key = "findings.moves_detect" if d["images"] is not None else "findings.moves_detect_none"
-                paragraphs.append(S(key, n=d["n"], **detect_words(d, S)))
+            paragraphs += [moves_detect_text(d, S) for d in moves.get("detectable") or []]
         else:
             paragraphs.append(S("findings.moves_none", arm=arm))
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
+
+
+def moves_detect_text(detectable: dict, S) -> str:
+    """The smallest drop the moves' test detects with 80% power (stats.move_detectability)."""
+    key = "findings.moves_detect" if detectable["images"] is not None else "findings.moves_detect_none"
+    return S(key, n=detectable["n"], **detect_words(detectable, S))
 
 
 def drop_texts(drop, n, paired, S) -> list:
