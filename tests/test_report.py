@@ -519,3 +519,28 @@ def test_curve_band_with_one_shared_split_is_the_crossed_interval_and_says_so(la
     caption = figure_builders(analysis, S)["val_accuracy_runs"][1]
     assert S.section("captions")["band_crossed"] in caption
     assert S.section("captions")["band_conditional"] not in caption
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_few_runs_report_the_collapse_aware_interval_and_what_it_allows(lang):
+    from types import SimpleNamespace
+
+    from scipy import stats as sps
+
+    from valstat.core import Settings
+    from valstat.report.analysis import analyse
+    from valstat.report.content import findings, methods
+    from valstat.report.text import Strings
+    from valstat.synthetic import fake_store
+
+    # 8 runs on their own splits, one ending on class 0 for every image (counted on request)
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=8, folds=1, epochs=4, shared_split=False,
+                                                    diverged=("a", 2, 0, 3), seed=3)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta),
+                       Settings(count_diverged=True))
+    S = Strings(lang)
+    share = f"{100 * sps.beta.ppf(0.9875, 2, 7):.0f}%"   # 1 of 8 collapsed: Clopper-Pearson at 1 - 0.05/4
+    spread = next(f for f in findings(analysis, S) if f["id"] == "spread")
+    expected = S("findings.spread_collapse", below=20, share=share, c_low="33%", c_high="33%", collapsed=1, runs=8)
+    assert expected in spread["paragraphs"]
+    assert S("methods.means_collapse", below=20) in methods(analysis, S)

@@ -11,7 +11,7 @@ import pandas as pd
 from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
-from valstat.stats import COLLAPSE_AWARE_BELOW
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 
 # stem -> caption key; the order is the order in the report
 FIGURES = ("val_accuracy_runs", "run_band", "accuracy_distribution", "loss_vs_accuracy",

@@ -6,7 +6,6 @@ Accuracies are fractions in [0, 1]; counts are images; epochs are numbered from 
 
 from valstat.stats.dynamics import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
 from valstat.stats.intervals import (
-    COLLAPSE_AWARE_BELOW,
     binomial_interval,
     collapse_mean_interval,
     crossed_mean_interval,
@@ -37,7 +36,6 @@ from valstat.stats.variance import (
 )
 
 __all__ = [
-    "COLLAPSE_AWARE_BELOW",
     "best_epochs",
     "binomial_interval",
     "binomial_sampling_variance",

@@ -12,6 +12,7 @@ import pandas as pd
 from valstat import stats
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 
@@ -164,7 +165,7 @@ def _smooth(analysis, S):
 def collapse_text(interval, S) -> str:
     """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
     low, high = interval["share_range"]
-    return S("findings.spread_collapse", below=stats.COLLAPSE_AWARE_BELOW, share=pct(interval["collapse_high"], 0),
+    return S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval["collapse_high"], 0),
              c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval["collapsed"], runs=interval["n"])
 
 

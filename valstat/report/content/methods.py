@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from valstat import __version__
-from valstat.stats import COLLAPSE_AWARE_BELOW
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings
 from valstat.report.content.common import CALIBRATION, _arm_info, _n_truth
