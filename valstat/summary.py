@@ -470,7 +470,10 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         shared splits"; scope "new validation images" | "these validation images"; where runs
         share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
         "crossed-anova", df, components) and `conditional` holds the t interval for these
-        images only), moves_within_noise_share, moves_within_noise {share, moves,
+        images only; with fewer than COLLAPSE_AWARE_BELOW runs, each on its own split, and
+        per-image predictions, low/high come from collapse_mean_interval (method
+        "collapse-mixture", collapsed, collapse_low, collapse_high, learned_low, learned_high,
+        share_range)), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test, detectable [{test, images (smallest drop detected with power 0.8),
         churn (McNemar) or p (Fisher), power, n}]}, variance_components (records; split = fold, or split_seed:fold),
         finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
