@@ -370,6 +370,11 @@ def test_single_run_report(tmp_path):
         {"run_band", "loss_vs_accuracy", "learning_rate"}
     assert "单次训练：history.csv" in html
     assert "Fisher" in html
+    # within noise says what Fisher's test (no per-image predictions) could detect, at the run's mean accuracy
+    from power_reference import fisher_drop_reference
+
+    detect = fisher_drop_reference(30, accuracy.mean())
+    assert f"小于 {detect} 张图像的下降无法与噪声区分" in html
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
 
 
