@@ -476,3 +476,25 @@ def test_diagnosis_speaks_chinese_from_the_same_string_tables():
     for text in (en, zh):
         assert "23/30  59.1% - 88.2%" in text and "3.3" in text
     assert "10 张图像" in zh and "10 images" in en
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_within_noise_rows_say_which_drop_the_test_could_detect(lang):
+    from power_reference import fisher_drop_reference
+
+    result = diagnose(read_history(DATA / "keras3_learning_rate.csv"))
+    text = format_diagnosis(result, lang=lang)
+    detects = "detects ≥ {}" if lang == "en" else "可检出 ≥ {}"
+    for prev, row in zip(KERAS3_K, result["epochs"][1:]):
+        if row["within_noise"]:
+            # Fisher's test (the one applied) at the previous epoch's accuracy, 80 % power
+            expected = fisher_drop_reference(30, prev / 30)
+            assert row["detectable_drop"] == expected
+            line = next(t for t in text.splitlines() if t.split()[:1] == [str(row["epoch"])])
+            assert line.endswith(detects.format(expected))
+        else:
+            assert row["detectable_drop"] is None
+    last = fisher_drop_reference(30, KERAS3_K[-1] / 30)
+    assert result["detectable_drop_last"] == last
+    if lang == "en":
+        assert f"Fisher’s test detects only drops of {last} images or more with 80% power" in result["verdict"]

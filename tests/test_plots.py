@@ -246,3 +246,26 @@ def test_variance_figure_text_does_not_overlap(lang):
                 note = [t for t in ax.texts if t.get_text().startswith("n/a:")]
                 assert len(note) == 1
                 assert note[0].get_window_extent(renderer).y1 < ax.xaxis.label.get_window_extent(renderer).y0
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_drop_note_shows_the_adjusted_p_its_verdict_uses(lang):
+    from scipy import stats as sps
+
+    from valstat.report.figures import drop_note
+    from valstat.report.text import Strings
+
+    # 24/30 at epochs 0-8, then 15/30: Fisher p for 24 vs 15 of 30, times the 9 moves scanned
+    k = np.r_[np.full(9, 24), 15]
+    changes = curve_changes(k / 30, 30)
+    drop = largest_drop(changes)
+    raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
+    adjusted = min(1.0, 9 * raw)
+    assert raw < 0.05 <= adjusted and drop["within_noise"]
+    L = Strings(lang).section("figures")
+    note = drop_note(drop, 30, L)
+    assert f"{adjusted:.2f}" in note and f"{raw:.3f}" not in note and f"{raw:.2f}" not in note
+    assert ("adjusted" if lang == "en" else "校正后") in note and L["within_noise"] in note
+    with plots.figure_context(lang):
+        fig = plots.plot_run_band(changes, drop, note, "", "C0", L)
+    assert note in [t.get_text() for t in fig.axes[0].texts]

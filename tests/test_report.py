@@ -370,6 +370,11 @@ def test_single_run_report(tmp_path):
         {"run_band", "loss_vs_accuracy", "learning_rate"}
     assert "单次训练：history.csv" in html
     assert "Fisher" in html
+    # within noise says what Fisher's test (no per-image predictions) could detect, at the run's mean accuracy
+    from power_reference import fisher_drop_reference
+
+    detect = fisher_drop_reference(30, accuracy.mean())
+    assert f"小于 {detect} 张图像的下降无法与噪声区分" in html
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
 
 
@@ -535,3 +540,96 @@ def test_spread_ratio_on_one_shared_split_says_it_holds_for_these_images(tmp_pat
     own = build_store(tmp_path / "own", arms=("none", "tutorial"), seeds=7, folds=1, epochs=6,
                       vary=("split", "init", "order"))
     assert "so this ratio holds for new seeds" not in _text_of(own)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
+    import numpy as np
+    from scipy import stats as sps
+
+    from valstat.report.content import drop_texts
+    from valstat.report.text import Strings
+    from valstat.stats import curve_changes, largest_drop
+
+    k = np.r_[np.full(9, 24), 15]   # 24/30 then 15/30: Fisher p < 0.05 alone, not after 9 moves
+    drop = largest_drop(curve_changes(k / 30, 30))
+    raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
+    adjusted = min(1.0, 9 * raw)
+    verdict, scan = drop_texts(drop, 30, False, Strings(lang))
+    assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2f}" not in verdict
+    assert ("Bonferroni-adjusted" if lang == "en" else "Bonferroni 校正后") in verdict
+    assert f"= {raw:.2f}" in scan   # the one-move p, labelled as such, beside the multiplier
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_moves_within_noise_sentence_says_which_drop_the_test_could_detect(lang):
+    from types import SimpleNamespace
+
+    from power_reference import mcnemar_drop_reference
+
+    from valstat.report.analysis import analyse
+    from valstat.report.content import findings
+    from valstat.report.text import Strings
+    from valstat.synthetic import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=3, folds=2, epochs=6, seed=2)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    (detect,) = analysis.summary.arms["a"].moves_within_noise.detectable
+    expected = mcnemar_drop_reference(30, detect.churn)
+    drop = next(f for f in findings(analysis, Strings(lang)) if f["id"] == "drop")
+    sentence = ("With 30 images, drops under {} images cannot be told from noise" if lang == "en"
+                else "在 30 张图像上，小于 {} 张图像的下降无法与噪声区分")
+    assert any(sentence.format(expected) in p for p in drop["paragraphs"])
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_curve_band_with_one_shared_split_is_the_crossed_interval_and_says_so(lang):
+    from types import SimpleNamespace
+
+    from valstat.report.analysis import analyse
+    from valstat.report.figures import figure_builders
+    from valstat.report.text import Strings
+    from valstat.stats import crossed_mean_interval, mean_interval
+    from valstat.synthetic import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=5, folds=1, epochs=3, seed=4)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    for epoch in range(3):
+        at = predictions[predictions["epoch"] == epoch].sort_values(["run_id", "example"])
+        table = (at["label"] == at["predicted"]).to_numpy(dtype=float).reshape(5, 30)  # runs x shared images
+        want = crossed_mean_interval(table, new_run_columns=30)
+        band = analysis.bands.set_index("epoch").loc[epoch]
+        assert (band["low"], band["high"]) == (pytest.approx(want["low"]), pytest.approx(want["high"]))
+        assert band["scope"] == "new validation images"
+        # never narrower than treating the five runs as independent (the t interval on these images)
+        t = mean_interval(table.mean(axis=1))
+        assert band["high"] - band["low"] >= t["high"] - t["low"] - 1e-9
+    S = Strings(lang)
+    caption = figure_builders(analysis, S)["val_accuracy_runs"][1]
+    assert S.section("captions")["band_crossed"] in caption
+    assert S.section("captions")["band_conditional"] not in caption
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_few_runs_report_the_collapse_aware_interval_and_what_it_allows(lang):
+    from types import SimpleNamespace
+
+    from scipy import stats as sps
+
+    from valstat.core import Settings
+    from valstat.report.analysis import analyse
+    from valstat.report.content import findings, methods
+    from valstat.report.text import Strings
+    from valstat.synthetic import fake_store
+
+    # 8 runs on their own splits, one ending on class 0 for every image (counted on request)
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=8, folds=1, epochs=4, shared_split=False,
+                                                    diverged=("a", 2, 0, 3), seed=3)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta),
+                       Settings(count_diverged=True))
+    S = Strings(lang)
+    share = f"{100 * sps.beta.ppf(0.9875, 2, 7):.0f}%"   # 1 of 8 collapsed: Clopper-Pearson at 1 - 0.05/4
+    spread = next(f for f in findings(analysis, S) if f["id"] == "spread")
+    expected = S("findings.spread_collapse", below=20, share=share, c_low="33%", c_high="33%", collapsed=1, runs=8)
+    assert expected in spread["paragraphs"]
+    assert S("methods.means_collapse", below=20) in methods(analysis, S)

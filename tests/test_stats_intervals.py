@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from valstat.errors import ValstatError
-from valstat.stats import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats import binomial_interval, collapse_mean_interval, crossed_mean_interval, mean_interval
 
 Z95 = 1.959963984540054  # Phi^-1(0.975)
 METHODS = ["wilson", "clopper-pearson", "jeffreys", "agresti-coull", "wald"]
@@ -212,3 +212,46 @@ def test_crossed_mean_interval_bad_input():
         crossed_mean_interval([[0.5, np.nan], [0.4, 0.3]])
     with pytest.raises(ValstatError):
         crossed_mean_interval(np.ones((2, 2)), new_run_columns=0)
+
+
+def test_collapse_mean_interval_by_hand():
+    # 9 learned runs and 1 that predicts one class (a third of the images): each side's 2.5%
+    # split into 1.25% for the collapse chance (Clopper-Pearson) and 1.25% for the learned mean (t)
+    learned = np.array([0.70, 0.80, 0.73, 0.77, 0.83, 0.67, 0.77, 0.73, 0.80])
+    values = np.r_[learned, 1 / 3]
+    flags = np.r_[np.zeros(9, bool), True]
+    res = collapse_mean_interval(values, flags, (0.3, 0.4))
+    p_low = sps.beta.ppf(0.0125, 1, 10)
+    p_high = sps.beta.ppf(0.9875, 2, 9)
+    half = sps.t.ppf(0.9875, 8) * learned.std(ddof=1) / np.sqrt(9)
+    l_low, l_high = learned.mean() - half, learned.mean() + half
+    low = min((1 - p) * l_low + p * 0.3 for p in (p_low, p_high))
+    high = max((1 - p) * l_high + p * 0.4 for p in (p_low, p_high))
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert (res["collapse_low"], res["collapse_high"]) == pytest.approx((p_low, p_high))
+    assert res["estimate"] == pytest.approx(values.mean()) and res["method"] == "collapse-mixture"
+    t = mean_interval(values)  # the prediction interval is the t one over all runs
+    assert (res["pi_low"], res["pi_high"], res["sd"]) == pytest.approx((t["pi_low"], t["pi_high"], t["sd"]))
+
+
+def test_collapse_mean_interval_without_collapsed_runs_still_allows_the_mode():
+    values = np.array([0.70, 0.80, 0.73, 0.77, 0.83, 0.67, 0.77, 0.73, 0.80, 0.76])
+    res = collapse_mean_interval(values, np.zeros(10, bool), (1 / 3, 1 / 3))
+    # exact: 0 of 10 bounds the collapse chance by 1 - 0.0125^(1/10), about 35 %
+    assert res["collapse_high"] == pytest.approx(1 - 0.0125 ** 0.1) and res["collapse_low"] == 0
+    half = sps.t.ppf(0.9875, 9) * values.std(ddof=1) / np.sqrt(10)
+    assert res["high"] == pytest.approx(values.mean() + half)
+    assert res["low"] == pytest.approx((0.0125 ** 0.1) * (values.mean() - half) + (1 - 0.0125 ** 0.1) / 3)
+    assert res["low"] < mean_interval(values)["low"]
+
+
+def test_collapse_mean_interval_with_one_learned_run_bounds_it_by_zero_and_one():
+    res = collapse_mean_interval([0.9, 0.25, 0.25], [False, True, True], (0.25, 0.25))
+    assert res["learned_low"] == 0 and res["learned_high"] == 1 and res["note"]
+
+
+@pytest.mark.parametrize("args", [([0.5, 0.6], [True], (0.3, 0.3)), ([0.5, 0.6], [1, 0], (0.3, 0.3)),
+                                  ([0.5, 0.6], [True, False], (0.4, 0.3)), ([0.5, 0.6], [True, False], (-0.1, 0.3))])
+def test_collapse_mean_interval_bad_input(args):
+    with pytest.raises(ValstatError):
+        collapse_mean_interval(*args)

@@ -33,23 +33,27 @@ def test_curve_changes_without_predictions_uses_fisher():
     assert df["lost"].isna().all()
 
 
-def test_curve_changes_with_predictions_uses_exact_mcnemar():
+def test_curve_changes_with_predictions_uses_midp_mcnemar_and_keeps_the_exact_p():
+    from power_reference import midp
+
     rng = np.random.default_rng(0)
     correct = rng.random((6, 30)) < np.linspace(0.3, 0.9, 6)[:, None]
     df = curve_changes(correct.mean(axis=1), 30, correct=correct)
     for t in range(1, 6):
         b = int(np.sum(correct[t - 1] & ~correct[t]))
         c = int(np.sum(~correct[t - 1] & correct[t]))
-        expected = 1.0 if b + c == 0 else min(1.0, 2 * sps.binom.cdf(min(b, c), b + c, 0.5))
+        exact = 1.0 if b + c == 0 else min(1.0, 2 * sps.binom.cdf(min(b, c), b + c, 0.5))
         assert (df["lost"][t], df["gained"][t]) == (b, c)
-        assert df["p_value"][t] == pytest.approx(expected)
+        assert df["p_value"][t] == pytest.approx(midp(b, c))
+        assert df["p_exact"][t] == pytest.approx(exact)
+        assert bool(df["within_noise"][t]) == (midp(b, c) >= 0.05)
 
 
 def test_one_image_flip_is_within_noise():
     correct = np.ones((2, 30), dtype=bool)
     correct[1, 0] = False
     df = curve_changes(correct.mean(axis=1), 30, correct=correct)
-    assert df["p_value"][1] == 1.0 and bool(df["within_noise"][1])
+    assert df["p_value"][1] == pytest.approx(0.5) and df["p_exact"][1] == 1.0 and bool(df["within_noise"][1])
 
 
 @pytest.mark.parametrize("values,n,correct", [

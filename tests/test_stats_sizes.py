@@ -116,3 +116,41 @@ def test_noether_runs():
     assert noether_runs() == 29
     z = sps.norm.ppf(0.95) * 2
     assert noether_runs(0.9) == math.ceil(z**2 / (6 * 0.4**2))
+
+
+@pytest.mark.parametrize("p", [0.5, 0.8, 0.93])
+def test_detectable_drop_fisher_matches_enumeration(p):
+    from power_reference import fisher_drop_reference
+
+    from valstat.stats.sizes import detectable_drop
+
+    assert detectable_drop(30, p=p) == fisher_drop_reference(30, p)
+
+
+@pytest.mark.parametrize("churn", [0.0, 1 / 30, 0.1])
+def test_detectable_drop_mcnemar_matches_enumeration(churn):
+    from power_reference import mcnemar_drop_reference
+
+    from valstat.stats.sizes import detectable_drop
+
+    assert detectable_drop(30, churn=churn) == mcnemar_drop_reference(30, churn)
+
+
+def test_mcnemar_power_matches_simulation():
+    from power_reference import midp
+
+    from valstat.stats.sizes import mcnemar_power
+
+    rng = np.random.default_rng(3)
+    draws = rng.multinomial(30, [0.25, 0.05, 0.70], 4000)
+    rejected = np.mean([midp(b, c) < 0.05 for b, c, _ in draws])
+    assert mcnemar_power(30, 0.25, 0.05) == pytest.approx(rejected, abs=4 * np.sqrt(0.25 / 4000))
+
+
+def test_detectable_drop_bad_input():
+    from valstat.stats.sizes import detectable_drop, mcnemar_power
+
+    with pytest.raises(ValstatError):
+        detectable_drop(30, p=1.5)
+    with pytest.raises(ValstatError):
+        mcnemar_power(30, 0.7, 0.5)

@@ -94,6 +94,32 @@ def test_moves_within_noise_match_curve_changes_per_run(two_arms):
     assert summary["arms"]["alt"]["moves_within_noise_share"] == pytest.approx(within / moves)
 
 
+def test_within_noise_says_which_drop_the_test_could_detect(two_arms):
+    from power_reference import fisher_drop_reference, mcnemar_drop_reference
+
+    (runs, epochs, preds, meta), summary = two_arms
+    # McNemar (per-image predictions) at the chance churn: mean over consecutive epochs of
+    # min(images lost, images gained), as a share of the 30 images
+    flips = []
+    for run_id in runs.loc[runs["arm"] == "alt", "run_id"]:
+        run_preds = preds[preds["run_id"] == run_id].sort_values(["epoch", "example"])
+        c = (run_preds["label"] == run_preds["predicted"]).to_numpy().reshape(-1, 30)
+        flips += list(np.minimum(np.sum(c[:-1] & ~c[1:], axis=1), np.sum(~c[:-1] & c[1:], axis=1)))
+    churn = np.mean(flips) / 30
+    (detect,) = summary["arms"]["alt"]["moves_within_noise"]["detectable"]
+    expected = mcnemar_drop_reference(30, churn)
+    assert (detect["test"], detect["churn"], detect["images"]) == ("mcnemar", pytest.approx(churn), expected)
+    text = format_summary(summarize(*two_arms[0], settings=Settings(count_diverged=True)))
+    assert f"drops under {expected} images cannot be told from noise (the mid-p McNemar test, 80% power" in text
+    # without predictions: Fisher's test at the arm's mean accuracy over the epochs it tested
+    plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
+    (detect,) = plain["arms"]["alt"]["moves_within_noise"]["detectable"]
+    alt = epochs[epochs["run_id"].isin(runs.loc[runs["arm"] == "alt", "run_id"])]
+    accuracy = alt["val_accuracy"].mean()
+    assert (detect["test"], detect["p"]) == ("fisher", pytest.approx(accuracy))
+    assert detect["images"] == fisher_drop_reference(30, accuracy)
+
+
 def test_dynamics_match_the_per_run_functions(two_arms):
     (runs, epochs, _, _), summary = two_arms
     arm_runs = runs.loc[runs["arm"] == "base", "run_id"]
@@ -375,7 +401,7 @@ PER_FOLD_KEYS = {"distribution_variance", "distribution_variance_clipped", "empi
 INDEPENDENT_NOISE_KEYS = {"epochs", "expected_max", "expected_optimism", "high", "low", "method", "n", "true_accuracy"}
 PER_IMAGE_NOISE_KEYS = {"epochs", "expected_optimism", "method", "n", "runs"}
 NESTED_KEYS = {
-    "moves_within_noise": {"moves", "note", "share", "test", "within_noise"},
+    "moves_within_noise": {"moves", "note", "share", "test", "within_noise", "detectable"},  # detectable: new
     "one_class_collapse": {"runs_ending_collapsed", "runs_ever_collapsed", "runs_with_predictions"},
     "optimism": {"expected_from_noise", "expected_from_noise_independent", "rules"},
     "minimum_detectable_difference": {"alpha", "decrease", "difference", "images", "increase", "n", "p", "power",
@@ -490,3 +516,36 @@ def test_stats_text_states_the_spread_change_in_both_languages():
     no_predictions = summarize(tables[0], tables[1], tables[2].iloc[0:0], tables[3],
                                settings=Settings(count_diverged=True))
     assert "collapse unknown (no per-image predictions); sd over 8 pairs" in format_summary(no_predictions)
+
+
+def test_few_runs_on_their_own_splits_get_the_collapse_aware_interval():
+    # 8 runs, each on its own split; run (seed 2) predicts class 0 for every image (a third of
+    # its stratified validation images); counted on request
+    runs, epochs, preds, meta = store(arms=("a",), seeds=8, folds=1, epochs=4, shared_split=False,
+                                      diverged=("a", 2, 0, 3), seed=3)
+    summary = summarize(runs, epochs, preds, meta, settings=Settings(count_diverged=True))
+    res = summary.to_dict()["arms"]["a"]["final_val_accuracy"]
+    acc = final_accuracies(epochs)
+    one_class = np.array([rid == run_id_for("a", 2, 0) for rid in sorted(runs["run_id"])])
+    assert acc[one_class] == pytest.approx([1 / 3])
+    learned = acc[~one_class]
+    half = sps.t.ppf(0.9875, learned.size - 1) * learned.std(ddof=1) / np.sqrt(learned.size)
+    p_low, p_high = sps.beta.ppf(0.0125, 1, 8), sps.beta.ppf(0.9875, 2, 7)
+    low = min((1 - p) * (learned.mean() - half) + p / 3 for p in (p_low, p_high))
+    high = max((1 - p) * (learned.mean() + half) + p / 3 for p in (p_low, p_high))
+    assert res["method"] == "collapse-mixture" and res["collapsed"] == 1
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert res["share_range"] == pytest.approx([1 / 3, 1 / 3])
+    assert "up to 58% of runs predicting one class (1 of 8 did)" in format_summary(summary)
+    assert "允许最多 58% 的运行只预测一个类别" in format_summary(summary, "zh")
+    # without per-image predictions nothing tells which runs collapsed: the t interval
+    plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
+    assert plain["arms"]["a"]["final_val_accuracy"]["method"] == "t"
+
+
+def test_twenty_runs_on_their_own_splits_keep_the_t_interval():
+    runs, epochs, preds, meta = store(arms=("a",), seeds=20, folds=1, epochs=2, shared_split=False, seed=4)
+    res = summary_dict(runs, epochs, preds, meta)["arms"]["a"]["final_val_accuracy"]
+    acc = final_accuracies(epochs)
+    low, high = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
+    assert res["method"] == "t" and (res["low"], res["high"]) == pytest.approx((low, high))

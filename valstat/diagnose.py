@@ -11,9 +11,11 @@ epochs are the history's own epoch numbers; counts are images.
 * ``val_size`` (int), ``val_size_inferred`` (bool), ``lattice_step`` (1/val_size), ``level``
 * ``epochs``: one dict per epoch: ``epoch``, ``val_accuracy`` (k/n), ``k`` (images right),
   ``low``, ``high`` (Wilson band), ``change_images`` (k minus the previous epoch's k; null at the
-  first epoch), ``p_value``, ``within_noise`` (null at the first epoch)
+  first epoch), ``p_value``, ``within_noise`` (null at the first epoch), ``detectable_drop``
+  (where within noise: the smallest drop in images from the previous epoch's accuracy that the
+  test detects with power ``detect_power``, 0.8; null otherwise or when no drop reaches it)
 * ``noise_test`` (text), ``changes_tested``, ``changes_beyond_noise`` (counts of epoch-to-epoch
-  changes)
+  changes), ``detect_power``, ``detectable_drop_last`` (the same at the last epoch's accuracy)
 * ``largest_drop``: ``from_epoch``, ``to_epoch``, ``images`` (negative), ``within_noise``
   (after a Bonferroni adjustment for scanning every move), ``p_value`` (this move),
   ``p_adjusted``, ``scanned``, ``within_noise_unadjusted``, ``smallest_flagged`` (the smallest
@@ -52,6 +54,8 @@ from valstat.report.text import Strings, p_short, pct, pts, short
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
+#: Power at which "within noise" is translated into the smallest drop the test detects.
+DETECT_POWER = 0.8
 
 
 def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float = 0.95,
@@ -88,6 +92,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     from valstat.stats.dynamics import lr_cuts
     from valstat.stats.lattice import LATTICE_TOLERANCE
     from valstat.stats.selection import plateau_epochs
+    from valstat.stats.sizes import detectable_drop
 
     settings = settings or Settings(level=level)
     level = settings.level
@@ -134,13 +139,19 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     tested = changes["within_noise"].notna()
     beyond = int((changes["within_noise"][tested] == False).sum())  # noqa: E712 (nullable)
 
+    # what "within noise" could have detected: the smallest drop from the previous epoch's
+    # accuracy that Fisher's test detects with 80% power (one computation per distinct count)
+    k_all = changes["k"].to_numpy(dtype=int)
+    detect = {int(k): detectable_drop(n, 1 - level, DETECT_POWER, p=k / n) for k in np.unique(k_all[:-1])}
     rows = []
-    for row in changes.itertuples(index=False):
+    for i, row in enumerate(changes.itertuples(index=False)):
         change = None if pd.isna(row.change_images) else int(row.change_images)
+        within = None if pd.isna(row.within_noise) else bool(row.within_noise)
         rows.append({
             "epoch": row.epoch, "val_accuracy": row.val_accuracy, "k": row.k,
             "low": row.low, "high": row.high, "change_images": change,
-            "p_value": row.p_value, "within_noise": row.within_noise,
+            "p_value": row.p_value, "within_noise": within,
+            "detectable_drop": detect[int(k_all[i - 1])] if within else None,
         })
 
     result = {
@@ -154,6 +165,8 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         "changes_beyond_noise": beyond,
         "largest_drop": drop,
         "first_to_last": None,
+        "detect_power": DETECT_POWER,
+        "detectable_drop_last": detectable_drop(n, 1 - level, DETECT_POWER, p=float(k_all[-1]) / n),
     }
     if len(epochs) > 1:
         # the whole run as one change: first epoch against last, with the same test
@@ -269,6 +282,10 @@ def verdict(r: dict, lang: str = "en") -> str:
             else:
                 sentence += D["drop_within_none"].format(scan=scan, n=n)
         parts.append(sentence[0].upper() + sentence[1:])
+        last_detect = r.get("detectable_drop_last")
+        acc = pct(last["val_accuracy"])
+        parts.append(D["detect"].format(n=n, acc=acc, images=S.images(last_detect)) if last_detect is not None
+                     else D["detect_none"].format(n=n, acc=acc))
         whole = r["first_to_last"]
         if whole["images"]:
             parts.append(D["whole"].format(
@@ -341,11 +358,16 @@ def format_diagnosis(result: dict, width: int = 100, lang: str = "en") -> str:
             if row["within_noise"] is not None:
                 word = D["row_within" if row["within_noise"] else "row_beyond"]
                 noise = f"{word} ({p_short(row['p_value'])})" if row["p_value"] is not None else word
+                if row["within_noise"]:
+                    detect = row.get("detectable_drop")
+                    noise += ", " + (D["row_detect"].format(images=detect) if detect is not None
+                                     else D["row_detect_none"])
         images = f"{row['k']}/{n}"
         interval = f"{pct(row['low'])} - {pct(row['high'])}"
         lines.append(f"{row['epoch']:>5}  {pct(row['val_accuracy']):>7}  {images:>9}  "
                      f"{interval:<19}  {change:>6}  {noise}".rstrip())
     lines.append(D["noise_line"].format(test=D["noise_test"], alpha=f"{100 * (1 - level):g}%"))
+    lines.append(D["detect_line"])
     lines.append("")
 
     drop = result.get("largest_drop")

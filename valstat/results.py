@@ -45,7 +45,11 @@ class Interval(_Result):
     n_units (seeds when folds of a seed are clustered, `units` = "seed"; else None), method
     ("t" | "crossed-anova"), design (how runs share validation images), scope ("new validation
     images" | "these validation images"), note. Crossed intervals add df, components
-    {rows, columns, residual} and `conditional` (the t interval for these images only)."""
+    {rows, columns, residual} and `conditional` (the t interval for these images only).
+    Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits) add
+    collapsed (runs that ended predicting one class), collapse_low/high (bounds on the chance
+    of that), learned_low/high (bounds on the other runs' mean) and share_range (lowest,
+    highest share of one class in the runs' validation sets)."""
 
     estimate: float
     low: float
@@ -64,6 +68,26 @@ class Interval(_Result):
     conditional: ConditionalInterval | None = absent()
     df: float | None = absent()
     components: dict | None = absent()
+    collapsed: int | None = absent()
+    collapse_low: float | None = absent()
+    collapse_high: float | None = absent()
+    learned_low: float | None = absent()
+    learned_high: float | None = absent()
+    share_range: list | None = absent()
+
+
+@dataclass(frozen=True)
+class Detectability(_Result):
+    """The smallest drop, in images of n, that a "within noise" test detects with `power`
+    (stats.sizes.move_detectability; images None: no drop is detectable): test "mcnemar" at the
+    chance churn (fraction of images flipping each way) or "fisher" at accuracy p."""
+
+    test: str
+    images: int | None
+    power: float
+    n: int
+    churn: float | None = absent()
+    p: float | None = absent()
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class WithinNoise(_Result):
     within_noise: int
     test: str | None
     note: str
+    detectable: list = field(default_factory=list)       # Detectability, one per test applied
 
 
 @dataclass(frozen=True)

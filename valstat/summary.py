@@ -13,11 +13,12 @@ import pandas as pd
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import unstable_images
-from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference,
+from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference, Detectability,
                              FiniteSample, FoldNoise, Interval, LrCollapse, McNemarPair, NoiseOptimism,
                              OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded, SpreadChange,
                              Summary, VarianceComponent, WithinNoise)
 from valstat.stats import (
+    collapse_mean_interval,
     corrected_resampled_ttest,
     crossed_mean_interval,
     expected_max_noise,
@@ -36,9 +37,10 @@ from valstat.stats import (
     variance_components,
 )
 from valstat.stats.dynamics import KINDS, plateau_cut_counts
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.stats.lattice import fisher_p
 from valstat.stats.selection import plateau_epochs, resampled_noise_optimism
-from valstat.stats.sizes import noether_runs
+from valstat.stats.sizes import move_detectability, noether_runs
 
 HALFWIDTHS = (0.05, 0.10)
 HALFWIDTH_PROBABILITY = 0.8  # chance that a validation set of the advised size reaches the half-width
@@ -98,10 +100,37 @@ def _crossed_table(finite, metric, epoch_col, cube, design):
     return (table, 1) if np.all(np.isfinite(table)) else None
 
 
-def _metric_intervals(arm, cube, level):
+def _class_share_range(finite, finals, n_classes):
+    """(lowest, highest) share of one class among each run's final-epoch validation images:
+    what a run predicting one class scores. A class missing from a run's images (of
+    max(n_classes, classes seen)) has share 0. None when a run lacks final predictions."""
+    codes = finite["code"].astype(int)
+    if not all(c in finals for c in codes):
+        return None
+    labels = [finals[c][2] for c in codes]
+    classes = max(n_classes, len(np.unique(np.concatenate(labels))))
+    shares = [np.unique(lab, return_counts=True)[1] / lab.size for lab in labels]
+    low = min(0.0 if s.size < classes else float(s.min()) for s in shares)
+    return low, max(float(s.max()) for s in shares)
+
+
+def _one_class_at(finite, epoch_col):
+    """Per run: it predicted one class at its `epoch_col` epoch (the final streak of
+    one_class_from reaches back to it); None when a run has no one-class information."""
+    if finite["ends_collapsed"].isna().any():
+        return None
+    start = pd.to_numeric(finite["one_class_from"], errors="coerce").to_numpy(dtype=float)
+    ends = finite["ends_collapsed"].astype(bool).to_numpy()
+    return ends & (start <= finite[epoch_col].to_numpy(dtype=float))
+
+
+def _metric_intervals(arm, cube, finals, level, n_classes=0):
     """Intervals of the mean final and best val accuracy and for one new run.
 
-    Own split per run: mean_interval (t; folds of one seed form one unit). Runs sharing
+    Own split per run: mean_interval (t; folds of one seed form one unit); with fewer than
+    COLLAPSE_AWARE_BELOW runs, each its own unit, and per-image predictions telling which runs
+    predicted one class, collapse_mean_interval (method "collapse-mixture": allows for a
+    one-class collapse mode these runs may not show). Runs sharing
     validation images: crossed_mean_interval (split or image, seed and residual parts), which
     generalises to new images, with the t interval kept as `conditional` (these images only);
     where the design is incomplete only the conditional interval exists and `scope` says so.
@@ -114,8 +143,15 @@ def _metric_intervals(arm, cube, level):
     units = finite["seed"].to_numpy() if clustered else None
     design = _design(finite)
     out = {}
+    aware = design == "own split per run" and units is None and 2 <= len(finite) < COLLAPSE_AWARE_BELOW
+    shares = _class_share_range(finite, finals, n_classes) if aware else None
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
-        res = mean_interval(finite[metric].to_numpy(dtype=float), level=level, method="t", units=units)
+        values = finite[metric].to_numpy(dtype=float)
+        one_class = _one_class_at(finite, epoch_col) if shares else None
+        if one_class is not None:
+            res = collapse_mean_interval(values, one_class, shares, level=level)
+        else:
+            res = mean_interval(values, level=level, method="t", units=units)
         if clustered:
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
@@ -136,13 +172,23 @@ def _metric_intervals(arm, cube, level):
     return out
 
 
+#: Power at which "within noise" is translated into the smallest drop the test detects.
+DETECT_POWER = 0.8
+
+
 def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
-    """Share of epoch-to-epoch accuracy changes within noise (McNemar; Fisher where no predictions)."""
-    tested = moves_by_run[moves_by_run["run"].isin(arm["code"])]
-    tested = tested[tested["lost"] != tested["gained"]]
+    """Share of epoch-to-epoch accuracy changes within noise (mid-p McNemar; Fisher where no
+    predictions), and per test the smallest drop in images it detects with DETECT_POWER
+    (stats.sizes.move_detectability): McNemar at the arm's chance churn, Fisher at the mean
+    accuracy of the epochs it tested."""
+    every = moves_by_run[moves_by_run["run"].isin(arm["code"])]
+    tested = every[every["lost"] != every["gained"]]
     p = [tested["p_value"].to_numpy()]
     without = arm.loc[~arm["code"].isin(moves_by_run["run"]), "run_id"]
     fisher_moves = 0
+    detectable = []
+    if len(tested) and val_size:
+        detectable.append(move_detectability(val_size, alpha, DETECT_POWER, every["lost"], every["gained"]))
     if len(without) and val_size:
         ep = arm_epochs[arm_epochs["run_id"].isin(without)].sort_values(["run_id", "epoch"])
         k = np.rint(ep["val_accuracy"].to_numpy(dtype=float) * val_size)
@@ -151,6 +197,7 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         if changed.any():
             p.append(fisher_p(k[:-1][changed].astype(int), k[1:][changed].astype(int), val_size))
             fisher_moves = int(changed.sum())
+            detectable.append(move_detectability(val_size, alpha, DETECT_POWER, accuracy=k[np.isfinite(k)] / val_size))
     p = np.concatenate(p)
     tests = [name for name, count in (("mcnemar", len(tested)), ("fisher", fisher_moves)) if count]
     return WithinNoise(
@@ -158,7 +205,10 @@ def _moves(arm, arm_epochs, moves_by_run, val_size, alpha):
         moves=int(p.size),
         within_noise=int(np.sum(p >= alpha)),
         test="+".join(tests) or None,
-        note=f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g}",
+        detectable=[Detectability(**d) for d in detectable],
+        note=f"moves = consecutive epochs whose val accuracy changed; within noise: p >= {alpha:g} "
+             f"(mcnemar: the mid-p McNemar test); "
+             f"detectable: the smallest drop in images each test detects with power {DETECT_POWER:g}",
     )
 
 
@@ -348,7 +398,7 @@ def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm, core.cube, settings.level),
+        **_metric_intervals(arm, core.cube, finals, settings.level, len(_class_names(core.meta))),
     }
     if len(arm) == 0:
         return ArmSummary(**out)
@@ -411,6 +461,10 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     return Comparison(**out)
 
 
+def _class_names(meta: dict) -> list:
+    return list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or [])
+
+
 def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
               settings: Settings = DEFAULT) -> Summary:
     """Answers for every arm of one experiment, from the store's tables.
@@ -427,8 +481,12 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         shared splits"; scope "new validation images" | "these validation images"; where runs
         share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
         "crossed-anova", df, components) and `conditional` holds the t interval for these
-        images only), moves_within_noise_share, moves_within_noise {share, moves,
-        within_noise, test}, variance_components (records; split = fold, or split_seed:fold),
+        images only; with fewer than COLLAPSE_AWARE_BELOW runs, each on its own split, and
+        per-image predictions, low/high come from collapse_mean_interval (method
+        "collapse-mixture", collapsed, collapse_low, collapse_high, learned_low, learned_high,
+        share_range)), moves_within_noise_share, moves_within_noise {share, moves,
+        within_noise, test, detectable [{test, images (smallest drop detected with power 0.8),
+        churn (McNemar) or p (Fisher), power, n}]}, variance_components (records; split = fold, or split_seed:fold),
         finite_sample (method "jordan-independent-errors": finite_sample_by_fold over runs
         sharing final-epoch images; where no two runs share images, "stratified-per-run" or
         "binomial-per-run": the variance of drawing each run's own images, see
@@ -469,7 +527,7 @@ def summarize_core(core: Core) -> Summary:
     return Summary(
         experiment=meta.get("experiment"),
         arm_names=list(core.arm_names),
-        class_names=list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or []),
+        class_names=_class_names(meta),
         arms=arms,
         comparisons=comparisons,
         runs_needed=RunsNeeded(gamma=gamma, alpha=alpha, beta=beta, runs=runs_needed(gamma, alpha, beta),

@@ -26,8 +26,10 @@ def test_every_check_passes(checks):
 def test_every_printed_interval_and_named_test_is_checked(checks):
     names = " | ".join(c.name for c in checks)
     for printed in ("binomial interval", "paired difference interval", "largest-drop interval",
-                    "mean accuracy interval (t)", "mean accuracy interval (crossed)", "one-new-run prediction",
+                    "mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
+                    "mean accuracy interval (crossed)", "one-new-run prediction",
                     "P(A > B) interval", "best-epoch optimism interval", "corrected resampled t-test",
+                    "mid-p McNemar", "per-epoch band of the curve figure", "at the detectable drop",
                     "Fisher test at the minimum detectable drop", "excludes 1/2 at runs_needed",
                     "advised validation size", "spread ratio interval (Pitman-Morgan",
                     "collapsed-share change interval"):

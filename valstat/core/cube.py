@@ -9,7 +9,7 @@ import pandas as pd
 
 from valstat.errors import ValstatError
 from valstat.stats.dynamics import majority_by_group
-from valstat.stats.paired import mcnemar_exact_p
+from valstat.stats.paired import mcnemar_midp_p
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Cube:
         return self.epoch[groups], self.example[idx[0]], self.label[idx[0]], self.correct[idx]
 
     def moves(self) -> pd.DataFrame:
-        """Consecutive recorded epochs of one run on the same images: lost/gained images, McNemar p."""
+        """Consecutive recorded epochs of one run on the same images: lost/gained images, mid-p McNemar p."""
         parts = []
         for width in np.unique(self.size):
             groups = np.flatnonzero(self.size == width)
@@ -93,7 +93,7 @@ class Cube:
         if not parts:
             return pd.DataFrame({"run": [], "lost": [], "gained": [], "p_value": []})
         out = pd.concat(parts, ignore_index=True)
-        out["p_value"] = mcnemar_exact_p(out["lost"], out["gained"])
+        out["p_value"] = mcnemar_midp_p(out["lost"], out["gained"])
         return out
 
     def last_groups(self) -> np.ndarray:

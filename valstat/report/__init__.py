@@ -171,7 +171,8 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     from valstat.diagnose import diagnose
     from valstat.report import content
     from valstat.report.figures import make_single_run_figures
-    from valstat.report.text import Strings, epoch, pct, pts, pval, rate
+    from valstat.report.text import Strings, epoch, pct, pts, rate
+    from valstat.results import Detectability
 
     S = Strings(lang)
     result = diagnose(epochs_df, val_size=val_size)
@@ -201,19 +202,18 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     tested = changes["within_noise"].dropna()
     paragraphs.append(S("single.changes", beyond=int((~tested.astype(bool)).sum()),
                         tested=len(tested), n=n))
+    if len(tested):
+        detect = Detectability(**(
+            stats.move_detectability(n, lost=changes["lost"][1:], gained=changes["gained"][1:])
+            if correct is not None else stats.move_detectability(n, accuracy=changes["k"] / n)))
+        paragraphs.append(content.moves_detect_text(detect, S))
     if drop is not None:
-        key = "drop_within" if drop["within_noise"] else "drop_beyond"
-        if correct is None:
-            key += "_fisher"
         k = changes.set_index("epoch")["k"]
         paragraphs.append(S("single.drop", k0=int(k[drop["from_epoch"]]),
                             k1=int(k[drop["to_epoch"]]), n=n, e0=drop["from_epoch"],
                             e1=drop["to_epoch"], images=S.images(-drop["images"]),
                             points=pts(-drop["images"] / n)))
-        paragraphs.append(S(f"findings.{key}", p=pval(drop["p_value"]), n=n,
-                            low=pts(drop["low"], signed=True), high=pts(drop["high"],
-                                                                         signed=True)))
-        paragraphs.append(content.drop_scan_text(drop, n, S))
+        paragraphs += content.drop_texts(drop, n, correct is not None, S)
     if result.get("lr_collapse_epoch") is not None:
         paragraphs.append(S("single.lr", initial=rate(result["lr_initial"]),
                             epoch=result["lr_collapse_epoch"],

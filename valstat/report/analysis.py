@@ -23,7 +23,7 @@ from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.report.text import finite
 from valstat.errors import ValstatError
 from valstat.results import Summary
-from valstat.summary import summarize_core
+from valstat.summary import _crossed_table, _design, summarize_core
 
 HALFWIDTH_TARGETS = (0.05, 0.025)
 
@@ -39,7 +39,7 @@ class Analysis:
     runs: pd.DataFrame              # the run table (core.runs) + n (the arm's val size)
     epochs: pd.DataFrame            # epochs of counted runs + arm, seed, fold, status
     coverage: dict
-    bands: pd.DataFrame             # arm, epoch, estimate, low, high, n_runs
+    bands: pd.DataFrame             # arm, epoch, estimate, low, high, n_runs, design, scope
     example: dict | None            # run with the largest drop: run_id, arm, changes, drop
     lr_marks: pd.DataFrame          # run_id, arm, epoch, learning_rate where the rate collapsed
     lr_detail: dict                 # arm -> first/last collapse epoch, initial and lowest rate
@@ -100,7 +100,7 @@ def analyse(tables, settings: Settings = DEFAULT) -> Analysis:
         meta=meta, settings=settings, core=core, summary=summary, arms=arms, val_sizes=val_sizes,
         runs=runs, epochs=epochs,
         coverage=_coverage(meta, runs, arms),
-        bands=_bands(epochs, settings.level),
+        bands=_bands(core, epochs, settings.level),
         example=None,
         lr_marks=pd.DataFrame(), lr_detail={},
         one_class=_one_class(runs[runs["counted"]], meta),
@@ -138,20 +138,32 @@ def _coverage(meta: dict, runs: pd.DataFrame, arms: list) -> dict:
             "planned_seeds": sweep.get("seeds"), "planned_folds": sweep.get("folds")}
 
 
-def _bands(epochs: pd.DataFrame, level: float) -> pd.DataFrame:
-    """Mean validation accuracy per arm and epoch, t interval at `level` (seed as unit with folds)."""
+def _bands(core: Core, epochs: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Mean validation accuracy per arm and epoch with its interval at `level`, by the design
+    of the runs at that epoch, as for the final accuracy (valstat.summary): runs on their own
+    splits, t (seed as unit with folds); runs sharing validation images, the crossed interval
+    (new images) where the design is complete, else t with scope "these validation images"."""
+    runs = core.runs.set_index("run_id")[["code", "split"]]
     rows = []
     for (arm, epoch), group in epochs.groupby(["arm", "epoch"], sort=True):
-        values = group["val_accuracy"].to_numpy(dtype=float)
-        keep = np.isfinite(values)
-        values, seeds = values[keep], group["seed"].to_numpy()[keep]
-        if values.size == 0:
+        group = group[np.isfinite(group["val_accuracy"].to_numpy(dtype=float))]
+        if len(group) == 0:
             continue
+        values, seeds = group["val_accuracy"].to_numpy(dtype=float), group["seed"].to_numpy()
         n_seeds = len(np.unique(seeds))
         units = seeds if 1 < n_seeds < values.size else None
         res = stats.mean_interval(values, level=level, method="t", units=units)
-        rows.append((arm, int(epoch), res["estimate"], res["low"], res["high"], values.size))
-    return pd.DataFrame(rows, columns=["arm", "epoch", "estimate", "low", "high", "n_runs"])
+        frame = group.join(runs, on="run_id")
+        design = _design(frame)
+        scope = "new validation images"
+        if design != "own split per run" and len(frame) >= 2:
+            crossed = _crossed_table(frame, "val_accuracy", "epoch", core.cube, design)
+            if crossed is None:
+                scope = "these validation images"
+            else:
+                res = stats.crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1])
+        rows.append((arm, int(epoch), res["estimate"], res["low"], res["high"], values.size, design, scope))
+    return pd.DataFrame(rows, columns=["arm", "epoch", "estimate", "low", "high", "n_runs", "design", "scope"])
 
 
 def _changes(group: pd.DataFrame, n: int, matrices: dict, level: float):

@@ -11,6 +11,7 @@ import pandas as pd
 from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 
 # stem -> caption key; the order is the order in the report
 FIGURES = ("val_accuracy_runs", "run_band", "accuracy_distribution", "loss_vs_accuracy",
@@ -35,12 +36,13 @@ def _entry(saved: plots.SavedFigure, caption: str) -> FigureEntry:
 
 
 def drop_note(drop, n, L) -> str:
-    """Text at the arrow of the largest drop: images lost, p, within/beyond noise."""
+    """Text at the arrow of the largest drop: images lost, the Bonferroni-adjusted p the
+    verdict uses (adjusted for scanning every move), within/beyond noise."""
     if drop is None:
         return ""
     verdict = L["within_noise"] if drop["within_noise"] else L["beyond_noise"]
-    return L["drop_note"].format(images=-drop["images"], n=n, p=pval(drop["p_value"]),
-                                 verdict=verdict)
+    return L["drop_note"].format(images=-drop["images"], n=n, p_adj=pval(drop["p_adjusted"]),
+                                 scanned=drop["scanned"], verdict=verdict)
 
 
 def _variance_caption(analysis: Analysis, C: dict) -> str:
@@ -55,6 +57,21 @@ def _variance_caption(analysis: Analysis, C: dict) -> str:
     return C["variance_components_draw"].format(how=how)
 
 
+def _band_caption(analysis: Analysis, C: dict) -> str:
+    """Caption of the runs-and-band figure: what the band covers in the runs' design."""
+    bands = analysis.bands
+    caption = C["val_accuracy_runs"]
+    shared = bands[bands["design"] != "own split per run"] if len(bands) else bands
+    if (shared["scope"] == "new validation images").any():
+        caption += C["band_crossed"]
+    if (shared["scope"] == "these validation images").any():
+        caption += C["band_conditional"]
+    if any(getattr(analysis.summary.arms[a].final_val_accuracy, "method", None) == "collapse-mixture"
+           for a in analysis.arms):
+        caption += C["band_collapse"].format(below=COLLAPSE_AWARE_BELOW)
+    return caption
+
+
 def figure_builders(analysis: Analysis, S: Strings) -> dict:
     """stem -> (draw, caption) for every figure the data allows, in report order;
     draw(ax=None) returns the Figure (drawn into `ax` when given)."""
@@ -64,7 +81,7 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
     epochs = analysis.epochs
     out = {}
     out["val_accuracy_runs"] = (lambda ax=None: plots.plot_val_accuracy_runs(
-        epochs, analysis.bands, analysis.val_sizes, colors, L, ax=ax), C["val_accuracy_runs"])
+        epochs, analysis.bands, analysis.val_sizes, colors, L, ax=ax), _band_caption(analysis, C))
     example = analysis.example
     if example is not None:
         out["run_band"] = (lambda ax=None: plots.plot_run_band(

@@ -10,7 +10,7 @@ same numbers `valstat stats` and `valstat diagnose` print).
 
 Array/table shapes (one row per ...):
   epochs:  run_id, arm, epoch, val_accuracy, val_loss, learning_rate   (run x epoch)
-  bands:   arm, epoch, estimate, low, high                             (arm x epoch)
+  bands:   arm, epoch, estimate, low, high (design, scope)              (arm x epoch)
   changes: valstat.stats.curve_changes output                          (epoch)
 """
 
@@ -245,7 +245,8 @@ def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label
     """One run's validation accuracy with its per-epoch 95% Wilson band; the largest drop marked.
 
     changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: largest_drop
-    output or None; note: the text written at the drop (e.g. "-4 of 30 images, p = 0.13").
+    output or None; note: the text written at the drop (figures.drop_note: images lost and the
+    scan-adjusted p the verdict uses, e.g. "−4 of 30 images, adjusted p = 0.85 (largest of 14 moves)").
     """
     fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained", ax=ax)
     n = int(changes["n"].iloc[0])

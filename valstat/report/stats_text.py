@@ -9,7 +9,7 @@ import math
 
 from valstat.core.settings import Settings
 from valstat.report.text import Strings, finite, num, pct, pts
-from valstat.results import ArmSummary, Interval, Summary
+from valstat.results import ArmSummary, Detectability, Interval, Summary
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 
 
@@ -35,6 +35,18 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
+def detect_words(detectable: Detectability, S: Strings) -> dict:
+    """{test, basis, images} of one `moves_within_noise.detectable` entry: the test's name and
+    what its power assumes (McNemar: the chance churn in images each way; Fisher: the accuracy)."""
+    if detectable.test == "mcnemar":
+        basis = S("findings.basis_mcnemar", churn=S("units.images_many", n=f"{detectable.churn * detectable.n:.1f}"))
+    else:
+        basis = S("findings.basis_fisher", acc=pct(detectable.p))
+    images = detectable.images
+    return {"test": S[f"findings.detect_{detectable.test}"], "basis": basis,
+            "images": None if images is None else S.images(images)}
+
+
 def _or_missing(text: str, S: Strings) -> str:
     return S["stats.missing"] if text == "–" else text
 
@@ -49,6 +61,10 @@ def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> li
     if moves and moves.moves:
         lines.append(S("stats.moves", within=moves.within_noise, moves=moves.moves, share=pct(moves.share),
                        test=moves.test))
+        for d in moves.detectable:
+            words = detect_words(d, S)
+            key = "stats.moves_detect" if d.images is not None else "stats.moves_detect_none"
+            lines.append(S(key, **dict(words, images=d.images)))
     if arm.variance_components:
         parts = [f"{r.component} {_or_missing(pct(r.share, 0), S)}" for r in arm.variance_components
                  if r.component in ("split", "seed", "residual")]
@@ -93,6 +109,8 @@ def _metric(label: str, m: Interval | None, S: Strings) -> str:
         parts.append(S("stats.sd", sd=pts(m.sd)))
     if finite(m.pi_low):
         parts.append(S("stats.one_run", low=pct(m.pi_low), high=pct(m.pi_high)))
+    if m.method == "collapse-mixture":
+        parts.append(S("stats.collapse", share=pct(m.collapse_high, 0), collapsed=m.collapsed, runs=m.n))
     conditional = m.conditional
     if conditional and m.method == "crossed-anova" and finite(conditional.low):
         parts.append(S("stats.conditional", low=pct(conditional.low), high=pct(conditional.high)))

@@ -5,7 +5,12 @@ Accuracies are fractions in [0, 1]; counts are images; epochs are numbered from 
 """
 
 from valstat.stats.dynamics import best_epochs, lr_collapse, one_class_collapse, plateau_cuts_after_ties
-from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats.intervals import (
+    binomial_interval,
+    collapse_mean_interval,
+    crossed_mean_interval,
+    mean_interval,
+)
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
 from valstat.stats.paired import (
     corrected_resampled_ttest,
@@ -16,7 +21,13 @@ from valstat.stats.paired import (
     variance_ratio_interval,
 )
 from valstat.stats.selection import expected_max_noise, optimism_summary, selection_optimism
-from valstat.stats.sizes import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+from valstat.stats.sizes import (
+    detectable_drop,
+    minimum_detectable_difference,
+    move_detectability,
+    runs_needed,
+    val_size_for_halfwidth,
+)
 from valstat.stats.variance import (
     binomial_sampling_variance,
     finite_sample_by_fold,
@@ -30,9 +41,11 @@ __all__ = [
     "best_epochs",
     "binomial_interval",
     "binomial_sampling_variance",
+    "collapse_mean_interval",
     "corrected_resampled_ttest",
     "crossed_mean_interval",
     "curve_changes",
+    "detectable_drop",
     "expected_max_noise",
     "finite_sample_by_fold",
     "finite_sample_variance",
@@ -43,6 +56,7 @@ __all__ = [
     "mcnemar",
     "mean_interval",
     "minimum_detectable_difference",
+    "move_detectability",
     "one_class_collapse",
     "optimism_summary",
     "paired_difference_interval",

@@ -20,21 +20,24 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from valstat.stats.intervals import binomial_interval, crossed_mean_interval, mean_interval
+from valstat.stats.intervals import (COLLAPSE_AWARE_BELOW, binomial_interval, collapse_mean_interval,
+                                     crossed_mean_interval, mean_interval)
 from valstat.stats.lattice import curve_changes, largest_drop
 from valstat.stats.paired import (
     corrected_resampled_ttest,
+    mcnemar_midp_p,
     paired_difference_interval,
     paired_spread_change,
     probability_of_improvement,
 )
 from valstat.stats.selection import optimism_summary
-from valstat.stats.sizes import fisher_p_table, minimum_detectable_difference, runs_needed, val_size_for_halfwidth
+from valstat.stats.sizes import (detectable_drop, fisher_p_table, minimum_detectable_difference, runs_needed,
+                                 val_size_for_halfwidth)
 
 N_IMAGES = 30
 COVERAGE_FLOOR = 0.93  # every printed 95% interval must reach this simulated coverage
 MU, SEED_SD, SPLIT_SD, IMAGE_SD = 1.0, 0.25, 0.3, 1.5
-CHANCE = 1 / 3  # a run collapsed to one class of three
+CHANCE = 1 / 3  # a run collapsed to one class of three scores its share on a stratified split
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(80)
 _GH_W = _GH_W / _GH_W.sum()
@@ -118,6 +121,12 @@ def check_paired(reps, rng):
         hits += low <= pr[1] - pr[2] <= high
     out = [Check("paired difference interval (Newcombe, phi*)", "concordant epoch pair, n=30", "coverage",
                  0.95, int(hits), reps)]
+    # one pre-chosen move with no real change (as many images flip each way): mid-p McNemar's size
+    for design, flips in (("concordant epoch pair, n=30", rng.uniform(0.01, 0.08, reps)),
+                          ("epoch pair, 10-30 % flipping each way, n=30", rng.uniform(0.1, 0.3, reps))):
+        cells = np.array([rng.multinomial(N_IMAGES, [f, f, 1 - 2 * f]) for f in flips])
+        out.append(Check("epoch-to-epoch move called beyond noise (mid-p McNemar)", design, "size", 0.05,
+                         int(np.sum(mcnemar_midp_p(cells[:, 0], cells[:, 1]) < 0.05)), reps))
     cover = alarms = 0
     epochs = 15
     for _ in range(reps):
@@ -150,23 +159,54 @@ def _run_accuracy(rng, seed_eff, split_eff, images):
 
 
 def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
-    """Each run draws its own split and images: mean_interval (t) and the one-new-run PI."""
+    """Each run draws its own split and images; a share `collapsed` of runs ends predicting one
+    class of three and scores its share, 1/3 (stratified split). The mean's interval summary
+    prints (collapse_mean_interval below COLLAPSE_AWARE_BELOW runs, else t) and the t PI."""
     truth = _population_accuracy(collapsed)
+    aware = runs < COLLAPSE_AWARE_BELOW
     cover = pi_cover = 0
     for _ in range(reps):
         acc = np.empty(runs + 1)
+        one_class = rng.random(runs + 1) < collapsed
         for r in range(runs + 1):
-            if rng.random() < collapsed:
-                acc[r] = rng.binomial(N_IMAGES, CHANCE) / N_IMAGES
+            if one_class[r]:
+                acc[r] = CHANCE
             else:
                 acc[r] = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD),
                                        rng.normal(0, IMAGE_SD, N_IMAGES))
-        res = mean_interval(acc[:runs], method="t")
+        res = (collapse_mean_interval(acc[:runs], one_class[:runs], (CHANCE, CHANCE)) if aware
+               else mean_interval(acc[:runs], method="t"))
         cover += _covers(res, truth)
         pi_cover += res["pi_low"] <= acc[runs] <= res["pi_high"]
-    design = f"own split per seed, {runs} runs" + (f", {collapsed:.0%} collapsed" if collapsed else "")
-    return [Check("mean accuracy interval (t)", design, "coverage", 0.95, int(cover), reps),
+    design = f"own split per seed, {runs} runs, {collapsed:.0%} collapsed"
+    name = "mean accuracy interval (collapse-aware)" if aware else "mean accuracy interval (t)"
+    return [Check(name, design, "coverage", 0.95, int(cover), reps),
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
+
+
+def _shared_split(rng, mu, seeds):
+    """One split shared by `seeds` runs at logit mean `mu`: correctness (seeds, images) as 0/1,
+    the split's effect and the images' difficulties."""
+    split = rng.normal(0, SPLIT_SD)
+    images = rng.normal(0, IMAGE_SD, N_IMAGES)
+    seed_eff = rng.normal(0, SEED_SD, seeds)
+    y = rng.random((seeds, N_IMAGES)) < expit(mu + split + seed_eff[:, None] + images[None, :])
+    return y.astype(float), split, images
+
+
+def check_band_shared_split(reps, rng, seeds=10, epochs=10):
+    """The curve figure's per-epoch band with one split shared by all seeds: the crossed
+    interval of each epoch's runs, on a curve rising from about 40 % to 70 %. Pointwise
+    coverage of that epoch's mean on new images: replication r scores epoch r mod `epochs`
+    alone, so replications stay independent."""
+    mu = MU + np.linspace(-1.5, 0.0, epochs)
+    hits = 0
+    for r in range(reps):
+        y, split, _ = _shared_split(rng, mu[r % epochs], seeds)
+        truth = float(_mean_expit(mu[r % epochs] + split, np.hypot(SEED_SD, IMAGE_SD)))
+        hits += _covers(crossed_mean_interval(y, new_run_columns=N_IMAGES), truth)
+    return [Check("per-epoch band of the curve figure (crossed), new images",
+                  f"one shared split, {seeds} seeds, {epochs} epochs rising", "coverage", 0.95, int(hits), reps)]
 
 
 def check_means_shared_split(reps, rng, seeds=20):
@@ -174,13 +214,10 @@ def check_means_shared_split(reps, rng, seeds=20):
     fixed) and the t interval (these images), and the one-new-run PI (new seed, new images)."""
     cover = cond = pi_cover = 0
     for _ in range(reps):
-        split = rng.normal(0, SPLIT_SD)
-        images = rng.normal(0, IMAGE_SD, N_IMAGES)
-        seed_eff = rng.normal(0, SEED_SD, seeds)
-        y = rng.random((seeds, N_IMAGES)) < expit(MU + split + seed_eff[:, None] + images[None, :])
+        y, split, images = _shared_split(rng, MU, seeds)
         truth_new = float(_mean_expit(MU + split, np.hypot(SEED_SD, IMAGE_SD)))
         truth_these = float(np.mean(_mean_expit(MU + split + images, SEED_SD)))
-        res = crossed_mean_interval(y.astype(float), new_run_columns=N_IMAGES)
+        res = crossed_mean_interval(y, new_run_columns=N_IMAGES)
         cover += _covers(res, truth_new)
         cond += _covers(mean_interval(y.mean(axis=1), method="t"), truth_these)
         new = _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, N_IMAGES))
@@ -253,6 +290,16 @@ def check_sizes(reps, rng):
     k2 = rng.binomial(N_IMAGES, 0.8 + mdd["decrease"], reps)
     out.append(Check("Fisher test at the minimum detectable drop", f"n=30, 80% -> {80 + 100 * mdd['decrease']:.0f}%",
                      "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
+    churn = 1 / N_IMAGES
+    j = detectable_drop(N_IMAGES, churn=churn)
+    cells = rng.multinomial(N_IMAGES, [churn + j / N_IMAGES, churn, 1 - 2 * churn - j / N_IMAGES], reps)
+    out.append(Check("mid-p McNemar at the detectable drop (within-noise sentences)",
+                     f"n=30, {j} images lost beyond 1 flipping each way", "power", 0.8,
+                     int(np.sum(mcnemar_midp_p(cells[:, 0], cells[:, 1]) < 0.05)), reps))
+    j = detectable_drop(N_IMAGES, p=0.8)
+    k2 = rng.binomial(N_IMAGES, 0.8 - j / N_IMAGES, reps)
+    out.append(Check("Fisher test at the detectable drop (within-noise sentences)", f"n=30, 24 -> {24 - j} images",
+                     "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
     n_runs = runs_needed(0.75)
     rejected = 0
     for _ in range(reps):
@@ -293,15 +340,21 @@ def check_selection(reps, rng, runs=10, epochs=20):
                   int(hits), reps)]
 
 
+#: (runs, share collapsed) of the own-split designs: the collapse-aware interval at 10 and 15
+#: runs, the t interval from COLLAPSE_AWARE_BELOW runs on.
+OWN_SPLIT_DESIGNS = tuple((r, c) for r in (10, 15) for c in (0.0, 0.05, 0.15, 0.3)) + ((20, 0.0), (20, 0.15))
+
+
 def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     """Every check at `reps` replications each, seeded; returns the Checks in table order."""
     rng = np.random.default_rng(seed)
     checks = []
     checks += check_binomial(reps, rng)
     checks += check_paired(reps, rng)
-    for runs, collapsed in ((10, 0.0), (20, 0.0), (10, 0.15), (20, 0.15)):
+    for runs, collapsed in OWN_SPLIT_DESIGNS:
         checks += check_means_own_split(reps, rng, runs, collapsed)
     checks += check_means_shared_split(reps, rng)
+    checks += check_band_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
     for pairs in (5, 10, 20):
         checks += check_probability_of_improvement(reps, rng, pairs)
@@ -316,9 +369,11 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
 SUMMARY = {
     "binomial": ("binomial interval (Wilson), one run",),
     "paired": ("paired difference interval (Newcombe, phi*)", "largest-drop interval (simultaneous)"),
-    "mean": ("mean accuracy interval (t)", "mean accuracy interval (crossed), new images"),
+    "mean": ("mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
+             "mean accuracy interval (crossed), new images"),
     "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
     "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
+    "band": ("per-epoch band of the curve figure (crossed), new images",),
     "improvement": ("P(A > B) interval",),
     "optimism": ("best-epoch optimism interval (t over runs)",),
     "spread_ratio": ("spread ratio interval (Pitman-Morgan, learned pairs)",),

@@ -21,6 +21,9 @@ BINOMIAL_METHODS = {
     "wald": "normal",
 }
 MEAN_METHODS = ("t", "percentile", "bca")
+# Below this many runs the mean's interval allows for a one-class collapse mode the runs may
+# not show (collapse_mean_interval); from it on, the t interval covers (calibration table).
+COLLAPSE_AWARE_BELOW = 20
 
 # scipy >= 1.15 names the generator `rng`; older versions call it `random_state`.
 _BOOTSTRAP_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
@@ -267,3 +270,50 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) 
         "se": se, "pi_low": float(grand - pi_half), "pi_high": float(grand + pi_half), "level": level,
         "components": {"rows": float(clipped[0]), "columns": float(clipped[1]), "residual": float(clipped[2])},
     }
+
+
+def collapse_mean_interval(values, one_class, share_range, level: float = 0.95) -> dict:
+    """Interval for the mean over runs allowing for a collapse mode the runs may not show.
+
+    A run that ends predicting one class scores exactly the share of that class among the
+    validation images, so the population mean is (1 - pi)·mu_learned + pi·mu_one_class with
+    pi the chance that a run collapses. Each side of the interval spends alpha/2 = (1 -
+    level)/2 in two halves (Bonferroni): a one-sided Clopper-Pearson bound on pi (exact, so
+    0 collapsed of 10 still bounds pi by 1 - (alpha/4)^(1/10), 35 % at level 0.95) and a
+    one-sided t bound on the learned runs' mean; mu_one_class lies in `share_range`. The
+    bounds are the extremes of the mixture over pi in [pi_low, pi_high]. With fewer than 2
+    learned runs their mean is bounded by [0, 1] only.
+    values: shape (runs,), accuracy per run (fractions); one_class: shape (runs,), booleans,
+    the run ended predicting one class; share_range: (lowest, highest) share of one class in
+    the runs' validation sets (fractions).
+    Returns dict: estimate (mean of all runs), low, high, method "collapse-mixture", level,
+      n, n_units None, sd, pi_low, pi_high (t prediction interval for one new run over all
+      runs, as mean_interval), collapsed (runs), collapse_low, collapse_high (bounds on the
+      collapse chance at level 1 - alpha/2), learned_low, learned_high, share_range, note.
+    """
+    level = check_level(level)
+    values = as_1d(values, "values")
+    flags = np.asarray(one_class)
+    if flags.shape != values.shape or flags.dtype != bool:
+        raise ValstatError(f"one_class must be {values.size} booleans, one per run")
+    c_low, c_high = (float(s) for s in share_range)
+    if not 0 <= c_low <= c_high <= 1:
+        raise ValstatError(f"share_range must be (low, high) with 0 <= low <= high <= 1, got {share_range!r}")
+    n, collapsed = values.size, int(flags.sum())
+    result = mean_interval(values, level=level, method="t")
+    half = (1 - level) / 2  # one side's alpha, split between the collapse chance and the learned mean
+    p_low, p_high = binomial_interval(collapsed, n, 1 - half, "clopper-pearson")
+    learned = values[~flags]
+    if learned.size >= 2:
+        t_res = mean_interval(learned, level=1 - half, method="t")
+        l_low, l_high = t_res["low"], t_res["high"]
+    else:
+        l_low, l_high = 0.0, 1.0
+    ends = np.array([p_low, p_high])
+    low = float(np.min((1 - ends) * l_low + ends * c_low))
+    high = float(np.max((1 - ends) * l_high + ends * c_high))
+    result.update(low=low, high=high, method="collapse-mixture", collapsed=collapsed,
+                  collapse_low=float(p_low), collapse_high=float(p_high), learned_low=float(l_low),
+                  learned_high=float(l_high), share_range=[c_low, c_high],
+                  note="" if learned.size >= 2 else "fewer than 2 learned runs: their mean bounded by [0, 1]")
+    return result

@@ -9,7 +9,8 @@ from scipy import stats as sps
 from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, as_bool_matrix, check_level, check_positive_int, need_columns
 from valstat.stats.intervals import binomial_interval
-from valstat.stats.paired import independent_difference_interval, mcnemar_exact_p, paired_difference_interval
+from valstat.stats.paired import (independent_difference_interval, mcnemar_exact_p, mcnemar_midp_p,
+                                  paired_difference_interval)
 
 # |accuracy·n - k| allowed for a logged accuracy to count as k/n (Keras logs float32).
 LATTICE_TOLERANCE = 1e-4
@@ -61,13 +62,14 @@ def curve_changes(val_accuracy, n: int, correct=None, level: float = 0.95) -> pd
 
     val_accuracy: shape (epochs,), fractions on the 1/n lattice; n: validation images.
     correct: optional, shape (epochs, n) booleans, per-image correctness each epoch. With it,
-      each change is tested by exact McNemar on the two epochs' per-image correctness.
-      Without it, Fisher's exact test compares k_{t-1}/n with k_t/n as independent
-      binomials; that is conservative, because the same images are scored twice.
+      each change is tested by the mid-p McNemar test on the two epochs' per-image correctness
+      (p_exact: the exact McNemar p, which largest_drop uses). Without it, Fisher's exact test
+      compares k_{t-1}/n with k_t/n as independent binomials (p_exact = p_value); that is
+      conservative, because the same images are scored twice.
     Returns DataFrame, one row per epoch (numbered from 0): epoch, val_accuracy, k, n,
       low, high (Wilson band at `level`), change_images (k_t - k_{t-1}; NaN at epoch 0),
       lost, gained (images that went right->wrong / wrong->right; NaN without `correct`),
-      p_value, within_noise (p >= 1 - level; <NA> at epoch 0).
+      p_value, p_exact, within_noise (p_value >= 1 - level; <NA> at epoch 0).
     """
     level = check_level(level)
     n = check_positive_int(n, "n")
@@ -79,6 +81,7 @@ def curve_changes(val_accuracy, n: int, correct=None, level: float = 0.95) -> pd
     lost = np.full(epochs, np.nan)
     gained = np.full(epochs, np.nan)
     p = np.full(epochs, np.nan)
+    p_exact = np.full(epochs, np.nan)
     if correct is not None:
         c = as_bool_matrix(correct, "correct")
         if c.shape != (epochs, n):
@@ -87,16 +90,17 @@ def curve_changes(val_accuracy, n: int, correct=None, level: float = 0.95) -> pd
             raise ValstatError("correct disagrees with val_accuracy: per-epoch sums of correct images differ from k")
         lost[1:] = np.sum(c[:-1] & ~c[1:], axis=1)
         gained[1:] = np.sum(~c[:-1] & c[1:], axis=1)
-        p[1:] = mcnemar_exact_p(lost[1:], gained[1:])
+        p[1:] = mcnemar_midp_p(lost[1:], gained[1:])
+        p_exact[1:] = mcnemar_exact_p(lost[1:], gained[1:])
     elif epochs > 1:
-        p[1:] = fisher_p(k[:-1], k[1:], n)
+        p[1:] = p_exact[1:] = fisher_p(k[:-1], k[1:], n)
     within = pd.array(np.r_[np.nan, p[1:] >= 1 - level] if epochs else [], dtype="boolean")
     if epochs:
         within[0] = pd.NA
     return pd.DataFrame({
         "epoch": np.arange(epochs), "val_accuracy": k / n, "k": k, "n": n,
         "low": low, "high": high, "change_images": change, "lost": lost, "gained": gained,
-        "p_value": p, "within_noise": within,
+        "p_value": p, "p_exact": p_exact, "within_noise": within,
     })
 
 
@@ -124,11 +128,12 @@ def largest_drop(changes_df: pd.DataFrame, level: float = 0.95) -> dict | None:
 
     changes_df: output of curve_changes. The fall is the largest of all `scanned` moves
     (epochs - 1), not one chosen in advance, so its verdict and interval are Bonferroni-
-    adjusted for the scan: p_adjusted = min(1, p·scanned), within_noise = p_adjusted >= 1 -
+    adjusted for the scan, on the exact test (p_exact: exact McNemar, or Fisher):
+    p_adjusted = min(1, p·scanned), within_noise = p_adjusted >= 1 -
     level, and the interval is at level 1 - (1 - level)/scanned (it covers every move's true
     change at once with probability >= level).
     Returns dict: from_epoch, to_epoch, images (negative count), within_noise, p_value (one
-      move), p_adjusted, scanned, within_noise_unadjusted, smallest_flagged (the smallest net
+      move, exact), p_adjusted, scanned, within_noise_unadjusted (p_value >= 1 - level), smallest_flagged (the smallest net
       loss in images this test would have flagged after the adjustment, None if none could:
       for McNemar given the images that changed answer, discordant), discordant (None on the
       Fisher path), test ("mcnemar" | "fisher"), low, high (interval for the change in
@@ -138,7 +143,7 @@ def largest_drop(changes_df: pd.DataFrame, level: float = 0.95) -> dict | None:
       (statsmodels, method "newcomb").
     """
     level = check_level(level)
-    need_columns(changes_df, ["epoch", "k", "n", "change_images", "lost", "gained", "p_value", "within_noise"], "changes_df")
+    need_columns(changes_df, ["epoch", "k", "n", "change_images", "lost", "gained", "p_exact"], "changes_df")
     change = changes_df["change_images"].to_numpy(dtype=float)
     if change.size == 0 or not np.nanmin(change, initial=0.0) < 0:
         return None
@@ -155,12 +160,12 @@ def largest_drop(changes_df: pd.DataFrame, level: float = 0.95) -> dict | None:
         low, high = paired_difference_interval(both, gained, lost, n - both - lost - gained, 1 - alpha)
     else:
         low, high = independent_difference_interval(k_now, n, k_prev, n, 1 - alpha)
-    p = float(row["p_value"])
+    p = float(row["p_exact"])
     p_adjusted = min(1.0, p * scanned)
     return {
         "from_epoch": int(prev["epoch"]), "to_epoch": int(row["epoch"]), "images": int(row["change_images"]),
         "within_noise": bool(p_adjusted >= 1 - level), "p_value": p, "p_adjusted": p_adjusted,
-        "scanned": scanned, "within_noise_unadjusted": bool(row["within_noise"]),
+        "scanned": scanned, "within_noise_unadjusted": bool(p >= 1 - level),
         "smallest_flagged": smallest_flagged_loss(n, alpha, k_prev, discordant), "discordant": discordant,
         "test": "fisher" if discordant is None else "mcnemar", "low": low, "high": high,
     }

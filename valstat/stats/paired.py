@@ -29,16 +29,31 @@ def mcnemar_exact_p(b, c):
     return np.where(b + c == 0, 1.0, p)
 
 
+def mcnemar_midp_p(b, c):
+    """Mid-p McNemar p-value (Fagerland, Lydersen & Laake 2013), vectorised:
+    min(1, 2·[BinomCDF(m; b+c, ½) - ½·BinomPMF(m; b+c, ½)]), m = min(b, c); 1 where b + c = 0.
+
+    valstat's test of one epoch-to-epoch move with per-image predictions. Its size given the
+    discordant count can pass alpha (0.077 at 16 discordant images), but over the designs of
+    the calibration table it stays below (size of a move with no real change there); it has
+    more power than the exact test (a 15-point drop on 30 images: 0.47 against 0.29).
+    """
+    b = np.asarray(b, dtype=float)
+    c = np.asarray(c, dtype=float)
+    m, d = np.minimum(b, c), b + c
+    p = np.minimum(1.0, 2.0 * (sps.binom.cdf(m, d, 0.5) - 0.5 * sps.binom.pmf(m, d, 0.5)))
+    return np.where(d == 0, 1.0, p)
+
+
 def mcnemar(a_correct, b_correct) -> dict:
     """McNemar test for two classifiers scored on the same images.
 
     a_correct, b_correct: shape (images,), booleans (image classified correctly).
     b = images A gets right and B wrong; c = images A gets wrong and B right.
     Exact binomial form when b + c < 25, else chi-square with continuity correction
-    (statsmodels ``contingency_tables.mcnemar``). The mid-p variant (Fagerland et al. 2013)
-    has more power but can exceed its level; valstat keeps the exact conditional test so that
-    "beyond noise" holds at the stated level, and says what size of drop it can flag
-    (lattice.smallest_flagged_loss).
+    (statsmodels ``contingency_tables.mcnemar``), for two arms on the same images. A single
+    epoch-to-epoch move is tested with the mid-p form instead (mcnemar_midp_p); the largest
+    of all moves, picked by scanning, with this exact form and a Bonferroni adjustment.
     Returns dict: b, c, statistic, p_value, exact.
     """
     a, b_arr = as_paired_bool(a_correct, b_correct, ("a_correct", "b_correct"))

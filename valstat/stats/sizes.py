@@ -11,6 +11,7 @@ from scipy import stats as sps
 from valstat.errors import ValstatError
 from valstat.stats._checks import as_number, check_level, check_positive_int
 from valstat.stats.intervals import binomial_interval
+from valstat.stats.paired import mcnemar_midp_p
 
 
 def _fraction(value, name, low_open=False, high_open=False):
@@ -177,3 +178,65 @@ def noether_runs(gamma: float = 0.75, alpha: float = 0.05, beta: float = 0.05) -
     beta = check_level(beta, "beta")
     z = sps.norm.ppf(1 - alpha) + sps.norm.ppf(1 - beta)
     return int(math.ceil(z**2 / (6 * (gamma - 0.5) ** 2) - 1e-12))
+
+
+def mcnemar_power(n: int, lost: float, gained: float, alpha: float = 0.05) -> float:
+    """Exact power of valstat's two-sided McNemar test of one move between two epochs on n images.
+
+    Each image independently goes right -> wrong with probability `lost` and wrong -> right
+    with probability `gained` (lost + gained <= 1); power = P(p < alpha), summing the
+    trinomial probabilities of every (images lost b, images gained c), p =
+    paired.mcnemar_midp_p(b, c) (the per-move test).
+    """
+    n = check_positive_int(n, "n")
+    if not (0 <= lost and 0 <= gained and lost + gained <= 1):
+        raise ValstatError(f"lost and gained must be rates with lost + gained <= 1, got {lost!r}, {gained!r}")
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = b + c <= n
+    log_p = (sps.binom.logpmf(b, n, lost) + sps.binom.logpmf(c, n - np.minimum(b, n),
+                                                              gained / (1 - lost) if lost < 1 else 0.0))
+    reject = ok & (mcnemar_midp_p(b, c) < alpha)
+    return float(np.sum(np.exp(log_p[reject])))
+
+
+def detectable_drop(n: int, alpha: float = 0.05, power: float = 0.8, p: float | None = None,
+                    churn: float | None = None) -> int | None:
+    """Smallest drop in images (of n) the test valstat applies detects with `power`, or None.
+
+    With `churn` (per-image predictions, mid-p McNemar): between the two epochs each image
+    flips right -> wrong at rate churn + j/n and wrong -> right at rate churn (the chance
+    flips both ways plus j images truly lost); power by mcnemar_power. Without it (Fisher's
+    exact test of two counts), accuracy falls from `p` to p - j/n; power by fisher_power.
+    Returns the smallest whole j >= 1 whose power reaches `power`: drops under j images are
+    detected less often than that ("cannot be told from noise").
+    """
+    n = check_positive_int(n, "n")
+    alpha = check_level(alpha, "alpha")
+    power = check_level(power, "power")
+    if churn is not None:
+        churn = _fraction(churn, "churn")
+        steps = range(1, int(np.floor((1 - 2 * churn) * n + 1e-9)) + 1)
+        reach = (mcnemar_power(n, churn + j / n, churn, alpha) for j in steps)
+    else:
+        p = _fraction(p, "p")
+        steps = range(1, int(np.floor(p * n + 1e-9)) + 1)
+        reach = (fisher_power(n, p, p - j / n, alpha) for j in steps)
+    return next((j for j, got in zip(steps, reach) if got >= power), None)
+
+
+def move_detectability(n: int, alpha: float = 0.05, power: float = 0.8, lost=None, gained=None,
+                       accuracy=None) -> dict:
+    """What a "within noise" verdict on epoch-to-epoch moves of n images could have detected.
+
+    With per-image counts lost, gained (shape (moves,), images per consecutive epoch pair,
+    unchanged pairs included): the mid-p McNemar test at the chance churn = mean of
+    min(lost, gained) / n. Otherwise Fisher's test at p = mean of `accuracy` (shape (epochs,),
+    fractions). Returns dict: test ("mcnemar" | "fisher"), churn or p, images
+    (detectable_drop), power, n.
+    """
+    if lost is not None:
+        churn = float(np.mean(np.minimum(lost, gained)) / n)
+        return {"test": "mcnemar", "churn": churn, "images": detectable_drop(n, alpha, power, churn=churn),
+                "power": power, "n": n}
+    p = float(np.mean(accuracy))
+    return {"test": "fisher", "p": p, "images": detectable_drop(n, alpha, power, p=p), "power": power, "n": n}

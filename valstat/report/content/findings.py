@@ -11,6 +11,8 @@ import pandas as pd
 
 from valstat import stats
 from valstat.report.analysis import Analysis, confounded
+from valstat.report.stats_text import detect_words
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
@@ -54,12 +56,7 @@ def _drop(analysis, S):
                             k0=int(k[d["from_epoch"]]), k1=int(k[d["to_epoch"]]), n=n,
                             e0=d["from_epoch"], e1=d["to_epoch"], images=S.images(-d["images"]),
                             points=pts(-d["images"] / n)))
-        key = "drop_within" if d["within_noise"] else "drop_beyond"
-        if not example["paired"]:
-            key += "_fisher"
-        paragraphs.append(S(f"findings.{key}", p=pval(d["p_value"]), n=n,
-                            low=pts(d["low"], signed=True), high=pts(d["high"], signed=True)))
-        paragraphs.append(drop_scan_text(d, n, S))
+        paragraphs += drop_texts(d, n, example["paired"], S)
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
@@ -67,17 +64,28 @@ def _drop(analysis, S):
         if moves and moves.moves:
             paragraphs.append(S("findings.moves", arm=arm, within=moves.within_noise,
                                 moves=moves.moves, share=pct(moves.share, 0)))
+            paragraphs += [moves_detect_text(d, S) for d in moves.detectable]
         else:
             paragraphs.append(S("findings.moves_none", arm=arm))
     return {"id": "drop", "title": S["findings.drop_title"], "paragraphs": paragraphs}
 
 
-def drop_scan_text(drop, n, S) -> str:
-    """The largest drop's scan adjustment and the smallest loss the test could flag."""
+def moves_detect_text(detectable, S) -> str:
+    """The smallest drop the moves' test detects with 80% power (stats.move_detectability)."""
+    key = "findings.moves_detect" if detectable.images is not None else "findings.moves_detect_none"
+    return S(key, n=detectable.n, **detect_words(detectable, S))
+
+
+def drop_texts(drop, n, paired, S) -> list:
+    """The largest drop's verdict with the Bonferroni-adjusted p it uses (McNemar when
+    `paired`, else Fisher), then the scan adjustment and the smallest loss the test could flag."""
+    key = ("drop_within" if drop["within_noise"] else "drop_beyond") + ("" if paired else "_fisher")
+    verdict = S(f"findings.{key}", p_adj=pval(drop["p_adjusted"]), scanned=drop["scanned"], n=n,
+                low=pts(drop["low"], signed=True), high=pts(drop["high"], signed=True))
+    scan = dict(scanned=drop["scanned"], p=pval(drop["p_value"]), n=n)
     if drop.get("smallest_flagged") is None:
-        return S("findings.drop_scan_none", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n)
-    return S("findings.drop_scan", scanned=drop["scanned"], p_adj=pval(drop["p_adjusted"]), n=n,
-             flag=S.images(drop["smallest_flagged"]))
+        return [verdict, S("findings.drop_scan_none", **scan)]
+    return [verdict, S("findings.drop_scan", **scan, flag=S.images(drop["smallest_flagged"]))]
 
 
 def _flat(analysis, S):
@@ -156,6 +164,13 @@ def _smooth(analysis, S):
 
 
 
+def collapse_text(interval, S) -> str:
+    """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
+    low, high = interval.share_range
+    return S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
+             c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval.collapsed, runs=interval.n)
+
+
 def _finite_sample_text(info, n, S) -> str:
     """Jordan's share of within-fold variance, or what each run's own draw of images gives."""
     method = info.method
@@ -188,6 +203,8 @@ def _spread(analysis, S):
                             mean=pct(final.estimate), low=pct(final.low),
                             high=pct(final.high), sd=pts(final.sd),
                             pi_low=pct(final.pi_low), pi_high=pct(final.pi_high)))
+        if final.method == "collapse-mixture":
+            paragraphs.append(collapse_text(final, S))
         conditional = final.conditional
         if conditional and final.method == "crossed-anova":
             design = S["findings.design_shared"] if final.design == "one shared split" \

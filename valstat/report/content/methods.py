@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from valstat import __version__
+from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings
 from valstat.report.content.common import CALIBRATION, _arm_info, _n_truth
@@ -25,7 +26,11 @@ def methods(analysis: Analysis, S: Strings) -> str:
     tests = {m.test or "" for m in moves if m}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
-    parts += [S["methods.means"], S["methods.variance"]]
+    parts.append(S["methods.means"])
+    if any(getattr(_arm_info(analysis, a).final_val_accuracy, "method", None) == "collapse-mixture"
+           for a in analysis.arms):
+        parts.append(S("methods.means_collapse", below=COLLAPSE_AWARE_BELOW))
+    parts.append(S["methods.variance"])
     methods_used = finite_sample_methods(analysis)
     if "jordan-independent-errors" in methods_used:
         parts.append(S["methods.variance_jordan"])
