@@ -315,6 +315,57 @@ def test_result_is_plain_json_and_formats_after_a_round_trip():
     assert {"epoch", "val_accuracy", "low", "high", "change_images", "within_noise"} <= set(result["epochs"][0])
 
 
+# `valstat diagnose --json` keys, as main printed them before diagnose() returned a dataclass
+JSON_KEYS = {"val_size", "val_size_inferred", "lattice_step", "level", "epochs", "noise_test",
+             "changes_tested", "changes_beyond_noise", "largest_drop", "first_to_last",
+             "detect_power", "detectable_drop_last", "lr_collapse_epoch", "lr_epochs_after_collapse",
+             "lr_initial", "lr_final", "lr_cuts", "lr_cuts_after_ties", "lr_collapse_threshold",
+             "best_val_accuracy_epoch", "best_val_loss_epoch", "best_epoch_expected_optimism",
+             "best_epoch_optimism", "lr_at_collapse", "has_val_loss", "verdict"}
+JSON_EPOCH_KEYS = {"epoch", "val_accuracy", "k", "low", "high", "change_images", "p_value",
+                   "within_noise", "detectable_drop"}
+JSON_NESTED_KEYS = {
+    "largest_drop": {"from_epoch", "to_epoch", "images", "within_noise", "p_value", "p_adjusted",
+                     "scanned", "within_noise_unadjusted", "smallest_flagged", "discordant", "test",
+                     "low", "high"},
+    "first_to_last": {"from_epoch", "to_epoch", "images", "p_value", "within_noise"},
+    "lr_cuts_after_ties": {"monitor", "patience_inferred", "cuts", "after_ties_only", "after_worse",
+                           "other", "consistent"},
+    "best_epoch_optimism": {"true_accuracy", "epochs", "epochs_total", "plateau_epochs", "val_size",
+                            "expected_max", "low", "high", "upper_bound", "assumption"},
+}
+LR_KEYS = ("lr_collapse_epoch", "lr_epochs_after_collapse", "lr_initial", "lr_final", "lr_cuts",
+           "lr_at_collapse")
+STEP_SCHEDULE = ("epoch,val_accuracy,learning_rate\n"   # cut once, never below 1 % of the start
+                 + "".join(f"{e},{(10 + 2 * e) / 30!r},{1e-3 if e < 4 else 1e-4}\n" for e in range(8)))
+
+
+@pytest.mark.parametrize("history, args, null", [
+    ("tfkeras2_lr.csv", [], set()),                                      # rate column, collapses
+    ("one_class_collapse.csv", [], set()),                               # ends on one class
+    ("history.json", [], {*LR_KEYS, "lr_cuts_after_ties"}),              # no rate column
+    ("step_schedule.csv", ["--val-size", "30"],                          # rate column, no collapse
+     {"largest_drop", "best_val_loss_epoch", "lr_collapse_epoch", "lr_epochs_after_collapse",
+      "lr_at_collapse"}),
+    ("one_epoch.csv", ["--val-size", "30"],                              # nothing to compare
+     {*LR_KEYS, "lr_cuts_after_ties", "largest_drop", "first_to_last", "best_val_loss_epoch"}),
+])
+def test_json_keys_are_unchanged(history, args, null, tmp_path):
+    from conftest import valstat
+
+    (tmp_path / "step_schedule.csv").write_text(STEP_SCHEDULE)
+    (tmp_path / "one_epoch.csv").write_text("epoch,val_accuracy\n0,0.7\n")
+    path = DATA / history if (DATA / history).exists() else tmp_path / history
+    done = valstat("diagnose", path, "--json", *args)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == JSON_KEYS
+    assert all(set(row) == JSON_EPOCH_KEYS for row in result["epochs"])
+    assert {key for key in JSON_KEYS if result[key] is None} - {"detectable_drop_last"} == null
+    for key, keys in JSON_NESTED_KEYS.items():
+        assert result[key] is None or set(result[key]) == keys, key
+
+
 def test_nan_val_loss_becomes_null():
     frame = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6], "val_loss": [1.0, np.nan]})
     result = diagnose(frame, val_size=10)
