@@ -104,7 +104,8 @@ def test_json_places_every_epoch_drop_and_collapse(synthetic, tmp_path):
     payload = json.loads(done.stdout)
     result = payload["against"]
     # the diagnosis of the history as `diagnose --json` prints it, with the placement beside it
-    assert payload == {**diagnose(read_history(tmp_path / "log.csv"), val_size=30).to_dict(), "against": result}
+    diagnosis = diagnose(read_history(tmp_path / "log.csv"), val_size=30)
+    assert payload == {**diagnosis.to_dict(), "against": result}
     reruns = tables.epochs[tables.epochs["run_id"].str.startswith("baseline/")]
     assert result["reruns"] == 12 and result["val_size"] == 30 and result["arms"] == ["baseline"]
     for row in result["epochs"]:

@@ -120,11 +120,11 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     rows = []
     for i, row in enumerate(changes.itertuples(index=False)):
         within = None if pd.isna(row.within_noise) else bool(row.within_noise)
-        rows.append(EpochRow(
-            epoch=int(row.epoch), val_accuracy=float(row.val_accuracy), k=int(row.k), low=float(row.low),
-            high=float(row.high), change_images=None if pd.isna(row.change_images) else int(row.change_images),
-            p_value=to_plain(row.p_value), within_noise=within,
-            detectable_drop=detect[int(k[i - 1])] if within else None))
+        change = None if pd.isna(row.change_images) else int(row.change_images)
+        rows.append(EpochRow(epoch=int(row.epoch), val_accuracy=float(row.val_accuracy), k=int(row.k),
+                             low=float(row.low), high=float(row.high), change_images=change,
+                             p_value=to_plain(row.p_value), within_noise=within,
+                             detectable_drop=detect[int(k[i - 1])] if within else None))
     first_to_last = None
     if len(epochs) > 1:
         # the whole run as one change: first epoch against last, with the same test
@@ -160,7 +160,8 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                        "measured independently on n images at their mean accuracy; real epochs "
                        "are correlated, so this is an upper bound")}))
 
-    val_loss = epochs["val_loss"].to_numpy(dtype=float) if "val_loss" in epochs else np.full(len(epochs), np.nan)
+    val_loss = (epochs["val_loss"].to_numpy(dtype=float) if "val_loss" in epochs
+                else np.full(len(epochs), np.nan))
     drop = largest_drop(changes, level=level)
     result = Diagnosis(
         val_size=n, val_size_inferred=inferred, lattice_step=float(lattice_step(n)), level=level,

@@ -553,10 +553,13 @@ class Diagnosis(_Result):
     detectable_drop_last (the smallest detectable drop at the last epoch's accuracy, images;
     None: none is); largest_drop and first_to_last (None when the curve never fell / has one
     epoch); the learning rate (lr_* None without a rate column): first epoch below
-    lr_collapse_threshold of the start, epochs from it to the end (counting it), the rate then, initial and
-    final rate, lr_cuts (epochs whose rate fell), lr_cuts_after_ties (None: never cut); best
-    val-accuracy / val-loss epochs (first on ties), best_epoch_expected_optimism (fraction) and
-    its basis; has_val_loss; verdict (English, built from the fields above)."""
+    lr_collapse_threshold of the start, epochs from it to the end (counting it), the rate then,
+    initial and final rate, lr_cuts (epochs whose rate fell), lr_cuts_after_ties (None: never
+    cut); best
+    val-accuracy / val-loss epochs (first on ties); best_epoch_expected_optimism: an upper bound
+    (fraction) on how far the best epoch's val accuracy exceeds its true accuracy from noise
+    alone, on the basis best_epoch_optimism; has_val_loss; verdict (English, from the fields
+    above: diagnose.verdict)."""
 
     val_size: int
     val_size_inferred: bool
