@@ -1,4 +1,5 @@
-"""Typed results of `valstat.summary.summarize`: frozen dataclasses, `to_dict()` for JSON.
+"""Typed results of `valstat.summary.summarize` and `valstat.diagnose.diagnose`: frozen
+dataclasses, `to_dict()` for JSON (summary.json, `valstat stats --json`, `valstat diagnose --json`).
 
 Accuracies, variances' square roots and shares are fractions. Every nested statistic is typed;
 summary.py builds each from the dict its `valstat.stats` function returns, so an unknown key
