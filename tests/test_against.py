@@ -19,6 +19,8 @@ from valstat.synthetic import build_store
 from valstat.errors import ValstatError
 from valstat.stats.against import largest_fall, percentile_of, place_curve, place_value
 from valstat.against import format_placement, place_history
+from valstat.diagnose import diagnose
+from valstat.history import read_history
 from valstat.store import Store, load_tables
 
 
@@ -99,7 +101,11 @@ def test_json_places_every_epoch_drop_and_collapse(synthetic, tmp_path):
     done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--arm",
                    "baseline", "--json")
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)["against"]
+    payload = json.loads(done.stdout)
+    result = payload["against"]
+    # the diagnosis of the history as `diagnose --json` prints it, with the placement beside it
+    diagnosis = diagnose(read_history(tmp_path / "log.csv"), val_size=30)
+    assert payload == {**diagnosis.to_dict(), "against": result}
     reruns = tables.epochs[tables.epochs["run_id"].str.startswith("baseline/")]
     assert result["reruns"] == 12 and result["val_size"] == 30 and result["arms"] == ["baseline"]
     for row in result["epochs"]:

@@ -9,6 +9,7 @@ under test.  One test trains a tiny real Keras model and diagnoses the CSV it lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -88,20 +89,20 @@ def plain_json_only(value) -> bool:
 
 def check_epoch_rows(result, ks, n, labels=None):
     labels = list(range(len(ks))) if labels is None else labels
-    assert [row["epoch"] for row in result["epochs"]] == labels
-    assert [row["k"] for row in result["epochs"]] == ks
-    for i, row in enumerate(result["epochs"]):
-        assert row["val_accuracy"] == pytest.approx(ks[i] / n, abs=1e-12)
+    assert [row.epoch for row in result.epochs] == labels
+    assert [row.k for row in result.epochs] == ks
+    for i, row in enumerate(result.epochs):
+        assert row.val_accuracy == pytest.approx(ks[i] / n, abs=1e-12)
         low, high = wilson(ks[i], n)
-        assert row["low"] == pytest.approx(low, abs=1e-9)
-        assert row["high"] == pytest.approx(high, abs=1e-9)
+        assert row.low == pytest.approx(low, abs=1e-9)
+        assert row.high == pytest.approx(high, abs=1e-9)
         if i == 0:
-            assert row["change_images"] is None and row["within_noise"] is None
+            assert row.change_images is None and row.within_noise is None
         else:
-            assert row["change_images"] == ks[i] - ks[i - 1]
+            assert row.change_images == ks[i] - ks[i - 1]
             p = fisher_p(ks[i - 1], ks[i], n)
-            assert row["p_value"] == pytest.approx(p, rel=1e-6)
-            assert row["within_noise"] is (p >= 0.05)
+            assert row.p_value == pytest.approx(p, rel=1e-6)
+            assert row.within_noise is (p >= 0.05)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,43 +119,43 @@ COLLAPSE_K = [4, 4, 0, 0, 0, 0, 0, 0, 0, 0]
 def test_tfkeras2_lr_history():
     result = diagnose(read_history(DATA / "tfkeras2_lr.csv"))
     assert smallest_val_size(TFKERAS2_K, 30) == 30  # so inferring 30 is the honest answer
-    assert result["val_size"] == 30 and result["val_size_inferred"] is True
-    assert result["lattice_step"] == pytest.approx(1 / 30)
+    assert result.val_size == 30 and result.val_size_inferred is True
+    assert result.lattice_step == pytest.approx(1 / 30)
     check_epoch_rows(result, TFKERAS2_K, 30)
 
     beyond = sum(fisher_p(a, b, 30) < 0.05 for a, b in zip(TFKERAS2_K, TFKERAS2_K[1:]))
-    assert (result["changes_tested"], result["changes_beyond_noise"]) == (11, beyond)
+    assert (result.changes_tested, result.changes_beyond_noise) == (11, beyond)
 
-    drop = result["largest_drop"]
-    assert (drop["from_epoch"], drop["to_epoch"], drop["images"]) == (2, 3, -4)
-    assert drop["within_noise"] is True
-    assert drop["p_value"] == pytest.approx(fisher_p(24, 20, 30), rel=1e-6)
+    drop = result.largest_drop
+    assert (drop.from_epoch, drop.to_epoch, drop.images) == (2, 3, -4)
+    assert drop.within_noise is True
+    assert drop.p_value == pytest.approx(fisher_p(24, 20, 30), rel=1e-6)
     # the largest of 11 moves: Bonferroni, interval at 1 - 0.05/11
-    assert drop["scanned"] == 11 and drop["p_adjusted"] == pytest.approx(min(1, 11 * fisher_p(24, 20, 30)))
-    assert drop["smallest_flagged"] == min(j for j in range(1, 25) if fisher_p(24, 24 - j, 30) < 0.05 / 11)
+    assert drop.scanned == 11 and drop.p_adjusted == pytest.approx(min(1, 11 * fisher_p(24, 20, 30)))
+    assert drop.smallest_flagged == min(j for j in range(1, 25) if fisher_p(24, 24 - j, 30) < 0.05 / 11)
     low, high = newcombe_difference(20, 24, 30, z=NormalDist().inv_cdf(1 - 0.025 / 11))
-    assert (drop["low"], drop["high"]) == (pytest.approx(low, abs=1e-6), pytest.approx(high, abs=1e-6))
+    assert (drop.low, drop.high) == (pytest.approx(low, abs=1e-6), pytest.approx(high, abs=1e-6))
 
     # rates by design: 1e-3 for epochs 0-4, 1e-4 for 5-6, 1e-5 for 7-8, 1e-6 for 9-10, 1e-7 for 11
-    assert result["lr_cuts"] == [5, 7, 9, 11]
-    assert result["lr_collapse_epoch"] == 9  # 1e-5 is 1% of 1e-3, not below it; 1e-6 is
-    assert result["lr_epochs_after_collapse"] == 3  # epochs 9..11
-    assert result["lr_initial"] == pytest.approx(1e-3, rel=1e-6)
-    assert result["lr_final"] == pytest.approx(1e-7, rel=1e-6)
+    assert result.lr_cuts == [5, 7, 9, 11]
+    assert result.lr_collapse_epoch == 9  # 1e-5 is 1% of 1e-3, not below it; 1e-6 is
+    assert result.lr_epochs_after_collapse == 3  # epochs 9..11
+    assert result.lr_initial == pytest.approx(1e-3, rel=1e-6)
+    assert result.lr_final == pytest.approx(1e-7, rel=1e-6)
     # best is 24 at epoch 2; every later epoch is below it, so each cut follows 'worse' epochs
-    ties = result["lr_cuts_after_ties"]
-    assert ties["consistent"] and ties["patience_inferred"] == 2
-    assert (ties["cuts"], ties["after_ties_only"], ties["after_worse"]) == (4, 0, 4)
+    ties = result.lr_cuts_after_ties
+    assert ties.consistent and ties.patience_inferred == 2
+    assert (ties.cuts, ties.after_ties_only, ties.after_worse) == (4, 0, 4)
 
-    assert result["best_val_accuracy_epoch"] == 2
+    assert result.best_val_accuracy_epoch == 2
     val_loss = read_history(DATA / "tfkeras2_lr.csv")["val_loss"]
-    assert result["best_val_loss_epoch"] == int(np.argmin(val_loss))
+    assert result.best_val_loss_epoch == int(np.argmin(val_loss))
 
-    verdict = result["verdict"]
+    verdict = result.verdict
     assert f"{beyond} of 11 epoch-to-epoch changes" in verdict
     assert "4 images (13.3 points) between epochs 2 and 3" in verdict
     assert f"within noise (p={fisher_p(24, 20, 30):.2f}; p=1.00 adjusted for scanning 11 moves" in verdict
-    assert f"flags only drops of {drop['smallest_flagged']} images or more" in verdict
+    assert f"flags only drops of {drop.smallest_flagged} images or more" in verdict
     assert "down to 1e-06, 0.1% of its start (0.001), at epoch 9" in verdict
     assert "flat tail is the schedule" in verdict
     assert "--val-size" in verdict  # n was inferred: say how to override it
@@ -162,47 +163,47 @@ def test_tfkeras2_lr_history():
 
 def test_keras3_learning_rate_history_drop_is_real_only_before_the_scan_adjustment():
     result = diagnose(read_history(DATA / "keras3_learning_rate.csv"))
-    assert result["val_size"] == smallest_val_size(KERAS3_K, 30) == 30
+    assert result.val_size == smallest_val_size(KERAS3_K, 30) == 30
     check_epoch_rows(result, KERAS3_K, 30)
-    drop = result["largest_drop"]
-    assert (drop["from_epoch"], drop["to_epoch"], drop["images"]) == (5, 6, -10)
+    drop = result.largest_drop
+    assert (drop.from_epoch, drop.to_epoch, drop.images) == (5, 6, -10)
     p = fisher_p(24, 14, 30)
     moves = len(KERAS3_K) - 1
     # 10 of 30 images lost is p = 0.015 as one pre-chosen move, but it is the largest of all
     # moves: Bonferroni over them leaves it within noise
-    assert p < 0.05 and drop["within_noise_unadjusted"] is False
-    assert drop["p_adjusted"] == pytest.approx(min(1, moves * p)) and drop["p_adjusted"] > 0.05
-    assert drop["within_noise"] is True
-    assert drop["p_value"] == pytest.approx(p, rel=1e-6)
+    assert p < 0.05 and drop.within_noise_unadjusted is False
+    assert drop.p_adjusted == pytest.approx(min(1, moves * p)) and drop.p_adjusted > 0.05
+    assert drop.within_noise is True
+    assert drop.p_value == pytest.approx(p, rel=1e-6)
     low, high = newcombe_difference(14, 24, 30, z=NormalDist().inv_cdf(1 - 0.025 / moves))
-    assert drop["low"] == pytest.approx(low, abs=1e-6) and drop["high"] == pytest.approx(high, abs=1e-6)
-    assert result["lr_cuts"] == [7, 9, 11, 13]
-    assert result["lr_collapse_epoch"] == 11 and result["lr_epochs_after_collapse"] == 4
-    assert "within noise" in result["verdict"] and "does not show the model did not get worse" in result["verdict"]
+    assert drop.low == pytest.approx(low, abs=1e-6) and drop.high == pytest.approx(high, abs=1e-6)
+    assert result.lr_cuts == [7, 9, 11, 13]
+    assert result.lr_collapse_epoch == 11 and result.lr_epochs_after_collapse == 4
+    assert "within noise" in result.verdict and "does not show the model did not get worse" in result.verdict
 
 
 def test_history_json_without_learning_rate():
     result = diagnose(read_history(DATA / "history.json"))
-    assert result["val_size"] == smallest_val_size(JSON_K, 30) == 30
+    assert result.val_size == smallest_val_size(JSON_K, 30) == 30
     check_epoch_rows(result, JSON_K, 30)
-    assert result["lr_collapse_epoch"] is None
-    assert result["lr_epochs_after_collapse"] is None
-    assert result["lr_cuts"] is None and result["lr_cuts_after_ties"] is None
-    assert "no learning rate" in result["verdict"]
-    drop = result["largest_drop"]
-    assert (drop["from_epoch"], drop["to_epoch"], drop["images"]) == (6, 7, -2)
-    whole = result["first_to_last"]  # 12/30 -> 21/30: each step is noise, the whole rise is not
+    assert result.lr_collapse_epoch is None
+    assert result.lr_epochs_after_collapse is None
+    assert result.lr_cuts is None and result.lr_cuts_after_ties is None
+    assert "no learning rate" in result.verdict
+    drop = result.largest_drop
+    assert (drop.from_epoch, drop.to_epoch, drop.images) == (6, 7, -2)
+    whole = result.first_to_last  # 12/30 -> 21/30: each step is noise, the whole rise is not
     p = fisher_p(12, 21, 30)
-    assert p < 0.05 and result["changes_beyond_noise"] == 0
-    assert (whole["from_epoch"], whole["to_epoch"], whole["images"]) == (0, 7, 9)
-    assert whole["p_value"] == pytest.approx(p, rel=1e-6) and whole["within_noise"] is False
+    assert p < 0.05 and result.changes_beyond_noise == 0
+    assert (whole.from_epoch, whole.to_epoch, whole.images) == (0, 7, 9)
+    assert whole.p_value == pytest.approx(p, rel=1e-6) and whole.within_noise is False
     assert f"rose from 12/30 (epoch 0) to 21/30 (epoch 7), 9 images: larger than noise (p={p:.2g})" \
-        in result["verdict"]
+        in result.verdict
 
 
 def test_old_keras_acc_history():
     result = diagnose(read_history(DATA / "old_keras_acc.csv"))
-    assert result["val_size"] == smallest_val_size(OLD_K, 30) == 30
+    assert result.val_size == smallest_val_size(OLD_K, 30) == 30
     check_epoch_rows(result, OLD_K, 30)
 
 
@@ -211,16 +212,16 @@ def test_smallest_n_rule_and_explicit_val_size():
     # 4/30 = 2/15 and 0/30: every value is a whole number of images out of 15 already
     assert smallest_val_size(COLLAPSE_K, 30) == 15
     inferred = diagnose(history)
-    assert inferred["val_size"] == 15 and inferred["val_size_inferred"] is True
-    assert "pass --val-size if it is not 15" in inferred["verdict"]
+    assert inferred.val_size == 15 and inferred.val_size_inferred is True
+    assert "pass --val-size if it is not 15" in inferred.verdict
 
     given = diagnose(history, val_size=30)
-    assert given["val_size"] == 30 and given["val_size_inferred"] is False
+    assert given.val_size == 30 and given.val_size_inferred is False
     check_epoch_rows(given, COLLAPSE_K, 30)
-    assert "--val-size" not in given["verdict"]
-    assert "one class" in given["verdict"]  # 0 of 30 right at the end
+    assert "--val-size" not in given.verdict
+    assert "one class" in given.verdict  # 0 of 30 right at the end
     # a multiple of the true size is also a valid lattice
-    assert [row["k"] for row in diagnose(history, val_size=60)["epochs"]] == [2 * k for k in COLLAPSE_K]
+    assert [row.k for row in diagnose(history, val_size=60).epochs] == [2 * k for k in COLLAPSE_K]
 
 
 def test_cuts_after_ties():
@@ -231,14 +232,14 @@ def test_cuts_after_ties():
     frame = pd.DataFrame({"epoch": range(12), "val_accuracy": [float(np.float32(k / 30)) for k in ks],
                           "learning_rate": [float(np.float32(r)) for r in rates]})
     result = diagnose(frame)
-    ties = result["lr_cuts_after_ties"]
-    assert result["lr_cuts"] == [5, 8, 10]
-    assert ties["consistent"] and ties["patience_inferred"] == 2
-    assert (ties["cuts"], ties["after_ties_only"], ties["after_worse"]) == (3, 3, 0)
-    assert "3 of 3 after ties alone" in result["verdict"]
-    assert result["largest_drop"] is None
-    assert "never fell" in result["verdict"]
-    assert result["best_val_loss_epoch"] is None and result["best_val_accuracy_epoch"] == 5
+    ties = result.lr_cuts_after_ties
+    assert result.lr_cuts == [5, 8, 10]
+    assert ties.consistent and ties.patience_inferred == 2
+    assert (ties.cuts, ties.after_ties_only, ties.after_worse) == (3, 3, 0)
+    assert "3 of 3 after ties alone" in result.verdict
+    assert result.largest_drop is None
+    assert "never fell" in result.verdict
+    assert result.best_val_loss_epoch is None and result.best_val_accuracy_epoch == 5
 
 
 def test_schedule_not_from_plateau_on_val_accuracy_is_not_explained_by_ties():
@@ -247,10 +248,10 @@ def test_schedule_not_from_plateau_on_val_accuracy_is_not_explained_by_ties():
     frame = pd.DataFrame({"epoch": range(8), "val_accuracy": [k / 30 for k in ks],
                           "learning_rate": [1e-3] * 4 + [1e-4] * 4})
     result = diagnose(frame, val_size=30)
-    assert result["lr_cuts"] == [4]
-    assert result["lr_cuts_after_ties"]["consistent"] is False
-    assert "ReduceLROnPlateau" not in result["verdict"]
-    assert "never fell below 1% of its start (from 0.001 to 0.0001)" in result["verdict"]
+    assert result.lr_cuts == [4]
+    assert result.lr_cuts_after_ties.consistent is False
+    assert "ReduceLROnPlateau" not in result.verdict
+    assert "never fell below 1% of its start (from 0.001 to 0.0001)" in result.verdict
 
 
 def test_history_epochs_are_kept_when_they_do_not_start_at_zero():
@@ -259,9 +260,9 @@ def test_history_epochs_are_kept_when_they_do_not_start_at_zero():
                           "learning_rate": [1e-3, 1e-3, 1e-3, 1e-4, 1e-5, 1e-6]})
     result = diagnose(frame, val_size=30)
     check_epoch_rows(result, ks, 30, labels=list(range(10, 16)))
-    assert (result["largest_drop"]["from_epoch"], result["largest_drop"]["to_epoch"]) == (11, 12)
-    assert result["lr_collapse_epoch"] == 15 and result["lr_epochs_after_collapse"] == 1
-    assert result["lr_cuts"] == [13, 14, 15]
+    assert (result.largest_drop.from_epoch, result.largest_drop.to_epoch) == (11, 12)
+    assert result.lr_collapse_epoch == 15 and result.lr_epochs_after_collapse == 1
+    assert result.lr_cuts == [13, 14, 15]
 
 
 def test_best_epoch_optimism_matches_the_exact_expected_maximum():
@@ -269,12 +270,12 @@ def test_best_epoch_optimism_matches_the_exact_expected_maximum():
     # plateau: the epochs whose k is within noise of the best (24/30) by Fisher's test
     plateau = [k for k in TFKERAS2_K if fisher_p(24, k, 30) >= 0.05]
     mean = sum(plateau) / (30 * len(plateau))
-    basis = result["best_epoch_optimism"]
-    assert basis["true_accuracy"] == pytest.approx(mean, abs=1e-9) and basis["upper_bound"] is True
-    assert basis["epochs"] == len(plateau) and basis["epochs_total"] == 12 and basis["val_size"] == 30
+    basis = result.best_epoch_optimism
+    assert basis.true_accuracy == pytest.approx(mean, abs=1e-9) and basis.upper_bound is True
+    assert basis.epochs == len(plateau) and basis.epochs_total == 12 and basis.val_size == 30
     exact = exact_expected_optimism(30, len(plateau), mean)
-    assert result["best_epoch_expected_optimism"] == pytest.approx(exact, abs=0.003)  # simulated
-    assert "upper bound" in result["verdict"] and "upper bound" in format_diagnosis(result)
+    assert result.best_epoch_expected_optimism == pytest.approx(exact, abs=0.003)  # simulated
+    assert "upper bound" in result.verdict and "upper bound" in format_diagnosis(result)
 
 
 def test_best_epoch_optimism_on_a_rising_curve_is_near_the_truth():
@@ -287,14 +288,14 @@ def test_best_epoch_optimism_on_a_rising_curve_is_near_the_truth():
         k = rng.binomial(30, p_true)
         truth.append(k.max() / 30 - p_true[np.argmax(k)])
         result = diagnose(pd.DataFrame({"epoch": range(20), "val_accuracy": k / 30}), val_size=30)
-        estimate.append(result["best_epoch_expected_optimism"])
+        estimate.append(result.best_epoch_expected_optimism)
     assert np.mean(estimate) == pytest.approx(np.mean(truth), abs=0.015)
 
 
 def test_single_epoch():
     result = diagnose(pd.DataFrame({"epoch": [0], "val_accuracy": [0.7]}), val_size=30)
-    assert result["changes_tested"] == 0 and result["largest_drop"] is None
-    assert result["epochs"][0]["k"] == 21
+    assert result.changes_tested == 0 and result.largest_drop is None
+    assert result.epochs[0].k == 21
     text = format_diagnosis(result)
     # Wilson 95% for 21/30 by hand: (21 + 1.92) / 33.84 = 0.677 +- 1.96 / 33.84 * sqrt(6.3 + 0.96)
     assert "21/30  52.1% - 83.3%" in text
@@ -302,24 +303,72 @@ def test_single_epoch():
     assert "best-epoch bias" not in text   # one epoch: no choice, no optimism
 
 
-def test_result_is_plain_json_and_formats_after_a_round_trip():
+def test_result_is_frozen_plain_python_and_its_dict_is_the_same_json():
     for name in ("tfkeras2_lr.csv", "keras3_learning_rate.csv", "history.json", "one_class_collapse.csv"):
         result = diagnose(read_history(DATA / name))
-        assert plain_json_only(result), name
-        text = json.dumps(result, allow_nan=False)
-        assert format_diagnosis(json.loads(text)) == format_diagnosis(result)
-    keys = {"val_size", "val_size_inferred", "lattice_step", "epochs", "largest_drop",
-            "lr_collapse_epoch", "lr_epochs_after_collapse", "best_val_loss_epoch",
-            "best_val_accuracy_epoch", "best_epoch_expected_optimism", "verdict"}
-    assert keys <= set(result)
-    assert {"epoch", "val_accuracy", "low", "high", "change_images", "within_noise"} <= set(result["epochs"][0])
+        fields = dataclasses.asdict(result)     # the attributes as they are: no numpy, no NaN
+        assert plain_json_only(fields), name
+        assert result.to_dict() == fields == json.loads(json.dumps(fields, allow_nan=False)), name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.val_size = 60
+
+
+# `valstat diagnose --json` keys, as main printed them before diagnose() returned a dataclass
+JSON_KEYS = {"val_size", "val_size_inferred", "lattice_step", "level", "epochs", "noise_test",
+             "changes_tested", "changes_beyond_noise", "largest_drop", "first_to_last",
+             "detect_power", "detectable_drop_last", "lr_collapse_epoch", "lr_epochs_after_collapse",
+             "lr_initial", "lr_final", "lr_cuts", "lr_cuts_after_ties", "lr_collapse_threshold",
+             "best_val_accuracy_epoch", "best_val_loss_epoch", "best_epoch_expected_optimism",
+             "best_epoch_optimism", "lr_at_collapse", "has_val_loss", "verdict"}
+JSON_EPOCH_KEYS = {"epoch", "val_accuracy", "k", "low", "high", "change_images", "p_value",
+                   "within_noise", "detectable_drop"}
+JSON_NESTED_KEYS = {
+    "largest_drop": {"from_epoch", "to_epoch", "images", "within_noise", "p_value", "p_adjusted",
+                     "scanned", "within_noise_unadjusted", "smallest_flagged", "discordant", "test",
+                     "low", "high"},
+    "first_to_last": {"from_epoch", "to_epoch", "images", "p_value", "within_noise"},
+    "lr_cuts_after_ties": {"monitor", "patience_inferred", "cuts", "after_ties_only", "after_worse",
+                           "other", "consistent"},
+    "best_epoch_optimism": {"true_accuracy", "epochs", "epochs_total", "plateau_epochs", "val_size",
+                            "expected_max", "low", "high", "upper_bound", "assumption"},
+}
+LR_KEYS = ("lr_collapse_epoch", "lr_epochs_after_collapse", "lr_initial", "lr_final", "lr_cuts",
+           "lr_at_collapse")
+STEP_SCHEDULE = ("epoch,val_accuracy,learning_rate\n"   # cut once, never below 1 % of the start
+                 + "".join(f"{e},{(10 + 2 * e) / 30!r},{1e-3 if e < 4 else 1e-4}\n" for e in range(8)))
+
+
+@pytest.mark.parametrize("history, args, null", [
+    ("tfkeras2_lr.csv", [], set()),                                      # rate column, collapses
+    ("one_class_collapse.csv", [], set()),                               # ends on one class
+    ("history.json", [], {*LR_KEYS, "lr_cuts_after_ties"}),              # no rate column
+    ("step_schedule.csv", ["--val-size", "30"],                          # rate column, no collapse
+     {"largest_drop", "best_val_loss_epoch", "lr_collapse_epoch", "lr_epochs_after_collapse",
+      "lr_at_collapse"}),
+    ("one_epoch.csv", ["--val-size", "30"],                              # nothing to compare
+     {*LR_KEYS, "lr_cuts_after_ties", "largest_drop", "first_to_last", "best_val_loss_epoch"}),
+])
+def test_json_keys_are_unchanged(history, args, null, tmp_path):
+    from conftest import valstat
+
+    (tmp_path / "step_schedule.csv").write_text(STEP_SCHEDULE)
+    (tmp_path / "one_epoch.csv").write_text("epoch,val_accuracy\n0,0.7\n")
+    path = DATA / history if (DATA / history).exists() else tmp_path / history
+    done = valstat("diagnose", path, "--json", *args)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == JSON_KEYS
+    assert all(set(row) == JSON_EPOCH_KEYS for row in result["epochs"])
+    assert {key for key in JSON_KEYS if result[key] is None} - {"detectable_drop_last"} == null
+    for key, keys in JSON_NESTED_KEYS.items():
+        assert result[key] is None or set(result[key]) == keys, key
 
 
 def test_nan_val_loss_becomes_null():
     frame = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6], "val_loss": [1.0, np.nan]})
     result = diagnose(frame, val_size=10)
-    assert plain_json_only(result)
-    assert result["best_val_loss_epoch"] == 0
+    assert plain_json_only(dataclasses.asdict(result))
+    assert result.best_val_loss_epoch == 0
 
 
 def test_format_diagnosis_text():
@@ -357,7 +406,7 @@ def test_accuracies_off_the_given_lattice_are_refused():
 def test_all_zero_or_one_cannot_be_inferred():
     with pytest.raises(ValstatError, match=r"every val_accuracy is 0 or 1.*--val-size"):
         diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [1.0, 1.0]}))
-    assert diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [1.0, 1.0]}), val_size=30)["val_size"] == 30
+    assert diagnose(pd.DataFrame({"epoch": [0, 1], "val_accuracy": [1.0, 1.0]}), val_size=30).val_size == 30
 
 
 @pytest.mark.parametrize("bad", [0, -30, 2.5, "30", True, float("nan"), float("inf")])
@@ -447,7 +496,7 @@ def test_real_keras_history(keras_run):
     # inferred size: the smallest n putting every k/30 on the lattice (30 for this seed)
     expected_n = smallest_val_size(ks, 30)
     result = diagnose(frame)
-    assert result["val_size"] == expected_n and result["val_size_inferred"] is True
+    assert result.val_size == expected_n and result.val_size_inferred is True
     assert expected_n == 30
 
     result = diagnose(frame, val_size=30)
@@ -455,15 +504,15 @@ def test_real_keras_history(keras_run):
 
     cut_positions = [i for i in range(1, 14) if rates[i] < rates[i - 1] * (1 - 1e-6)]
     assert cut_positions, "the plateau callback should have cut the rate in this run"
-    assert result["lr_cuts"] == cut_positions
+    assert result.lr_cuts == cut_positions
     # first rate clearly below 1% of the start (float32 logs an exact 1% a hair under it)
     collapse = next((i for i, r in enumerate(rates) if r < 0.01 * rates[0] * (1 - 1e-4)), None)
-    assert result["lr_collapse_epoch"] == collapse
+    assert result.lr_collapse_epoch == collapse
     if collapse is not None:
-        assert result["lr_epochs_after_collapse"] == 14 - collapse
-    assert result["best_val_accuracy_epoch"] == int(np.argmax(ks))
-    assert result["best_val_loss_epoch"] == int(np.argmin(frame["val_loss"]))
-    assert plain_json_only(result)
+        assert result.lr_epochs_after_collapse == 14 - collapse
+    assert result.best_val_accuracy_epoch == int(np.argmax(ks))
+    assert result.best_val_loss_epoch == int(np.argmin(frame["val_loss"]))
+    assert plain_json_only(dataclasses.asdict(result))
     assert "30 images" in format_diagnosis(result)
 
 
@@ -485,16 +534,16 @@ def test_within_noise_rows_say_which_drop_the_test_could_detect(lang):
     result = diagnose(read_history(DATA / "keras3_learning_rate.csv"))
     text = format_diagnosis(result, lang=lang)
     detects = "detects ≥ {}" if lang == "en" else "可检出 ≥ {}"
-    for prev, row in zip(KERAS3_K, result["epochs"][1:]):
-        if row["within_noise"]:
+    for prev, row in zip(KERAS3_K, result.epochs[1:]):
+        if row.within_noise:
             # Fisher's test (the one applied) at the previous epoch's accuracy, 80 % power
             expected = fisher_drop_reference(30, prev / 30)
-            assert row["detectable_drop"] == expected
-            line = next(t for t in text.splitlines() if t.split()[:1] == [str(row["epoch"])])
+            assert row.detectable_drop == expected
+            line = next(t for t in text.splitlines() if t.split()[:1] == [str(row.epoch)])
             assert line.endswith(detects.format(expected))
         else:
-            assert row["detectable_drop"] is None
+            assert row.detectable_drop is None
     last = fisher_drop_reference(30, KERAS3_K[-1] / 30)
-    assert result["detectable_drop_last"] == last
+    assert result.detectable_drop_last == last
     if lang == "en":
-        assert f"Fisher’s test detects only drops of {last} images or more with 80% power" in result["verdict"]
+        assert f"Fisher’s test detects only drops of {last} images or more with 80% power" in result.verdict

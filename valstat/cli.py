@@ -139,12 +139,14 @@ def cmd_diagnose(args) -> int:
     elif args.arm:
         raise ValstatError("--arm needs --against OUT_DIR")
     result = diagnose(epochs, val_size=val_size)
-    if placement:
-        result["against"] = placement
-    text = format_diagnosis(result, lang=args.lang)
-    if placement:
-        text += "\n" + format_placement(placement, args.lang)
-    print(json.dumps(result, indent=2) if args.json else text)
+    if args.json:
+        payload = result.to_dict()
+        if placement:
+            payload["against"] = placement
+        print(json.dumps(payload, indent=2))
+    else:
+        text = format_diagnosis(result, lang=args.lang)
+        print(text + ("\n" + format_placement(placement, args.lang) if placement else ""))
     if args.report:
         from valstat.report import write_single_run_report
 

@@ -1,45 +1,19 @@
 """`valstat diagnose`: explain one training history with statistics instead of guesses.
 
 :func:`diagnose` takes a tidy epochs table (from :func:`valstat.history.read_history`) and returns
-a dict of plain JSON types (no numpy, NaN as ``None``); :func:`format_diagnosis` turns that dict
-into text for the terminal.  All statistics come from :mod:`valstat.stats`; this module only
-chooses what to ask, maps positions to the history's epoch numbers and words the answer.
-
-Keys of the result (stable; more may be added).  Accuracies, bands and intervals are fractions;
-epochs are the history's own epoch numbers; counts are images.
-
-* ``val_size`` (int), ``val_size_inferred`` (bool), ``lattice_step`` (1/val_size), ``level``
-* ``epochs``: one dict per epoch: ``epoch``, ``val_accuracy`` (k/n), ``k`` (images right),
-  ``low``, ``high`` (Wilson band), ``change_images`` (k minus the previous epoch's k; null at the
-  first epoch), ``p_value``, ``within_noise`` (null at the first epoch), ``detectable_drop``
-  (where within noise: the smallest drop in images from the previous epoch's accuracy that the
-  test detects with power ``detect_power``, 0.8; null otherwise or when no drop reaches it)
-* ``noise_test`` (text), ``changes_tested``, ``changes_beyond_noise`` (counts of epoch-to-epoch
-  changes), ``detect_power``, ``detectable_drop_last`` (the same at the last epoch's accuracy)
-* ``largest_drop``: ``from_epoch``, ``to_epoch``, ``images`` (negative), ``within_noise``
-  (after a Bonferroni adjustment for scanning every move), ``p_value`` (this move),
-  ``p_adjusted``, ``scanned``, ``within_noise_unadjusted``, ``smallest_flagged`` (the smallest
-  loss in images the adjusted test would flag), ``low``, ``high`` (simultaneous interval for the
-  change in accuracy); null if it never fell (see :func:`valstat.stats.largest_drop`)
-* ``first_to_last``: ``from_epoch``, ``to_epoch``, ``images``, ``p_value``, ``within_noise``: the
-  whole run as one change, same test; null for a single epoch
-* ``lr_collapse_epoch`` (first epoch below 1% of the first rate), ``lr_epochs_after_collapse``
-  (epochs from it to the end, counting it), ``lr_initial``, ``lr_final``, ``lr_cuts`` (epochs whose
-  rate is below the previous epoch's), ``lr_cuts_after_ties`` (see :func:`_cuts_after_ties`): all
-  null without a learning-rate column
-* ``best_val_loss_epoch``, ``best_val_accuracy_epoch`` (first on ties; null without the column)
-* ``best_epoch_expected_optimism``: an upper bound of the amount by which the best epoch's val
-  accuracy exceeds its true accuracy from noise alone: the expected best of the plateau epochs
-  (those within noise of the best, Fisher) measured independently (see ``best_epoch_optimism``
-  for the basis: ``true_accuracy`` = the plateau epochs' mean, ``epochs`` (on the plateau),
-  ``epochs_total``, ``plateau_epochs``, ``val_size``, ``expected_max``, ``low``/``high`` =
-  2.5/97.5 percentiles of one run's optimism, ``upper_bound`` (true), ``assumption``)
-* ``verdict``: plain-language summary
+a frozen :class:`valstat.results.Diagnosis` (its parts: EpochRow, LargestDrop, WholeRunChange,
+CutsAfterTies, OptimismBound; ``to_dict()`` is ``valstat diagnose --json``: plain JSON types, NaN
+as null); :func:`format_diagnosis` turns it into text for the terminal, in English or Chinese.
+Accuracies, bands and intervals are fractions; epochs are the history's own epoch numbers; counts
+are images. All statistics come from :mod:`valstat.stats` and the run table of
+:mod:`valstat.core`; this module only chooses what to ask, maps positions to the history's epoch
+numbers and words the answer.
 """
 
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -47,10 +21,13 @@ import pandas as pd
 from valstat.core import Settings, history_core
 from valstat.core.plain import to_plain
 from valstat.core.schedule import infer_patience
-from valstat.stats.dynamics import lr_cuts as lr_cuts_of
 from valstat.errors import ValstatError
 from valstat.history import validate_epochs
 from valstat.report.text import Strings, p_short, pct, pts, short
+from valstat.results import (CutsAfterTies, Diagnosis, EpochRow, LargestDrop, OptimismBound,
+                             WholeRunChange)
+from valstat.stats.dynamics import lr_cuts as lr_cuts_of
+from valstat.stats.dynamics import plateau_cuts_after_ties
 
 #: Largest validation size tried when inferring it from the accuracies.
 MAX_INFERRED_VAL_SIZE = 1000
@@ -59,7 +36,7 @@ DETECT_POWER = 0.8
 
 
 def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float = 0.95,
-             settings: Settings | None = None) -> dict:
+             settings: Settings | None = None) -> Diagnosis:
     """Diagnose one validation-accuracy curve (and its learning-rate schedule, if logged).
 
     Parameters
@@ -78,8 +55,8 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
 
     Returns
     -------
-    dict
-        Plain JSON types only; see the module docstring for the keys.
+    valstat.results.Diagnosis
+        Frozen; ``to_dict()`` gives the JSON of ``valstat diagnose --json``.
 
     Raises
     ------
@@ -87,9 +64,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         Bad table, a ``val_size`` the accuracies are not whole numbers of images of, or (without
         ``val_size``) accuracies that fit no validation size up to 1000 images.
     """
-    from valstat.stats import (curve_changes, expected_max_noise, infer_val_size, largest_drop,
-                               lattice_step, plateau_cuts_after_ties)
-    from valstat.stats.dynamics import lr_cuts
+    from valstat.stats import curve_changes, expected_max_noise, infer_val_size, largest_drop, lattice_step
     from valstat.stats.lattice import LATTICE_TOLERANCE
     from valstat.stats.selection import plateau_epochs
     from valstat.stats.sizes import detectable_drop
@@ -135,98 +110,83 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
     # -- lattice and epoch-to-epoch changes ---------------------------------------------------
     changes = curve_changes(accuracy, n, level=level)
     changes["epoch"] = labels  # stats numbers rows from 0; use the history's own epochs
-    drop = largest_drop(changes, level=level)
     tested = changes["within_noise"].notna()
     beyond = int((changes["within_noise"][tested] == False).sum())  # noqa: E712 (nullable)
 
     # what "within noise" could have detected: the smallest drop from the previous epoch's
     # accuracy that Fisher's test detects with 80% power (one computation per distinct count)
-    k_all = changes["k"].to_numpy(dtype=int)
-    detect = {int(k): detectable_drop(n, 1 - level, DETECT_POWER, p=k / n) for k in np.unique(k_all[:-1])}
+    k = changes["k"].to_numpy(dtype=int)
+    detect = {int(c): detectable_drop(n, 1 - level, DETECT_POWER, p=c / n) for c in np.unique(k[:-1])}
     rows = []
     for i, row in enumerate(changes.itertuples(index=False)):
-        change = None if pd.isna(row.change_images) else int(row.change_images)
         within = None if pd.isna(row.within_noise) else bool(row.within_noise)
-        rows.append({
-            "epoch": row.epoch, "val_accuracy": row.val_accuracy, "k": row.k,
-            "low": row.low, "high": row.high, "change_images": change,
-            "p_value": row.p_value, "within_noise": within,
-            "detectable_drop": detect[int(k_all[i - 1])] if within else None,
-        })
-
-    result = {
-        "val_size": n,
-        "val_size_inferred": inferred,
-        "lattice_step": lattice_step(n),
-        "level": level,
-        "epochs": rows,
-        "noise_test": Strings("en")["diagnose.noise_test"],
-        "changes_tested": int(tested.sum()),
-        "changes_beyond_noise": beyond,
-        "largest_drop": drop,
-        "first_to_last": None,
-        "detect_power": DETECT_POWER,
-        "detectable_drop_last": detectable_drop(n, 1 - level, DETECT_POWER, p=float(k_all[-1]) / n),
-    }
+        change = None if pd.isna(row.change_images) else int(row.change_images)
+        rows.append(EpochRow(epoch=int(row.epoch), val_accuracy=float(row.val_accuracy), k=int(row.k),
+                             low=float(row.low), high=float(row.high), change_images=change,
+                             p_value=to_plain(row.p_value), within_noise=within,
+                             detectable_drop=detect[int(k[i - 1])] if within else None))
+    first_to_last = None
     if len(epochs) > 1:
         # the whole run as one change: first epoch against last, with the same test
         ends = curve_changes(accuracy[[0, -1]], n, level=level).iloc[1]
-        result["first_to_last"] = {
-            "from_epoch": labels[0], "to_epoch": labels[-1],
-            "images": int(ends["change_images"]), "p_value": ends["p_value"],
-            "within_noise": bool(ends["within_noise"]),
-        }
+        first_to_last = WholeRunChange(from_epoch=int(labels[0]), to_epoch=int(labels[-1]),
+                                       images=int(ends["change_images"]), p_value=float(ends["p_value"]),
+                                       within_noise=bool(ends["within_noise"]))
 
     # -- the run table of this one history (valstat.core, as for a store) ------------------------
-    run = history_core(epochs, n, settings).runs.iloc[0]
-    result.update({"lr_collapse_epoch": None, "lr_epochs_after_collapse": None,
-                   "lr_initial": None, "lr_final": None, "lr_cuts": None,
-                   "lr_cuts_after_ties": None, "lr_collapse_threshold": settings.collapse_threshold})
-    if pd.notna(run["lr_initial"]):
+    run = to_plain(history_core(epochs, n, settings).runs.iloc[0].to_dict())
+    lr_cuts, ties = None, None
+    if run["lr_initial"] is not None:
         rate = epochs["learning_rate"].to_numpy(dtype=float)
-        cuts = [int(c) for c in lr_cuts(rate)]  # positions; reported as the history's epochs
-        result["lr_initial"] = run["lr_initial"]
-        result["lr_final"] = run["lr_final"]
-        result["lr_cuts"] = [labels[c] for c in cuts]
-        if pd.notna(run["collapse_epoch"]):
-            result["lr_collapse_epoch"] = int(run["collapse_epoch"])
-            result["lr_epochs_after_collapse"] = int(run["collapse_epochs_after"])
-        result["lr_cuts_after_ties"] = _cuts_after_ties(epochs, rate, plateau_cuts_after_ties)
+        lr_cuts = [int(labels[c]) for c in lr_cuts_of(rate)]   # positions -> the history's epochs
+        ties = _cuts_after_ties(epochs, rate)
 
-    # -- best epochs and the optimism of picking one ------------------------------------------
-    result["best_val_accuracy_epoch"] = int(run["best_epoch"]) if pd.notna(run["best_epoch"]) else None
-    result["best_val_loss_epoch"] = (labels[int(np.nanargmin(epochs["val_loss"].to_numpy(dtype=float)))]
-                                     if "val_loss" in epochs and epochs["val_loss"].notna().any() else None)
+    # -- the optimism of picking the best epoch -----------------------------------------------------
     # Null model: the epochs plausibly at the plateau (accuracy not below the best epoch's by
     # Fisher's test at `level`) are one model measured with fresh binomial noise on n images;
     # its accuracy is their mean. Epochs still rising are left out (pooling them under-states
     # the accuracy and over-counts the epochs: 14.3 points against a true 11.4 in a simulated
     # rising curve). Real epochs share images and weights (correlated scores), which makes
     # the real optimism smaller: without per-image predictions this is an upper bound.
-    k = changes["k"].to_numpy(dtype=int)
     plateau = plateau_epochs(k, n, level)
     on_plateau = float(np.mean(k[plateau]) / n)
     noise = expected_max_noise(n, int(plateau.sum()), on_plateau)
-    result["best_epoch_expected_optimism"] = noise.get("expected_optimism")
-    result["best_epoch_optimism"] = {
-        "true_accuracy": on_plateau, "epochs": int(plateau.sum()), "epochs_total": len(epochs),
-        "plateau_epochs": [labels[i] for i in np.flatnonzero(plateau)], "val_size": n,
-        "expected_max": noise.get("expected_max"), "low": noise.get("low"),
-        "high": noise.get("high"), "upper_bound": True,
+    optimism = OptimismBound(**to_plain({
+        "true_accuracy": on_plateau, "epochs": plateau.sum(), "epochs_total": len(epochs),
+        "plateau_epochs": labels[np.flatnonzero(plateau)], "val_size": n,
+        "expected_max": noise["expected_max"], "low": noise["low"], "high": noise["high"],
+        "upper_bound": True,
         "assumption": ("epochs whose accuracy is within noise of the best (Fisher) are one model "
                        "measured independently on n images at their mean accuracy; real epochs "
-                       "are correlated, so this is an upper bound"),
-    }
+                       "are correlated, so this is an upper bound")}))
 
-    result["lr_at_collapse"] = (float(rate[int(np.flatnonzero(labels == result["lr_collapse_epoch"])[0])])
-                                if result["lr_collapse_epoch"] is not None else None)
-    result["has_val_loss"] = bool("val_loss" in epochs.columns and np.isfinite(epochs["val_loss"]).any())
-    result = to_plain(result)
-    result["verdict"] = verdict(result)
-    return result
+    val_loss = (epochs["val_loss"].to_numpy(dtype=float) if "val_loss" in epochs
+                else np.full(len(epochs), np.nan))
+    drop = largest_drop(changes, level=level)
+    result = Diagnosis(
+        val_size=n, val_size_inferred=inferred, lattice_step=float(lattice_step(n)), level=level,
+        epochs=rows, noise_test=Strings("en")["diagnose.noise_test"],
+        changes_tested=int(tested.sum()), changes_beyond_noise=beyond,
+        largest_drop=None if drop is None else LargestDrop(**to_plain(drop)),
+        first_to_last=first_to_last, detect_power=DETECT_POWER,
+        detectable_drop_last=detectable_drop(n, 1 - level, DETECT_POWER, p=float(k[-1]) / n),
+        lr_collapse_epoch=_whole(run["collapse_epoch"]),
+        lr_epochs_after_collapse=_whole(run["collapse_epochs_after"]),
+        lr_initial=run["lr_initial"], lr_final=run["lr_final"], lr_cuts=lr_cuts,
+        lr_cuts_after_ties=ties, lr_collapse_threshold=settings.collapse_threshold,
+        best_val_accuracy_epoch=_whole(run["best_epoch"]),
+        best_val_loss_epoch=None if np.isnan(val_loss).all() else int(labels[int(np.nanargmin(val_loss))]),
+        best_epoch_expected_optimism=to_plain(noise["expected_optimism"]), best_epoch_optimism=optimism,
+        lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()), verdict="")
+    return replace(result, verdict=verdict(result))
 
 
-def _cuts_after_ties(epochs: pd.DataFrame, rate, plateau_cuts_after_ties) -> dict | None:
+def _whole(value: float | None) -> int | None:
+    """An epoch or count from the run table (a float column, NaN already None) as an int."""
+    return None if value is None else int(value)
+
+
+def _cuts_after_ties(epochs: pd.DataFrame, rate: np.ndarray) -> CutsAfterTies | None:
     """Were the rate cuts ReduceLROnPlateau(monitor="val_accuracy") reacting to mere ties?
 
     The history does not record the callback's settings, so the patience is inferred
@@ -238,175 +198,171 @@ def _cuts_after_ties(epochs: pd.DataFrame, rate, plateau_cuts_after_ties) -> dic
         return None
     patience = infer_patience(epochs["val_accuracy"].to_numpy(dtype=float), rate, "max")
     found = plateau_cuts_after_ties(epochs, monitor="val_accuracy", patience=patience or 1, mode="max")
-    return {
-        "monitor": "val_accuracy", "patience_inferred": patience, "cuts": found["cuts"],
-        "after_ties_only": found["after_ties_only"], "after_worse": found["after_worse"],
-        "other": found["other"], "consistent": patience is not None,
-    }
+    return CutsAfterTies(monitor="val_accuracy", patience_inferred=patience, cuts=found["cuts"],
+                         after_ties_only=found["after_ties_only"], after_worse=found["after_worse"],
+                         other=found["other"], consistent=patience is not None)
 
 
 # ---------------------------------------------------------------------------------------------
 # words: every sentence from the [diagnose] strings of valstat/report/{en,zh}.toml
 
 
-def verdict(r: dict, lang: str = "en") -> str:
-    """Plain-language summary a student can act on, built only from the result dict."""
+def verdict(r: Diagnosis, lang: str = "en") -> str:
+    """Plain-language summary a student can act on, built only from the diagnosis' other fields."""
     S = Strings(lang)
     D = S.section("diagnose")
-    n = r["val_size"]
-    rows = r["epochs"]
+    n = r.val_size
+    rows = r.epochs
     last = rows[-1]
     parts = []
 
-    size = S.images(n) + (D["inferred"] if r["val_size_inferred"] else "")
-    parts.append(D["lattice"].format(size=size, step=pts(1 / n), k=last["k"], n=n, acc=pct(last["val_accuracy"]),
-                                     level=f"{100 * r['level']:g}%", low=pct(last["low"], 0),
-                                     high=pct(last["high"], 0)))
+    size = S.images(n) + (D["inferred"] if r.val_size_inferred else "")
+    parts.append(D["lattice"].format(size=size, step=pts(1 / n), k=last.k, n=n, acc=pct(last.val_accuracy),
+                                     level=f"{100 * r.level:g}%", low=pct(last.low, 0),
+                                     high=pct(last.high, 0)))
 
-    if r["changes_tested"]:
-        beyond, tested = r["changes_beyond_noise"], r["changes_tested"]
+    if r.changes_tested:
+        beyond, tested = r.changes_beyond_noise, r.changes_tested
         sentence = D["changes_one" if beyond == 1 else "changes_many"].format(beyond=beyond, tested=tested, n=n)
-        drop = r["largest_drop"]
+        drop = r.largest_drop
         if drop is None:
             sentence += D["never_fell"]
         else:
-            lost = -drop["images"]
-            sentence += D["drop"].format(images=S.images(lost), points=pts(lost / n), e0=drop["from_epoch"],
-                                         e1=drop["to_epoch"])
-            scan = D["scan"].format(p=p_short(drop["p_value"]), p_adj=p_short(drop["p_adjusted"]),
-                                    scanned=drop["scanned"])
-            if not drop["within_noise"]:
-                sentence += D["drop_beyond"].format(scan=scan, e1=drop["to_epoch"])
-            elif drop["smallest_flagged"] is not None:
-                sentence += D["drop_within"].format(scan=scan, n=n, flagged=S.images(drop["smallest_flagged"]))
+            lost = -drop.images
+            sentence += D["drop"].format(images=S.images(lost), points=pts(lost / n), e0=drop.from_epoch,
+                                         e1=drop.to_epoch)
+            scan = D["scan"].format(p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted),
+                                    scanned=drop.scanned)
+            if not drop.within_noise:
+                sentence += D["drop_beyond"].format(scan=scan, e1=drop.to_epoch)
+            elif drop.smallest_flagged is not None:
+                sentence += D["drop_within"].format(scan=scan, n=n, flagged=S.images(drop.smallest_flagged))
             else:
                 sentence += D["drop_within_none"].format(scan=scan, n=n)
         parts.append(sentence[0].upper() + sentence[1:])
-        last_detect = r.get("detectable_drop_last")
-        acc = pct(last["val_accuracy"])
+        last_detect = r.detectable_drop_last
+        acc = pct(last.val_accuracy)
         parts.append(D["detect"].format(n=n, acc=acc, images=S.images(last_detect)) if last_detect is not None
                      else D["detect_none"].format(n=n, acc=acc))
-        whole = r["first_to_last"]
-        if whole["images"]:
+        whole = r.first_to_last
+        if whole.images:
             parts.append(D["whole"].format(
-                moved=D["rose" if whole["images"] > 0 else "fell"], k0=rows[0]["k"], k1=last["k"], n=n,
-                e0=whole["from_epoch"], e1=whole["to_epoch"], images=S.images(abs(whole["images"])),
-                verdict=D["within" if whole["within_noise"] else "beyond"], p=p_short(whole["p_value"])))
+                moved=D["rose" if whole.images > 0 else "fell"], k0=rows[0].k, k1=last.k, n=n,
+                e0=whole.from_epoch, e1=whole.to_epoch, images=S.images(abs(whole.images)),
+                verdict=D["within" if whole.within_noise else "beyond"], p=p_short(whole.p_value)))
 
-    if last["k"] == 0:
+    if last.k == 0:
         parts.append(D["zero"])
 
-    if r["lr_initial"] is None:
+    if r.lr_initial is None:
         parts.append(D["no_lr"])
-    elif r["lr_collapse_epoch"] is not None:
-        e, after = r["lr_collapse_epoch"], r["lr_epochs_after_collapse"]
-        rate_then = r["lr_at_collapse"]
-        tail = [row["k"] for row in rows if row["epoch"] >= e]
-        sentence = D["lr_down"].format(rate=short(rate_then), share=short(100 * rate_then / r["lr_initial"]),
-                                       initial=short(r["lr_initial"]), e=e)
+    elif r.lr_collapse_epoch is not None:
+        e, after = r.lr_collapse_epoch, r.lr_epochs_after_collapse
+        rate_then = r.lr_at_collapse
+        tail = [row.k for row in rows if row.epoch >= e]
+        sentence = D["lr_down"].format(rate=short(rate_then), share=short(100 * rate_then / r.lr_initial),
+                                       initial=short(r.lr_initial), e=e)
         if after >= 2:
-            sentence += D["lr_ran"].format(after=after, e=e, last=rows[-1]["epoch"])
+            sentence += D["lr_ran"].format(after=after, e=e, last=rows[-1].epoch)
             sentence += D["lr_flat" if after >= 3 and len(set(tail)) == 1 else "lr_still"]
         else:
             sentence += D["lr_last"]
         parts.append(sentence)
     else:
-        parts.append(D["lr_never"].format(threshold=f"{r['lr_collapse_threshold']:.0%}",
-                                          initial=short(r["lr_initial"]), final=short(r["lr_final"])))
-    ties = r["lr_cuts_after_ties"]
-    if ties and ties["consistent"] and ties["cuts"]:
-        p = ties["patience_inferred"]
+        parts.append(D["lr_never"].format(threshold=f"{r.lr_collapse_threshold:.0%}",
+                                          initial=short(r.lr_initial), final=short(r.lr_final)))
+    ties = r.lr_cuts_after_ties
+    if ties and ties.consistent and ties.cuts:
+        p = ties.patience_inferred
         epochs = D["epochs_one" if p == 1 else "epochs_many"].format(n=p)
-        sentence = D["ties_many" if ties["cuts"] > 1 else "ties_one"].format(cuts=ties["cuts"], p=p, epochs=epochs)
-        if ties["after_ties_only"]:
-            sentence += D["ties_only"].format(ties=ties["after_ties_only"], cuts=ties["cuts"])
+        sentence = D["ties_many" if ties.cuts > 1 else "ties_one"].format(cuts=ties.cuts, p=p, epochs=epochs)
+        if ties.after_ties_only:
+            sentence += D["ties_only"].format(ties=ties.after_ties_only, cuts=ties.cuts)
         parts.append(sentence + D["ties_advice"].format(n=n))
 
-    if r["has_val_loss"]:
+    if r.has_val_loss:
         parts.append(D["loss"])
 
-    ba, bl = r["best_val_accuracy_epoch"], r["best_val_loss_epoch"]
+    ba, bl = r.best_val_accuracy_epoch, r.best_val_loss_epoch
     if ba is not None:
         sentence = D["peak"].format(e=ba) + (D["peak_loss"].format(e=bl) if bl is not None else D["peak_end"])
-        optimism, basis = r["best_epoch_expected_optimism"], r["best_epoch_optimism"]
-        if optimism is not None and basis["epochs"] > 1:
-            sentence += D["optimism"].format(epochs=basis["epochs"], acc=pct(basis["true_accuracy"]), n=n,
+        optimism, basis = r.best_epoch_expected_optimism, r.best_epoch_optimism
+        if optimism is not None and basis.epochs > 1:
+            sentence += D["optimism"].format(epochs=basis.epochs, acc=pct(basis.true_accuracy), n=n,
                                              points=pts(optimism))
         parts.append(sentence)
 
-    if r["val_size_inferred"]:
+    if r.val_size_inferred:
         parts.append(D["size_inferred"].format(n=n))
     return D["joiner"].join(parts)
 
 
-def format_diagnosis(result: dict, width: int = 100, lang: str = "en") -> str:
+def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> str:
     """Text for the terminal: the per-epoch table, the findings and the verdict."""
     S = Strings(lang)
     D = S.section("diagnose")
-    n = result["val_size"]
-    level = result.get("level", 0.95)
-    inferred = D["inferred"] if result.get("val_size_inferred") else ""
-    lines = [D["head"].format(epochs=len(result["epochs"]), n=n, inferred=inferred,
-                              step=pts(result["lattice_step"])), ""]
+    n = result.val_size
+    level = result.level
+    inferred = D["inferred"] if result.val_size_inferred else ""
+    lines = [D["head"].format(epochs=len(result.epochs), n=n, inferred=inferred,
+                              step=pts(result.lattice_step)), ""]
     band = D["col_band"].format(level=f"{100 * level:g}%")
     lines.append(f"{D['col_epoch']:>5}  {D['col_acc']:>7}  {D['col_images']:>9}  {band:<19}  "
                  f"{D['col_change']:>6}  {D['col_noise']}")
-    for row in result["epochs"]:
+    for row in result.epochs:
         change, noise = "", ""
-        if row["change_images"] is not None:
-            change = f"{row['change_images']:+d}" if row["change_images"] else "0"
-            if row["within_noise"] is not None:
-                word = D["row_within" if row["within_noise"] else "row_beyond"]
-                noise = f"{word} ({p_short(row['p_value'])})" if row["p_value"] is not None else word
-                if row["within_noise"]:
-                    detect = row.get("detectable_drop")
+        if row.change_images is not None:
+            change = f"{row.change_images:+d}" if row.change_images else "0"
+            if row.within_noise is not None:
+                word = D["row_within" if row.within_noise else "row_beyond"]
+                noise = f"{word} ({p_short(row.p_value)})" if row.p_value is not None else word
+                if row.within_noise:
+                    detect = row.detectable_drop
                     noise += ", " + (D["row_detect"].format(images=detect) if detect is not None
                                      else D["row_detect_none"])
-        images = f"{row['k']}/{n}"
-        interval = f"{pct(row['low'])} - {pct(row['high'])}"
-        lines.append(f"{row['epoch']:>5}  {pct(row['val_accuracy']):>7}  {images:>9}  "
+        images = f"{row.k}/{n}"
+        interval = f"{pct(row.low)} - {pct(row.high)}"
+        lines.append(f"{row.epoch:>5}  {pct(row.val_accuracy):>7}  {images:>9}  "
                      f"{interval:<19}  {change:>6}  {noise}".rstrip())
     lines.append(D["noise_line"].format(test=D["noise_test"], alpha=f"{100 * (1 - level):g}%"))
     lines.append(D["detect_line"])
     lines.append("")
 
-    drop = result.get("largest_drop")
+    drop = result.largest_drop
     if drop is None:
         lines.append(D["drop_none"])
     else:
-        interval = ""
-        if drop.get("low") is not None and drop.get("high") is not None:
-            interval = D["drop_interval"].format(level=f"{100 * level:g}%", low=f"{100 * drop['low']:+.1f}",
-                                                 high=f"{100 * drop['high']:+.1f}")
+        interval = D["drop_interval"].format(level=f"{100 * level:g}%", low=f"{100 * drop.low:+.1f}",
+                                             high=f"{100 * drop.high:+.1f}")
         lines.append(D["drop_line"].format(
-            images=-drop["images"], points=pts(-drop["images"] / n), e0=drop["from_epoch"], e1=drop["to_epoch"],
-            verdict=D["row_drop_within" if drop["within_noise"] else "row_drop_beyond"],
-            p=p_short(drop["p_value"]), p_adj=p_short(drop["p_adjusted"]), scanned=drop["scanned"],
+            images=-drop.images, points=pts(-drop.images / n), e0=drop.from_epoch, e1=drop.to_epoch,
+            verdict=D["row_drop_within" if drop.within_noise else "row_drop_beyond"],
+            p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted), scanned=drop.scanned,
             interval=interval))
-    if result.get("lr_initial") is None:
+    if result.lr_initial is None:
         lines.append(D["lr_absent"])
     else:
-        cuts = result.get("lr_cuts") or []
+        cuts = result.lr_cuts
         collapse = ""
-        if result.get("lr_collapse_epoch") is not None:
-            collapse = D["lr_collapse"].format(threshold=f"{result['lr_collapse_threshold']:.0%}",
-                                               e=result["lr_collapse_epoch"],
-                                               after=result["lr_epochs_after_collapse"])
+        if result.lr_collapse_epoch is not None:
+            collapse = D["lr_collapse"].format(threshold=f"{result.lr_collapse_threshold:.0%}",
+                                               e=result.lr_collapse_epoch,
+                                               after=result.lr_epochs_after_collapse)
         lines.append(D["lr_line"].format(
-            initial=short(result["lr_initial"], 3), final=short(result["lr_final"], 3),
+            initial=short(result.lr_initial, 3), final=short(result.lr_final, 3),
             cuts=D["cuts_one" if len(cuts) == 1 else "cuts_many"].format(n=len(cuts)),
             at=D["cuts_at"].format(epochs=", ".join(str(c) for c in cuts)) if cuts else "", collapse=collapse))
     best = []
-    if result.get("best_val_accuracy_epoch") is not None:
-        best.append(D["best_acc"].format(e=result["best_val_accuracy_epoch"]))
-    if result.get("best_val_loss_epoch") is not None:
-        best.append(D["best_loss"].format(e=result["best_val_loss_epoch"]))
+    if result.best_val_accuracy_epoch is not None:
+        best.append(D["best_acc"].format(e=result.best_val_accuracy_epoch))
+    if result.best_val_loss_epoch is not None:
+        best.append(D["best_loss"].format(e=result.best_val_loss_epoch))
     if best:
         lines.append(D["best_line"].format(items=", ".join(best)))
-    basis = result.get("best_epoch_optimism") or {}
-    if result.get("best_epoch_expected_optimism") is not None and basis.get("epochs", 0) > 1:
-        lines.append(D["bias"].format(points=pts(result["best_epoch_expected_optimism"]),
-                                      epochs=basis["epochs"], n=n))
+    basis = result.best_epoch_optimism
+    if result.best_epoch_expected_optimism is not None and basis.epochs > 1:
+        lines.append(D["bias"].format(points=pts(result.best_epoch_expected_optimism),
+                                      epochs=basis.epochs, n=n))
     lines.append("")
     lines.append(D["verdict"])
     lines.extend(textwrap.wrap(verdict(result, lang), width=width, initial_indent="  ", subsequent_indent="  "))

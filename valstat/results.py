@@ -1,4 +1,5 @@
-"""Typed results of `valstat.summary.summarize`: frozen dataclasses, `to_dict()` for JSON.
+"""Typed results of `valstat.summary.summarize` and `valstat.diagnose.diagnose`: frozen
+dataclasses, `to_dict()` for JSON (summary.json, `valstat stats --json`, `valstat diagnose --json`).
 
 Accuracies, variances' square roots and shares are fractions. Every nested statistic is typed;
 summary.py builds each from the dict its `valstat.stats` function returns, so an unknown key
@@ -451,3 +452,139 @@ class Summary(_Result):
     unstable_images: dict
     settings: Settings
     notes: list
+
+
+# ---------------------------------------------------------------------------------------------
+# one history: valstat.diagnose.diagnose (to_dict() = `valstat diagnose --json`)
+
+
+@dataclass(frozen=True)
+class EpochRow(_Result):
+    """One epoch of a diagnosed history: epoch (the history's own number), val_accuracy = k/n
+    with k images right, Wilson band (low, high) at the diagnosis level; change_images (k minus
+    the previous epoch's k), p_value and within_noise of that change (Fisher; None at the first
+    epoch); detectable_drop: where within noise, the smallest drop in images from the previous
+    epoch's accuracy the test detects at the diagnosis' detect_power (else None)."""
+
+    epoch: int
+    val_accuracy: float
+    k: int
+    low: float
+    high: float
+    change_images: int | None
+    p_value: float | None
+    within_noise: bool | None
+    detectable_drop: int | None
+
+
+@dataclass(frozen=True)
+class LargestDrop(_Result):
+    """stats.largest_drop: the largest epoch-to-epoch fall, from_epoch -> to_epoch, images
+    (negative), its p_value, p_adjusted (Bonferroni over the `scanned` moves), within_noise
+    (adjusted) and within_noise_unadjusted, smallest_flagged (smallest loss in images the
+    adjusted test flags; None: none), discordant (McNemar path; None on Fisher's), test, and
+    the simultaneous interval (low, high) for the change in accuracy (fractions)."""
+
+    from_epoch: int
+    to_epoch: int
+    images: int
+    within_noise: bool
+    p_value: float
+    p_adjusted: float
+    scanned: int
+    within_noise_unadjusted: bool
+    smallest_flagged: int | None
+    discordant: int | None
+    test: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class WholeRunChange(_Result):
+    """The first epoch against the last as one change, with the rows' test: images (k_last -
+    k_first), p_value, within_noise."""
+
+    from_epoch: int
+    to_epoch: int
+    images: int
+    p_value: float
+    within_noise: bool
+
+
+@dataclass(frozen=True)
+class CutsAfterTies(_Result):
+    """Rate cuts read as ReduceLROnPlateau(monitor) with the patience inferred from the history
+    (None: no patience fits, consistent false): cuts, and how many came after ties only, after
+    a worse epoch, or neither (other)."""
+
+    monitor: str
+    patience_inferred: int | None
+    cuts: int
+    after_ties_only: int
+    after_worse: int
+    other: int
+    consistent: bool
+
+
+@dataclass(frozen=True)
+class OptimismBound(_Result):
+    """Basis of a history's best-epoch optimism (an upper bound): the plateau_epochs (within
+    noise of the best, Fisher; `epochs` of `epochs_total`) as one model at their mean accuracy
+    (true_accuracy) measured independently on val_size images; expected_max of their scores and
+    the 2.5/97.5 percentiles (low, high) of one run's optimism (fractions)."""
+
+    true_accuracy: float
+    epochs: int
+    epochs_total: int
+    plateau_epochs: list                                 # the history's epoch numbers
+    val_size: int
+    expected_max: float
+    low: float
+    high: float
+    upper_bound: bool
+    assumption: str
+
+
+@dataclass(frozen=True)
+class Diagnosis(_Result):
+    """One training history (valstat.diagnose): val_size images (inferred from the accuracy
+    lattice or given), lattice_step = 1/val_size, level; the epochs ([EpochRow]); changes_tested
+    and changes_beyond_noise (epoch-to-epoch changes), noise_test (text), detect_power and
+    detectable_drop_last (the smallest detectable drop at the last epoch's accuracy, images;
+    None: none is); largest_drop and first_to_last (None when the curve never fell / has one
+    epoch); the learning rate (lr_* None without a rate column): first epoch below
+    lr_collapse_threshold of the start, epochs from it to the end (counting it), the rate then,
+    initial and final rate, lr_cuts (epochs whose rate fell), lr_cuts_after_ties (None: never
+    cut); best
+    val-accuracy / val-loss epochs (first on ties); best_epoch_expected_optimism: an upper bound
+    (fraction) on how far the best epoch's val accuracy exceeds its true accuracy from noise
+    alone, on the basis best_epoch_optimism; has_val_loss; verdict (English, from the fields
+    above: diagnose.verdict)."""
+
+    val_size: int
+    val_size_inferred: bool
+    lattice_step: float
+    level: float
+    epochs: list                                         # EpochRow
+    noise_test: str
+    changes_tested: int
+    changes_beyond_noise: int
+    largest_drop: LargestDrop | None
+    first_to_last: WholeRunChange | None
+    detect_power: float
+    detectable_drop_last: int | None
+    lr_collapse_epoch: int | None
+    lr_epochs_after_collapse: int | None
+    lr_initial: float | None
+    lr_final: float | None
+    lr_cuts: list | None                                 # epoch numbers
+    lr_cuts_after_ties: CutsAfterTies | None
+    lr_collapse_threshold: float
+    best_val_accuracy_epoch: int | None
+    best_val_loss_epoch: int | None
+    best_epoch_expected_optimism: float | None
+    best_epoch_optimism: OptimismBound
+    lr_at_collapse: float | None
+    has_val_loss: bool
+    verdict: str

@@ -176,7 +176,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
 
     S = Strings(lang)
     result = diagnose(epochs_df, val_size=val_size)
-    n = int(result["val_size"])
+    n = result.val_size
     dest = _prepare_dest(Path(dest))
     epochs = epochs_df.sort_values("epoch").reset_index(drop=True)
     accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
@@ -214,28 +214,26 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
                             e1=drop["to_epoch"], images=S.images(-drop["images"]),
                             points=pts(-drop["images"] / n)))
         paragraphs += content.drop_texts(drop, n, correct is not None, S)
-    if result.get("lr_collapse_epoch") is not None:
-        paragraphs.append(S("single.lr", initial=rate(result["lr_initial"]),
-                            epoch=result["lr_collapse_epoch"],
-                            after=result["lr_epochs_after_collapse"],
-                            final=rate(result["lr_final"])))
-        ties = result.get("lr_cuts_after_ties")
-        if ties and ties.get("consistent"):
-            paragraphs.append(S("single.lr_ties", ties=ties["after_ties_only"],
-                                cuts=ties["cuts"]))
-    if result.get("best_val_accuracy_epoch") is not None:
-        paragraphs.append(S("single.best", best_acc=epoch(result["best_val_accuracy_epoch"]),
-                            best_loss=epoch(result.get("best_val_loss_epoch")),
+    if result.lr_collapse_epoch is not None:
+        paragraphs.append(S("single.lr", initial=rate(result.lr_initial),
+                            epoch=result.lr_collapse_epoch,
+                            after=result.lr_epochs_after_collapse,
+                            final=rate(result.lr_final)))
+        ties = result.lr_cuts_after_ties
+        if ties and ties.consistent:
+            paragraphs.append(S("single.lr_ties", ties=ties.after_ties_only, cuts=ties.cuts))
+    if result.best_val_accuracy_epoch is not None:
+        paragraphs.append(S("single.best", best_acc=epoch(result.best_val_accuracy_epoch),
+                            best_loss=epoch(result.best_val_loss_epoch),
                             epochs=len(epochs), n=n,
-                            noise=pts(result.get("best_epoch_expected_optimism"),
-                                      signed=True)))
+                            noise=pts(result.best_epoch_expected_optimism, signed=True)))
     if correct is None:
         paragraphs.append(S["single.no_predictions"])
 
     figures_dir = dest / "figures"
     figures_dir.mkdir(exist_ok=True)
     _clean_figures(figures_dir)
-    figures = make_single_run_figures(epochs, changes, drop, result.get("lr_collapse_epoch"),
+    figures = make_single_run_figures(epochs, changes, drop, result.lr_collapse_epoch,
                                       S, figures_dir, n)
     if against is not None:            # valstat diagnose --against: the run among its reruns
         from valstat.report import against as placed
