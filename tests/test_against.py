@@ -196,10 +196,10 @@ def test_bad_stores_give_one_line(case, synthetic, tmp_path):
 def test_val_size_is_taken_from_the_store_when_the_history_fits_it(synthetic):
     history = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
 
-    assert place_history(history, synthetic)["val_size"] == 30
+    assert place_history(history, synthetic).val_size == 30
     with pytest.raises(ValstatError, match="not whole numbers of images for any"):
         place_history(pd.DataFrame({"epoch": [0], "val_accuracy": [0.123]}), synthetic)
-    assert math.isclose(place_history(history, synthetic, val_size=30)["level"], 0.95)
+    assert math.isclose(place_history(history, synthetic, val_size=30).level, 0.95)
 
 
 def test_placement_text_speaks_chinese_with_the_same_numbers(tmp_path):
@@ -241,3 +241,38 @@ def test_chinese_terminal_text_has_no_english_sentence(synthetic, tmp_path):
                if len(c.split()) >= 2 and re.search("[a-z]{3}", c)]
     assert english and not [c for c in english if c in text]
     assert not re.findall(r"[A-Za-z]{2,}(?:[ ,]+[A-Za-z]{2,}){2,}", text.replace(str(synthetic), ""))
+
+
+def test_against_json_keeps_every_key(synthetic, tmp_path):
+    """The "against" part of `diagnose --json` has the same keys, nested, as before Placement."""
+    tables = load_tables(synthetic)
+    _history_of(tables, "baseline/s5/f0", tmp_path / "log.csv")
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["against"]
+    placed = {"value", "reruns", "percentile", "median", "low", "high", "typical"}
+    assert list(result) == ["store", "val_size", "arms", "reruns", "level", "collapse_threshold",
+                            "epochs", "outside", "largest_drop", "lr_collapse"]
+    assert len(result["epochs"]) == 20
+    for row in result["epochs"]:
+        assert list(row) == ["epoch", "val_accuracy", "val_loss"]
+        for metric in ("val_accuracy", "val_loss"):
+            assert set(row[metric]) == placed - {"typical"} | {"outside"}
+    assert result["outside"].keys() == {"val_accuracy", "val_loss"}
+    assert all(set(count) == {"epochs", "compared"} for count in result["outside"].values())
+    assert set(result["largest_drop"]) == placed
+    assert set(result["lr_collapse"]) == {"epoch", "recorded", "reruns_collapsed",
+                                          "reruns_with_rate", "placed", "typical"}
+    assert set(result["lr_collapse"]["placed"]) == placed
+
+
+def test_epoch_without_val_loss_has_no_val_loss_key(synthetic, tmp_path):
+    """A metric the history lacks at an epoch is left out of that epoch, not written as null."""
+    history = pd.DataFrame({"epoch": range(3), "val_accuracy": [0.5, 0.6, 0.7],
+                            "val_loss": [1.0, np.nan, 0.8]})
+    placed = place_history(history, synthetic, val_size=30)
+    rows = placed.to_dict()["epochs"]
+    assert [list(row) for row in rows] == [["epoch", "val_accuracy", "val_loss"],
+                                           ["epoch", "val_accuracy"],
+                                           ["epoch", "val_accuracy", "val_loss"]]
+    assert placed.epochs[1].val_loss is None and placed.epochs[1].val_accuracy.reruns == 12 * 2

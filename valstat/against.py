@@ -3,8 +3,8 @@
 :func:`place_history` reads the store, keeps the runs scored on as many validation images as the
 history (not diverged; optionally one arm) and asks :mod:`valstat.stats.against` where the
 history falls among them: per epoch (percentile of val accuracy and val loss, and whether it
-leaves the reruns' 95 % band), its largest drop and its learning-rate collapse epoch.
-:func:`format_placement` words the result for the terminal. Plain JSON types only.
+leaves the reruns' 95 % band), its largest drop and its learning-rate collapse epoch, as one
+valstat.results.Placement. :func:`format_placement` words it for the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from valstat.core.plain import to_plain
 from valstat.errors import ValstatError
 from valstat.history import validate_epochs
 from valstat.report.text import Strings
+from valstat.results import (CollapsePlacement, EpochPlacement, OutsideCount, PlacedMetric,
+                             PlacedValue, Placement)
 from valstat.stats.against import largest_fall, place_curve, place_value
 from valstat.stats.lattice import LATTICE_TOLERANCE
 
@@ -43,20 +45,14 @@ def _choose_val_size(accuracy: np.ndarray, sizes: list, val_size, out_dir) -> in
 
 
 def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
-                  arm: str | None = None, level: float = 0.95, settings: Settings | None = None) -> dict:
+                  arm: str | None = None, level: float = 0.95,
+                  settings: Settings | None = None) -> Placement:
     """Where one history falls among the store's reruns with the same validation size.
 
     history: tidy epochs table (epoch, val_accuracy, optionally val_loss, learning_rate), as
     read by valstat.history.read_history. val_size: validation images (None: the one store
     size the accuracies fit). arm: only that arm's runs (None: every arm of that size).
-    Returns a JSON-ready dict: store, val_size, arms, reruns (R), level, epochs [{epoch,
-    val_accuracy: {value, reruns, percentile, median, low, high, outside}, val_loss: {...}}]
-    (percentiles 0..100; outside -1/0/+1, null where no rerun reached the epoch),
-    outside {metric: {epochs, compared}}, largest_drop {value (images), reruns, percentile,
-    median, low, high, typical}, lr_collapse {epoch (null: never), recorded, reruns_collapsed,
-    reruns_with_rate, placed (place_value of the epoch among the collapsed reruns, or null),
-    typical (at least (1 - level)/2 of the reruns share its fate, and its epoch is inside the
-    collapsed reruns' band; null without rates)}.
+    Returns a valstat.results.Placement (to_dict(): the "against" part of `diagnose --json`).
     The reruns are the store's counted runs (valstat.core: not diverged unless
     settings.count_diverged); collapse epochs come from the run table (settings.collapse_threshold).
     ValstatError: no runs, no runs with that validation size, unknown arm, history off-lattice.
@@ -95,46 +91,43 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     reruns = reruns.sort_values(["run_id", "epoch"])
 
     placed = place_curve(history, reruns, level)
-    epochs = []
-    for epoch, group in placed.groupby("epoch", sort=True):
-        epochs.append({"epoch": int(epoch), **{
-            row.metric: {"value": row.value, "reruns": row.reruns, "percentile": row.percentile,
-                         "median": row.median, "low": row.low, "high": row.high,
-                         "outside": None if pd.isna(row.outside) else int(row.outside)}
-            for row in group.itertuples(index=False)}})
-    outside = {metric: {"epochs": int((part["outside"].fillna(0) != 0).sum()),
-                        "compared": int(part["outside"].notna().sum())}
+    epochs = [EpochPlacement(epoch=int(epoch), **{row.pop("metric"): PlacedMetric(**row)
+                                                  for row in to_plain(group.drop(columns="epoch"))})
+              for epoch, group in placed.groupby("epoch", sort=True)]
+    outside = {metric: OutsideCount(epochs=int((part["outside"].fillna(0) != 0).sum()),
+                                    compared=int(part["outside"].notna().sum()))
                for metric, part in placed.groupby("metric", sort=False)}
 
     per_run = dict(tuple(reruns.groupby("run_id")))
     falls = [largest_fall(g["val_accuracy"].to_numpy(dtype=float), n) for g in per_run.values()
              if np.isfinite(g["val_accuracy"]).all()]
-    drop = place_value(largest_fall(accuracy, n), falls, level) if falls else None
+    drop = PlacedValue(**place_value(largest_fall(accuracy, n), falls, level)) if falls else None
 
     own_run = history_core(history, n, settings).runs.iloc[0]
     own = None if pd.isna(own_run["collapse_epoch"]) else int(own_run["collapse_epoch"])
+    recorded = "learning_rate" in history
     with_rate = chosen[chosen["lr_initial"].notna()]
     collapsed = [int(e) for e in with_rate["collapse_epoch"].dropna()]
-    collapse = {"epoch": own, "recorded": "learning_rate" in history,
-                "reruns_collapsed": len(collapsed), "reruns_with_rate": len(with_rate),
-                "placed": place_value(own, collapsed, level) if own is not None and collapsed
-                else None, "typical": None}
-    if collapse["recorded"] and len(with_rate):
+    placed_epoch = PlacedValue(**place_value(own, collapsed, level)) \
+        if own is not None and collapsed else None
+    typical = None
+    if recorded and len(with_rate):
         # typical: at least (1 - level)/2 of the reruns share its fate (collapsed or not), and
         # a collapse epoch inside the collapsed reruns' band
-        share = len(collapsed if own is not None else with_rate) / len(with_rate)
+        share = len(collapsed) / len(with_rate)
         if own is None:
-            share = 1 - len(collapsed) / len(with_rate)
-        collapse["typical"] = share >= (1 - level) / 2 and (
-            collapse["placed"] is None or collapse["placed"]["typical"])
-    return to_plain({
-        "store": str(out_dir), "val_size": n, "arms": sorted(set(chosen["arm"])),
-        "reruns": int(len(chosen)), "level": level, "collapse_threshold": settings.collapse_threshold,
-        "epochs": epochs, "outside": outside,
-        "largest_drop": drop, "lr_collapse": collapse})
+            share = 1 - share
+        typical = share >= (1 - level) / 2 and (placed_epoch is None or placed_epoch.typical)
+    collapse = CollapsePlacement(epoch=own, recorded=recorded, reruns_collapsed=len(collapsed),
+                                 reruns_with_rate=len(with_rate), placed=placed_epoch,
+                                 typical=typical)
+    return Placement(store=str(out_dir), val_size=n, arms=sorted(set(chosen["arm"])),
+                     reruns=int(len(chosen)), level=level,
+                     collapse_threshold=settings.collapse_threshold, epochs=epochs,
+                     outside=outside, largest_drop=drop, lr_collapse=collapse)
 
 
-def format_placement(result: dict, lang: str = "en") -> str:
+def format_placement(result: Placement, lang: str = "en") -> str:
     """Text for the terminal: per-epoch percentiles and the verdicts on drop and collapse
     ([placement] strings of valstat/report/{en,zh}.toml)."""
     P = Strings(lang).section("placement")
@@ -142,47 +135,47 @@ def format_placement(result: dict, lang: str = "en") -> str:
     def percentile(value) -> str:
         return P["missing"] if value is None else P["percentile"].format(p=f"{value:.0f}")
 
-    n, level = result["val_size"], f"{100 * result['level']:g}%"
-    lines = [P["head"].format(reruns=result["reruns"], store=result["store"], n=n,
-                              arms=", ".join(result["arms"]), level=level)]
+    level = f"{100 * result.level:g}%"
+    lines = [P["head"].format(reruns=result.reruns, store=result.store, n=result.val_size,
+                              arms=", ".join(result.arms), level=level)]
     lines.append(f"{P['col_epoch']:>5}  {P['col_acc']:>7}  {P['col_pct']:>5}  {P['col_band']:<15}  "
                  f"{P['col_loss']:>8}  {P['col_pct']:>5}  {P['col_band']}")
-    for row in result["epochs"]:
+    for row in result.epochs:
         cells = []
-        for metric, fmt in (("val_accuracy", "{:.1%}"), ("val_loss", "{:.3f}")):
-            item = row.get(metric)
+        for item, fmt in ((row.val_accuracy, "{:.1%}"), (row.val_loss, "{:.3f}")):
             if item is None:
                 cells.append(f"{'':>7}  {'':>5}  {'':<15}")
                 continue
-            band = P["no_reruns"] if item["low"] is None else \
-                f"{fmt.format(item['low'])}-{fmt.format(item['high'])}"
-            flag = {-1: P["below"], 1: P["above"]}.get(item["outside"], "")
-            cells.append(f"{fmt.format(item['value']):>7}  {percentile(item['percentile']):>5}  "
+            band = P["no_reruns"] if item.low is None else \
+                f"{fmt.format(item.low)}-{fmt.format(item.high)}"
+            flag = {-1: P["below"], 1: P["above"]}.get(item.outside, "")
+            cells.append(f"{fmt.format(item.value):>7}  {percentile(item.percentile):>5}  "
                          f"{band + flag:<15}")
-        lines.append(f"{row['epoch']:>5}  " + "  ".join(cells).rstrip())
+        lines.append(f"{row.epoch:>5}  " + "  ".join(cells).rstrip())
     for metric in ("val_accuracy", "val_loss"):
-        count = (result["outside"] or {}).get(metric)
-        if count:
-            lines.append(P[f"outside_{metric}"].format(level=level, out=count["epochs"],
-                                                       epochs=count["compared"]))
-    drop = result["largest_drop"]
+        count = result.outside.get(metric)
+        if count is not None:
+            lines.append(P[f"outside_{metric}"].format(level=level, out=count.epochs,
+                                                       epochs=count.compared))
+    drop = result.largest_drop
     if drop is not None:
-        lines.append(P["drop"].format(images=f"{drop['value']:.0f}", percentile=percentile(drop["percentile"]),
-                                      median=f"{drop['median']:g}", level=level, low=f"{drop['low']:g}",
-                                      high=f"{drop['high']:g}",
-                                      verdict=P["typical" if drop["typical"] else "unusual"]))
-    collapse = result["lr_collapse"]
-    if not collapse["recorded"]:
+        lines.append(P["drop"].format(images=f"{drop.value:.0f}", percentile=percentile(drop.percentile),
+                                      median=f"{drop.median:g}", level=level, low=f"{drop.low:g}",
+                                      high=f"{drop.high:g}",
+                                      verdict=P["typical" if drop.typical else "unusual"]))
+    collapse = result.lr_collapse
+    if not collapse.recorded:
         lines.append(P["no_rate"])
     else:
-        own = P["never"] if collapse["epoch"] is None else P["at_epoch"].format(epoch=collapse["epoch"])
-        text = P["collapse"].format(threshold=f"{result.get('collapse_threshold', 0.01):.0%}", own=own,
-                                    collapsed=collapse["reruns_collapsed"], reruns=collapse["reruns_with_rate"])
-        placed = collapse["placed"]
-        if placed:
-            text += P["placed"].format(median=f"{placed['median']:g}", level=level, low=f"{placed['low']:g}",
-                                       high=f"{placed['high']:g}", percentile=percentile(placed["percentile"]))
-        if collapse["typical"] is not None:
-            text += P["verdict"].format(verdict=P["typical" if collapse["typical"] else "unusual"])
+        own = P["never"] if collapse.epoch is None else P["at_epoch"].format(epoch=collapse.epoch)
+        text = P["collapse"].format(threshold=f"{result.collapse_threshold:.0%}", own=own,
+                                    collapsed=collapse.reruns_collapsed,
+                                    reruns=collapse.reruns_with_rate)
+        placed = collapse.placed
+        if placed is not None:
+            text += P["placed"].format(median=f"{placed.median:g}", level=level, low=f"{placed.low:g}",
+                                       high=f"{placed.high:g}", percentile=percentile(placed.percentile))
+        if collapse.typical is not None:
+            text += P["verdict"].format(verdict=P["typical" if collapse.typical else "unusual"])
         lines.append(text)
     return "\n".join(lines) + "\n"

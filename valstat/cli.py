@@ -135,18 +135,18 @@ def cmd_diagnose(args) -> int:
         from valstat.against import format_placement, place_history
 
         placement = place_history(epochs, args.against, val_size=args.val_size, arm=args.arm)
-        val_size = placement["val_size"]
+        val_size = placement.val_size
     elif args.arm:
         raise ValstatError("--arm needs --against OUT_DIR")
     result = diagnose(epochs, val_size=val_size)
     if args.json:
         payload = result.to_dict()
-        if placement:
-            payload["against"] = placement
+        if placement is not None:
+            payload["against"] = placement.to_dict()
         print(json.dumps(payload, indent=2))
     else:
         text = format_diagnosis(result, lang=args.lang)
-        print(text + ("\n" + format_placement(placement, args.lang) if placement else ""))
+        print(text + ("\n" + format_placement(placement, args.lang) if placement is not None else ""))
     if args.report:
         from valstat.report import write_single_run_report
 

@@ -1,5 +1,6 @@
-"""Typed results of `valstat.summary.summarize` and `valstat.diagnose.diagnose`: frozen
-dataclasses, `to_dict()` for JSON (summary.json, `valstat stats --json`, `valstat diagnose --json`).
+"""Typed results of `valstat.summary.summarize`, `valstat.diagnose.diagnose` and
+`valstat.against.place_history`: frozen dataclasses, `to_dict()` for JSON (summary.json,
+`valstat stats --json`, `valstat diagnose --json`, its "against" part).
 
 Accuracies, variances' square roots and shares are fractions. Every nested statistic is typed;
 summary.py builds each from the dict its `valstat.stats` function returns, so an unknown key
@@ -499,6 +500,11 @@ class LargestDrop(_Result):
     low: float
     high: float
 
+    @classmethod
+    def from_stats(cls, drop: dict) -> "LargestDrop":
+        """From the dict stats.largest_drop returns (numpy values made plain)."""
+        return cls(**to_plain(drop))
+
 
 @dataclass(frozen=True)
 class WholeRunChange(_Result):
@@ -588,3 +594,91 @@ class Diagnosis(_Result):
     lr_at_collapse: float | None
     has_val_loss: bool
     verdict: str
+
+
+# ---------------------------------------------------------------------------------------------
+# one history among a store's reruns: valstat.against.place_history (to_dict() = the "against"
+# part of `valstat diagnose --against --json`)
+
+
+@dataclass(frozen=True)
+class PlacedValue(_Result):
+    """stats.against.place_value: one number of the history among the reruns' numbers (reruns
+    R): its percentile (0..100, ties half), the reruns' median and central band (low, high) at
+    the placement level, typical (low <= value <= high)."""
+
+    value: float
+    reruns: int
+    percentile: float
+    median: float
+    low: float
+    high: float
+    typical: bool
+
+
+@dataclass(frozen=True)
+class PlacedMetric(_Result):
+    """One metric of one epoch among the reruns that reached that epoch (reruns; 0: none, and
+    then percentile, median, low, high and outside are None); outside -1 below the band, +1
+    above, 0 inside."""
+
+    value: float
+    reruns: int
+    percentile: float | None
+    median: float | None
+    low: float | None
+    high: float | None
+    outside: int | None
+
+
+@dataclass(frozen=True)
+class EpochPlacement(_Result):
+    """One epoch of the history: its val accuracy and val loss placed (absent where the history
+    has no finite value for the metric)."""
+
+    epoch: int
+    val_accuracy: PlacedMetric | None = absent()
+    val_loss: PlacedMetric | None = absent()
+
+
+@dataclass(frozen=True)
+class OutsideCount(_Result):
+    """Epochs where a metric left the reruns' band, of the epochs compared (reached by a rerun)."""
+
+    epochs: int
+    compared: int
+
+
+@dataclass(frozen=True)
+class CollapsePlacement(_Result):
+    """The history's learning-rate collapse (epoch; None: never) among the reruns: recorded
+    (the history has a rate), reruns_with_rate, reruns_collapsed, placed (the epoch among the
+    collapsed reruns' epochs; None when either never collapsed), typical (at least
+    (1 - level)/2 of the reruns share its fate, and the epoch is inside their band; None
+    without rates)."""
+
+    epoch: int | None
+    recorded: bool
+    reruns_collapsed: int
+    reruns_with_rate: int
+    placed: PlacedValue | None
+    typical: bool | None
+
+
+@dataclass(frozen=True)
+class Placement(_Result):
+    """One history among a store's reruns scored on as many validation images (val_size): the
+    store, the arms and number of reruns, level, collapse_threshold; per epoch ([EpochPlacement]),
+    outside {metric: OutsideCount}, the largest drop in images placed among the reruns' (None
+    when no rerun has a finite curve) and the learning-rate collapse."""
+
+    store: str
+    val_size: int
+    arms: list
+    reruns: int
+    level: float
+    collapse_threshold: float
+    epochs: list                                         # EpochPlacement
+    outside: dict                                        # metric -> OutsideCount
+    largest_drop: PlacedValue | None
+    lr_collapse: CollapsePlacement

@@ -22,8 +22,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from valstat.errors import ValstatError
+
+if TYPE_CHECKING:
+    from valstat.results import Placement
 
 __all__ = ["build_report", "write_single_run_report"]
 
@@ -157,7 +161,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
 
 
 def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str = "en",
-                            title: str | None = None, against: dict | None = None) -> Path:
+                            title: str | None = None, against: Placement | None = None) -> Path:
     """Single-run report (`valstat diagnose HISTORY --report DIR`): the curve with its
     per-epoch binomial band and largest drop, loss beside accuracy, and the learning-rate
     trace with the collapse marked, in the same page style. Returns the path of index.html.
@@ -165,7 +169,8 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     epochs_df: epoch, val_accuracy and optionally val_loss, learning_rate (one run);
     predictions_df: per-image rows (epoch, example, label, predicted) or None;
     val_size: validation images (None: inferred from the accuracy lattice);
-    against: valstat.against.place_history output, to place the run among its reruns.
+    against: a valstat.results.Placement (valstat.against.place_history), to place the run
+    among its reruns.
     """
     from valstat import __version__, stats
     from valstat.diagnose import diagnose
