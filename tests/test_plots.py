@@ -20,7 +20,7 @@ from matplotlib.ft2font import FT2Font  # noqa: E402
 from valstat import fonts  # noqa: E402
 from valstat.report import plots  # noqa: E402
 from valstat.report.text import HERE  # noqa: E402
-from valstat.results import Interval  # noqa: E402
+from valstat.results import Interval, LargestDrop  # noqa: E402
 from valstat.stats import curve_changes, largest_drop  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def test_every_plot_function_labels_its_axes(labels):
     n = 30
     one = epochs[epochs["run_id"] == "a/s0/f0"]
     changes = curve_changes(one["val_accuracy"].to_numpy(), n)
-    drop = largest_drop(changes)
+    drop = LargestDrop.from_stats(largest_drop(changes))
     colors = plots.arm_colors(["a", "b"])
     per_run = pd.DataFrame({"arm": ["a", "a", "b", "b"], "final": [0.5, 0.6, 0.7, 0.7],
                             "best": [0.6, 0.7, 0.8, 0.8]})
@@ -258,10 +258,10 @@ def test_drop_note_shows_the_adjusted_p_its_verdict_uses(lang):
     # 24/30 at epochs 0-8, then 15/30: Fisher p for 24 vs 15 of 30, times the 9 moves scanned
     k = np.r_[np.full(9, 24), 15]
     changes = curve_changes(k / 30, 30)
-    drop = largest_drop(changes)
+    drop = LargestDrop.from_stats(largest_drop(changes))
     raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
     adjusted = min(1.0, 9 * raw)
-    assert raw < 0.05 <= adjusted and drop["within_noise"]
+    assert raw < 0.05 <= adjusted and drop.within_noise
     L = Strings(lang).section("figures")
     note = drop_note(drop, 30, L)
     assert f"{adjusted:.2f}" in note and f"{raw:.3f}" not in note and f"{raw:.2f}" not in note

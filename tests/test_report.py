@@ -549,10 +549,11 @@ def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
 
     from valstat.report.content import drop_texts
     from valstat.report.text import Strings
+    from valstat.results import LargestDrop
     from valstat.stats import curve_changes, largest_drop
 
     k = np.r_[np.full(9, 24), 15]   # 24/30 then 15/30: Fisher p < 0.05 alone, not after 9 moves
-    drop = largest_drop(curve_changes(k / 30, 30))
+    drop = LargestDrop.from_stats(largest_drop(curve_changes(k / 30, 30)))
     raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
     adjusted = min(1.0, 9 * raw)
     verdict, scan = drop_texts(drop, 30, False, Strings(lang))

@@ -167,7 +167,7 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         val_size=n, val_size_inferred=inferred, lattice_step=float(lattice_step(n)), level=level,
         epochs=rows, noise_test=Strings("en")["diagnose.noise_test"],
         changes_tested=int(tested.sum()), changes_beyond_noise=beyond,
-        largest_drop=None if drop is None else LargestDrop(**to_plain(drop)),
+        largest_drop=None if drop is None else LargestDrop.from_stats(drop),
         first_to_last=first_to_last, detect_power=DETECT_POWER,
         detectable_drop_last=detectable_drop(n, 1 - level, DETECT_POWER, p=float(k[-1]) / n),
         lr_collapse_epoch=_whole(run["collapse_epoch"]),

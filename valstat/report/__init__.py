@@ -177,7 +177,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     from valstat.report import content
     from valstat.report.figures import make_single_run_figures
     from valstat.report.text import Strings, epoch, pct, pts, rate
-    from valstat.results import Detectability
+    from valstat.results import Detectability, LargestDrop
 
     S = Strings(lang)
     result = diagnose(epochs_df, val_size=val_size)
@@ -199,6 +199,7 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     changes = stats.curve_changes(accuracy, n, correct=correct)
     changes["epoch"] = epochs["epoch"].to_numpy()
     drop = stats.largest_drop(changes)
+    drop = None if drop is None else LargestDrop.from_stats(drop)
 
     paragraphs = []
     k_last = int(changes["k"].iloc[-1])
@@ -214,10 +215,10 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
         paragraphs.append(content.moves_detect_text(detect, S))
     if drop is not None:
         k = changes.set_index("epoch")["k"]
-        paragraphs.append(S("single.drop", k0=int(k[drop["from_epoch"]]),
-                            k1=int(k[drop["to_epoch"]]), n=n, e0=drop["from_epoch"],
-                            e1=drop["to_epoch"], images=S.images(-drop["images"]),
-                            points=pts(-drop["images"] / n)))
+        paragraphs.append(S("single.drop", k0=int(k[drop.from_epoch]),
+                            k1=int(k[drop.to_epoch]), n=n, e0=drop.from_epoch,
+                            e1=drop.to_epoch, images=S.images(-drop.images),
+                            points=pts(-drop.images / n)))
         paragraphs += content.drop_texts(drop, n, correct is not None, S)
     if result.lr_collapse_epoch is not None:
         paragraphs.append(S("single.lr", initial=rate(result.lr_initial),

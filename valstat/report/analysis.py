@@ -22,7 +22,7 @@ from valstat import stats
 from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.report.text import finite
 from valstat.errors import ValstatError
-from valstat.results import Summary
+from valstat.results import LargestDrop, Summary
 from valstat.summary import _crossed_table, _design, summarize_core
 
 HALFWIDTH_TARGETS = (0.05, 0.025)
@@ -202,12 +202,13 @@ def _example(epochs, val_sizes, matrices, level, exclude=frozenset()):
             continue
         changes, paired = _changes(group, n, matrices, level)
         drop = stats.largest_drop(changes, level=level)
+        drop = None if drop is None else LargestDrop.from_stats(drop)
         item = {"run_id": run_id, "arm": arm, "changes": changes, "drop": drop,
                 "paired": paired, "n": n}
         if fallback is None:
             fallback = item
         if drop is not None:
-            key = (drop["images"], -drop["p_value"])
+            key = (drop.images, -drop.p_value)
             if best is None or key < best[0]:
                 best = (key, item)
     return best[1] if best else fallback

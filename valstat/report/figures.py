@@ -11,6 +11,7 @@ import pandas as pd
 from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
+from valstat.results import LargestDrop
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 
 # stem -> caption key; the order is the order in the report
@@ -35,14 +36,14 @@ def _entry(saved: plots.SavedFigure, caption: str) -> FigureEntry:
                        saved.paths)
 
 
-def drop_note(drop, n, L) -> str:
+def drop_note(drop: LargestDrop | None, n, L) -> str:
     """Text at the arrow of the largest drop: images lost, the Bonferroni-adjusted p the
     verdict uses (adjusted for scanning every move), within/beyond noise."""
     if drop is None:
         return ""
-    verdict = L["within_noise"] if drop["within_noise"] else L["beyond_noise"]
-    return L["drop_note"].format(images=-drop["images"], n=n, p_adj=pval(drop["p_adjusted"]),
-                                 scanned=drop["scanned"], verdict=verdict)
+    verdict = L["within_noise"] if drop.within_noise else L["beyond_noise"]
+    return L["drop_note"].format(images=-drop.images, n=n, p_adj=pval(drop.p_adjusted),
+                                 scanned=drop.scanned, verdict=verdict)
 
 
 def _variance_caption(analysis: Analysis, C: dict) -> str:

@@ -32,6 +32,7 @@ from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotat
 
 from valstat.fonts import font_family
 from valstat.report.text import finite
+from valstat.results import LargestDrop
 
 CM = 1 / 2.54
 WIDTH = 16 * CM          # thesis text width
@@ -240,12 +241,12 @@ def plot_val_accuracy_runs(epochs: pd.DataFrame, bands: pd.DataFrame, val_sizes:
     return fig
 
 
-def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label: str,
+def plot_run_band(changes: pd.DataFrame, drop: LargestDrop | None, note: str, run_label: str,
                   color: str, labels: dict, ax=None) -> Figure:
     """One run's validation accuracy with its per-epoch 95% Wilson band; the largest drop marked.
 
-    changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: largest_drop
-    output or None; note: the text written at the drop (figures.drop_note: images lost and the
+    changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: a
+    valstat.results.LargestDrop or None; note: the text written at the drop (figures.drop_note: images lost and the
     scan-adjusted p the verdict uses, e.g. "−4 of 30 images, adjusted p = 0.85 (largest of 14 moves)").
     """
     fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained", ax=ax)
@@ -257,7 +258,7 @@ def plot_run_band(changes: pd.DataFrame, drop: dict | None, note: str, run_label
     ax.plot(x, changes["val_accuracy"], color=color, marker="o", ms=3.2, lw=1.4,
             label=labels["val_accuracy"], zorder=3)
     if drop is not None:
-        x0, x1 = drop["from_epoch"], drop["to_epoch"]
+        x0, x1 = drop.from_epoch, drop.to_epoch
         y0 = float(changes.loc[changes["epoch"] == x0, "val_accuracy"].iloc[0])
         y1 = float(changes.loc[changes["epoch"] == x1, "val_accuracy"].iloc[0])
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),

@@ -119,7 +119,7 @@ def image_section(analysis, S: Strings) -> dict | None:
         d = example["drop"]
         code = int(analysis.core.runs.loc[example["run_id"], "code"])
         cube = analysis.core.cube
-        moved = moved_images(cube.at(code, d["from_epoch"]), cube.at(code, d["to_epoch"]))
+        moved = moved_images(cube.at(code, d.from_epoch), cube.at(code, d.to_epoch))
         source, missing, tiles = sources.get(example["arm"]) or ExampleSource(None), [], []
         for row in moved.itertuples(index=False):
             lines = [T["tile_class"].format(cls=cls(row.label)),
@@ -128,8 +128,8 @@ def image_section(analysis, S: Strings) -> dict | None:
             tiles.append(_tile(source, row.example, lines, missing))
         _warn_missing(example["arm"], missing, source)
         lost = int((moved["direction"] == "lost").sum())
-        drop = {"title": T["drop_heading"].format(run=example["run_id"], e0=d["from_epoch"],
-                                                  e1=d["to_epoch"]),
+        drop = {"title": T["drop_heading"].format(run=example["run_id"], e0=d.from_epoch,
+                                                  e1=d.to_epoch),
                 "intro": T["drop_intro"].format(lost=lost, gained=len(moved) - lost,
                                                 net=lost - (len(moved) - lost)),
                 "note": "", "tiles": tiles}

@@ -16,7 +16,7 @@ from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
-from valstat.results import SpreadChange
+from valstat.results import LargestDrop, SpreadChange
 
 
 def findings(analysis: Analysis, S: Strings) -> list:
@@ -53,9 +53,9 @@ def _drop(analysis, S):
         d, ch, n = example["drop"], example["changes"], example["n"]
         k = ch.set_index("epoch")["k"]
         paragraphs.append(S("findings.drop_example", run=example["run_id"], arm=example["arm"],
-                            k0=int(k[d["from_epoch"]]), k1=int(k[d["to_epoch"]]), n=n,
-                            e0=d["from_epoch"], e1=d["to_epoch"], images=S.images(-d["images"]),
-                            points=pts(-d["images"] / n)))
+                            k0=int(k[d.from_epoch]), k1=int(k[d.to_epoch]), n=n,
+                            e0=d.from_epoch, e1=d.to_epoch, images=S.images(-d.images),
+                            points=pts(-d.images / n)))
         paragraphs += drop_texts(d, n, example["paired"], S)
     elif example:
         paragraphs.append(S["findings.drop_none"])
@@ -76,16 +76,16 @@ def moves_detect_text(detectable, S) -> str:
     return S(key, n=detectable.n, **detect_words(detectable, S))
 
 
-def drop_texts(drop, n, paired, S) -> list:
+def drop_texts(drop: LargestDrop, n, paired, S) -> list:
     """The largest drop's verdict with the Bonferroni-adjusted p it uses (McNemar when
     `paired`, else Fisher), then the scan adjustment and the smallest loss the test could flag."""
-    key = ("drop_within" if drop["within_noise"] else "drop_beyond") + ("" if paired else "_fisher")
-    verdict = S(f"findings.{key}", p_adj=pval(drop["p_adjusted"]), scanned=drop["scanned"], n=n,
-                low=pts(drop["low"], signed=True), high=pts(drop["high"], signed=True))
-    scan = dict(scanned=drop["scanned"], p=pval(drop["p_value"]), n=n)
-    if drop.get("smallest_flagged") is None:
+    key = ("drop_within" if drop.within_noise else "drop_beyond") + ("" if paired else "_fisher")
+    verdict = S(f"findings.{key}", p_adj=pval(drop.p_adjusted), scanned=drop.scanned, n=n,
+                low=pts(drop.low, signed=True), high=pts(drop.high, signed=True))
+    scan = dict(scanned=drop.scanned, p=pval(drop.p_value), n=n)
+    if drop.smallest_flagged is None:
         return [verdict, S("findings.drop_scan_none", **scan)]
-    return [verdict, S("findings.drop_scan", **scan, flag=S.images(drop["smallest_flagged"]))]
+    return [verdict, S("findings.drop_scan", **scan, flag=S.images(drop.smallest_flagged))]
 
 
 def _flat(analysis, S):
