@@ -123,7 +123,7 @@ class FusedEngine:
         self.tail = jax.jit(tail, donate_argnums=donate)
         self.predict_own = jax.jit(jax.vmap(predict, in_axes=(0, 0, 0)))
         self.predict_shared = jax.jit(jax.vmap(predict, in_axes=(0, 0, None)))
-        self._fits: dict = {}
+        self._memory_line: dict = {}   # (n_train, n_images) -> (bytes at K=1, bytes per run)
 
     def initial_state(self, seeds: list[int]):
         """Stacked (trainable, non_trainable, optimizer) arrays for runs initialised from
@@ -209,13 +209,12 @@ class FusedEngine:
         """The most runs one pack may hold so that its programs plan for at most
         MEMORY_MARGIN x `free_bytes`: memory is linear in K (shared images + K x one run's
         state and activations), measured at K = 1 and 2. At least 1."""
-        key = (free_bytes, n_train, n_images)
-        if key not in self._fits:
+        key = (n_train, n_images)          # the line is measured once; free memory varies
+        if key not in self._memory_line:
             one = self.pack_bytes(1, n_train, n_images)
-            per_run = self.pack_bytes(2, n_train, n_images) - one
-            self._fits[key] = max(1, int((MEMORY_MARGIN * free_bytes - (one - per_run))
-                                         // max(per_run, 1)))
-        return self._fits[key]
+            self._memory_line[key] = (one, self.pack_bytes(2, n_train, n_images) - one)
+        one, per_run = self._memory_line[key]
+        return max(1, int((MEMORY_MARGIN * free_bytes - (one - per_run)) // max(per_run, 1)))
 
 
 def device_free_bytes(device=None) -> int | None:
