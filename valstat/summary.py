@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
+from valstat.core.design import crossed_table, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
-from valstat.images import unstable_images
+from valstat.images import class_names, unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference, Detectability,
                              FiniteSample, FoldNoise, Interval, LrCollapse, McNemarPair, NoiseOptimism,
                              OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded, SpreadChange,
@@ -69,37 +70,6 @@ def _val_size(arm_runs, arm_epochs, config):
     return None, "unknown"
 
 
-def _design(finite: pd.DataFrame) -> str:
-    """How the runs' validation images relate: each run its own, one split for all, or splits x seeds."""
-    splits = finite["split"]
-    if not splits.duplicated().any():
-        return "own split per run"
-    return "one shared split" if splits.nunique() == 1 else "seeds x shared splits"
-
-
-def _crossed_table(finite, metric, epoch_col, cube, design):
-    """The crossed table for crossed_mean_interval and its new_run_columns, or None.
-
-    One shared split: (runs, images) per-image correctness at each run's `epoch_col` epoch
-    (all runs on the same images); seeds x shared splits: (splits, seeds) of `metric`, one
-    run per cell, every cell present.
-    """
-    if design == "one shared split":
-        wanted = dict(zip(finite["code"].astype(int), finite[epoch_col].astype(int)))
-        got = cube.correct_at(wanted)
-        if len(got) < len(wanted):
-            return None
-        examples = [got[c][0] for c in wanted]
-        if any(not np.array_equal(e, examples[0]) for e in examples):
-            return None
-        return np.vstack([got[c][1] for c in wanted]).astype(float), examples[0].size
-    cells = finite.groupby(["split", "seed"]).size()
-    if not cells.eq(1).all():
-        return None
-    table = finite.pivot(index="split", columns="seed", values=metric).to_numpy(dtype=float)
-    return (table, 1) if np.all(np.isfinite(table)) else None
-
-
 def _class_share_range(finite, finals, n_classes):
     """(lowest, highest) share of one class among each run's final-epoch validation images:
     what a run predicting one class scores. A class missing from a run's images (of
@@ -141,7 +111,7 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
         return {"final_val_accuracy": None, "best_val_accuracy": None}
     clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
     units = finite["seed"].to_numpy() if clustered else None
-    design = _design(finite)
+    design = validation_design(finite)
     out = {}
     aware = design == "own split per run" and units is None and 2 <= len(finite) < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None
@@ -159,7 +129,7 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
             res["conditional"] = ConditionalInterval(low=res["low"], high=res["high"], pi_low=res["pi_low"],
                                                      pi_high=res["pi_high"], method="t",
                                                      scope="these validation images")
-            crossed = _crossed_table(finite, metric, epoch_col, cube, design)
+            crossed = crossed_table(finite, metric, epoch_col, cube, design)
             if crossed is None:
                 res.update(scope="these validation images",
                            note="runs share validation images and the design is incomplete: the interval "
@@ -398,7 +368,7 @@ def _arm_summary(core: Core, name: str, moves_by_run, finals) -> ArmSummary:
         "val_size": val_size,
         "val_size_source": val_size_source,
         "lattice_step": None if not val_size else 1.0 / val_size,
-        **_metric_intervals(arm, core.cube, finals, settings.level, len(_class_names(core.meta))),
+        **_metric_intervals(arm, core.cube, finals, settings.level, len(class_names(core.meta))),
     }
     if len(arm) == 0:
         return ArmSummary(**out)
@@ -461,17 +431,13 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     return Comparison(**out)
 
 
-def _class_names(meta: dict) -> list:
-    return list(meta.get("class_names") or (meta.get("dataset") or {}).get("class_names") or [])
-
-
 def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFrame, meta: dict,
               settings: Settings = DEFAULT) -> Summary:
     """Answers for every arm of one experiment, from the store's tables.
 
     runs, epochs, predictions: the store's tables (columns RUN_COLUMNS, EPOCH_COLUMNS,
     PREDICTION_COLUMNS; predictions may be empty). meta: experiment, arms (ordered names),
-    class_names (or dataset.class_names), arms_config {arm: {"data": {val_size, ...},
+    dataset.class_names (or class_names), arms_config {arm: {"data": {val_size, ...},
     "training": {learning_rate, ...}, "schedule": {monitor, patience, factor, ...}}} (flat keys too).
     The Summary it returns, as `.to_dict()` writes it (accuracies are fractions):
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
@@ -527,7 +493,7 @@ def summarize_core(core: Core) -> Summary:
     return Summary(
         experiment=meta.get("experiment"),
         arm_names=list(core.arm_names),
-        class_names=_class_names(meta),
+        class_names=class_names(meta),
         arms=arms,
         comparisons=comparisons,
         runs_needed=RunsNeeded(gamma=gamma, alpha=alpha, beta=beta, runs=runs_needed(gamma, alpha, beta),

@@ -20,10 +20,12 @@ from scipy.stats import norm
 
 from valstat import stats
 from valstat.core import DEFAULT, Core, Settings, build_core
+from valstat.core.design import crossed_table, validation_design
+from valstat.images import class_names
 from valstat.report.text import finite
 from valstat.errors import ValstatError
 from valstat.results import LargestDrop, Summary
-from valstat.summary import _crossed_table, _design, summarize_core
+from valstat.summary import summarize_core
 
 HALFWIDTH_TARGETS = (0.05, 0.025)
 
@@ -58,7 +60,7 @@ class Analysis:
 
 def class_name(meta: dict, index) -> str:
     """Class folder name for a label index (meta dataset.class_names), else the index."""
-    names = (meta.get("dataset") or {}).get("class_names") or meta.get("class_names") or []
+    names = class_names(meta)
     try:
         return str(names[int(index)])
     except (IndexError, TypeError, ValueError):
@@ -154,10 +156,10 @@ def _bands(core: Core, epochs: pd.DataFrame, level: float) -> pd.DataFrame:
         units = seeds if 1 < n_seeds < values.size else None
         res = stats.mean_interval(values, level=level, method="t", units=units)
         frame = group.join(runs, on="run_id")
-        design = _design(frame)
+        design = validation_design(frame)
         scope = "new validation images"
         if design != "own split per run" and len(frame) >= 2:
-            crossed = _crossed_table(frame, "val_accuracy", "epoch", core.cube, design)
+            crossed = crossed_table(frame, "val_accuracy", "epoch", core.cube, design)
             if crossed is None:
                 scope = "these validation images"
             else:
