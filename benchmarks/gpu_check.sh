@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (issue 12, items 6-7), for a bare CUDA machine that has JAX but not Keras, Dask
 # or TensorFlow. Carries its missing wheels in .whl/ (made by benchmarks/gpu_wheels.sh); never
-# installs TensorFlow (the wheels are installed only where keras or distributed is missing). Finishes in well under 8 minutes on one H100 and writes its figures to
+# installs TensorFlow (the wheels are installed only where keras or distributed is missing).
+# Finishes in well under 8 minutes on one H100 and writes its figures to
 # $OUT/gpu_figures.md (or ./gpu_figures.md):
 #   1. fused K=16 vs the same 16 runs one at a time, 32 px founding arm, 10 epochs; TFLOP/s
 #      against f32 matmul peaks measured in the same process;
@@ -31,7 +32,7 @@ start=$(date +%s)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__, keras.backend.backend())"
 } | tee "$FIG"
-$PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorflow') is not None and 0)" \
+$PY -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('tensorflow') else 1)" \
   && echo "note: TensorFlow is present here; the check does not use it" | tee -a "$FIG"
 
 echo "## 1. fused K vs one at a time (32 px), TFLOP/s" | tee -a "$FIG"
