@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from importlib.metadata import version
@@ -20,7 +19,7 @@ from conftest import TINY, valstat
 from test_bad_input import assert_one_line_error
 from valstat.config import load_experiment
 from valstat.history import read_history
-from valstat.lock import LOCK_NAME
+from valstat.lock import LOCK_NAME, StoreLock
 from valstat.store import load_tables, read_meta, store_path, write_tables
 
 HEAVY = "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)"
@@ -97,26 +96,25 @@ def test_run_is_quiet_prints_a_line_per_run_and_records_the_settings(set_store):
 def test_a_store_with_a_live_writer_is_refused_in_one_line(set_store, tmp_path):
     out, _ = set_store
     before = store_path(out).read_bytes()
-    write_lock(out, os.getpid())
-    try:
+    with StoreLock(out):
+        started = json.loads((out / LOCK_NAME).read_text())["started"]
         result = valstat("run", TINY, "--seeds", "2", "--epochs", "1", "--out", out,
                          "--set", "training.learning_rate=1e-4", "--set",
                          "schedule.monitor=val_loss")
-    finally:
-        (out / LOCK_NAME).unlink()
-    assert_one_line_error(result, f"process {os.getpid()}", "since 2026-01-02T03:04:05",
-                          "--wait")
+    assert_one_line_error(result, f"process {os.getpid()}", f"since {started}", "--wait")
     assert store_path(out).read_bytes() == before
 
 
 def test_wait_takes_over_when_the_writer_ends_and_states_the_true_count(set_store):
     out, _ = set_store
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
-    threading.Thread(target=holder.wait).start()     # reaped when it ends, as a shell would
-    write_lock(out, holder.pid)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from valstat.lock import "
+                               "StoreLock; StoreLock(sys.argv[1]).acquire(); print(flush=True); "
+                               "time.sleep(3)", out], stdout=subprocess.PIPE)
+    holder.stdout.readline()                         # it holds the lock (and never releases it)
     started = time.monotonic()
     result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out, "--wait",
                      "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
+    holder.wait()
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started >= 2.5
     assert "0 runs trained, 2 already stored, 0 diverged; 2/2 runs in" in result.stdout

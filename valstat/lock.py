@@ -1,7 +1,11 @@
-"""One writer per store: a lock file beside the store naming the process that writes it.
+"""One writer per store: a locked file beside the store naming the process that writes it.
 
-The file holds the writer's pid, host and start time. A second writer refuses in one line (or
-waits); a lock left by a process that no longer exists on this host is taken over.
+The writer holds an exclusive `flock` on `valstat.lock` while it writes. The kernel (or the
+network file system's lock manager) drops it when the process ends, however it ends, so a file
+left by a dead writer is free to take and two processes can never both hold it. The file's
+content (pid, host, start time) only names the writer in the message a second writer prints.
+Where there is no `flock` (Windows, a file system mounted without locks) the lock is the file's
+existence, and a file naming a process that no longer exists on this host is taken over.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from valstat.errors import ValstatError
+
+try:
+    import fcntl
+except ImportError:         # Windows
+    fcntl = None
 
 LOCK_NAME = "valstat.lock"
 
@@ -43,6 +52,14 @@ def _stale(holder: dict | None) -> bool:
         and not _alive(int(holder["pid"]))
 
 
+def _same_file(descriptor: int, path: Path) -> bool:
+    """Whether `descriptor` is still the file at `path` (a releasing writer unlinks it)."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 class StoreLock:
     """Hold `out_dir/valstat.lock` while writing; `wait`: poll until a live holder lets go."""
 
@@ -51,39 +68,71 @@ class StoreLock:
         self.wait = wait
         self.poll_s = poll_s
         self.held = False
+        self._descriptor: int | None = None
+        self._flock = fcntl is not None
 
     def acquire(self) -> None:
         mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         while True:
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read(self.path)
-                if holder is None or _stale(holder):
-                    if holder is None:
-                        time.sleep(0.05)          # a writer may be filling it in right now
-                        holder = _read(self.path)
-                    if holder is None or _stale(holder):
-                        self.path.unlink(missing_ok=True)
-                        continue
+            descriptor = self._take()
+            if descriptor is None:
                 if not self.wait:
+                    holder = _read(self.path)
+                    if holder is None:
+                        time.sleep(0.05)            # the holder may be filling it in right now
+                        holder = _read(self.path) or {}
                     raise ValstatError(
-                        f"{self.path.parent} is being written by process {holder['pid']} on "
-                        f"{holder.get('host', '?')} since {holder.get('started', '?')}; "
-                        "wait for it, or pass --wait") from None
+                        f"{self.path.parent} is being written by process "
+                        f"{holder.get('pid', '?')} on {holder.get('host', '?')} since "
+                        f"{holder.get('started', '?')}; wait for it, or pass --wait")
                 time.sleep(self.poll_s)
                 continue
-            except OSError as error:
-                raise ValstatError(f"cannot create the lock {self.path}: {error.strerror}") from None
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(mine)
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, mine.encode("utf-8"))
             self.held = True
             return
 
+    def _take(self) -> int | None:
+        """An open descriptor of the lock file, now ours; None while a live writer holds it."""
+        while True:
+            try:
+                flags = os.O_RDWR | os.O_CREAT | (0 if self._flock else os.O_EXCL)
+                descriptor = os.open(self.path, flags, 0o644)
+            except FileExistsError:                 # no flock: the file's existence is the lock
+                holder = _read(self.path)
+                if holder is None:
+                    time.sleep(0.05)                # a writer may be filling it in right now
+                    holder = _read(self.path)
+                if holder is None or _stale(holder):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                return None
+            except OSError as error:
+                raise ValstatError(f"cannot create the lock {self.path}: {error.strerror}") \
+                    from None
+            if not self._flock:
+                self._descriptor = descriptor
+                return descriptor
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                return None
+            except OSError:                          # this file system has no flock
+                os.close(descriptor)
+                self._flock = False
+                continue
+            if _same_file(descriptor, self.path):
+                self._descriptor = descriptor
+                return descriptor
+            os.close(descriptor)                     # we locked a file its writer just removed
+
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)        # unlinked while still locked: see _same_file
+            os.close(self._descriptor)
+            self._descriptor = None
             self.held = False
 
     def __enter__(self) -> "StoreLock":
