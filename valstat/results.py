@@ -41,13 +41,23 @@ class ConditionalInterval(_Result):
 
 
 @dataclass(frozen=True)
+class CrossedComponents(_Result):
+    """stats.crossed_mean_interval's variance components, each clipped at 0: rows, columns
+    and residual of its table, in the table's units squared."""
+
+    rows: float
+    columns: float
+    residual: float
+
+
+@dataclass(frozen=True)
 class Interval(_Result):
     """Interval of the mean of a per-run accuracy (fractions): estimate, CI (low, high) at
     `level`, prediction interval for one new run (pi_low, pi_high), sd over runs (ddof 1), n runs,
     n_units (seeds when folds of a seed are clustered, `units` = "seed"; else None), method
     ("t" | "crossed-anova"), design (how runs share validation images), scope ("new validation
     images" | "these validation images"), note. Crossed intervals add df, components
-    {rows, columns, residual} and `conditional` (the t interval for these images only).
+    (CrossedComponents) and `conditional` (the t interval for these images only).
     Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits) add
     collapsed (runs that ended predicting one class), collapse_low/high (bounds on the chance
     of that), learned_low/high (bounds on the other runs' mean) and share_range (lowest,
@@ -69,7 +79,7 @@ class Interval(_Result):
     units: str | None = absent()
     conditional: ConditionalInterval | None = absent()
     df: float | None = absent()
-    components: dict | None = absent()
+    components: CrossedComponents | None = absent()
     collapsed: int | None = absent()
     collapse_low: float | None = absent()
     collapse_high: float | None = absent()

@@ -14,8 +14,9 @@ from valstat.core import DEFAULT, Core, Settings, build_core
 from valstat.core.design import crossed_table, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import class_names, unstable_images
-from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, DetectableDifference, Detectability,
-                             FiniteSample, FoldNoise, Interval, LrCollapse, McNemarPair, NoiseOptimism,
+from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, CrossedComponents,
+                             DetectableDifference, Detectability, FiniteSample, FoldNoise, Interval,
+                             LrCollapse, McNemarPair, NoiseOptimism,
                              OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded, SpreadChange,
                              Summary, VarianceComponent, WithinNoise)
 from valstat.stats import (
@@ -136,8 +137,8 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
                                 "holds for these images only")
             else:
                 cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1])
-                res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
-                           method="crossed-anova")
+                res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df")},
+                           components=CrossedComponents(**cm["components"]), method="crossed-anova")
         out[metric] = Interval(**res)
     return out
 

@@ -30,6 +30,20 @@ from valstat.summary import summarize_core
 HALFWIDTH_TARGETS = (0.05, 0.025)
 
 
+@dataclass(frozen=True)
+class DropExample:
+    """The run with the largest epoch-to-epoch drop, the report's worked example. changes: its
+    tested moves, one row per epoch (valstat.stats.curve_changes + epoch); n: its validation
+    images; paired: the moves were tested per image (McNemar); drop: None when nothing fell."""
+
+    run_id: str
+    arm: str
+    n: int
+    changes: pd.DataFrame
+    drop: LargestDrop | None
+    paired: bool
+
+
 @dataclass
 class Analysis:
     meta: dict
@@ -42,7 +56,7 @@ class Analysis:
     epochs: pd.DataFrame            # epochs of counted runs + arm, seed, fold, status
     coverage: dict
     bands: pd.DataFrame             # arm, epoch, estimate, low, high, n_runs, design, scope
-    example: dict | None            # run with the largest drop: run_id, arm, changes, drop
+    example: DropExample | None     # the run with the largest drop
     lr_marks: pd.DataFrame          # run_id, arm, epoch, learning_rate where the rate collapsed
     lr_detail: dict                 # arm -> first/last collapse epoch, initial and lowest rate
     one_class: list                 # runs that end predicting one class
@@ -205,8 +219,7 @@ def _example(epochs, val_sizes, matrices, level, exclude=frozenset()):
         changes, paired = _changes(group, n, matrices, level)
         drop = stats.largest_drop(changes, level=level)
         drop = None if drop is None else LargestDrop.from_stats(drop)
-        item = {"run_id": run_id, "arm": arm, "changes": changes, "drop": drop,
-                "paired": paired, "n": n}
+        item = DropExample(run_id, arm, n, changes, drop, paired)
         if fallback is None:
             fallback = item
         if drop is not None:
@@ -426,7 +439,7 @@ def _correct_maps(analysis: Analysis, matrices: dict) -> list:
     """Per-image maps for the example run and the first run collapsed to one class (if any)."""
     chosen = []
     if analysis.example is not None:
-        chosen.append(("example", analysis.example["run_id"]))
+        chosen.append(("example", analysis.example.run_id))
     for item in analysis.one_class:
         if item["run_id"] not in {c[1] for c in chosen}:
             chosen.append(("collapsed", item["run_id"]))

@@ -86,9 +86,9 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
     example = analysis.example
     if example is not None:
         out["run_band"] = (lambda ax=None: plots.plot_run_band(
-            example["changes"], example["drop"], drop_note(example["drop"], example["n"], L),
-            example["run_id"], colors[example["arm"]], L, ax=ax),
-            C["run_band"].format(run=example["run_id"], n=example["n"]))
+            example.changes, example.drop, drop_note(example.drop, example.n, L),
+            example.run_id, colors[example.arm], L, ax=ax),
+            C["run_band"].format(run=example.run_id, n=example.n))
     intervals = {arm: {"final": analysis.summary.arms[arm].final_val_accuracy,
                        "best": analysis.summary.arms[arm].best_val_accuracy} for arm in analysis.arms}
     per_run = analysis.runs[analysis.runs["counted"]].rename(
@@ -97,10 +97,10 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
         per_run[["arm", "final", "best"]], intervals, analysis.val_sizes, colors, L, ax=ax),
         C["accuracy_distribution"])
     if example is not None and epochs["val_loss"].notna().any():
-        arm_epochs = epochs[epochs["arm"] == example["arm"]]
+        arm_epochs = epochs[epochs["arm"] == example.arm]
         out["loss_vs_accuracy"] = (lambda ax=None: plots.plot_loss_vs_accuracy(
-            arm_epochs, example["run_id"], colors[example["arm"]], L, ax=ax),
-            C["loss_vs_accuracy"].format(run=example["run_id"], arm=example["arm"]))
+            arm_epochs, example.run_id, colors[example.arm], L, ax=ax),
+            C["loss_vs_accuracy"].format(run=example.run_id, arm=example.arm))
     if epochs["learning_rate"].notna().any():
         out["learning_rate"] = (lambda ax=None: plots.plot_learning_rate(
             epochs, analysis.lr_marks, colors, L, ax=ax), C["learning_rate"])

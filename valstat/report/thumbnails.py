@@ -115,20 +115,20 @@ def image_section(analysis, S: Strings) -> dict | None:
                      if source.kind is None else ""})
     drop = None
     example = analysis.example
-    if example is not None and example.get("drop") and example.get("paired"):
-        d = example["drop"]
-        code = int(analysis.core.runs.loc[example["run_id"], "code"])
+    if example is not None and example.drop and example.paired:
+        d = example.drop
+        code = int(analysis.core.runs.loc[example.run_id, "code"])
         cube = analysis.core.cube
         moved = moved_images(cube.at(code, d.from_epoch), cube.at(code, d.to_epoch))
-        source, missing, tiles = sources.get(example["arm"]) or ExampleSource(None), [], []
+        source, missing, tiles = sources.get(example.arm) or ExampleSource(None), [], []
         for row in moved.itertuples(index=False):
             lines = [T["tile_class"].format(cls=cls(row.label)),
                      T[f"tile_{row.direction}"].format(before=cls(row.predicted_before),
                                                        after=cls(row.predicted_after))]
             tiles.append(_tile(source, row.example, lines, missing))
-        _warn_missing(example["arm"], missing, source)
+        _warn_missing(example.arm, missing, source)
         lost = int((moved["direction"] == "lost").sum())
-        drop = {"title": T["drop_heading"].format(run=example["run_id"], e0=d.from_epoch,
+        drop = {"title": T["drop_heading"].format(run=example.run_id, e0=d.from_epoch,
                                                   e1=d.to_epoch),
                 "intro": T["drop_intro"].format(lost=lost, gained=len(moved) - lost,
                                                 net=lost - (len(moved) - lost)),

@@ -49,14 +49,14 @@ def _lattice(analysis, S):
 def _drop(analysis, S):
     paragraphs = []
     example = analysis.example
-    if example and example["drop"]:
-        d, ch, n = example["drop"], example["changes"], example["n"]
-        k = ch.set_index("epoch")["k"]
-        paragraphs.append(S("findings.drop_example", run=example["run_id"], arm=example["arm"],
+    if example and example.drop:
+        d, n = example.drop, example.n
+        k = example.changes.set_index("epoch")["k"]
+        paragraphs.append(S("findings.drop_example", run=example.run_id, arm=example.arm,
                             k0=int(k[d.from_epoch]), k1=int(k[d.to_epoch]), n=n,
                             e0=d.from_epoch, e1=d.to_epoch, images=S.images(-d.images),
                             points=pts(-d.images / n)))
-        paragraphs += drop_texts(d, n, example["paired"], S)
+        paragraphs += drop_texts(d, n, example.paired, S)
     elif example:
         paragraphs.append(S["findings.drop_none"])
     for arm in analysis.arms:
