@@ -5,6 +5,8 @@ Both sweeps run in this process, one after the other, into fresh stores, with va
 worker layout; the curves of the two stores are compared (they must be identical). `--quick`: 4
 seeds x 2 arms x 5 epochs; full: the default experiment as shipped (20 seeds x 2 arms x 20
 epochs). Prints runs/hour of each and their ratio (target >= 1.5) as the last line.
+`--against REV`: the README's main command from the code at git REV (e.g. before compile-once)
+against this tree, each in a fresh process, alternated `--repeats` times.
 
 `--fused` (run with KERAS_BACKEND=jax; see gpu_check.sh): fused K runs against the same K runs
 one at a time (packs of one, same engine, compiled once) at 32 px, achieved TFLOP/s against a
@@ -33,6 +35,57 @@ def sweep(seeds: int, epochs: int, reuse: bool, out: str) -> float:
     seconds = time.perf_counter() - start
     assert len(outcome.finished) + len(outcome.diverged) == outcome.planned
     return seconds
+
+
+def cli_sweep(tree: str, out: str) -> float:
+    """Seconds for the README's main command, `valstat run --seeds 20` (default experiment),
+    run from the source tree `tree` into `out`, as a user runs it (a fresh process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": tree}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "valstat.cli", "run", "--seeds", "20", "--out", out,
+                    "--quiet"], cwd=tree, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def against_main(revision: str, repeats: int) -> str:
+    """The README's main command from git `revision` (the path before an engine change) and
+    from this tree, alternated `repeats` times on one machine; medians and their ratio."""
+    import statistics
+    import subprocess
+    from pathlib import Path
+
+    from valstat.store import load_tables
+
+    here = str(Path(__file__).resolve().parent.parent)
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=here, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    times = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        old_tree = f"{scratch}/tree"
+        subprocess.run(["git", "worktree", "add", "--detach", old_tree, commit], cwd=here,
+                       check=True, capture_output=True)
+        try:
+            for index in range(repeats):
+                for name, tree in (("old", old_tree), ("new", here)):
+                    times[name].append(cli_sweep(tree, f"{scratch}/{name}{index}"))
+            columns = ["run_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                       "learning_rate", "truth_accuracy"]
+            old, new = load_tables(f"{scratch}/old0"), load_tables(f"{scratch}/new0")
+            same = old.epochs[columns].equals(new.epochs[columns])
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", old_tree], cwd=here,
+                           capture_output=True)
+    old_s, new_s = statistics.median(times["old"]), statistics.median(times["new"])
+    listed = "; ".join(f"{name} {', '.join(f'{t:.0f}' for t in values)} s"
+                       for name, values in times.items())
+    return (f"`valstat run --seeds 20` (default experiment, 40 runs x 20 epochs, from the CLI), "
+            f"{commit} against this tree, alternated {repeats}x ({listed}): median {old_s:.0f} s "
+            f"-> {new_s:.0f} s, {old_s / new_s:.2f}x runs/h; curves identical: "
+            f"{'yes' if same else 'NO'}")
 
 
 def matmul_peak_tflops(precision: str, size: int = 8192, repeats: int = 5) -> float:
@@ -135,7 +188,15 @@ def main() -> None:
     parser.add_argument("--sweep", help="--fused: also time `valstat run` of this experiment")
     parser.add_argument("--pack", type=int, help="--sweep: runs per pack (default: all)")
     parser.add_argument("--figures", help="--fused: also write the result lines to this file")
+    parser.add_argument("--against", metavar="REV",
+                        help="time the README's main command from git REV against this tree")
+    parser.add_argument("--repeats", type=int, default=2, help="--against: alternations")
     args = parser.parse_args()
+    if args.against:
+        text = against_main(args.against, args.repeats)
+        print(text)
+        append_result("engine", f"- {machine()}{'; ' + args.load if args.load else ''}: {text}")
+        return
     if args.fused:
         lines = fused_main(args)
         for line in lines:
