@@ -47,6 +47,16 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+def _read_settled(path: Path) -> dict | None:
+    """_read, once more after a moment when the file was empty or half written (its writer may
+    be filling it in right now)."""
+    holder = _read(path)
+    if holder is None:
+        time.sleep(0.05)
+        holder = _read(path)
+    return holder
+
+
 def _stale(holder: dict | None) -> bool:
     return holder is not None and holder.get("host") == socket.gethostname() \
         and not _alive(int(holder["pid"]))
@@ -78,10 +88,7 @@ class StoreLock:
             descriptor = self._take()
             if descriptor is None:
                 if not self.wait:
-                    holder = _read(self.path)
-                    if holder is None:
-                        time.sleep(0.05)            # the holder may be filling it in right now
-                        holder = _read(self.path) or {}
+                    holder = _read_settled(self.path) or {}
                     raise ValstatError(
                         f"{self.path.parent} is being written by process "
                         f"{holder.get('pid', '?')} on {holder.get('host', '?')} since "
@@ -100,10 +107,7 @@ class StoreLock:
                 flags = os.O_RDWR | os.O_CREAT | (0 if self._flock else os.O_EXCL)
                 descriptor = os.open(self.path, flags, 0o644)
             except FileExistsError:                 # no flock: the file's existence is the lock
-                holder = _read(self.path)
-                if holder is None:
-                    time.sleep(0.05)                # a writer may be filling it in right now
-                    holder = _read(self.path)
+                holder = _read_settled(self.path)
                 if holder is None or _stale(holder):
                     self.path.unlink(missing_ok=True)
                     continue
