@@ -23,6 +23,13 @@ def valstat(*args, cwd=None, timeout=600):
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def write_image_folder(root: Path, classes=("cats", "dogs"), per_class=20, size=24, seed=0):
     """Real PNG/JPEG files in Keras layout: class-dependent brightness patterns plus noise."""
     from PIL import Image

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import dead_pid
 from valstat import lock
 from valstat.errors import ValstatError
 from valstat.lock import LOCK_NAME, StoreLock
@@ -24,12 +25,6 @@ held = StoreLock(sys.argv[1]); held.acquire()
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 """                                   # ends without release(), as a killed writer would
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def write_stale(folder, pid=None):

@@ -15,7 +15,7 @@ from importlib.metadata import version
 import pandas as pd
 import pytest
 
-from conftest import TINY, valstat
+from conftest import TINY, dead_pid, valstat
 from test_bad_input import assert_one_line_error
 from valstat.config import load_experiment
 from valstat.history import read_history
@@ -40,12 +40,6 @@ def files(folder):
     """name -> modification time, leaving out SQLite's own -wal/-shm files (a reader opens them)."""
     return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*")
             if not p.name.endswith(("-wal", "-shm"))}
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture(scope="module")
