@@ -269,3 +269,31 @@ def test_drop_note_shows_the_adjusted_p_its_verdict_uses(lang):
     with plots.figure_context(lang):
         fig = plots.plot_run_band(changes, drop, note, "", "C0", L)
     assert note in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_the_drop_note_covers_no_point_of_the_curve():
+    """A run whose note, 40 points below the drop, used to hide the epoch-7 point (seen in the
+    default report): the note box now holds no epoch's point and no part of the line."""
+    from valstat.report.figures import drop_note
+    from valstat.report.text import Strings
+
+    k = np.array([3, 3, 3, 3, 3, 3, 4, 6, 14, 14, 21, 10, 16, 23, 22, 24, 25, 23, 23, 10])
+    changes = curve_changes(k / 30, 30)
+    drop = LargestDrop.from_stats(largest_drop(changes))
+    assert (drop.from_epoch, drop.to_epoch) == (18, 19)
+    L = Strings("en").section("figures")
+    note = drop_note(drop, 30, L)
+    with plots.figure_context("en"):
+        fig = plots.plot_run_band(changes, drop, note, "b/s12/f0", "C1", L)
+        fig.draw_without_rendering()
+        ax = fig.axes[0]
+        text = next(t for t in ax.texts if t.get_text() == note)
+        box = text.get_bbox_patch().get_window_extent()
+    epochs = np.arange(len(k), dtype=float)
+    t = np.linspace(0, 1, 50)[:, None]
+    line = np.vstack([(1 - t) * np.c_[epochs[i], k[i] / 30] + t * np.c_[epochs[i + 1], k[i + 1] / 30]
+                      for i in range(len(k) - 1)])
+    inside = [p for p in ax.transData.transform(line) if box.contains(*p)]
+    assert inside == []
+    frame = ax.get_window_extent()
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1

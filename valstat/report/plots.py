@@ -246,7 +246,8 @@ def plot_run_band(changes: pd.DataFrame, drop: LargestDrop | None, note: str, ru
     """One run's validation accuracy with its per-epoch 95% Wilson band; the largest drop marked.
 
     changes: curve_changes output (epoch, val_accuracy, n, low, high ...); drop: a
-    valstat.results.LargestDrop or None; note: the text written at the drop (figures.drop_note: images lost and the
+    valstat.results.LargestDrop or None; note: the text tied to the drop by a thin line, placed
+    clear of the curve and, where it can be, of the band (figures.drop_note: images lost and the
     scan-adjusted p the verdict uses, e.g. "−4 of 30 images, adjusted p = 0.85 (largest of 14 moves)").
     """
     fig, ax = _subplots(figsize=(WIDTH, 6.8 * CM), layout="constrained", ax=ax)
@@ -264,15 +265,6 @@ def plot_run_band(changes: pd.DataFrame, drop: LargestDrop | None, note: str, ru
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.0,
                                 "shrinkA": 3, "shrinkB": 3, "mutation_scale": 9}, zorder=4)
-        below = (y0 + y1) / 2 > 0.5
-        span = float(x.max() - x.min()) or 1.0
-        frac = (x1 - float(x.min())) / span
-        ax.annotate(note, xy=((x0 + x1) / 2, (y0 + y1) / 2),
-                    xytext=(0, -40 if below else 40), textcoords="offset points",
-                    ha="left" if frac < 0.25 else "right" if frac > 0.75 else "center",
-                    va="top" if below else "bottom", fontsize=8,
-                    bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": GREY, "lw": 0.6},
-                    arrowprops={"arrowstyle": "-", "color": GREY, "lw": 0.6}, zorder=5)
     if run_label:
         ax.set_title(run_label)
     ax.set_ylim(-0.02, 1.02)
@@ -281,7 +273,73 @@ def plot_run_band(changes: pd.DataFrame, drop: LargestDrop | None, note: str, ru
     ax.set_ylabel(labels["val_accuracy_pct"])
     _percent_axis(ax)
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.2)
+    if drop is not None:
+        below = (y0 + y1) / 2 > 0.5
+        span = float(x.max() - x.min()) or 1.0
+        frac = (x1 - float(x.min())) / span
+        curve, low, high = (np.column_stack([x, changes[column].to_numpy(dtype=float)])
+                            for column in ("val_accuracy", "low", "high"))
+        _annotate_clear(ax, note, ((x0 + x1) / 2, (y0 + y1) / 2), _along(curve),
+                        np.vstack([_along(low), _along(high)]),
+                        side=-1 if below else 1,
+                        align="left" if frac < 0.25 else "right" if frac > 0.75 else "center",
+                        fontsize=8, zorder=5,
+                        bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": GREY, "lw": 0.6},
+                        arrowprops={"arrowstyle": "-", "color": GREY, "lw": 0.6})
     return fig
+
+
+def _along(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
+    """Points (k, 2) and evenly spaced points on the segments between them, shape
+    ((k - 1) * per_segment + 1, 2): a polyline as points to keep clear of."""
+    if len(points) < 2:
+        return points
+    steps = np.linspace(0, 1, per_segment, endpoint=False)
+    inner = points[:-1, None, :] + steps[None, :, None] * np.diff(points, axis=0)[:, None, :]
+    return np.vstack([inner.reshape(-1, 2), points[-1:]])
+
+
+def _annotate_clear(ax, note: str, xy, avoid: np.ndarray, rather_avoid: np.ndarray,
+                    side: int, align: str, **style):
+    """ax.annotate(note) pointing at `xy` (data), its text box inside the axes and covering
+    none of `avoid` and, where it can, none of `rather_avoid` (data coordinates, shape (k, 2)).
+
+    First choice: 40 points above (`side` 1) or below (-1) `xy`, aligned `align`. If that box
+    covers a point, the place nearest to it among a grid over the axes (left, centre or right;
+    48 heights) that is clear of both sets, else of `avoid`; the first choice when nothing is
+    clear. The figure is laid out first, so that positions on the page are final.
+    """
+    fig = ax.figure
+    fig.draw_without_rendering()
+    margin = 4 * fig.dpi / 72                      # the box's padding and a marker's radius
+    frame = ax.get_window_extent()
+    points, rather = ax.transData.transform(avoid), ax.transData.transform(rather_avoid)
+    text_style = {key: value for key, value in style.items() if key != "arrowprops"}
+    first = {"xytext": (0, side * 40), "textcoords": "offset points", "ha": align,
+             "va": "bottom" if side > 0 else "top"}
+    grid = [{"xytext": (fx, fy), "textcoords": "axes fraction", "ha": ha, "va": "center"}
+            for fx, ha in ((0.01, "left"), (0.5, "center"), (0.99, "right"))
+            for fy in np.linspace(0.03, 0.97, 48)]
+
+    def box_of(place):
+        probe = ax.annotate(note, xy=xy, **place, **text_style)
+        box = probe.get_window_extent().padded(margin)      # the text alone: no arrow yet
+        probe.remove()
+        inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+                  and box.y1 <= frame.y1)
+        return box if inside and not box.count_contains(points) else None
+
+    chosen = first
+    if box_of(first) is None:
+        wanted = ax.transData.transform(xy) + (0, side * 40 * fig.dpi / 72)
+        clear = [(bool(box.count_contains(rather)),
+                  float(np.hypot(*(np.array([box.x0 + box.x1, box.y0 + box.y1]) / 2 - wanted))),
+                  index) for index, box in enumerate(map(box_of, grid)) if box is not None]
+        if clear:
+            chosen = grid[min(clear)[2]]
+    annotation = ax.annotate(note, xy=xy, **chosen, **style)
+    annotation.set_in_layout(False)
+    return annotation
 
 
 def _dot_stack(values, center, width, step):
