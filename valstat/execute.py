@@ -280,15 +280,16 @@ def check_engine(store: Store, engine) -> None:
 
 def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
               scheduler: str | None = None, progress=None, wait: bool = False,
-              verbose: bool = False, reuse: bool = True, engine=None,
+              verbose: bool = False, old_path: bool = False, engine=None,
               pack_size: int | None = None, announce=None) -> SweepOutcome:
     """Train every pending run of `experiment` and store it in `out_dir`.
 
     Holds the store's lock throughout (`wait`: wait for another writer instead of refusing).
     progress: optional object with start(total, done), advance(record), stop() methods.
     A run that fails on a worker is reported in `failed`; the others go on.
-    reuse: each worker compiles a model once per arm and reuses it (False: build and compile
-    one per run, the path before compile-once; same curves, slower).
+    old_path: train as valstat did before its CPU speed-ups, for benchmarks: a model built and
+    compiled per run and trained by Keras's model.fit (default: each worker compiles a model once
+    per arm and trains each epoch in one compiled loop); the curves are the same bit for bit.
     engine: valstat.engine.device.Engine (default: the CPU TensorFlow engine); a fused engine
     trains packs of up to `pack_size` runs of one arm as one program (default: all of them).
     announce: called once, just before training starts (the CLI prints the engine line).
@@ -307,12 +308,12 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
             check_engine(store, engine)
             store.set_meta(meta)
             outcome = _train_pending(experiment, specs, store, workers, scheduler, progress,
-                                     verbose, reuse, engine, pack_size, announce)
+                                     verbose, old_path, engine, pack_size, announce)
             outcome.stored = len(store.finished_run_ids() & {spec.run_id for spec in specs})
     return outcome
 
 
-def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose, reuse,
+def _train_pending(experiment, specs, store, workers, scheduler, progress, verbose, old_path,
                    engine, pack_size, announce):
     from dask.distributed import as_completed
 
@@ -337,7 +338,8 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
             # the fused engine does not augment: augmenting arms train one run at a time
             fused = [spec for spec in pending if engine.fused and not spec.arm.augments]
             single = [spec for spec in pending if not engine.fused or spec.arm.augments]
-            futures = {client.submit(train_one_run, spec, threads, reuse, resources=resources,
+            futures = {client.submit(train_one_run, spec, threads, not old_path, old_path,
+                                     resources=resources,
                                      key=f"valstat-{spec.run_id}", pure=False,
                                      retries=2): (spec.run_id,) for spec in single}
             if fused:
