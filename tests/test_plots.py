@@ -271,9 +271,11 @@ def test_drop_note_shows_the_adjusted_p_its_verdict_uses(lang):
     assert note in [t.get_text() for t in fig.axes[0].texts]
 
 
-def test_the_drop_note_covers_no_point_of_the_curve():
-    """A run whose note, 40 points below the drop, used to hide the epoch-7 point (seen in the
-    default report): the note box now holds no epoch's point and no part of the line."""
+def test_the_drop_note_covers_no_point_of_the_curve_and_its_leader_crosses_none():
+    """A run whose note, 40 points below the drop, used to hide the epoch-7 point, and whose
+    relocated note's leader then crossed the curve (both seen in the default report): the note
+    box now holds no epoch's point and no part of the line, and the thin line from the note to
+    the drop crosses no segment of the curve but the drop's own."""
     from valstat.report.figures import drop_note
     from valstat.report.text import Strings
 
@@ -287,7 +289,7 @@ def test_the_drop_note_covers_no_point_of_the_curve():
         fig = plots.plot_run_band(changes, drop, note, "b/s12/f0", "C1", L)
         fig.draw_without_rendering()
         ax = fig.axes[0]
-        text = next(t for t in ax.texts if t.get_text() == note)
+        text = next(t for t in ax.texts if t.get_text().replace("\n", " ") == note)
         box = text.get_bbox_patch().get_window_extent()
     epochs = np.arange(len(k), dtype=float)
     t = np.linspace(0, 1, 50)[:, None]
@@ -297,3 +299,15 @@ def test_the_drop_note_covers_no_point_of_the_curve():
     assert inside == []
     frame = ax.get_window_extent()
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    # the leader: from where it leaves the note's box to the middle of the drop
+    leader = text.arrow_patch.get_path().vertices
+    ends = [leader[0], ax.transData.transform((18.5, (k[18] + k[19]) / 60))]
+
+    def side(a, b, c):
+        return np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+    points = ax.transData.transform(np.c_[epochs, k / 30])
+    crossed = [i for i in range(len(k) - 1) if i != 18
+               and side(*ends, points[i]) != side(*ends, points[i + 1])
+               and side(points[i], points[i + 1], ends[0]) != side(points[i], points[i + 1], ends[1])]
+    assert crossed == []

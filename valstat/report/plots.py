@@ -279,7 +279,7 @@ def plot_run_band(changes: pd.DataFrame, drop: LargestDrop | None, note: str, ru
         frac = (x1 - float(x.min())) / span
         curve, low, high = (np.column_stack([x, changes[column].to_numpy(dtype=float)])
                             for column in ("val_accuracy", "low", "high"))
-        _annotate_clear(ax, note, ((x0 + x1) / 2, (y0 + y1) / 2), _along(curve),
+        _annotate_clear(ax, note, ((x0 + x1) / 2, (y0 + y1) / 2), curve,
                         np.vstack([_along(low), _along(high)]),
                         side=-1 if below else 1,
                         align="left" if frac < 0.25 else "right" if frac > 0.75 else "center",
@@ -299,45 +299,84 @@ def _along(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
     return np.vstack([inner.reshape(-1, 2), points[-1:]])
 
 
-def _annotate_clear(ax, note: str, xy, avoid: np.ndarray, rather_avoid: np.ndarray,
+def _crossings(start, end, line: np.ndarray) -> int:
+    """How many segments of the polyline `line` (k, 2) the segment start -> end crosses, not
+    counting a touch at `end` (display coordinates)."""
+    a, b = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    p, q = line[:-1], line[1:]
+
+    def cross(u, v):
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    r, d = b - a, q - p
+    denom = cross(r, d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = cross(p - a, d) / denom              # along start -> end
+        u = cross(p - a, r) / denom              # along each segment
+    hits = (denom != 0) & (t >= 0) & (t < 1 - 1e-6) & (u >= 0) & (u <= 1)
+    return int(hits.sum())
+
+
+def _two_lines(note: str) -> str | None:
+    """`note` broken at the space nearest its middle, or None if it has no space."""
+    spaces = [index for index, char in enumerate(note) if char == " "]
+    if not spaces:
+        return None
+    cut = min(spaces, key=lambda index: abs(index - len(note) / 2))
+    return note[:cut] + "\n" + note[cut + 1:]
+
+
+def _annotate_clear(ax, note: str, xy, line: np.ndarray, rather_avoid: np.ndarray,
                     side: int, align: str, **style):
     """ax.annotate(note) pointing at `xy` (data), its text box inside the axes and covering
-    none of `avoid` and, where it can, none of `rather_avoid` (data coordinates, shape (k, 2)).
+    no part of the polyline `line` (k, 2), its leader crossing as little of `line` as it can,
+    and, where it can, covering none of the points `rather_avoid` (k, 2) (data coordinates).
 
     First choice: 40 points above (`side` 1) or below (-1) `xy`, aligned `align`. If that box
-    covers a point, the place nearest to it among a grid over the axes (left, centre or right;
-    48 heights) that is clear of both sets, else of `avoid`; the first choice when nothing is
-    clear. The figure is laid out first, so that positions on the page are final.
+    covers the line or its leader crosses it, the best place among a grid over the axes (left,
+    centre or right; 48 heights), the note on one line or on two, whose box is clear of the
+    line: fewest crossings, then clear of `rather_avoid`, then one line, then nearest to the
+    first choice; the first choice when no box is clear. The figure is laid out first, so that
+    positions on the page are final.
     """
     fig = ax.figure
     fig.draw_without_rendering()
     margin = 4 * fig.dpi / 72                      # the box's padding and a marker's radius
     frame = ax.get_window_extent()
-    points, rather = ax.transData.transform(avoid), ax.transData.transform(rather_avoid)
+    path = ax.transData.transform(line)
+    points, rather = ax.transData.transform(_along(line)), ax.transData.transform(rather_avoid)
+    target = ax.transData.transform(xy)
     text_style = {key: value for key, value in style.items() if key != "arrowprops"}
-    first = {"xytext": (0, side * 40), "textcoords": "offset points", "ha": align,
-             "va": "bottom" if side > 0 else "top"}
-    grid = [{"xytext": (fx, fy), "textcoords": "axes fraction", "ha": ha, "va": "center"}
+    first = {"text": note, "xytext": (0, side * 40), "textcoords": "offset points",
+             "ha": align, "va": "bottom" if side > 0 else "top"}
+    grid = [{"text": text, "xytext": (fx, fy), "textcoords": "axes fraction", "ha": ha,
+             "va": "center"}
+            for text in (note, _two_lines(note)) if text is not None
             for fx, ha in ((0.01, "left"), (0.5, "center"), (0.99, "right"))
             for fy in np.linspace(0.03, 0.97, 48)]
 
     def box_of(place):
-        probe = ax.annotate(note, xy=xy, **place, **text_style)
+        probe = ax.annotate(xy=xy, **place, **text_style)
         box = probe.get_window_extent().padded(margin)      # the text alone: no arrow yet
         probe.remove()
         inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
                   and box.y1 <= frame.y1)
         return box if inside and not box.count_contains(points) else None
 
+    def leader_crossings(box):
+        return _crossings(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2), target, path)
+
     chosen = first
-    if box_of(first) is None:
-        wanted = ax.transData.transform(xy) + (0, side * 40 * fig.dpi / 72)
-        clear = [(bool(box.count_contains(rather)),
+    first_box = box_of(first)
+    if first_box is None or leader_crossings(first_box):
+        wanted = target + (0, side * 40 * fig.dpi / 72)
+        clear = [(leader_crossings(box), bool(box.count_contains(rather)),
+                  grid[index]["text"] != note,
                   float(np.hypot(*(np.array([box.x0 + box.x1, box.y0 + box.y1]) / 2 - wanted))),
                   index) for index, box in enumerate(map(box_of, grid)) if box is not None]
         if clear:
-            chosen = grid[min(clear)[2]]
-    annotation = ax.annotate(note, xy=xy, **chosen, **style)
+            chosen = grid[min(clear)[-1]]
+    annotation = ax.annotate(xy=xy, **chosen, **style)
     annotation.set_in_layout(False)
     return annotation
 
