@@ -311,3 +311,16 @@ def test_the_drop_note_covers_no_point_of_the_curve_and_its_leader_crosses_none(
                and side(*ends, points[i]) != side(*ends, points[i + 1])
                and side(points[i], points[i + 1], ends[0]) != side(points[i], points[i + 1], ends[1])]
     assert crossed == []
+
+
+@pytest.mark.parametrize("lang, second_line_starts", [("en", "("), ("zh", "（")])
+def test_a_drop_note_on_two_lines_breaks_at_a_clause_not_inside_one(lang, second_line_starts):
+    from valstat.report.figures import drop_note
+    from valstat.report.text import Strings
+
+    k = np.array([3, 3, 3, 3, 3, 3, 4, 6, 14, 14, 21, 10, 16, 23, 22, 24, 25, 23, 23, 10])
+    drop = LargestDrop.from_stats(largest_drop(curve_changes(k / 30, 30)))
+    note = drop_note(drop, 30, Strings(lang).section("figures"))
+    first, second = plots._two_lines(note).split("\n")
+    assert second.startswith(second_line_starts)
+    assert (first + (" " if lang == "en" else "") + second) == note

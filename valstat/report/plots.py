@@ -16,6 +16,8 @@ Array/table shapes (one row per ...):
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,12 +320,14 @@ def _crossings(start, end, line: np.ndarray) -> int:
 
 
 def _two_lines(note: str) -> str | None:
-    """`note` broken at the space nearest its middle, or None if it has no space."""
-    spaces = [index for index, char in enumerate(note) if char == " "]
-    if not spaces:
+    """`note` broken in two after a comma or before a parenthesis (", ", " (", "，", "（"),
+    at the place nearest its middle; None if it has none."""
+    cuts = [(m.start() + 1, m.end()) for m in re.finditer(r", |，", note)]
+    cuts += [(m.start(), m.end() - 1) for m in re.finditer(r" \(|（", note)]
+    if not cuts:
         return None
-    cut = min(spaces, key=lambda index: abs(index - len(note) / 2))
-    return note[:cut] + "\n" + note[cut + 1:]
+    start, end = min(cuts, key=lambda cut: abs(cut[0] - len(note) / 2))
+    return note[:start] + "\n" + note[end:]
 
 
 def _annotate_clear(ax, note: str, xy, line: np.ndarray, rather_avoid: np.ndarray,
