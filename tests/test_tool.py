@@ -132,6 +132,37 @@ def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     assert len(load_tables(out).runs) == 2
 
 
+@pytest.mark.parametrize("walls, expected", [
+    # a short first run is mostly compilation: a compiled 1-epoch run plus 2 more epochs at the
+    # compiled 2- minus 1-epoch difference (TINY trains 3 epochs)
+    ({1: [5.0, 0.4], 2: [0.55]}, 0.4 + 2 * 0.15),
+    # a long first run (large images): compilation is a small part of it, scaled as it is
+    ({1: [40.0]}, 3 * 40.0),
+])
+def test_dry_run_time_per_run_does_not_scale_compilation_by_the_epochs(tmp_path, monkeypatch,
+                                                                       walls, expected):
+    from valstat import execute, train
+    from valstat.data import load_dataset
+    from valstat.splits import plan_runs
+
+    experiment = load_experiment(str(TINY), {})
+    dataset = load_dataset("digits", 16, tmp_path)
+    spec = plan_runs(experiment, dataset.labels, dataset.n_classes, str(tmp_path))[0]
+    asked = []
+
+    def timed_run(short, threads):
+        epochs = short.arm.training.epochs
+        asked.append(epochs)
+
+        class Record:
+            run = {"wall_s": walls[epochs].pop(0)}
+        return Record()
+
+    monkeypatch.setattr(train, "train_one_run", timed_run)
+    assert execute._measure(spec, 1, False) == pytest.approx(expected)
+    assert asked == ([1, 1, 2] if len(walls) == 2 else [1])
+
+
 @pytest.mark.parametrize("setting, fragment", [
     ("training.learning_rate=abc", "must be a number, got 'abc'"),
     ("training.optimizer=adamw", "must be one of adam, sgd, rmsprop"),

@@ -72,8 +72,10 @@ def cmd_run(args) -> int:
         print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
               f"{plan.planned - plan.stored} to train on {plan.workers} workers")
         if plan.estimate_s is not None:
-            source = ("mean of the stored runs" if plan.run_s_source == "store"
-                      else "measured from one 1-epoch run here")
+            source = {"store": "mean of the stored runs",
+                      "measured": f"timed here from short runs on {plan.workers} workers at once",
+                      "measured alone": "timed here from short runs in one process"
+                      }[plan.run_s_source]
             print(f"estimated time: {_duration(plan.estimate_s)} "
                   f"({plan.run_s:.1f} s per run, {source})")
         return 0

@@ -46,7 +46,8 @@ class SweepPlan:
     stored: int
     workers: int
     run_s: float | None         # seconds per run (None: unknown)
-    run_s_source: str           # "store" (mean wall time of stored runs) or "measured"
+    run_s_source: str           # "store" (stored runs' mean), "measured" (on the local workers
+                                # at once) or "measured alone" (in one process)
 
     @property
     def estimate_s(self) -> float | None:
@@ -111,8 +112,9 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
                verbose: bool = False) -> SweepPlan:
     """Count planned and stored runs and estimate the time left, without writing anything.
 
-    The time per run is the mean wall time of the runs already stored; with none stored, one
-    run of the first arm is trained for one epoch here and scaled by its epochs.
+    The time per run is the mean wall time of the runs already stored; with none stored, short
+    runs of the first arm are timed here (_measure), on the sweep's local workers at once
+    (or in this one process for a SLURM cluster).
     """
     out_dir = Path(out_dir)
     _check_owner(experiment, out_dir)
@@ -124,21 +126,56 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
         walls = [stored[run_id] for run_id in done if stored[run_id]]
         run_s, source = (sum(walls) / len(walls), "store") if walls else (None, "")
         if run_s is None and len(done) < len(specs):
-            run_s, source = _measure(specs[0], threads, verbose), "measured"
+            if experiment.cluster.kind == "slurm":      # its workers are not on this machine
+                run_s, source = _measure(specs[0], threads, verbose), "measured alone"
+            else:
+                run_s, source = _measure_on_workers(specs[0], workers, threads,
+                                                    verbose), "measured"
     return SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=run_s,
                      run_s_source=source)
 
 
+# A first 1-epoch run shorter than this may be mostly compilation, which a worker pays once per
+# arm, not once per epoch: --dry-run then times compiled 1- and 2-epoch runs instead.
+RETIME_BELOW_S = 30.0
+
+
 def _measure(spec: RunSpec, threads: int, verbose: bool) -> float:
-    """Seconds for `spec` at its epochs, from one 1-epoch run in this process."""
+    """Seconds for `spec` at its epochs, measured here in this one process: a first 1-epoch run
+    scaled by the epochs, or where that run was short (RETIME_BELOW_S), a compiled 1-epoch run
+    plus the epochs after it at the difference between compiled 2- and 1-epoch runs."""
     from valstat.train import train_one_run
 
     epochs = spec.arm.training.epochs
-    short = dataclasses.replace(spec, arm=dataclasses.replace(
-        spec.arm, training=dataclasses.replace(spec.arm.training, epochs=1)))
+
+    def seconds(run_epochs: int) -> float:
+        short = dataclasses.replace(spec, arm=dataclasses.replace(
+            spec.arm, training=dataclasses.replace(spec.arm.training, epochs=run_epochs)))
+        return train_one_run(short, threads).run["wall_s"]
+
     with quiet_stderr(not verbose):
-        record = train_one_run(short, threads)
-    return record.run["wall_s"] * epochs
+        first = seconds(1)
+        if first >= RETIME_BELOW_S:
+            return first * epochs
+        one, two = seconds(1), seconds(2)
+    return one + max(two - one, 0.0) * (epochs - 1)
+
+
+def _measure_on_workers(spec: RunSpec, workers: int, threads: int, verbose: bool) -> float:
+    """_measure on `workers` local worker processes at once, as a sweep runs them (they share
+    the cores, which can slow each down): the mean of their seconds per run."""
+    if workers == 1:
+        return _measure(spec, threads, verbose)
+    client = _dask_client(workers, threads, None, verbose=verbose)
+    try:
+        addresses = list(client.scheduler_info()["workers"])
+        futures = [client.submit(_measure, spec, threads, verbose, workers=[address],
+                                 pure=False) for address in addresses]
+        seconds = client.gather(futures)
+        return sum(seconds) / len(seconds)
+    finally:
+        client.close()
+        client.cluster.close()
 
 
 @contextlib.contextmanager
