@@ -141,7 +141,7 @@ RETIME_BELOW_S = 30.0
 
 
 def _measure(spec: RunSpec, threads: int, verbose: bool) -> float:
-    """Seconds for `spec` at its epochs, measured here in this one process: a first 1-epoch run
+    """Seconds for `spec` at its epochs, measured in this process: a first 1-epoch run
     scaled by the epochs, or where that run was short (RETIME_BELOW_S), a compiled 1-epoch run
     plus the epochs after it at the difference between compiled 2- and 1-epoch runs."""
     from valstat.train import train_one_run
