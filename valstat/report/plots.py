@@ -16,9 +16,8 @@ Array/table shapes (one row per ...):
 
 from __future__ import annotations
 
-import re
-
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
