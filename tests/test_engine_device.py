@@ -154,3 +154,39 @@ def test_a_failing_pack_names_every_run_it_held(tmp_path):
         "valstat: error: the 2 runs plain/s0/f0, plain/s1/f0 (one fused pack) failed on a "
         "worker: ValueError"), result.stderr
     assert sorted(load_tables(tmp_path).runs.run_id) == ["batchnorm/s0/f0", "batchnorm/s1/f0"]
+
+
+def test_dry_run_times_the_engine_it_would_train_with(tmp_path):
+    """--engine fused times a fused pack on JAX workers (here JAX's CPU), names that engine, and
+    writes nothing."""
+    pytest.importorskip("jax")
+    out = tmp_path / "out"
+    result = valstat("run", TINY, "--seeds", "2", "--out", out, "--engine", "fused",
+                     "--device", "cpu", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    plan, _, estimate = result.stdout.rpartition("\n4 runs planned, 0 already stored in ")[2] \
+        .partition("\nestimated time: ")
+    assert "; would train on jax " in plan and plan.endswith("(fused seeds)")
+    assert "s per run, timed here from short runs on " in estimate
+    assert "workers at once, plus " in estimate and "s to start workers and compile)" in estimate
+    assert not out.exists()
+
+
+def test_probing_for_a_gpu_turns_off_jax_preallocation_in_the_driver_unless_set():
+    """The driver only asks JAX for GPUs; with JAX's default it would hold 75 % of a GPU's
+    memory for the whole sweep, beside the worker that trains there."""
+    pytest.importorskip("jax")
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os; from valstat.engine.device import jax_gpus; jax_gpus(); "
+             "print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])")
+    env = {key: value for key, value in os.environ.items()
+           if key != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    for preset, expected in ((None, "false"), ("true", "true")):
+        child_env = env if preset is None else {**env, "XLA_PYTHON_CLIENT_PREALLOCATE": preset}
+        result = subprocess.run([sys.executable, "-c", probe], env=child_env, text=True,
+                                capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected

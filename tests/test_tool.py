@@ -132,35 +132,60 @@ def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     assert len(load_tables(out).runs) == 2
 
 
-@pytest.mark.parametrize("walls, expected", [
+@pytest.mark.parametrize("fused, walls, expected", [
     # a short first run is mostly compilation: a compiled 1-epoch run plus 2 more epochs at the
-    # compiled 2- minus 1-epoch difference (TINY trains 3 epochs)
-    ({1: [5.0, 0.4], 2: [0.55]}, 0.4 + 2 * 0.15),
+    # compiled 2- minus 1-epoch difference (TINY trains 3 epochs); compilation the first's excess
+    (False, {1: [5.0, 0.4], 2: [0.55]}, (0.4 + 2 * 0.15, 5.0 - 0.4)),
     # a long first run (large images): compilation is a small part of it, scaled as it is
-    ({1: [40.0]}, 3 * 40.0),
+    (False, {1: [40.0]}, (3 * 40.0, 0.0)),
+    # a fused pack is always retimed: its first epoch holds the pack's compilation
+    (True, {1: [40.0, 2.0], 2: [3.0]}, (2.0 + 2 * 1.0, 38.0)),
 ])
-def test_dry_run_time_per_run_does_not_scale_compilation_by_the_epochs(tmp_path, monkeypatch,
-                                                                       walls, expected):
+def test_dry_run_time_per_task_does_not_scale_compilation_by_the_epochs(tmp_path, monkeypatch,
+                                                                        fused, walls, expected):
     from valstat import execute, train
     from valstat.data import load_dataset
+    from valstat.engine import fused as fused_engine
     from valstat.splits import plan_runs
 
     experiment = load_experiment(str(TINY), {})
     dataset = load_dataset("digits", 16, tmp_path)
-    spec = plan_runs(experiment, dataset.labels, dataset.n_classes, str(tmp_path))[0]
+    specs = plan_runs(experiment, dataset.labels, dataset.n_classes, str(tmp_path))[:2]
     asked = []
 
-    def timed_run(short, threads):
-        epochs = short.arm.training.epochs
-        asked.append(epochs)
+    class Record:
+        def __init__(self, wall_s):
+            self.run = {"wall_s": wall_s}
 
-        class Record:
-            run = {"wall_s": walls[epochs].pop(0)}
-        return Record()
+    def timed_run(short, threads):
+        asked.append(short.arm.training.epochs)
+        return Record(walls[short.arm.training.epochs].pop(0))
+
+    def timed_pack(short, threads):            # each run's wall_s is the pack's time / K
+        asked.append(short[0].arm.training.epochs)
+        seconds = walls[short[0].arm.training.epochs].pop(0)
+        return [Record(seconds / len(short)) for _ in short]
 
     monkeypatch.setattr(train, "train_one_run", timed_run)
-    assert execute._measure(spec, 1, False) == pytest.approx(expected)
-    assert asked == ([1, 1, 2] if len(walls) == 2 else [1])
+    monkeypatch.setattr(fused_engine, "train_pack", timed_pack)
+    retimed = 2 in walls
+    task = specs if fused else specs[:1]
+    assert execute._measure(task, fused, 1, False) == pytest.approx(expected)
+    assert asked == ([1, 1, 2] if retimed else [1])
+
+
+@pytest.mark.parametrize("tasks, workers, start, expected", [
+    ([2.0] * 40, 2, 0.0, 40.0),              # runs shared evenly
+    ([30.0, 30.0], 2, 5.0, 35.0),            # one pack per arm, each on its own worker
+    ([30.0], 2, 5.0, 35.0),                  # one pack is not split between workers
+    ([30.0, 10.0, 10.0, 10.0], 2, 0.0, 30.0),  # the long task alone, the short ones beside it
+])
+def test_dry_run_estimate_is_the_busiest_workers_share(tasks, workers, start, expected):
+    from valstat.execute import SweepPlan
+
+    plan = SweepPlan(planned=len(tasks), stored=0, workers=workers, run_s=1.0,
+                     run_s_source="measured", task_s=tasks, start_s=start)
+    assert plan.estimate_s == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("setting, fragment", [

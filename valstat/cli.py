@@ -66,22 +66,24 @@ def cmd_run(args) -> int:
         "image_size": args.image_size, "val_size": args.val_size, "data": args.data,
         "holdout": args.holdout, "settings": args.set})
     out_dir = Path(args.out) if args.out else Path("reports") / experiment.name
-    if args.dry_run:
-        print(resolved_toml(experiment))
-        plan = plan_sweep(experiment, out_dir, workers=args.workers, verbose=args.verbose)
-        print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
-              f"{plan.planned - plan.stored} to train on {plan.workers} workers")
-        if plan.estimate_s is not None:
-            source = {"store": "mean of the stored runs",
-                      "measured": f"timed here from short runs on {plan.workers} workers at once",
-                      "measured alone": "timed here from short runs in one process"
-                      }[plan.run_s_source]
-            print(f"estimated time: {_duration(plan.estimate_s)} "
-                  f"({plan.run_s:.1f} s per run, {source})")
-        return 0
     fused = {"auto": None, "fused": True, "single": False}[args.engine]
     cluster = experiment.cluster
     engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
+    if args.dry_run:
+        print(resolved_toml(experiment))
+        plan = plan_sweep(experiment, out_dir, workers=args.workers, verbose=args.verbose,
+                          engine=engine, pack_size=args.pack)
+        print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
+              f"{plan.planned - plan.stored} to train on {plan.workers} workers; "
+              f"{engine.line('would train on')}")
+        if plan.estimate_s is not None:
+            per_run = f"{plan.run_s:.1f}" if plan.run_s >= 0.1 else f"{plan.run_s:.2f}"
+            print(f"estimated time: {_duration(plan.estimate_s)} ({per_run} s per run, "
+                  f"{_timing_source(plan)})")
+        elif plan.planned > plan.stored:
+            print("estimated time: unknown here (the cluster's GPUs are not on this machine); "
+                  "after the first runs are stored, --dry-run uses their times")
+        return 0
     outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                         progress=None if args.quiet else sweep_progress(), wait=args.wait,
                         verbose=args.verbose, engine=engine, pack_size=args.pack,
@@ -98,6 +100,17 @@ def cmd_run(args) -> int:
           f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged; "
           f"{outcome.stored}/{outcome.planned} runs in {out_dir}. Next: valstat report {out_dir}")
     return 1 if outcome.failed else 0
+
+
+def _timing_source(plan) -> str:
+    """How the dry run's time per run was found, for its estimate line."""
+    if plan.run_s_source == "store":
+        return "mean of the stored runs"
+    where = (f"on {plan.workers} workers at once" if plan.run_s_source == "measured"
+             else "in one process")
+    start = f", plus {plan.start_s:.0f} s to start workers and compile" if plan.start_s >= 0.5 \
+        else ""
+    return f"timed here from short runs {where}{start}"
 
 
 def _duration(seconds: float) -> str:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,13 +49,20 @@ class SweepPlan:
     run_s: float | None         # seconds per run (None: unknown)
     run_s_source: str           # "store" (stored runs' mean), "measured" (on the local workers
                                 # at once) or "measured alone" (in one process)
+    task_s: list[float] = field(default_factory=list)  # seconds of each task left: a run, or a
+                                                       # fused pack with its compilation
+    start_s: float = 0.0        # measured: starting the workers, and compiling each arm once
 
     @property
     def estimate_s(self) -> float | None:
-        pending = self.planned - self.stored
+        """start_s plus the busiest worker's share when each task, longest first, goes to the
+        worker with the least work so far."""
         if self.run_s is None:
             return None
-        return self.run_s * -(-pending // self.workers)
+        loads = [0.0] * max(1, self.workers)
+        for seconds in sorted(self.task_s, reverse=True):
+            loads[loads.index(min(loads))] += seconds
+        return self.start_s + max(loads)
 
 
 def default_layout(cores: int, image_size: int) -> tuple[int, int]:
@@ -109,30 +117,64 @@ def _layout(experiment: Experiment, pending: int, workers: int | None) -> tuple[
 
 
 def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
-               verbose: bool = False) -> SweepPlan:
+               verbose: bool = False, engine=None, pack_size: int | None = None) -> SweepPlan:
     """Count planned and stored runs and estimate the time left, without writing anything.
 
     The time per run is the mean wall time of the runs already stored; with none stored, short
-    runs of the first arm are timed here (_measure), on the sweep's local workers at once
-    (or in this one process for a SLURM cluster).
+    tasks of the engine are timed here (_measure): a run of the first arm trained alone and, for
+    a fused engine, the first pack. Local sweeps time them on their own workers at once; a
+    SLURM sweep in this one process, or not at all for GPUs this machine does not have.
+    engine and pack_size: as for run_sweep.
     """
+    from valstat.engine.device import resolve_device
+
+    engine = engine or resolve_device("cpu")
     out_dir = Path(out_dir)
     _check_owner(experiment, out_dir)
     with tempfile.TemporaryDirectory() as scratch:
         specs, _ = _plan(experiment, Path(scratch))
         stored = read_stored_runs(out_dir)
         done = set(stored) & {spec.run_id for spec in specs}
-        workers, threads = _layout(experiment, max(1, len(specs) - len(done)), workers)
+        pending = [spec for spec in specs if spec.run_id not in done]
+        workers, threads = _layout(experiment, max(1, len(pending)), workers)
+        if engine.kind == "gpu":
+            workers = engine.gpus
+        plan = SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=None,
+                         run_s_source="")
+        packs, single = engine_tasks(pending, engine, pack_size)
         walls = [stored[run_id] for run_id in done if stored[run_id]]
-        run_s, source = (sum(walls) / len(walls), "store") if walls else (None, "")
-        if run_s is None and len(done) < len(specs):
-            if experiment.cluster.kind == "slurm":      # its workers are not on this machine
-                run_s, source = _measure(specs[0], threads, verbose), "measured alone"
-            else:
-                run_s, source = _measure_on_workers(specs[0], workers, threads,
-                                                    verbose), "measured"
-    return SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=run_s,
-                     run_s_source=source)
+        if walls:
+            plan.run_s, plan.run_s_source = sum(walls) / len(walls), "store"
+            plan.task_s = [plan.run_s * len(pack) for pack in packs] + [plan.run_s] * len(single)
+        elif pending and experiment.cluster.kind == "slurm" and engine.kind == "gpu":
+            pass                    # its GPUs are not on this machine: nothing to time here
+        elif pending:
+            alone = experiment.cluster.kind == "slurm"   # its workers are not on this machine
+            tasks = ([(packs[0], True)] if packs else []) + ([([single[0]], False)] if single
+                                                              else [])
+            timings, plan.start_s = _measure_tasks(tasks, workers, threads, verbose, engine,
+                                                   alone)
+            plan.run_s_source = "measured alone" if alone else "measured"
+            if packs:
+                (pack_s, compile_s), first = timings.pop(0), len(packs[0])
+                plan.task_s += [pack_s * len(pack) / first + compile_s for pack in packs]
+            if single:
+                run_s, compile_s = timings.pop(0)
+                plan.task_s += [run_s] * len(single)
+                plan.start_s += compile_s * len({spec.arm.name for spec in single})
+            plan.run_s = sum(plan.task_s) / len(pending)
+    return plan
+
+
+def engine_tasks(pending: list[RunSpec], engine, pack_size: int | None
+                 ) -> tuple[list[list[RunSpec]], list[RunSpec]]:
+    """(fused packs, runs trained one at a time) for `pending` under `engine`: the fused engine
+    does not augment, so augmenting arms train one run at a time."""
+    from valstat.engine.fused import pack_specs
+
+    fused = [spec for spec in pending if engine.fused and not spec.arm.augments]
+    single = [spec for spec in pending if not engine.fused or spec.arm.augments]
+    return (pack_specs(fused, pack_size or len(fused)) if fused else []), single
 
 
 # A first 1-epoch run shorter than this may be mostly compilation, which a worker pays once per
@@ -140,39 +182,61 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
 RETIME_BELOW_S = 30.0
 
 
-def _measure(spec: RunSpec, threads: int, verbose: bool) -> float:
-    """Seconds for `spec` at its epochs, measured in this process: a first 1-epoch run
-    scaled by the epochs, or where that run was short (RETIME_BELOW_S), a compiled 1-epoch run
-    plus the epochs after it at the difference between compiled 2- and 1-epoch runs."""
-    from valstat.train import train_one_run
+def _measure(specs: list[RunSpec], fused: bool, threads: int, verbose: bool
+             ) -> tuple[float, float]:
+    """(seconds, compile seconds) of one task at its epochs, measured in this process: one
+    run trained alone (fused False, one spec) or the fused pack of `specs`.
 
-    epochs = spec.arm.training.epochs
+    A first 1-epoch task includes compilation. Where it is short (RETIME_BELOW_S), or always
+    for a pack, compiled 1- and 2-epoch tasks follow: seconds = the compiled 1-epoch task plus
+    the epochs after it at their difference, compile seconds = the first minus the compiled
+    1-epoch task. A long first run (large images on a CPU) is scaled by the epochs as it is.
+    """
+    epochs = specs[0].arm.training.epochs
 
     def seconds(run_epochs: int) -> float:
-        short = dataclasses.replace(spec, arm=dataclasses.replace(
+        short = [dataclasses.replace(spec, arm=dataclasses.replace(
             spec.arm, training=dataclasses.replace(spec.arm.training, epochs=run_epochs)))
-        return train_one_run(short, threads).run["wall_s"]
+            for spec in specs]
+        if fused:
+            from valstat.engine.fused import train_pack
+
+            return sum(record.run["wall_s"] for record in train_pack(short, threads))
+        from valstat.train import train_one_run
+
+        return train_one_run(short[0], threads).run["wall_s"]
 
     with quiet_stderr(not verbose):
         first = seconds(1)
-        if first >= RETIME_BELOW_S:
-            return first * epochs
+        if first >= RETIME_BELOW_S and not fused:
+            return first * epochs, 0.0
         one, two = seconds(1), seconds(2)
-    return one + max(two - one, 0.0) * (epochs - 1)
+    return one + max(two - one, 0.0) * (epochs - 1), max(first - one, 0.0)
 
 
-def _measure_on_workers(spec: RunSpec, workers: int, threads: int, verbose: bool) -> float:
-    """_measure on `workers` local worker processes at once, as a sweep runs them (they share
-    the cores, which can slow each down): the mean of their seconds per run."""
-    if workers == 1:
-        return _measure(spec, threads, verbose)
-    client = _dask_client(workers, threads, None, verbose=verbose)
+def _measure_tasks(tasks: list[tuple[list[RunSpec], bool]], workers: int, threads: int,
+                   verbose: bool, engine, alone: bool) -> tuple[list[tuple[float, float]], float]:
+    """_measure for each (specs, fused) task, and the seconds it took to start the workers.
+
+    alone: in this process (start 0). Otherwise on `workers` workers started as the sweep
+    starts them, each timing every task at once (they share the cores or devices, which can
+    slow each down); the mean over workers."""
+    if alone:
+        return [_measure(specs, fused, threads, verbose) for specs, fused in tasks], 0.0
+    started = time.perf_counter()
+    client = _dask_client(workers, threads, None, verbose=verbose, engine=engine)
     try:
-        addresses = list(client.scheduler_info()["workers"])
-        futures = [client.submit(_measure, spec, threads, verbose, workers=[address],
-                                 pure=False) for address in addresses]
-        seconds = client.gather(futures)
-        return sum(seconds) / len(seconds)
+        resources = {"GPU": 1} if engine.kind == "gpu" else None
+        client.wait_for_workers(workers)
+        start_s = time.perf_counter() - started
+        timings = []
+        for specs, fused in tasks:
+            futures = [client.submit(_measure, specs, fused, threads, verbose, pure=False,
+                                     workers=[address], resources=resources)
+                       for address in client.scheduler_info()["workers"]]
+            measured = client.gather(futures)
+            timings.append(tuple(sum(values) / len(values) for values in zip(*measured)))
+        return timings, start_s
     finally:
         client.close()
         client.cluster.close()
@@ -372,21 +436,18 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
             announce()              # workers reachable: training starts now
         try:
             resources = {"GPU": 1} if engine.kind == "gpu" else None
-            # the fused engine does not augment: augmenting arms train one run at a time
-            fused = [spec for spec in pending if engine.fused and not spec.arm.augments]
-            single = [spec for spec in pending if not engine.fused or spec.arm.augments]
+            packs, single = engine_tasks(pending, engine, pack_size)
             futures = {client.submit(train_one_run, spec, threads, not old_path, old_path,
                                      resources=resources,
                                      key=f"valstat-{spec.run_id}", pure=False,
                                      retries=2): (spec.run_id,) for spec in single}
-            if fused:
-                from valstat.engine.fused import pack_specs, train_pack
+            if packs:
+                from valstat.engine.fused import train_pack
 
                 futures.update({client.submit(train_pack, pack, threads, resources=resources,
                                               key=f"valstat-pack-{pack[0].run_id}-{len(pack)}",
                                               pure=False, retries=1):
-                                tuple(spec.run_id for spec in pack)
-                                for pack in pack_specs(fused, pack_size or len(fused))})
+                                tuple(spec.run_id for spec in pack) for pack in packs})
             for future in as_completed(futures):
                 try:
                     result = future.result()

@@ -38,10 +38,10 @@ class Engine:
         """What must match for two runs' curves to be comparable in one store."""
         return {"backend": self.backend, "device": self.kind}
 
-    def line(self) -> str:
-        """The one line `valstat run` prints before training."""
+    def line(self, lead: str = "training on") -> str:
+        """The one line `valstat run` prints before training (`--dry-run`: lead "would train on")."""
         how = "fused seeds" if self.fused else "one compiled model per arm and worker"
-        return (f"training on {self.backend} {self.version}, {self.kind.upper()}: {self.name} "
+        return (f"{lead} {self.backend} {self.version}, {self.kind.upper()}: {self.name} "
                 f"({how})")
 
 
@@ -70,9 +70,11 @@ def cpu_name() -> str:
 
 def jax_gpus() -> list[str]:
     """Names of the GPUs JAX sees ([] without JAX or without a GPU). Imports jax only if it
-    is installed."""
+    is installed, and then without JAX's preallocation of 75 % of each GPU's memory: this
+    process (the sweep's driver) trains nothing, its workers do."""
     if importlib.util.find_spec("jax") is None:
         return []
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     try:
