@@ -9,7 +9,8 @@
 #   2. the device memory of a 20-run pack at 227 px: XLA's plan, and the allocator's peak over
 #      one trained epoch (benchmarks/pack_memory.py --run);
 #   3. the founding sweep, `valstat run seed_question --device gpu`
-#      (20 seeds x 30 epochs at 227 px) end to end, compilation and worker start included.
+#      (20 seeds x 30 epochs at 227 px) end to end, compilation and worker start included;
+#   4. if a minute is left, `--dry-run`'s estimate of that sweep, to compare with 3.
 # --cpu-smoke: the same steps at toy sizes on the CPU (JAX CPU), to check the script anywhere.
 # Device tool:  run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
 set -uo pipefail
@@ -84,5 +85,15 @@ print(f"{flops / 1e12:.1f} TFLOP in {pack_s:.1f} s of packs (compilation include
       f"495 (TF32), 989 (BF16) TFLOP/s")
 PY
 rm -rf "$SWEEP_OUT"
+
+echo "## 4. --dry-run's estimate of the same sweep (fresh folder; compare with 3.)" | tee -a "$FIG"
+DRY_OUT=$(mktemp -d)/dry
+left=$(( 470 - ($(date +%s) - start) ))
+if [ "$left" -ge 60 ]; then
+  timeout "$left" $PY -m valstat.cli "${ARGS[@]/--quiet/--dry-run}" --out "$DRY_OUT" 2>&1 \
+    | tail -2 | tee -a "$FIG"
+else
+  echo "skipped: $left s left of the check's time" | tee -a "$FIG"
+fi
 
 echo "total $(( $(date +%s) - start )) s" | tee -a "$FIG"

@@ -108,8 +108,7 @@ def _timing_source(plan) -> str:
         return "mean of the stored runs"
     where = (f"on {plan.workers} workers at once" if plan.run_s_source == "measured"
              else "in one process")
-    start = f", plus {plan.start_s:.0f} s to start workers and compile" if plan.start_s >= 0.5 \
-        else ""
+    start = f", plus {plan.start_s:.0f} s to start and compile" if plan.start_s >= 0.5 else ""
     return f"timed here from short runs {where}{start}"
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from distributed import WorkerPlugin
 
 from valstat.config import ClusterConfig, Experiment
@@ -51,7 +52,8 @@ class SweepPlan:
                                 # at once) or "measured alone" (in one process)
     task_s: list[float] = field(default_factory=list)  # seconds of each task left: a run, or a
                                                        # fused pack with its compilation
-    start_s: float = 0.0        # measured: starting the workers, and compiling each arm once
+    start_s: float = 0.0        # measured: this process's start (imports, data, plan), the
+                                # workers' start, and compiling each arm once
 
     @property
     def estimate_s(self) -> float | None:
@@ -152,8 +154,9 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
             alone = experiment.cluster.kind == "slurm"   # its workers are not on this machine
             tasks = ([(packs[0], True)] if packs else []) + ([([single[0]], False)] if single
                                                               else [])
-            timings, plan.start_s = _measure_tasks(tasks, workers, threads, verbose, engine,
-                                                   alone)
+            driver_s = time.time() - psutil.Process().create_time()   # imports, data, plan
+            timings, start_s = _measure_tasks(tasks, workers, threads, verbose, engine, alone)
+            plan.start_s = driver_s + start_s
             plan.run_s_source = "measured alone" if alone else "measured"
             if packs:
                 (pack_s, compile_s), first = timings.pop(0), len(packs[0])
