@@ -23,6 +23,40 @@ def valstat(*args, cwd=None, timeout=600):
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
+FAILING_SITE = """
+import functools
+
+import valstat.engine.fused
+import valstat.train
+
+
+def _failing(train):
+    @functools.wraps(train)       # same name and module: pickled to workers by reference
+    def wrapped(specs, *args, **kwargs):
+        first = specs[0] if isinstance(specs, list) else specs
+        if first.arm.name in {arms!r}:
+            raise ValueError("injected failure of arm " + first.arm.name)
+        return train(specs, *args, **kwargs)
+    return wrapped
+
+
+valstat.train.train_one_run = _failing(valstat.train.train_one_run)
+valstat.engine.fused.train_pack = _failing(valstat.engine.fused.train_pack)
+"""
+
+
+def valstat_with_failing_arms(arms: tuple, site_dir: Path, *args):
+    """Run `valstat` where each run (or fused pack) of `arms` raises ValueError on its worker: a
+    sitecustomize.py in `site_dir`, first on PYTHONPATH, wraps the training functions in every
+    process, the spawned Dask workers included (they inherit the environment)."""
+    site_dir.mkdir(parents=True, exist_ok=True)
+    (site_dir / "sitecustomize.py").write_text(FAILING_SITE.format(arms=tuple(arms)))
+    path = os.pathsep.join(filter(None, [str(site_dir), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "valstat.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": path})
+
+
 def dead_pid() -> int:
     """The pid of a process that has ended (and been reaped)."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from conftest import TINY, valstat
+from conftest import TINY, valstat, valstat_with_failing_arms
 from valstat.errors import ValstatError
 from valstat.store import Store, load_tables, store_path
 
@@ -144,16 +144,16 @@ def test_slurm_gpus_make_the_gpu_engine_without_a_local_gpu():
 
 def test_a_failing_pack_names_every_run_it_held(tmp_path):
     pytest.importorskip("jax")
-    result = valstat("run", TINY, "--seeds", "2", "--epochs", "1", "--device", "cpu",
-                     "--engine", "fused", "--out", tmp_path, "--quiet",
-                     "--set", "arms.plain.model.dropout=1.5")
+    out = tmp_path / "out"
+    result = valstat_with_failing_arms(("plain",), tmp_path / "site", "run", TINY, "--seeds", "2",
+                                       "--epochs", "1", "--device", "cpu", "--engine", "fused",
+                                       "--out", out, "--quiet")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith(
-        "valstat: error: the 2 runs plain/s0/f0, plain/s1/f0 (one fused pack) failed on a "
-        "worker: ValueError"), result.stderr
-    assert sorted(load_tables(tmp_path).runs.run_id) == ["batchnorm/s0/f0", "batchnorm/s1/f0"]
+    assert errors == ["valstat: error: the 2 runs plain/s0/f0, plain/s1/f0 (one fused pack) "
+                      "failed on a worker: ValueError: injected failure of arm plain"], result.stderr
+    assert sorted(load_tables(out).runs.run_id) == ["batchnorm/s0/f0", "batchnorm/s1/f0"]
 
 
 def test_dry_run_times_the_engine_it_would_train_with(tmp_path):

@@ -78,10 +78,20 @@ def test_rerun_resumes_and_more_seeds_add_runs(tmp_path):
 def test_user_folder_end_to_end_and_export(tmp_path):
     data = write_image_folder(tmp_path / "photos", classes=("cats", "dogs", "猫"), per_class=16)
     out = tmp_path / "out"
-    result = valstat("run", TINY, "--data", data, "--seeds", "1", "--epochs", "2",
-                     "--val-size", "9", "--out", out, "--quiet", "--workers", "1")
+    result = valstat("run", TINY, "--data", "photos", "--seeds", "1", "--epochs", "2",
+                     "--val-size", "9", "--out", out, "--quiet", "--workers", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     tables = load_tables(out)
+    # the folder is stored as an absolute path, so reports find it from any folder
+    assert {config["data"]["source"] for config in tables.meta["arms_config"].values()} == {
+        str(data.resolve())}
+    assert str(data.resolve()) in tables.meta["description"]
+    assert "built-in digits (430 training" not in tables.meta["description"]
+    plan = valstat("run", TINY, "--data", data, "--seeds", "1", "--epochs", "2", "--val-size",
+                   "9", "--out", out, "--workers", "1", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert (f"data: 48 images in 3 classes ({data.resolve()}); each run of plain, batchnorm "
+            "uses 39 training, 9 validation and 0 truth-set images\n") in plan.stdout
     assert tables.meta["dataset"]["class_names"] == ["cats", "dogs", "猫"]
     assert tables.meta["dataset"]["class_counts"] == {"cats": 16, "dogs": 16, "猫": 16}
     assert (tables.runs.n_val == 9).all() and (tables.runs.n_train == 39).all()

@@ -15,7 +15,7 @@ from importlib.metadata import version
 import pandas as pd
 import pytest
 
-from conftest import TINY, dead_pid, valstat
+from conftest import TINY, dead_pid, valstat, valstat_with_failing_arms
 from test_bad_input import assert_one_line_error
 from valstat.config import load_experiment
 from valstat.history import read_history
@@ -120,12 +120,15 @@ def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     result = valstat("run", TINY, "--seeds", "3", "--epochs", "1", "--out", out, "--dry-run",
                      "--set", "training.learning_rate=1e-4", "--set", "schedule.monitor=val_loss")
     assert result.returncode == 0, result.stderr
-    text, _, tail = result.stdout.partition("\n\n6 runs planned")
+    text, _, tail = result.stdout.partition("\n\ndata: ")
     resolved = tomllib.loads(text)
     assert resolved["sweep"]["seeds"] == 3
     assert resolved["arms"]["batchnorm"]["model"]["batch_norm"] is True
     assert resolved["arms"]["plain"]["training"]["learning_rate"] == 1e-4
-    assert tail.startswith(", 2 already stored in")
+    # tiny.toml: train_size 120, val_size 30, truth_size 100 of scikit-learn's 1797 digits
+    assert tail.startswith("1797 images in 10 classes (digits); each run of plain, batchnorm "
+                           "uses 120 training, 30 validation and 100 truth-set images\n"
+                           "6 runs planned, 2 already stored in")
     stored_mean = load_tables(out).runs.wall_s.mean()
     assert f"({stored_mean:.1f} s per run, mean of the stored runs)" in tail
     assert files(out) == before
@@ -196,6 +199,11 @@ def test_dry_run_estimate_is_the_busiest_workers_share(tasks, workers, start, ex
     ("learning_rate", "expects SECTION.KEY=VALUE"),
     ("arms.nope.training.epochs=2", "no arm 'nope'"),
     ("training.epochs=0", "at least 1"),
+    ("model.dropout=1.5", "[model] dropout of arm 'plain' must be a fraction in [0, 1), got 1.5"),
+    ("schedule.factor=1.0", "[schedule] factor of arm 'plain' must be a fraction in (0, 1)"),
+    ("schedule.min_lr=-1e-5", "[schedule] min_lr of arm 'plain' must be 0 or more"),
+    ("training.momentum=1.5", "[training] momentum of arm 'plain' must be in [0, 1]"),
+    ("data.holdout=0.2", "--holdout keeps part of your own images (--data) aside"),
 ])
 def test_bad_set_is_one_line_and_writes_nothing(tmp_path, setting, fragment):
     result = valstat("run", TINY, "--out", tmp_path / "out", "--set", setting, "--dry-run")
@@ -203,16 +211,45 @@ def test_bad_set_is_one_line_and_writes_nothing(tmp_path, setting, fragment):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_failing_run_is_one_line_naming_it(tmp_path):
-    result = valstat("run", TINY, "--seeds", "1", "--epochs", "1", "--out", tmp_path,
-                     "--set", "arms.plain.model.dropout=1.5", "--quiet")
+def test_a_failing_run_is_one_line_naming_it_and_the_same_command_resumes(tmp_path):
+    out = tmp_path / "out"
+    args = ("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out, "--quiet")
+    result = valstat_with_failing_arms(("plain",), tmp_path / "site", *args)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith(
-        "valstat: error: run plain/s0/f0 failed on a worker: ValueError"), result.stderr
-    assert "1 runs trained, 0 already stored, 0 diverged; 1/2 runs in" in result.stdout
-    assert list(load_tables(tmp_path).runs.run_id) == ["batchnorm/s0/f0"]
+    assert errors == ["valstat: error: run plain/s0/f0 failed on a worker: "
+                      "ValueError: injected failure of arm plain"], result.stderr
+    assert ("1 run trained, 0 already stored, 0 diverged, 1 failed; 1/2 runs in "
+            f"{out}. Fix the error above and run the same command again") in result.stdout
+    assert "Next: valstat report" not in result.stdout
+    assert list(load_tables(out).runs.run_id) == ["batchnorm/s0/f0"]
+    again = valstat(*args)
+    assert again.returncode == 0, again.stderr
+    assert "1 run trained, 1 already stored, 0 diverged; 2/2 runs in" in again.stdout
+
+
+def test_a_store_whose_every_run_failed_is_taken_over_by_a_corrected_config(tmp_path):
+    out = tmp_path / "out"
+    args = ("run", TINY, "--seeds", "1", "--epochs", "1", "--out", out, "--quiet")
+    failed = valstat_with_failing_arms(("plain", "batchnorm"), tmp_path / "site", *args,
+                                       "--set", "training.learning_rate=2e-3")
+    assert failed.returncode == 1 and load_tables(out).runs.empty
+    corrected = valstat(*args)
+    assert corrected.returncode == 0, corrected.stderr
+    assert sorted(load_tables(out).runs.run_id) == ["batchnorm/s0/f0", "plain/s0/f0"]
+    assert read_meta(out)["config_hash"] == load_experiment(str(TINY), {"seeds": 1, "epochs": 1}
+                                                            ).config_hash()
+
+
+def test_a_store_of_another_config_is_refused_naming_what_differs(tmp_path):
+    args = ("run", TINY, "--seeds", "1", "--epochs", "1", "--out", tmp_path, "--quiet")
+    first = valstat(*args, "--set", "arms.batchnorm.model.dropout=0.4")
+    assert first.returncode == 0, first.stderr
+    assert_one_line_error(valstat(*args), "holds runs of a different experiment config "
+                          f"('tiny', {TINY}): arms.batchnorm.model.dropout 0.4 -> 0.5; use "
+                          "another --out folder")
+    assert len(load_tables(tmp_path).runs) == 2
 
 
 def test_a_read_sees_one_moment_of_a_store_being_written(tmp_path, monkeypatch):

@@ -70,11 +70,12 @@ def cmd_run(args) -> int:
     cluster = experiment.cluster
     engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
     if args.dry_run:
-        print(resolved_toml(experiment))
         plan = plan_sweep(experiment, out_dir, workers=args.workers, verbose=args.verbose,
                           engine=engine, pack_size=args.pack)
+        print(resolved_toml(experiment))
+        print(_data_line(plan))
         print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
-              f"{plan.planned - plan.stored} to train on {plan.workers} workers; "
+              f"{plan.planned - plan.stored} to train on {_count(plan.workers, 'worker')}; "
               f"{engine.line('would train on')}")
         if plan.estimate_s is not None:
             per_run = f"{plan.run_s:.1f}" if plan.run_s >= 0.1 else f"{plan.run_s:.2f}"
@@ -96,10 +97,38 @@ def cmd_run(args) -> int:
         print(f"valstat: interrupted; {outcome.stored} of {outcome.planned} runs are stored in "
               f"{out_dir}. Run the same command again to resume.", file=sys.stderr)
         return 130
-    print(f"{len(outcome.finished) + len(outcome.diverged)} runs trained, "
-          f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged; "
-          f"{outcome.stored}/{outcome.planned} runs in {out_dir}. Next: valstat report {out_dir}")
+    failed = sum(len(run_ids) for run_ids in outcome.failed)
+    next_step = (f"Next: valstat report {out_dir}" if not failed else
+                 "Fix the error above and run the same command again: it trains only the "
+                 "runs not stored yet")
+    print(f"{_count(len(outcome.finished) + len(outcome.diverged), 'run')} trained, "
+          f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged"
+          f"{f', {failed} failed' if failed else ''}; "
+          f"{outcome.stored}/{outcome.planned} runs in {out_dir}. {next_step}")
     return 1 if outcome.failed else 0
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 run', '3 runs'; '2 classes' with plural="classes"."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def _data_line(plan) -> str:
+    """What the dry run would train on: the images found and how each run uses them."""
+    dataset = plan.dataset
+    uses = "; ".join(f"each run of {', '.join(arms)} uses {train} training, {val} validation "
+                     f"and {truth} truth-set images"
+                     for (train, val, truth), arms in _arms_by_sizes(plan.images_per_run))
+    return (f"data: {_count(dataset['n_images'], 'image')} in "
+            f"{_count(len(dataset['class_names']), 'class', 'classes')} "
+            f"({dataset['source']}); {uses}")
+
+
+def _arms_by_sizes(images_per_run: dict) -> list:
+    groups: dict = {}
+    for arm, sizes in images_per_run.items():
+        groups.setdefault(sizes, []).append(arm)
+    return [(sizes, arms) for sizes, arms in groups.items()]
 
 
 def _timing_source(plan) -> str:

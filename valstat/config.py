@@ -261,8 +261,24 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
                             cluster=base["cluster"])
     apply_overrides(experiment, overrides or {})
     apply_settings(experiment, (overrides or {}).get("settings") or [])
+    _resolve_folders(experiment, written_for=base["data"].source)
     validate(experiment)
     return experiment
+
+
+def _resolve_folders(experiment: Experiment, written_for: str) -> None:
+    """Image folders as absolute paths (a store names the folder it was trained on, wherever
+    it is read from later); a description written for `written_for` (the file's own source)
+    no longer describes other images, so it says what the arms now train on."""
+    builtin = DataConfig().source
+    for arm in experiment.arms:
+        if arm.data.source != builtin:
+            arm.data.source = str(Path(arm.data.source).expanduser().resolve())
+    sources = {arm.data.source for arm in experiment.arms}
+    if written_for == builtin and sources != {builtin}:
+        experiment.description = (f"The '{experiment.name}' experiment's arms and settings, "
+                                  f"trained on the images in {', '.join(sorted(sources))} "
+                                  "instead of the built-in digits.")
 
 
 def apply_overrides(experiment: Experiment, overrides: dict) -> None:
@@ -339,6 +355,9 @@ def resolved_toml(experiment: Experiment) -> str:
         for section, values in arm.settings().items():
             lines += ["", f"[arms.{arm.name}.{section}]",
                       *(f"{k} = {_toml_value(v)}" for k, v in values.items())]
+            if section == "data" and values["source"] != DataConfig().source:
+                lines.append("# train_size and truth_size apply to the built-in digits only: "
+                             "every image of a folder is used (--holdout keeps a truth set)")
     return "\n".join(lines) + "\n"
 
 
@@ -370,9 +389,33 @@ def validate(experiment: Experiment) -> None:
             raise ValstatError(f"--val-size must be at least 2, got {arm.data.val_size}")
         if not 0.0 <= arm.data.holdout < 0.9:
             raise ValstatError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
-        if arm.model.width <= 0:
-            raise ValstatError(f"[model] width must be positive, got {arm.model.width}")
+        if arm.data.holdout and arm.data.source == DataConfig().source:
+            raise ValstatError("--holdout keeps part of your own images (--data) aside as a truth "
+                               "set; the built-in digits have theirs already (truth_size)")
+        _validate_model_and_schedule(arm)
         _validate_augment(arm)
+
+
+def _validate_model_and_schedule(arm: Arm) -> None:
+    """The ranges Keras accepts, checked here so that a bad value is one line before any run."""
+    where = f"of arm '{arm.name}'"
+    model, schedule = arm.model, arm.schedule
+    if model.width <= 0:
+        raise ValstatError(f"[model] width {where} must be positive, got {model.width}")
+    if model.dense_units < 1:
+        raise ValstatError(f"[model] dense_units {where} must be at least 1, got {model.dense_units}")
+    if not 0 <= model.dropout < 1:
+        raise ValstatError(f"[model] dropout {where} must be a fraction in [0, 1), got {model.dropout}")
+    if not 0 <= arm.training.momentum <= 1:
+        raise ValstatError(f"[training] momentum {where} must be in [0, 1], "
+                           f"got {arm.training.momentum}")
+    if schedule.kind == "reduce_on_plateau" and not 0 < schedule.factor < 1:
+        raise ValstatError(f"[schedule] factor {where} must be a fraction in (0, 1): the rate "
+                           f"is multiplied by it on a plateau; got {schedule.factor}")
+    for key in ("patience", "min_delta", "min_lr"):
+        if getattr(schedule, key) < 0:
+            raise ValstatError(f"[schedule] {key} {where} must be 0 or more, "
+                               f"got {getattr(schedule, key)}")
 
 
 def _validate_augment(arm: Arm) -> None:

@@ -50,6 +50,8 @@ class SweepPlan:
     run_s: float | None         # seconds per run (None: unknown)
     run_s_source: str           # "store" (stored runs' mean), "measured" (on the local workers
                                 # at once) or "measured alone" (in one process)
+    dataset: dict = field(default_factory=dict)        # the store meta's "dataset"
+    images_per_run: dict = field(default_factory=dict)  # arm -> (train, validation, truth)
     task_s: list[float] = field(default_factory=list)  # seconds of each task left: a run, or a
                                                        # fused pack with its compilation
     start_s: float = 0.0        # measured: this process's start (imports, data, plan), the
@@ -75,12 +77,38 @@ def default_layout(cores: int, image_size: int) -> tuple[int, int]:
 
 
 def _check_owner(experiment: Experiment, out_dir: Path) -> None:
+    """Refuse a store that holds runs of another experiment config, naming what differs; a
+    store that holds no runs yet (every run failed) is taken over by this config."""
     existing = read_meta(out_dir)
     require_kind(existing, "sweep", out_dir, "train a sweep into")
-    if existing and existing.get("config_hash") not in (None, experiment.config_hash()):
-        raise ValstatError(f"{out_dir} holds a store written by a different experiment config "
-                        f"('{existing.get('experiment')}', {existing.get('source_file')}); "
-                        "use another --out folder")
+    if existing and existing.get("config_hash") not in (None, experiment.config_hash()) \
+            and read_stored_runs(out_dir):
+        changed = config_differences(existing, experiment)
+        shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3
+                                          else "")
+        raise ValstatError(f"{out_dir} holds runs of a different experiment config "
+                        f"('{existing.get('experiment')}', {existing.get('source_file')})"
+                        f"{': ' + shown if shown else ''}; use another --out folder")
+
+
+def config_differences(meta: dict, experiment: Experiment) -> list[str]:
+    """'arms.founding.training.epochs 4 -> 5' for each hashed setting that differs between a
+    store's meta and `experiment` (its folds, seed kinds and every arm's settings)."""
+    def flat(prefix: str, value, out: dict) -> dict:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flat(f"{prefix}.{key}" if prefix else str(key), item, out)
+        else:
+            out[prefix] = value
+        return out
+
+    sweep = meta.get("sweep") or {}
+    old = flat("", {"folds": sweep.get("folds"), "vary": sweep.get("vary"),
+                    "arms": meta.get("arms_config") or {}}, {})
+    new = flat("", {"folds": experiment.sweep.folds, "vary": experiment.sweep.vary,
+                    "arms": {arm.name: arm.settings() for arm in experiment.arms}}, {})
+    return [f"{key} {old.get(key, '(none)')} -> {new.get(key, '(none)')}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
 def _plan(experiment: Experiment, cache_dir: Path) -> tuple[list[RunSpec], dict]:
@@ -134,7 +162,7 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
     out_dir = Path(out_dir)
     _check_owner(experiment, out_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        specs, _ = _plan(experiment, Path(scratch))
+        specs, meta = _plan(experiment, Path(scratch))
         stored = read_stored_runs(out_dir)
         done = set(stored) & {spec.run_id for spec in specs}
         pending = [spec for spec in specs if spec.run_id not in done]
@@ -142,7 +170,9 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
         if engine.kind == "gpu":
             workers = engine.gpus
         plan = SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=None,
-                         run_s_source="")
+                         run_s_source="", dataset=meta["dataset"], images_per_run={
+                             spec.arm.name: (len(spec.split.train), len(spec.split.val),
+                                             len(spec.split.truth)) for spec in specs})
         packs, single = engine_tasks(pending, engine, pack_size)
         walls = [stored[run_id] for run_id in done if stored[run_id]]
         if walls:
@@ -365,7 +395,7 @@ def _gpu_cluster(gpus: int, verbose: bool = False):
 
 def check_engine(store: Store, engine) -> None:
     """Refuse to add runs from an engine whose curves differ from those already stored
-    (another backend or device kind); records the engine in a store that has none yet."""
+    (another backend or device kind); records the engine in a store that holds no runs yet."""
     meta = store.meta()
     stored = meta.get("engine")
     if stored is None and store.finished_run_ids():
@@ -373,12 +403,12 @@ def check_engine(store: Store, engine) -> None:
             "SELECT DISTINCT backend FROM runs")}
         stored = {"backend": next(iter(backends)) if len(backends) == 1 else "mixed",
                   "device": "cpu"}                   # stores before --device: CPU only
-    if stored is not None and stored != engine.identity:
+    if stored is not None and stored != engine.identity and store.finished_run_ids():
         raise ValstatError(f"this store holds runs trained with {stored['backend']} on "
                         f"{stored['device'].upper()}; its curves would not be comparable with "
                         f"{engine.backend} on {engine.kind.upper()}: use --device "
                         f"{stored['device']} or another --out folder")
-    if meta.get("engine") is None:
+    if meta.get("engine") != engine.identity:
         store.set_meta({"engine": engine.identity})
 
 
