@@ -214,6 +214,8 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from valstat.config import shipped_experiments
+
     parser = OneLineParser(prog="valstat", description=(
         "Measure why small-validation-set CNN curves look the way they do: train AlexNet "
         "many times, store every curve, and turn the runs into intervals, tests and figures."),
@@ -225,11 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog="example: valstat run --seeds 20 --out reports/default",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("experiment", nargs="?", help="experiment TOML file, or the name of one "
-                     "shipped with valstat: default, seed_question, val_size (default: default)")
-    run.add_argument("--seeds", type=positive_int, help="number of seeds (split/init/order)")
-    run.add_argument("--folds", type=positive_int, help="cross-validation folds per seed")
-    run.add_argument("--epochs", type=positive_int, help="epochs per run")
-    run.add_argument("--image-size", type=positive_int, help="input size in pixels (square)")
+                     f"shipped with valstat: {', '.join(sorted(shipped_experiments()))} "
+                     "(default: default)")
+    run.add_argument("--seeds", type=positive_int,
+                     help="number of seeds (split/init/order; default: the experiment's)")
+    run.add_argument("--folds", type=positive_int,
+                     help="cross-validation folds per seed (default: the experiment's)")
+    run.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's)")
+    run.add_argument("--image-size", type=positive_int,
+                     help="input size in pixels, square (default: the experiment's)")
     run.add_argument("--val-size", type=positive_int, help="validation images per run")
     run.add_argument("--data", help="image folder in Keras layout (one subfolder per class); "
                      "default: the built-in digits")
