@@ -151,9 +151,10 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
     """Count planned and stored runs and estimate the time left, without writing anything.
 
     The time per run is the mean wall time of the runs already stored; with none stored, short
-    tasks of the engine are timed here (_measure): a run of the first arm trained alone and, for
-    a fused engine, the first pack. Local sweeps time them on their own workers at once; a
-    SLURM sweep in this one process, or not at all for GPUs this machine does not have.
+    tasks of the engine are timed here (_measure): the first run of each arm that trains one
+    run at a time and, for a fused engine, the first pack. Local sweeps time them on their own
+    workers at once; a SLURM sweep in this one process, or not at all for GPUs this machine
+    does not have.
     engine and pack_size: as for run_sweep.
     """
     from valstat.engine.device import resolve_device
@@ -182,8 +183,11 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
             pass                    # its GPUs are not on this machine: nothing to time here
         elif pending:
             alone = experiment.cluster.kind == "slurm"   # its workers are not on this machine
-            tasks = ([(packs[0], True)] if packs else []) + ([([single[0]], False)] if single
-                                                              else [])
+            first_of_arm = {}
+            for spec in single:
+                first_of_arm.setdefault(spec.arm.name, spec)
+            tasks = ([(packs[0], True)] if packs else []) + [
+                ([spec], False) for spec in first_of_arm.values()]
             driver_s = time.time() - psutil.Process().create_time()   # imports, data, plan
             timings, start_s = _measure_tasks(tasks, workers, threads, verbose, engine, alone)
             plan.start_s = driver_s + start_s
@@ -191,10 +195,10 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
             if packs:
                 (pack_s, compile_s), first = timings.pop(0), len(packs[0])
                 plan.task_s += [pack_s * len(pack) / first + compile_s for pack in packs]
-            if single:
-                run_s, compile_s = timings.pop(0)
-                plan.task_s += [run_s] * len(single)
-                plan.start_s += compile_s * len({spec.arm.name for spec in single})
+            per_arm = dict(zip(first_of_arm, timings))    # arm -> (seconds, compile seconds)
+            plan.task_s += [per_arm[spec.arm.name][0] for spec in single]
+            # each worker compiles every arm it trains once, the workers side by side
+            plan.start_s += sum(compile_s for _, compile_s in per_arm.values())
             plan.run_s = sum(plan.task_s) / len(pending)
     return plan
 
@@ -251,9 +255,10 @@ def _measure_tasks(tasks: list[tuple[list[RunSpec], bool]], workers: int, thread
                    verbose: bool, engine, alone: bool) -> tuple[list[tuple[float, float]], float]:
     """_measure for each (specs, fused) task, and the seconds it took to start the workers.
 
-    alone: in this process (start 0). Otherwise on `workers` workers started as the sweep
-    starts them, each timing every task at once (they share the cores or devices, which can
-    slow each down); the mean over workers."""
+    alone: in this process, one task after another (start 0). Otherwise on `workers` workers
+    started as the sweep starts them, all at once, as they will share the cores or devices:
+    task i on worker i mod workers, and every worker busy (with fewer tasks than workers, the
+    tasks repeat and their times are averaged)."""
     if alone:
         return [_measure(specs, fused, threads, verbose) for specs, fused in tasks], 0.0
     started = time.perf_counter()
@@ -262,13 +267,16 @@ def _measure_tasks(tasks: list[tuple[list[RunSpec], bool]], workers: int, thread
         resources = {"GPU": 1} if engine.kind == "gpu" else None
         client.wait_for_workers(workers)
         start_s = time.perf_counter() - started
+        addresses = list(client.scheduler_info()["workers"])
+        slots = range(max(len(addresses), len(tasks)))
+        futures = [client.submit(_measure, *tasks[slot % len(tasks)], threads, verbose,
+                                 pure=False, workers=[addresses[slot % len(addresses)]],
+                                 resources=resources) for slot in slots]
+        measured = client.gather(futures)
         timings = []
-        for specs, fused in tasks:
-            futures = [client.submit(_measure, specs, fused, threads, verbose, pure=False,
-                                     workers=[address], resources=resources)
-                       for address in client.scheduler_info()["workers"]]
-            measured = client.gather(futures)
-            timings.append(tuple(sum(values) / len(values) for values in zip(*measured)))
+        for index in range(len(tasks)):
+            mine = [measured[slot] for slot in slots if slot % len(tasks) == index]
+            timings.append(tuple(sum(values) / len(values) for values in zip(*mine)))
         return timings, start_s
     finally:
         client.close()
