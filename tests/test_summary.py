@@ -390,6 +390,7 @@ def test_summary_json_keeps_its_keys_and_only_adds_settings_and_spread(tmp_path)
 INTERVAL_KEYS = {"design", "estimate", "high", "level", "low", "method", "n", "n_units", "note", "pi_high", "pi_low",
                  "scope", "sd"}
 CROSSED_KEYS = {"components", "conditional", "df"}
+COLLAPSE_KEYS = {"collapsed", "collapse_low", "collapse_high", "learned_low", "learned_high", "share_range"}
 CONDITIONAL_KEYS = {"high", "low", "method", "pi_high", "pi_low", "scope"}
 FINITE_SAMPLE_KEYS = {"empirical_variance", "finite_sample_share", "folds", "independent_errors_variance", "method",
                       "per_fold", "runs", "sampling_variance"}
@@ -420,7 +421,7 @@ UNSTABLE_KEYS = {"class_name", "confused_with", "example", "file", "final_accura
 @pytest.mark.parametrize("design, interval_extra, finite_extra, noise_keys", [
     ("build_store", {"units"} | CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
     ("one_shared", CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
-    ("own_split", {"units"}, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("own_split", {"units"} | COLLAPSE_KEYS, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
     ("own_split_without_predictions", {"units"}, PER_RUN_KEYS, INDEPENDENT_NOISE_KEYS),
 ])
 def test_nested_summary_json_keys_are_those_main_wrote(tmp_path, design, interval_extra, finite_extra, noise_keys):

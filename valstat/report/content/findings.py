@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from valstat import stats
+from valstat.core.design import shares_images
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
@@ -320,7 +321,7 @@ def _compare(analysis, S):
                             low=num(poi.low), high=num(poi.high)))
         t = comp.corrected_t
         finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
-        shared = bool({final.design for final in finals if final} - {"own split per run", None})
+        shared = any(final and final.design and shares_images(final.design) for final in finals)
         if t and finite(t.p_value):
             paragraphs.append(S("findings.compare_t", t=num(t.t), df=t.df,
                                 p=pval(t.p_value)))
