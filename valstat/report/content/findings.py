@@ -168,8 +168,11 @@ def _smooth(analysis, S):
 def collapse_text(interval, S) -> str:
     """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
     low, high = interval.share_range
-    return S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
+    text = S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
              c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval.collapsed, runs=interval.n)
+    if interval.note:  # the learned runs' mean is bounded by [0, 1] only
+        text += " " + S["findings.spread_collapse_few_seeds" if interval.units == "seed" else "findings.spread_collapse_few"]
+    return text
 
 
 def _finite_sample_text(info, n, S) -> str:
@@ -280,11 +283,11 @@ def _selection(analysis, S):
 
 def _ci_text(S, row) -> str:
     """'95% CI -4.5 to +20.7' in points of an OptimismRule, or a note when there is no
-    interval (one run)."""
+    interval (one run, or every run the same value)."""
     if finite(row.low) and finite(row.high):
         return S("findings.ci", low=pts(row.low, signed=True),
                  high=pts(row.high, signed=True))
-    return S["findings.ci_none"]
+    return S("findings.ci_same", runs=row.n_runs) if row.n_runs >= 2 and row.sd == 0 else S["findings.ci_none"]
 
 
 def _epochs(analysis, arm):
