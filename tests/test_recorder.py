@@ -49,6 +49,9 @@ def test_recorder_stores_a_users_fit_that_stats_then_reads(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["arms"]["dense"]["n_runs"] == 2
+    # both runs scored the same x_val: one shared split, analysed for new images (crossed)
+    final = summary["arms"]["dense"]["final_val_accuracy"]
+    assert final["design"] == "one shared split" and final["method"] == "crossed-anova"
 
 
 def _fit(model, x, y, recorder, epochs=3):

@@ -230,8 +230,11 @@ def test_collapse_mean_interval_by_hand():
     assert (res["low"], res["high"]) == pytest.approx((low, high))
     assert (res["collapse_low"], res["collapse_high"]) == pytest.approx((p_low, p_high))
     assert res["estimate"] == pytest.approx(values.mean()) and res["method"] == "collapse-mixture"
-    t = mean_interval(values)  # the prediction interval is the t one over all runs
-    assert (res["pi_low"], res["pi_high"], res["sd"]) == pytest.approx((t["pi_low"], t["pi_high"], t["sd"]))
+    assert res["sd"] == pytest.approx(values.std(ddof=1))
+    # one new run: the hull of the share range and the learned runs' t prediction interval
+    pi_half = sps.t.ppf(0.975, 8) * learned.std(ddof=1) * np.sqrt(1 + 1 / 9)
+    assert (res["pi_low"], res["pi_high"]) == pytest.approx(
+        (min(0.3, learned.mean() - pi_half), max(0.4, min(1.0, learned.mean() + pi_half))))
 
 
 def test_collapse_mean_interval_without_collapsed_runs_still_allows_the_mode():
@@ -248,6 +251,37 @@ def test_collapse_mean_interval_without_collapsed_runs_still_allows_the_mode():
 def test_collapse_mean_interval_with_one_learned_run_bounds_it_by_zero_and_one():
     res = collapse_mean_interval([0.9, 0.25, 0.25], [False, True, True], (0.25, 0.25))
     assert res["learned_low"] == 0 and res["learned_high"] == 1 and res["note"]
+
+
+def test_collapse_mean_interval_when_every_run_collapsed_is_not_zero_width():
+    # 10 runs all scoring exactly 1/3 (collapsed): a t interval would be 1/3..1/3
+    values, flags = np.full(10, 1 / 3), np.ones(10, bool)
+    res = collapse_mean_interval(values, flags, (1 / 3, 1 / 3))
+    p_low = sps.beta.ppf(0.0125, 10, 1)  # one-sided Clopper-Pearson lower bound on 10 of 10 collapsing
+    assert res["low"] == pytest.approx(p_low / 3) and res["high"] == pytest.approx(1 - p_low + p_low / 3)
+    assert (res["pi_low"], res["pi_high"]) == (0.0, 1.0) and res["note"]
+
+
+def test_collapse_mean_interval_with_seeds_as_units():
+    # 3 seeds x 2 folds; seed 0 both folds collapsed, seed 1 one fold, seed 2 none
+    values = np.array([0.25, 0.25, 0.25, 0.70, 0.80, 0.60])
+    flags = np.array([True, True, True, False, False, False])
+    units = np.array([0, 0, 1, 1, 2, 2])
+    res = collapse_mean_interval(values, flags, (0.25, 0.25), units=units)
+    # P(all of a seed collapsed) <= collapse chance <= P(any of a seed collapsed), over 3 seeds
+    p_low, p_high = sps.beta.ppf(0.0125, 1, 3), sps.beta.ppf(0.9875, 3, 1)
+    seed_learned = np.array([0.70, 0.70])  # seeds 1 and 2: means of their learned runs
+    half = 0.0  # the t bound over two equal seed means has zero width
+    low = min((1 - p) * (seed_learned.mean() - half) + p * 0.25 for p in (p_low, p_high))
+    high = max((1 - p) * (seed_learned.mean() + half) + p * 0.25 for p in (p_low, p_high))
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert (res["collapse_low"], res["collapse_high"]) == pytest.approx((p_low, p_high))
+    assert res["estimate"] == pytest.approx(np.mean([0.25, (0.25 + 0.70) / 2, 0.70]))  # mean of seed means
+    assert res["n_units"] == 3 and res["note"] == ""
+    # learned runs in one seed only: their mean is bounded by [0, 1], and so is a new run
+    one = collapse_mean_interval(values, flags, (0.25, 0.25), units=np.array([0, 0, 1, 1, 1, 1]))
+    assert (one["learned_low"], one["learned_high"], one["pi_low"], one["pi_high"]) == (0, 1, 0, 1)
+    assert "seeds" in one["note"]
 
 
 @pytest.mark.parametrize("args", [([0.5, 0.6], [True], (0.3, 0.3)), ([0.5, 0.6], [1, 0], (0.3, 0.3)),

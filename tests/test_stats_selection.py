@@ -96,3 +96,12 @@ def test_resampled_noise_optimism_keeps_epoch_correlation():
 def test_resampled_noise_optimism_is_zero_for_identical_epochs():
     c = np.tile(np.arange(30) % 3 > 0, (5, 1))
     assert resampled_noise_optimism(c)["expected_optimism"] == pytest.approx(0.0, abs=2e-3)  # MC error only
+
+
+def test_optimism_summary_gives_no_interval_when_every_run_gave_the_same_value():
+    # three runs collapsed to one class: val accuracy 1/3, truth accuracy 0.3 at every epoch
+    frame = pd.DataFrame({"run_id": np.repeat(["a", "b", "c"], 4), "epoch": np.tile(np.arange(4), 3),
+                          "val_accuracy": 1 / 3, "val_loss": 1.1, "truth_accuracy": 0.3})
+    table = optimism_summary(frame).set_index("rule")
+    assert table["mean"].to_numpy() == pytest.approx(1 / 3 - 0.3)
+    assert table["sd"].eq(0).all() and table["low"].isna().all() and table["high"].isna().all()

@@ -390,6 +390,7 @@ def test_summary_json_keeps_its_keys_and_only_adds_settings_and_spread(tmp_path)
 INTERVAL_KEYS = {"design", "estimate", "high", "level", "low", "method", "n", "n_units", "note", "pi_high", "pi_low",
                  "scope", "sd"}
 CROSSED_KEYS = {"components", "conditional", "df"}
+COLLAPSE_KEYS = {"collapsed", "collapse_low", "collapse_high", "learned_low", "learned_high", "share_range"}
 CONDITIONAL_KEYS = {"high", "low", "method", "pi_high", "pi_low", "scope"}
 FINITE_SAMPLE_KEYS = {"empirical_variance", "finite_sample_share", "folds", "independent_errors_variance", "method",
                       "per_fold", "runs", "sampling_variance"}
@@ -420,7 +421,7 @@ UNSTABLE_KEYS = {"class_name", "confused_with", "example", "file", "final_accura
 @pytest.mark.parametrize("design, interval_extra, finite_extra, noise_keys", [
     ("build_store", {"units"} | CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
     ("one_shared", CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
-    ("own_split", {"units"}, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("own_split", {"units"} | COLLAPSE_KEYS, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
     ("own_split_without_predictions", {"units"}, PER_RUN_KEYS, INDEPENDENT_NOISE_KEYS),
 ])
 def test_nested_summary_json_keys_are_those_main_wrote(tmp_path, design, interval_extra, finite_extra, noise_keys):
@@ -549,3 +550,62 @@ def test_twenty_runs_on_their_own_splits_keep_the_t_interval():
     acc = final_accuracies(epochs)
     low, high = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
     assert res["method"] == "t" and (res["low"], res["high"]) == pytest.approx((low, high))
+
+
+def _recorder_style(predictions=True):
+    """Four runs on one validation set, recorded as valstat.keras.Recorder writes them: each
+    run's split_seed is its seed and val_examples lists the same images."""
+    runs, epochs, preds, meta = store(arms=("base",), seeds=4, folds=1, epochs=5, seed=3)
+    runs = runs.assign(split_seed=runs["seed"], val_examples=json.dumps(list(range(30))))
+    return runs, epochs, preds if predictions else preds.iloc[:0], meta
+
+
+def test_runs_on_the_same_validation_images_share_a_split_whatever_their_split_seeds():
+    runs, epochs, preds, meta = _recorder_style()
+    res = summary_dict(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
+    assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
+    assert res["scope"] == "new validation images"
+    last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
+    matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(4, 30)
+    crossed = crossed_mean_interval(matrix, new_run_columns=30)
+    assert (res["low"], res["high"], res["pi_low"], res["pi_high"]) == pytest.approx(
+        (crossed["low"], crossed["high"], crossed["pi_low"], crossed["pi_high"]))
+    # without predictions the stored val_examples alone say that the images are shared
+    bare = summary_dict(*_recorder_style(predictions=False))["arms"]["base"]["final_val_accuracy"]
+    assert bare["design"] == "one shared split" and bare["scope"] == "these validation images"
+
+
+def _all_collapsed_seeds_by_folds(seeds=2, folds=5):
+    """Seeds x folds, each seed its own split (disjoint images), every run predicting class 0
+    at every epoch: each scores 10/30 (labels are example % 3)."""
+    runs, epochs, preds, meta = store(arms=("base",), seeds=seeds, folds=folds, epochs=4, shared_split=False, seed=5)
+    preds = preds.assign(predicted=0)
+    epochs = epochs.assign(val_accuracy=1 / 3)
+    return runs, epochs, preds, meta
+
+
+def test_seeds_by_own_folds_all_collapsed_is_not_a_zero_width_interval():
+    tables = _all_collapsed_seeds_by_folds()
+    res = summary_dict(*tables)["arms"]["base"]["final_val_accuracy"]
+    assert res["design"] == "seeds x own folds" and res["units"] == "seed"
+    assert res["method"] == "collapse-mixture" and res["n_units"] == 2
+    # 2 of 2 seeds collapsed in every fold: one-sided 98.75% Clopper-Pearson bounds on the
+    # collapse chance [beta(0.0125; 2, 1), 1]; no learned run, so their mean lies in [0, 1]
+    p_low = sps.beta.ppf(0.0125, 2, 1)
+    assert (res["low"], res["high"]) == pytest.approx((p_low / 3, (1 - p_low) + p_low / 3))
+    assert (res["pi_low"], res["pi_high"]) == (0.0, 1.0)
+    text = format_summary(summarize(*tables))
+    assert "seeds × folds, each seed its own split" in text and "own split per run" not in text
+    assert "fewer than 2 seeds had a run that learned" in text
+    assert "33.3%..33.3%" not in text
+
+
+def test_stats_text_when_seed_and_split_cannot_be_separated():
+    tables = store(seeds=6, folds=1, epochs=4, shared_split=False, seed=2)
+    summary = summarize(*tables)
+    en, zh = format_summary(summary, "en"), format_summary(summary, "zh")
+    assert "cannot separate seed from split" in en and "residual 100%" not in en
+    assert "that residual splits into drawing 30 validation images" in en
+    assert "方差分析无法区分种子与划分" in zh and "该残差分为两部分" in zh
+    for english in ("own split per run", "split 无", "residual", "anova", ";", ", "):
+        assert english not in zh.split("most unstable")[0], english

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import crossed_table, validation_design
+from valstat.core.design import crossed_table, shares_images, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import class_names, unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, CrossedComponents,
@@ -98,10 +98,12 @@ def _one_class_at(finite, epoch_col):
 def _metric_intervals(arm, cube, finals, level, n_classes=0):
     """Intervals of the mean final and best val accuracy and for one new run.
 
-    Own split per run: mean_interval (t; folds of one seed form one unit); with fewer than
-    COLLAPSE_AWARE_BELOW runs, each its own unit, and per-image predictions telling which runs
-    predicted one class, collapse_mean_interval (method "collapse-mixture": allows for a
-    one-class collapse mode these runs may not show). Runs sharing
+    No two runs on the same images (own split per run, or seeds x own folds): mean_interval
+    (t; folds of one seed form one unit); with fewer than COLLAPSE_AWARE_BELOW units (runs, or
+    seeds where seeds ran several folds) and per-image predictions telling which runs
+    predicted one class, collapse_mean_interval (method "collapse-mixture", with the same
+    units: allows for a one-class collapse mode these runs may not show, and never gives a
+    zero-width interval when every run collapsed). Runs sharing
     validation images: crossed_mean_interval (split or image, seed and residual parts), which
     generalises to new images, with the t interval kept as `conditional` (these images only);
     where the design is incomplete only the conditional interval exists and `scope` says so.
@@ -114,19 +116,20 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
     units = finite["seed"].to_numpy() if clustered else None
     design = validation_design(finite)
     out = {}
-    aware = design == "own split per run" and units is None and 2 <= len(finite) < COLLAPSE_AWARE_BELOW
+    n_units = len(finite) if units is None else finite["seed"].nunique()
+    aware = not shares_images(design) and 2 <= n_units < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
         values = finite[metric].to_numpy(dtype=float)
         one_class = _one_class_at(finite, epoch_col) if shares else None
         if one_class is not None:
-            res = collapse_mean_interval(values, one_class, shares, level=level)
+            res = collapse_mean_interval(values, one_class, shares, level=level, units=units)
         else:
             res = mean_interval(values, level=level, method="t", units=units)
         if clustered:
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
-        if design != "own split per run" and len(finite) >= 2:
+        if shares_images(design) and len(finite) >= 2:
             res["conditional"] = ConditionalInterval(low=res["low"], high=res["high"], pi_low=res["pi_low"],
                                                      pi_high=res["pi_high"], method="t",
                                                      scope="these validation images")
@@ -444,12 +447,12 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
       experiment, arm_names (meta's order, then unlisted arms found in runs), class_names,
       arms {arm: {n_runs, n_diverged, val_size, val_size_source, lattice_step,
         final_val_accuracy, best_val_accuracy (mean_interval dicts, t; units "seed" when folds
-        of a seed are clustered; design "own split per run" | "one shared split" | "seeds x
-        shared splits"; scope "new validation images" | "these validation images"; where runs
+        of a seed are clustered; design "own split per run" | "seeds x own folds" | "one shared
+        split" | "seeds x shared splits" (core.design.validation_design); scope "new validation images" | "these validation images"; where runs
         share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
         "crossed-anova", df, components) and `conditional` holds the t interval for these
-        images only; with fewer than COLLAPSE_AWARE_BELOW runs, each on its own split, and
-        per-image predictions, low/high come from collapse_mean_interval (method
+        images only; with fewer than COLLAPSE_AWARE_BELOW runs (seeds where seeds ran several
+        folds), no two on the same images, and per-image predictions, low/high come from collapse_mean_interval (method
         "collapse-mixture", collapsed, collapse_low, collapse_high, learned_low, learned_high,
         share_range)), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test, detectable [{test, images (smallest drop detected with power 0.8),

@@ -27,6 +27,7 @@ def test_every_printed_interval_and_named_test_is_checked(checks):
     names = " | ".join(c.name for c in checks)
     for printed in ("binomial interval", "paired difference interval", "largest-drop interval",
                     "mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
+                    "mean accuracy interval (collapse-aware, seeds as units)", "mean accuracy interval (t over seeds)",
                     "mean accuracy interval (crossed)", "one-new-run prediction",
                     "P(A > B) interval", "best-epoch optimism interval", "corrected resampled t-test",
                     "mid-p McNemar", "per-epoch band of the curve figure", "at the detectable drop",
@@ -35,7 +36,7 @@ def test_every_printed_interval_and_named_test_is_checked(checks):
                     "collapsed-share change interval"):
         assert printed in names
     designs = " | ".join(c.design for c in checks)
-    for design in ("own split per seed", "one shared split", "shared folds", "collapsed", "concordant"):
+    for design in ("own split per seed", "own folds", "one shared split", "shared folds", "collapsed", "concordant"):
         assert design in designs
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -24,8 +26,8 @@ class Core:
     """Everything the layers above `stats` read about one store, computed once.
 
     runs: the run table, one row per run sorted by run_id (index run_id): the store's run
-      columns plus code (position, the cube's run code), split (the validation set: fold, or
-      split_seed:fold where an arm's split seeds differ), diverged, counted (enters the
+      columns plus code (position, the cube's run code), split (the validation set: runs of an
+      arm share it exactly when they scored the same images; see _split_identity), diverged, counted (enters the
       statistics: not diverged, or settings.count_diverged), final_val_accuracy,
       best_val_accuracy (fractions), last_epoch, best_epoch, lr_initial, lr_final,
       collapse_epoch (first epoch with the rate below settings.collapse_threshold of its
@@ -89,12 +91,13 @@ def build_core(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFra
     table = runs.sort_values("run_id", kind="stable").set_index("run_id", drop=False)
     table.index.name = None
     table["code"] = np.arange(len(table))
-    table["split"] = pd.concat([_split_identity(group).astype(str) for _, group in table.groupby("arm")])
+    cube = Cube.build(predictions, pd.Index(table["run_id"]))
+    images = _validation_images(table, cube)
+    table["split"] = pd.concat([_split_identity(group, images) for _, group in table.groupby("arm")])
     table["diverged"] = table["status"].astype(str).eq("diverged")
     table["counted"] = ~table["diverged"] | settings.count_diverged
     _add_accuracy(table, ordered)
     _add_learning_rate(table, ordered, settings.collapse_threshold)
-    cube = Cube.build(predictions, pd.Index(table["run_id"]))
     one_class = cube.one_class()
     one_class.index = table["run_id"].to_numpy()[one_class.index.to_numpy(dtype=int)]
     for column in one_class.columns:
@@ -121,11 +124,39 @@ def history_core(epochs: pd.DataFrame, n_val: int | None, settings: Settings = D
     return build_core(pd.DataFrame([run]), frame[EPOCH_COLUMNS], predictions, {"arms": ["history"]}, settings)
 
 
-def _split_identity(arm_runs: pd.DataFrame) -> pd.Series:
-    """The validation set a run used: its fold, or (split_seed, fold) when split seeds differ."""
-    if arm_runs["split_seed"].nunique() <= 1:
-        return arm_runs["fold"]
-    return arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
+def _validation_images(table: pd.DataFrame, cube: Cube) -> dict:
+    """run_id -> the run's validation images as a sorted tuple of example ids: its stored
+    val_examples, else the examples of its last predicted epoch; runs with neither are left out."""
+    out = {}
+    last = {int(cube.run[g]): g for g in cube.last_groups()}
+    stored = table["val_examples"] if "val_examples" in table else pd.Series(None, index=table.index)
+    for run_id, code, examples in zip(table["run_id"], table["code"], stored):
+        if isinstance(examples, str):
+            examples = json.loads(examples)
+        if isinstance(examples, (list, tuple, np.ndarray)) and len(examples):
+            out[run_id] = tuple(sorted(int(e) for e in examples))
+        elif code in last:
+            g = last[code]
+            out[run_id] = tuple(sorted(cube.example[cube.start[g]:cube.start[g] + cube.size[g]].tolist()))
+    return out
+
+
+def _split_identity(arm_runs: pd.DataFrame, images: dict) -> pd.Series:
+    """The validation set each run of one arm used, as a label: two runs share a label exactly
+    when they scored the same images (`images`, from _validation_images). The label is the
+    first such run's fold, or split_seed:fold when the arm's split seeds differ. Where some run's
+    images are unknown, the split seeds and folds alone decide."""
+    named = arm_runs["fold"] if arm_runs["split_seed"].nunique() <= 1 else \
+        arm_runs["split_seed"].astype(str) + ":" + arm_runs["fold"].astype(str)
+    named = named.astype(str)
+    if not all(r in images for r in arm_runs["run_id"]):
+        return named
+    labels: dict = {}
+    for run_id, name in zip(arm_runs["run_id"], named):
+        key = images[run_id]
+        if key not in labels:
+            labels[key] = name if name not in labels.values() else f"{name}#{len(labels)}"
+    return pd.Series([labels[images[r]] for r in arm_runs["run_id"]], index=arm_runs.index)
 
 
 def _add_accuracy(table: pd.DataFrame, ordered: pd.DataFrame) -> None:

@@ -10,12 +10,25 @@ import pandas as pd
 from valstat.core.cube import Cube
 
 
+#: Designs in which no two runs scored the same validation images.
+OWN_SPLIT_DESIGNS = ("own split per run", "seeds x own folds")
+
+
 def validation_design(runs: pd.DataFrame) -> str:
-    """How the runs' validation images relate: each run its own, one split for all, or splits x seeds."""
+    """How the runs' validation images (column split, the same label for the same images)
+    relate: "own split per run" (no two runs share images), "seeds x own folds" (no two share
+    images, and seeds ran several folds each: each seed its own K-fold split), "one shared
+    split" (all on the same images) or "seeds x shared splits" (folds shared by the seeds)."""
     splits = runs["split"]
     if not splits.duplicated().any():
-        return "own split per run"
+        per_seed = runs.groupby("seed").size()
+        return "seeds x own folds" if len(per_seed) > 1 and per_seed.gt(1).any() else "own split per run"
     return "one shared split" if splits.nunique() == 1 else "seeds x shared splits"
+
+
+def shares_images(design: str) -> bool:
+    """Whether runs of this design scored some of the same validation images."""
+    return design not in OWN_SPLIT_DESIGNS
 
 
 def crossed_table(runs: pd.DataFrame, metric: str, epoch_col: str, cube: Cube, design: str):

@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from valstat import stats
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import crossed_table, validation_design
+from valstat.core.design import crossed_table, shares_images, validation_design
 from valstat.images import class_names
 from valstat.report.text import finite
 from valstat.errors import ValstatError
@@ -172,7 +172,7 @@ def _bands(core: Core, epochs: pd.DataFrame, level: float) -> pd.DataFrame:
         frame = group.join(runs, on="run_id")
         design = validation_design(frame)
         scope = "new validation images"
-        if design != "own split per run" and len(frame) >= 2:
+        if shares_images(design) and len(frame) >= 2:
             crossed = crossed_table(frame, "val_accuracy", "epoch", core.cube, design)
             if crossed is None:
                 scope = "these validation images"

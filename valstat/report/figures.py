@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from valstat.core.design import shares_images
 from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings, pval
@@ -62,7 +63,7 @@ def _band_caption(analysis: Analysis, C: dict) -> str:
     """Caption of the runs-and-band figure: what the band covers in the runs' design."""
     bands = analysis.bands
     caption = C["val_accuracy_runs"]
-    shared = bands[bands["design"] != "own split per run"] if len(bands) else bands
+    shared = bands[bands["design"].map(shares_images)] if len(bands) else bands
     if (shared["scope"] == "new validation images").any():
         caption += C["band_crossed"]
     if (shared["scope"] == "these validation images").any():

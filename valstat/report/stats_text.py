@@ -12,6 +12,10 @@ from valstat.report.text import Strings, finite, num, pct, pts
 from valstat.results import ArmSummary, Detectability, Interval, Summary
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 
+#: core.design.validation_design's designs -> their [stats] label.
+DESIGN_KEYS = {"own split per run": "stats.design_own", "seeds x own folds": "stats.design_seeds_own",
+               "one shared split": "stats.design_shared", "seeds x shared splits": "stats.design_seeds_shared"}
+
 
 def format_summary(summary: Summary, lang: str = "en") -> str:
     """Compact human-readable text of a summarize() result, one block per arm."""
@@ -31,7 +35,7 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
             items = [S("stats.unstable_item", file=item.file or f"#{item.example}", cls=item.class_name,
                        flips=item.flips, right=item.final_correct, runs=item.runs)
                      for item in images[:5]]
-            lines.append(S("stats.unstable", arm=arm, items="; ".join(items)))
+            lines.append(S("stats.unstable", arm=arm, items=S["stats.sep"].join(items)))
     return "\n".join(lines)
 
 
@@ -65,17 +69,7 @@ def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> li
             words = detect_words(d, S)
             key = "stats.moves_detect" if d.images is not None else "stats.moves_detect_none"
             lines.append(S(key, **dict(words, images=d.images)))
-    if arm.variance_components:
-        parts = [f"{r.component} {_or_missing(pct(r.share, 0), S)}" for r in arm.variance_components
-                 if r.component in ("split", "seed", "residual")]
-        lines.append(S("stats.variance", parts=", ".join(parts), method=arm.variance_components[0].method))
-    fs = arm.finite_sample
-    if fs and fs.method == "jordan-independent-errors":
-        lines.append(S("stats.finite_jordan", share=pct(fs.finite_sample_share, 0)))
-    elif fs:
-        how = S["stats.draw_stratified" if fs.method == "stratified-per-run" else "stats.draw_binomial"]
-        lines.append(S("stats.finite_draw", n=fs.n, how=how, sd=pts(math.sqrt(max(fs.sampling_variance, 0.0))),
-                       share=pct(fs.finite_sample_share, 0)))
+    lines += _variance_lines(arm, S)
     if arm.lr_collapse:
         lc, pc = arm.lr_collapse, arm.plateau_cuts
         when = S("stats.lr_when", epoch=f"{lc.median_epoch:g}") if lc.median_epoch is not None else ""
@@ -89,11 +83,13 @@ def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> li
         oc = arm.one_class_collapse
         lines.append(S("stats.one_class", ending=oc.runs_ending_collapsed, ever=oc.runs_ever_collapsed))
     for rule in arm.optimism.rules if arm.optimism else []:
-        ci = (S["stats.no_ci"] if not finite(rule.low)
-              else S("stats.optimism_ci", low=pts(rule.low), high=pts(rule.high)))
+        if finite(rule.low):
+            ci = S("stats.optimism_ci", low=pts(rule.low), high=pts(rule.high))
+        else:
+            ci = S("stats.no_ci_same", runs=rule.n_runs) if rule.n_runs >= 2 and rule.sd == 0 else S["stats.no_ci"]
         lines.append(S("stats.optimism", rule=rule.rule, mean=pts(rule.mean), ci=ci))
     if arm.val_size_for_halfwidth:
-        sizes = ", ".join(S("stats.halfwidth_size", h=pct(float(h), 0), n=n) for h, n in arm.val_size_for_halfwidth.items())
+        sizes = S["stats.comma"].join(S("stats.halfwidth_size", h=pct(float(h), 0), n=n) for h, n in arm.val_size_for_halfwidth.items())
         prob = arm.val_size_for_halfwidth_probability
         lines.append(S("stats.halfwidth", sizes=sizes, prob=S("stats.halfwidth_prob", p=f"{prob:g}") if prob else ""))
     return lines
@@ -111,11 +107,40 @@ def _metric(label: str, m: Interval | None, S: Strings) -> str:
         parts.append(S("stats.one_run", low=pct(m.pi_low), high=pct(m.pi_high)))
     if m.method == "collapse-mixture":
         parts.append(S("stats.collapse", share=pct(m.collapse_high, 0), collapsed=m.collapsed, runs=m.n))
+        if m.note:
+            parts.append(S["stats.collapse_few_seeds" if m.units == "seed" else "stats.collapse_few"])
     conditional = m.conditional
     if conditional and m.method == "crossed-anova" and finite(conditional.low):
         parts.append(S("stats.conditional", low=pct(conditional.low), high=pct(conditional.high)))
-    design = f", {m.design}" if m.design else ""
-    return S("stats.metric", label=label, mean=pct(m.estimate), parts="; ".join(parts), n=m.n, design=design)
+    design = S["stats.comma"] + S[DESIGN_KEYS[m.design]] if m.design in DESIGN_KEYS else ""
+    return S("stats.metric", label=label, mean=pct(m.estimate), parts=S["stats.sep"].join(parts), n=m.n,
+             design=design)
+
+
+def _variance_lines(arm: ArmSummary, S: Strings) -> list:
+    """The variance shares (split, seed, residual) and the validation draw's part of them. Where
+    every run had its own seed and split the ANOVA leaves one residual, and the draw's line then
+    says that it splits that residual (validation images vs the model)."""
+    lines = []
+    rows = {r.component: r for r in arm.variance_components or []}
+    confounded = bool(rows) and all(c in rows and not finite(rows[c].variance) for c in ("split", "seed"))
+    if confounded:
+        lines.append(S["stats.variance_confounded"])
+    elif rows:
+        parts = [f"{S[f'tables.comp_{c}']} {_or_missing(pct(rows[c].share, 0), S)}"
+                 for c in ("split", "seed", "residual") if c in rows]
+        method = arm.variance_components[0].method
+        lines.append(S("stats.variance", parts=S["stats.comma"].join(parts),
+                       method=S.section("stats").get(f"method_{method.replace('-', '_')}", method)))
+    fs = arm.finite_sample
+    if fs and fs.method == "jordan-independent-errors":
+        lines.append(S("stats.finite_jordan", share=pct(fs.finite_sample_share, 0)))
+    elif fs:
+        how = S["stats.draw_stratified" if fs.method == "stratified-per-run" else "stats.draw_binomial"]
+        key = "stats.finite_draw_residual" if confounded else "stats.finite_draw"
+        lines.append(S(key, n=fs.n, how=how, sd=pts(math.sqrt(max(fs.sampling_variance, 0.0))),
+                       share=pct(fs.finite_sample_share, 0)))
+    return lines
 
 
 def _comparison_line(comp, S: Strings) -> str:

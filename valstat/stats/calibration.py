@@ -184,6 +184,33 @@ def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
 
 
+def check_means_own_folds(reps, rng, seeds=5, folds=3, collapsed=0.0):
+    """Seeds x own folds: each seed draws its own K-fold split (folds share the seed's
+    effect, each has its own split effect and images); a share `collapsed` of runs ends
+    predicting one class of three. What summary prints with the seeds as units
+    (collapse_mean_interval below COLLAPSE_AWARE_BELOW seeds, else t over seed means) and the PI."""
+    truth = _population_accuracy(collapsed)
+    aware = seeds < COLLAPSE_AWARE_BELOW
+    units = np.repeat(np.arange(seeds), folds)
+    cover = pi_cover = 0
+    for _ in range(reps):
+        seed_eff = np.repeat(rng.normal(0, SEED_SD, seeds), folds)
+        acc = np.array([_run_accuracy(rng, s, rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES))
+                        for s in seed_eff])
+        one_class = rng.random(acc.size) < collapsed
+        acc[one_class] = CHANCE
+        res = (collapse_mean_interval(acc, one_class, (CHANCE, CHANCE), units=units) if aware
+               else mean_interval(acc, method="t", units=units))
+        cover += _covers(res, truth)
+        new = CHANCE if rng.random() < collapsed else _run_accuracy(
+            rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES))
+        pi_cover += res["pi_low"] <= new <= res["pi_high"]
+    design = f"{seeds} seeds x {folds} own folds, {collapsed:.0%} collapsed"
+    name = "mean accuracy interval (collapse-aware, seeds as units)" if aware else "mean accuracy interval (t over seeds)"
+    return [Check(name, design, "coverage", 0.95, int(cover), reps),
+            Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
+
+
 def _shared_split(rng, mu, seeds):
     """One split shared by `seeds` runs at logit mean `mu`: correctness (seeds, images) as 0/1,
     the split's effect and the images' difficulties."""
@@ -343,6 +370,8 @@ def check_selection(reps, rng, runs=10, epochs=20):
 #: (runs, share collapsed) of the own-split designs: the collapse-aware interval at 10 and 15
 #: runs, the t interval from COLLAPSE_AWARE_BELOW runs on.
 OWN_SPLIT_DESIGNS = tuple((r, c) for r in (10, 15) for c in (0.0, 0.05, 0.15, 0.3)) + ((20, 0.0), (20, 0.15))
+#: (seeds, folds, collapsed share) of the seeds x own folds designs.
+OWN_FOLDS_DESIGNS = ((3, 3, 0.0), (5, 3, 0.0), (5, 3, 0.15), (10, 3, 0.3), (20, 3, 0.0))
 
 
 def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
@@ -353,6 +382,8 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     checks += check_paired(reps, rng)
     for runs, collapsed in OWN_SPLIT_DESIGNS:
         checks += check_means_own_split(reps, rng, runs, collapsed)
+    for seeds, folds, collapsed in OWN_FOLDS_DESIGNS:
+        checks += check_means_own_folds(reps, rng, seeds, folds, collapsed)
     checks += check_means_shared_split(reps, rng)
     checks += check_band_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
@@ -370,6 +401,7 @@ SUMMARY = {
     "binomial": ("binomial interval (Wilson), one run",),
     "paired": ("paired difference interval (Newcombe, phi*)", "largest-drop interval (simultaneous)"),
     "mean": ("mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
+             "mean accuracy interval (collapse-aware, seeds as units)", "mean accuracy interval (t over seeds)",
              "mean accuracy interval (crossed), new images"),
     "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
     "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),

@@ -272,7 +272,7 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) 
     }
 
 
-def collapse_mean_interval(values, one_class, share_range, level: float = 0.95) -> dict:
+def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, units=None) -> dict:
     """Interval for the mean over runs allowing for a collapse mode the runs may not show.
 
     A run that ends predicting one class scores exactly the share of that class among the
@@ -282,14 +282,26 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95) 
     0 collapsed of 10 still bounds pi by 1 - (alpha/4)^(1/10), 35 % at level 0.95) and a
     one-sided t bound on the learned runs' mean; mu_one_class lies in `share_range`. The
     bounds are the extremes of the mixture over pi in [pi_low, pi_high]. With fewer than 2
-    learned runs their mean is bounded by [0, 1] only.
+    learned runs (units) their mean is bounded by [0, 1] only, so a sample in which (nearly)
+    every run collapsed never gives a narrow interval: it shows one mode, not its chance.
+    units: optional, shape (runs,), the seed of each run where each seed ran several folds.
+      Runs of one seed are not independent, so the seeds are the sample: pi is bounded below
+      by the Clopper-Pearson bound on the seeds whose runs all collapsed and above by that on
+      the seeds with any collapsed run (P(all) <= pi <= P(any)); the learned mean by a t bound
+      over the seeds' means of their learned runs (df = such seeds - 1; this is the
+      run-weighted learned mean when a seed's collapses are unrelated to its learned
+      accuracy); the estimate is the mean of seed means, as mean_interval with units.
+    One new run (pi_low, pi_high) either collapses, scoring within share_range, or learns,
+    scoring within the learned runs' t prediction interval at `level` ([0, 1] where their
+    mean is bounded by [0, 1] only); the hull of the two covers it whatever pi is, where a t interval over
+    all runs would claim certainty when they all collapsed (sd 0).
     values: shape (runs,), accuracy per run (fractions); one_class: shape (runs,), booleans,
     the run ended predicting one class; share_range: (lowest, highest) share of one class in
     the runs' validation sets (fractions).
-    Returns dict: estimate (mean of all runs), low, high, method "collapse-mixture", level,
-      n, n_units None, sd, pi_low, pi_high (t prediction interval for one new run over all
-      runs, as mean_interval), collapsed (runs), collapse_low, collapse_high (bounds on the
-      collapse chance at level 1 - alpha/2), learned_low, learned_high, share_range, note.
+    Returns dict: estimate, low, high, method "collapse-mixture", level, n, n_units (None
+      without units), sd, pi_low, pi_high, collapsed (runs), collapse_low, collapse_high
+      (bounds on the collapse chance at level 1 - alpha/2), learned_low, learned_high,
+      share_range, note (why the learned mean is bounded by [0, 1] only, else "").
     """
     level = check_level(level)
     values = as_1d(values, "values")
@@ -299,21 +311,38 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95) 
     c_low, c_high = (float(s) for s in share_range)
     if not 0 <= c_low <= c_high <= 1:
         raise ValstatError(f"share_range must be (low, high) with 0 <= low <= high <= 1, got {share_range!r}")
-    n, collapsed = values.size, int(flags.sum())
-    result = mean_interval(values, level=level, method="t")
+    collapsed = int(flags.sum())
+    result = mean_interval(values, level=level, method="t", units=units)
     half = (1 - level) / 2  # one side's alpha, split between the collapse chance and the learned mean
-    p_low, p_high = binomial_interval(collapsed, n, 1 - half, "clopper-pearson")
+    if units is None:
+        p_low, p_high = binomial_interval(collapsed, values.size, 1 - half, "clopper-pearson")
+        learned_units = None
+    else:
+        _, codes = np.unique(np.asarray(units), return_inverse=True)
+        all_collapsed = np.bincount(codes, weights=flags) == np.bincount(codes)
+        any_collapsed = np.bincount(codes, weights=flags) > 0
+        p_low = binomial_interval(int(all_collapsed.sum()), all_collapsed.size, 1 - half, "clopper-pearson")[0]
+        p_high = binomial_interval(int(any_collapsed.sum()), any_collapsed.size, 1 - half, "clopper-pearson")[1]
+        learned_units = codes[~flags]
     learned = values[~flags]
-    if learned.size >= 2:
-        t_res = mean_interval(learned, level=1 - half, method="t")
-        l_low, l_high = t_res["low"], t_res["high"]
+    t_res = mean_interval(learned, level=1 - half, method="t", units=learned_units) if learned.size else {}
+    if np.isfinite(t_res.get("low", np.nan)):
+        l_low, l_high = max(t_res["low"], 0.0), min(t_res["high"], 1.0)
+        note = ""
     else:
         l_low, l_high = 0.0, 1.0
+        note = ("fewer than 2 learned runs: their mean bounded by [0, 1]" if units is None else
+                "fewer than 2 seeds with a learned run: the learned runs' mean bounded by [0, 1]")
     ends = np.array([p_low, p_high])
     low = float(np.min((1 - ends) * l_low + ends * c_low))
     high = float(np.max((1 - ends) * l_high + ends * c_high))
-    result.update(low=low, high=high, method="collapse-mixture", collapsed=collapsed,
+    if not note:
+        learned_pi = mean_interval(learned, level=level, method="t")
+        new_low, new_high = max(learned_pi["pi_low"], 0.0), min(learned_pi["pi_high"], 1.0)
+    else:
+        new_low, new_high = 0.0, 1.0
+    result.update(low=low, high=high, pi_low=float(min(new_low, c_low)), pi_high=float(max(new_high, c_high)),
+                  method="collapse-mixture", collapsed=collapsed,
                   collapse_low=float(p_low), collapse_high=float(p_high), learned_low=float(l_low),
-                  learned_high=float(l_high), share_range=[c_low, c_high],
-                  note="" if learned.size >= 2 else "fewer than 2 learned runs: their mean bounded by [0, 1]")
+                  learned_high=float(l_high), share_range=[c_low, c_high], note=note)
     return result

@@ -70,7 +70,11 @@ def optimism_summary(epochs_all_runs_df: pd.DataFrame, level: float = 0.95) -> p
     epochs_all_runs_df: many runs, columns run_id, epoch, val_accuracy, val_loss,
       truth_accuracy. Runs without truth accuracy at the chosen epoch are left out.
     Returns DataFrame, one row per rule (best_val_accuracy, best_val_loss, final): rule,
-      mean, low, high (CI of the mean), sd, max, n_runs. Fractions of accuracy.
+      mean, low, high (CI of the mean), sd, max, n_runs. Fractions of accuracy. Where every
+      run gave the same value (e.g. all collapsed to one class, whose share on the validation
+      and truth images is fixed) the runs show no spread for a t interval to measure, and a
+      zero-width interval would claim that every new run gives exactly this value: low and
+      high are NaN (not estimable) instead.
     """
     level = check_level(level)
     per_run = optimism_per_run(epochs_all_runs_df)
@@ -80,7 +84,9 @@ def optimism_summary(epochs_all_runs_df: pd.DataFrame, level: float = 0.95) -> p
         row = {"rule": rule, "mean": np.nan, "low": np.nan, "high": np.nan, "sd": np.nan, "max": np.nan, "n_runs": int(values.size)}
         if values.size:
             ci = mean_interval(values, level=level, method="t")
-            row.update(mean=ci["estimate"], low=ci["low"], high=ci["high"], sd=ci["sd"], max=float(values.max()))
+            row.update(mean=ci["estimate"], sd=ci["sd"], max=float(values.max()))
+            if np.ptp(values) > 0:
+                row.update(low=ci["low"], high=ci["high"])
         rows.append(row)
     return pd.DataFrame(rows)
 

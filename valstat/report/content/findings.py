@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from valstat import stats
+from valstat.core.design import shares_images
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
@@ -167,8 +168,11 @@ def _smooth(analysis, S):
 def collapse_text(interval, S) -> str:
     """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
     low, high = interval.share_range
-    return S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
+    text = S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
              c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval.collapsed, runs=interval.n)
+    if interval.note:  # the learned runs' mean is bounded by [0, 1] only
+        text += " " + S["findings.spread_collapse_few_seeds" if interval.units == "seed" else "findings.spread_collapse_few"]
+    return text
 
 
 def _finite_sample_text(info, n, S) -> str:
@@ -279,11 +283,11 @@ def _selection(analysis, S):
 
 def _ci_text(S, row) -> str:
     """'95% CI -4.5 to +20.7' in points of an OptimismRule, or a note when there is no
-    interval (one run)."""
+    interval (one run, or every run the same value)."""
     if finite(row.low) and finite(row.high):
         return S("findings.ci", low=pts(row.low, signed=True),
                  high=pts(row.high, signed=True))
-    return S["findings.ci_none"]
+    return S("findings.ci_same", runs=row.n_runs) if row.n_runs >= 2 and row.sd == 0 else S["findings.ci_none"]
 
 
 def _epochs(analysis, arm):
@@ -320,7 +324,7 @@ def _compare(analysis, S):
                             low=num(poi.low), high=num(poi.high)))
         t = comp.corrected_t
         finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
-        shared = bool({final.design for final in finals if final} - {"own split per run", None})
+        shared = any(final and final.design and shares_images(final.design) for final in finals)
         if t and finite(t.p_value):
             paragraphs.append(S("findings.compare_t", t=num(t.t), df=t.df,
                                 p=pval(t.p_value)))
