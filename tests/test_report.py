@@ -106,8 +106,15 @@ def test_methods_cite_every_bibtex_entry_they_need(english):
             "nadeau2003", "bouthillier2021", "jordan2024", "valstat"} <= keys
     assert f"version = {{{version('valstat')}}}" in bib     # valstat cites itself, this version
     markdown = (dest / "methods.md").read_text()
-    assert "(Wilson 1927; Brown, Cai & DasGupta 2001)" in markdown
+    assert "(Wilson 1927; Brown et al. 2001)" in markdown
     assert "Clopper, C. J., Pearson, E. S. (1934)" in markdown
+    page = english[0].read_text()
+    paragraph = re.search(r"<div class=\"methods\"><p>(.*?)</p></div>", page, re.S)
+    assert paragraph, "the page has a methods paragraph"
+    for text in (markdown.split("### References")[0], paragraph.group(1)):
+        assert "))" not in text and "[@" not in text
+        raw = [key for key in keys - {"valstat"} if re.search(rf"\b{key}\b", text)]
+        assert raw == []      # every key renders as author-year
 
 
 def test_every_pdf_embeds_truetype_only(english, chinese):
