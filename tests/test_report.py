@@ -311,7 +311,7 @@ def test_store_with_a_diverged_run_and_missing_meta(tmp_path):
     out = build_store(tmp_path / "diverged", arms=("baseline",), seeds=3, folds=1, epochs=8,
                       diverged=True, meta=False)
     text = _text_of(out)
-    assert "1 run(s) diverged" in text
+    assert "1 run diverged" in text
     assert "does not say how many were planned" in text
 
 
@@ -638,6 +638,8 @@ def test_few_runs_report_the_collapse_aware_interval_and_what_it_allows(lang):
     S = Strings(lang)
     share = f"{100 * sps.beta.ppf(0.9875, 2, 7):.0f}%"   # 1 of 8 collapsed: Clopper-Pearson at 1 - 0.05/4
     spread = next(f for f in findings(analysis, S) if f["id"] == "spread")
-    expected = S("findings.spread_collapse", below=20, share=share, c_low="33%", c_high="33%", collapsed=1, runs=8)
+    # every class holds a third of each split: one share, "33%", not "33% to 33%"
+    expected = S("findings.spread_collapse", below=20, share=share, shares="33%", collapsed=1, runs=8)
     assert expected in spread["paragraphs"]
+    assert "33% to 33%" not in expected and "33% 至 33%" not in expected
     assert S("methods.means_collapse", below=20) in methods(analysis, S)

@@ -43,10 +43,14 @@ class Strings:
     def section(self, name: str) -> dict:
         return dict(self[name])
 
+    def count(self, unit: str, n: int) -> str:
+        """'1 run' / '4 runs' from units.<unit>_one / _many (one form in Chinese)."""
+        key = f"units.{unit}_one" if abs(int(n)) == 1 else f"units.{unit}_many"
+        return self(key, n=int(n))
+
     def images(self, count: int) -> str:
-        """'1 image' / '4 images' (one form in Chinese)."""
-        key = "units.images_one" if abs(int(count)) == 1 else "units.images_many"
-        return self(key, n=int(count))
+        """'1 image' / '4 images'."""
+        return self.count("images", count)
 
 
 @functools.lru_cache(maxsize=None)

@@ -136,7 +136,7 @@ def _flat(analysis, S):
                 S("findings.one_class_item", run=o["run_id"], cls=o["class_name"],
                   e=o["from_epoch"], k=_or(o["k"]), n=_or(o["n"])) for o in others)))
     elif with_predictions:
-        paragraphs.append(S("findings.one_class_none", runs=with_predictions))
+        paragraphs.append(S("findings.one_class_none", runs=S.count("runs", with_predictions)))
     else:
         paragraphs.append(S["findings.one_class_unknown"])
     return {"id": "flat", "title": S["findings.flat_title"], "paragraphs": paragraphs}
@@ -166,9 +166,10 @@ def _smooth(analysis, S):
 
 def collapse_text(interval, S) -> str:
     """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
-    low, high = interval.share_range
+    low, high = (pct(share, 0) for share in interval.share_range)
+    shares = low if low == high else S("findings.share_range", low=low, high=high)
     return S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
-             c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval.collapsed, runs=interval.n)
+             shares=shares, collapsed=interval.collapsed, runs=interval.n)
 
 
 def _finite_sample_text(info, n, S) -> str:
@@ -176,7 +177,7 @@ def _finite_sample_text(info, n, S) -> str:
     method = info.method
     if method == "jordan-independent-errors":
         return S("findings.spread_finite", share=pct(info.finite_sample_share, 0), n=n,
-                 folds=info.folds)
+                 folds=S.count("val_sets", info.folds))
     text = S("findings.spread_draw", n=info.n or n,
              sd=pts(np.sqrt(max(info.sampling_variance, 0.0))),
              share=pct(info.finite_sample_share, 0),
@@ -197,7 +198,7 @@ def _spread(analysis, S):
         final = info.final_val_accuracy
         used = final.n if final else 0
         if used < 2 or not finite(final.sd):
-            paragraphs.append(S("findings.spread_one", arm=arm, runs=used))
+            paragraphs.append(S("findings.spread_one", arm=arm, runs=S.count("runs", used)))
             continue
         paragraphs.append(S("findings.spread_sd", arm=arm, runs=used,
                             mean=pct(final.estimate), low=pct(final.low),
@@ -245,10 +246,10 @@ def _selection(analysis, S):
         any_truth = True
         noise = optimism.expected_from_noise
         paragraphs.append(S("findings.selection_body", arm=arm,
-                            epochs=(noise.epochs if noise else None) or _epochs(analysis, arm),
+                            epochs=_epochs_picked_from(analysis, arm),
                             n=analysis.val_sizes.get(arm), mean=pts(best.mean),
-                            ci=_ci_text(S, best), max=pts(best.max), runs=best.n_runs,
-                            n_truth=n_truth or "?"))
+                            ci=_ci_text(S, best), max=pts(best.max),
+                            runs=S.count("runs", best.n_runs), n_truth=n_truth or "?"))
         independent = optimism.expected_from_noise_independent
         if noise and finite(noise.expected_optimism) and noise.epochs > 1:
             if noise.true_accuracy is not None:  # no per-image predictions: independent epochs
@@ -263,8 +264,8 @@ def _selection(analysis, S):
                                     independent=pts(independent.expected_optimism, signed=True)))
         final = rules.get("final")
         if final is not None and finite(final.mean):
-            paragraphs.append(S("findings.selection_final", mean=pts(final.mean, signed=True),
-                                ci=_ci_text(S, final)))
+            key = "findings.selection_final" + ("" if final.mean >= 0 else "_under")
+            paragraphs.append(S(key, mean=pts(abs(final.mean)), ci=_ci_text(S, final)))
     if not any_truth:
         arm = analysis.arms[0]
         noise = _noise_without_truth(analysis, arm)
@@ -284,6 +285,18 @@ def _ci_text(S, row) -> str:
         return S("findings.ci", low=pts(row.low, signed=True),
                  high=pts(row.high, signed=True))
     return S["findings.ci_none"]
+
+
+def _epochs_picked_from(analysis, arm) -> str:
+    """How many epochs the best was picked from in the runs of the selection finding (those
+    with a truth accuracy at their chosen epoch): '20', or '12–20' when runs differ."""
+    runs = analysis.selection.loc[analysis.selection["arm"] == arm, "run_id"]
+    part = analysis.epochs[analysis.epochs["run_id"].isin(runs)]
+    counts = part[part["val_accuracy"].notna()].groupby("run_id")["epoch"].count()
+    if counts.empty:
+        return "?"
+    low, high = int(counts.min()), int(counts.max())
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def _epochs(analysis, arm):
@@ -385,7 +398,7 @@ def advice(analysis: Analysis, S: Strings) -> list:
                      have=pairs))
     out += _schedule_advice(analysis, S)
     if analysis.one_class:
-        out.append(S("advice.one_class", count=len(analysis.one_class)))
+        out.append(S("advice.one_class", runs=S.count("runs", len(analysis.one_class))))
     out.append(S["advice.test_set"])
     out.append(S["advice.report_style"])
     return out
