@@ -75,3 +75,23 @@ def test_counts_take_singular_or_plural_in_english(store):
     assert [S.count("flips", n) for n in (1, 3)] == ["1 flip", "3 flips"]
     body = _finding(store, "selection")[0]
     assert "(4 runs in all)" in body
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_validation_size_advice_is_given_for_each_arm_by_name(store, lang):
+    from statsmodels.stats.proportion import proportion_confint
+
+    tables = load_tables(store)
+    last = tables.epochs.sort_values("epoch").groupby("run_id").tail(1)
+    last = last.merge(tables.runs[["run_id", "arm"]], on="run_id")
+    advice = content.advice(analyse(load_tables(store)), Strings(lang))
+    for arm in ("baseline", "constant_lr"):
+        mean = float(last.loc[last["arm"] == arm, "val_accuracy"].mean())
+        k = int(np.floor(mean * 30 + 0.5))
+        low, high = proportion_confint(k, 30, alpha=0.05, method="wilson")
+        if lang == "en":
+            expected = (f"Validation size for {arm}: one model at about {100 * mean:.0f}% accuracy "
+                        f"is known to ±{100 * (high - low) / 2:.1f} points with n = 30 images")
+        else:
+            expected = f"验证集大小（{arm}）：准确率约为 {100 * mean:.0f}% 的单个模型，用 n = 30 张图像只能确定到 ±{100 * (high - low) / 2:.1f} 个百分点"
+        assert sum(expected in line for line in advice) == 1, expected

@@ -380,17 +380,17 @@ def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared:
 def advice(analysis: Analysis, S: Strings) -> list:
     out = []
     adv = analysis.advice
-    hw = analysis.halfwidth.get("current") if analysis.halfwidth else None
-    if adv.get("sizes") and hw:
-        sizes = adv["sizes"]
-        out.append(S("advice.val_size", p=pct(adv["p"], 0), hw=pts(hw["halfwidth"]),
-                     n=adv["n"], n5=sizes.get(0.05) or "?", n25=sizes.get(0.025) or "?"))
-    mdd = adv.get("mdd")
-    if mdd and finite(mdd.increase) and finite(mdd.decrease):
-        out.append(S("advice.mdd", n=mdd.n, up=pts(mdd.increase),
-                     down=pts(abs(mdd.decrease))))
-    elif mdd and finite(mdd.decrease):
-        out.append(S("advice.mdd_down", n=mdd.n, down=pts(abs(mdd.decrease))))
+    for item in adv.get("arms", []):
+        sizes, mdd = item["sizes"], item["mdd"]
+        parts = [S("advice.val_size", arm=item["arm"], p=pct(item["p"], 0),
+                   hw=pts(item["halfwidth"]), n=item["n"], n5=sizes.get(0.05) or "?",
+                   n25=sizes.get(0.025) or "?")]
+        if mdd and finite(mdd.increase) and finite(mdd.decrease):
+            parts.append(S("advice.mdd", n=mdd.n, up=pts(mdd.increase),
+                           down=pts(abs(mdd.decrease))))
+        elif mdd and finite(mdd.decrease):
+            parts.append(S("advice.mdd_down", n=mdd.n, down=pts(abs(mdd.decrease))))
+        out.append(("" if S.lang == "zh" else " ").join(parts))
     if adv.get("runs_needed"):
         pairs = max([c.pairs or 0 for c in analysis.summary.comparisons],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]
