@@ -106,8 +106,15 @@ def test_methods_cite_every_bibtex_entry_they_need(english):
             "nadeau2003", "bouthillier2021", "jordan2024", "valstat"} <= keys
     assert f"version = {{{version('valstat')}}}" in bib     # valstat cites itself, this version
     markdown = (dest / "methods.md").read_text()
-    assert "(Wilson 1927; Brown, Cai & DasGupta 2001)" in markdown
+    assert "(Wilson 1927; Brown et al. 2001)" in markdown
     assert "Clopper, C. J., Pearson, E. S. (1934)" in markdown
+    page = english[0].read_text()
+    paragraph = re.search(r"<div class=\"methods\"><p>(.*?)</p></div>", page, re.S)
+    assert paragraph, "the page has a methods paragraph"
+    for text in (markdown.split("### References")[0], paragraph.group(1)):
+        assert "))" not in text and "[@" not in text
+        raw = [key for key in keys - {"valstat"} if re.search(rf"\b{key}\b", text)]
+        assert raw == []      # every key renders as author-year
 
 
 def test_every_pdf_embeds_truetype_only(english, chinese):
@@ -304,7 +311,7 @@ def test_store_with_a_diverged_run_and_missing_meta(tmp_path):
     out = build_store(tmp_path / "diverged", arms=("baseline",), seeds=3, folds=1, epochs=8,
                       diverged=True, meta=False)
     text = _text_of(out)
-    assert "1 run(s) diverged" in text
+    assert "1 run diverged" in text
     assert "does not say how many were planned" in text
 
 
@@ -631,6 +638,32 @@ def test_few_runs_report_the_collapse_aware_interval_and_what_it_allows(lang):
     S = Strings(lang)
     share = f"{100 * sps.beta.ppf(0.9875, 2, 7):.0f}%"   # 1 of 8 collapsed: Clopper-Pearson at 1 - 0.05/4
     spread = next(f for f in findings(analysis, S) if f["id"] == "spread")
-    expected = S("findings.spread_collapse", below=20, share=share, c_low="33%", c_high="33%", collapsed=1, runs=8)
+    # every class holds a third of each split: one share, "33%", not "33% to 33%"
+    expected = S("findings.spread_collapse", below=S.count("runs", 20), share=share, shares="33%", collapsed=1, runs=8)
     assert expected in spread["paragraphs"]
+    assert "33% to 33%" not in expected and "33% 至 33%" not in expected
+    assert ("With fewer than 20 runs the" if lang == "en" else "少于 20 次运行时") in expected
     assert S("methods.means_collapse", below=20) in methods(analysis, S)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_collapse_aware_interval_over_seeds_says_seeds(lang):
+    from types import SimpleNamespace
+
+    from valstat.report.analysis import analyse
+    from valstat.report.content import findings
+    from valstat.report.text import Strings
+    from valstat.synthetic import fake_store
+
+    # 2 seeds x 5 folds, each seed its own split, every run predicting class 0: the seeds are the units
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=2, folds=5, epochs=4, shared_split=False,
+                                                    seed=5)
+    predictions = predictions.assign(predicted=0)
+    epochs = epochs.assign(val_accuracy=1 / 3)
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    paragraphs = " ".join(next(f for f in findings(analysis, Strings(lang)) if f["id"] == "spread")["paragraphs"])
+    if lang == "en":
+        assert "With fewer than 20 seeds the confidence interval" in paragraphs
+        assert "Fewer than 2 seeds had a run that learned" in paragraphs
+    else:
+        assert "少于 20 个种子时" in paragraphs and "有运行学会的种子不足 2 个" in paragraphs

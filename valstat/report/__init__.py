@@ -112,7 +112,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     from valstat.report import content, latex
     from valstat.report.analysis import analyse
     from valstat.report.figures import make_figures
-    from valstat.report.text import cite_keys, cite_plain
+    from valstat.report.bib import bib_entries, cite_keys, cite_plain, format_reference
 
     analysis = analyse(tables)
     figures_dir = dest / "figures"
@@ -138,7 +138,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
     (dest / "summary.json").write_text(json.dumps(analysis.summary.to_dict(), indent=2,
                                                   ensure_ascii=False), encoding="utf-8")
 
-    entries = latex.parse_bib(latex.bib_text())
+    entries = bib_entries()
     experiment = analysis.meta.get("experiment") or S["page.unnamed"]
     context = {
         "S": S.data, "html_lang": "zh-CN" if lang == "zh" else "en", "version": __version__,
@@ -152,7 +152,7 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
         "figures": figures, "tables": table_list, "advice": content.advice(analysis, S),
         "images": images,
         "methods": cite_plain(methods),
-        "references": [latex.format_reference(entries[k]) for k in keys if k in entries],
+        "references": [format_reference(entries[k]) for k in keys if k in entries],
         "generated": S("page.generated", store=str(out_dir), version=__version__),
     }
     index = dest / "index.html"

@@ -375,18 +375,30 @@ def arms_differing_only_in_val_size(meta: dict, arms: list) -> list:
     return same if len(same) >= 2 and len({size(a) for a in same}) >= 2 else []
 
 
+def _wilson_halfwidth(p: float, n: int, level: float) -> float:
+    """Half-width (fraction) of the Wilson interval of one model scoring round(p·n) of n."""
+    low, high = stats.binomial_interval(int(np.floor(p * n + 0.5)), n, level, "wilson")
+    return float(high - low) / 2
+
+
+def _best_arm(arms, summary):
+    """The arm with the highest mean final val accuracy (None when no arm has one)."""
+    means = {a: summary.arms[a].final_val_accuracy.estimate for a in arms
+             if summary.arms[a].final_val_accuracy and finite(summary.arms[a].final_val_accuracy.estimate)}
+    return max(means, key=means.get) if means else None
+
+
 def _halfwidth(arms, val_sizes, meta, summary, level):
-    """Wilson half-width against n at the first arm's mean accuracy; measured run-to-run points."""
-    arm = arms[0]
+    """Wilson half-width against n at the mean accuracy of the arm with the highest mean
+    (the one whose size matters); measured run-to-run points."""
+    arm = _best_arm(arms, summary)
     n = val_sizes.get(arm)
-    final = summary.arms[arm].final_val_accuracy
-    if not n or not final or not finite(final.estimate):
+    if arm is None or not n:
         return {}
-    p = min(max(float(final.estimate), 0.0), 1.0)
+    p = min(max(float(summary.arms[arm].final_val_accuracy.estimate), 0.0), 1.0)
     grid = np.unique(np.round(np.logspace(1, np.log10(2000), 160)).astype(int))
     low, high = stats.binomial_interval(np.floor(p * grid + 0.5), grid, level, "wilson")
     curve = pd.DataFrame({"n": grid, "halfwidth": (high - low) / 2})
-    lo_now, hi_now = stats.binomial_interval(int(np.floor(p * n + 0.5)), n, level, "wilson")
     measured = None
     same = arms_differing_only_in_val_size(meta, arms)
     z = float(norm.ppf(0.5 + level / 2))
@@ -398,27 +410,31 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
             rows.append((a, int(val_sizes[a]), z * float(final.sd), float(final.sd)))
     if rows:
         measured = pd.DataFrame(rows, columns=["arm", "n", "halfwidth", "sd"])
-    return {"curve": curve, "current": {"n": int(n), "p": p, "halfwidth": (hi_now - lo_now) / 2},
+    return {"curve": curve,
+            "current": {"arm": arm, "n": int(n), "p": p, "halfwidth": _wilson_halfwidth(p, n, level)},
             "measured": measured, "arms": same}
 
 
 def _advice(arms, summary, level):
-    arm = arms[0]
-    info = summary.arms[arm]
-    final = info.final_val_accuracy
-    n = info.val_size
-    if not n or not final or not finite(final.estimate):
-        return {"runs_needed": summary.runs_needed.runs}
-    p = min(max(float(final.estimate), 0.0), 1.0)
-    sizes = {}
-    for target in HALFWIDTH_TARGETS:
-        try:   # refused when no size up to the search limit reaches the target
-            sizes[target] = stats.val_size_for_halfwidth(p, target, level)
-        except ValstatError:
-            sizes[target] = None
-    return {"arm": arm, "p": p, "n": int(n), "sizes": sizes,
-            "mdd": info.minimum_detectable_difference,
-            "runs_needed": summary.runs_needed.runs,
+    """Per arm (experiment order): its mean accuracy p, n, the Wilson half-width there, the
+    validation sizes for HALFWIDTH_TARGETS and the detectable difference; runs needed."""
+    per_arm = []
+    for arm in arms:
+        info = summary.arms[arm]
+        final = info.final_val_accuracy
+        n = info.val_size
+        if not n or not final or not finite(final.estimate):
+            continue
+        p = min(max(float(final.estimate), 0.0), 1.0)
+        sizes = {}
+        for target in HALFWIDTH_TARGETS:
+            try:   # refused when no size up to the search limit reaches the target
+                sizes[target] = stats.val_size_for_halfwidth(p, target, level)
+            except ValstatError:
+                sizes[target] = None
+        per_arm.append({"arm": arm, "p": p, "n": int(n), "halfwidth": _wilson_halfwidth(p, n, level),
+                        "sizes": sizes, "mdd": info.minimum_detectable_difference})
+    return {"arms": per_arm, "runs_needed": summary.runs_needed.runs,
             "gamma": summary.runs_needed.gamma}
 
 

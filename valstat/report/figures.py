@@ -11,7 +11,7 @@ import pandas as pd
 from valstat.core.design import shares_images
 from valstat.report import plots
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
-from valstat.report.text import Strings, pval
+from valstat.report.text import Strings, pct, pval
 from valstat.results import LargestDrop
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 
@@ -116,9 +116,11 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
                               C["correct_map"])
     if analysis.halfwidth:
         hw = analysis.halfwidth
-        caption = C["halfwidth"] + (C["halfwidth_measured"] if hw["measured"] is not None
-                                    else "")
-        targets = sorted((analysis.advice.get("sizes") or {}).items(), reverse=True)
+        caption = C["halfwidth"].format(arm=hw["current"]["arm"], p=pct(hw["current"]["p"], 0)) \
+            + (C["halfwidth_measured"] if hw["measured"] is not None else "")
+        sizes = next((a["sizes"] for a in analysis.advice.get("arms", [])
+                      if a["arm"] == hw["current"]["arm"]), {})
+        targets = sorted(sizes.items(), reverse=True)
         out["halfwidth"] = (lambda ax=None: plots.plot_halfwidth(
             hw["curve"], hw["current"], hw["measured"], L, targets, ax=ax), caption)
     if len(analysis.arms) > 1 and analysis.paired["arm"].nunique() > 1:

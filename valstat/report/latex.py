@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from valstat.report.text import HERE, cite_keys, cite_latex, cite_plain
+from valstat.report.bib import bib_entries, cite_keys, cite_latex, cite_plain, format_reference
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -105,7 +105,7 @@ def methods_tex(text: str, lang: str) -> str:
 
 def methods_md(text: str, title: str, references_title: str) -> str:
     keys = list(dict.fromkeys(cite_keys(text)))
-    entries = parse_bib(bib_text())
+    entries = bib_entries()
     refs = [f"- {format_reference(entries[k])}" for k in keys if k in entries]
     return (f"## {title}\n\n{cite_plain(text)}\n\n### {references_title}\n\n"
             + "\n".join(refs) + "\n")
@@ -113,86 +113,9 @@ def methods_md(text: str, title: str, references_title: str) -> str:
 
 # --------------------------------------------------------------------------- BibTeX
 
-def valstat_bib() -> str:
-    """The BibTeX entry for valstat itself, at the installed version (as in CITATION.cff)."""
-    from valstat import __version__
-
-    return ("@software{valstat,\n"
-            "  author  = {{The valstat maintainers}},\n"
-            "  title   = {valstat: measuring why small-validation-set {CNN} training curves "
-            "look the way they do},\n"
-            f"  version = {{{__version__}}},\n"
-            "  year    = {2026},\n"
-            f"  howpublished = {{Python package, version {__version__}, MIT licence}}\n"
-            "}")
-
-
-def bib_text() -> str:
-    return (HERE / "references.bib").read_text(encoding="utf-8") + "\n\n" + valstat_bib() + "\n"
-
-
-def parse_bib(text: str) -> dict:
-    """key -> {"type", fields...} for the (well-formed, brace-delimited) bundled BibTeX."""
-    entries = {}
-    for match in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,", text):
-        kind, key = match.group(1).lower(), match.group(2)
-        depth, i = 1, match.end()
-        while depth and i < len(text):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        body = text[match.end():i - 1]
-        fields = {"type": kind, "raw": text[match.start():i]}
-        for f in re.finditer(r"(\w+)\s*=\s*\{", body):
-            depth, j = 1, f.end()
-            while depth and j < len(body):
-                depth += {"{": 1, "}": -1}.get(body[j], 0)
-                j += 1
-            fields[f.group(1).lower()] = body[f.end():j - 1]
-        entries[key] = fields
-    return entries
-
-
-def _plain_tex(value: str) -> str:
-    value = value.replace('{\\"e}', "ë").replace("{\\c{c}}", "ç").replace("$\\chi^2$", "χ²")
-    value = re.sub(r"\\url\{([^}]*)\}", r"\1", value)
-    return value.replace("{", "").replace("}", "").replace("--", "–")
-
-
-def format_reference(entry: dict) -> str:
-    """One plain-text reference: Authors (Year). Title. Venue, volume(number), pages. doi."""
-    names = [a.strip() for a in _plain_tex(entry.get("author", "")).split(" and ") if a.strip()]
-    authors = []
-    for name in names[:6]:
-        if name == "others":
-            continue
-        last, _, first = name.partition(",")
-        initials = " ".join(f"{part[0]}." for part in first.replace(".", " ").split() if part)
-        authors.append(f"{last.strip()}, {initials}" if initials else last.strip())
-    if len(names) > 6 or "others" in names:
-        authors.append("et al.")
-    text = ", ".join(authors)
-    text = f"{text} ({entry.get('year', '')}). {_plain_tex(entry.get('title', ''))}."
-    venue = entry.get("journal") or entry.get("booktitle") or entry.get("publisher") \
-        or entry.get("howpublished")
-    if venue:
-        text += f" {_plain_tex(venue)}"
-        if entry.get("volume"):
-            text += f", {entry['volume']}"
-            if entry.get("number"):
-                text += f"({entry['number']})"
-        if entry.get("pages"):
-            text += f", {_plain_tex(entry['pages'])}"
-        text += "."
-    if entry.get("doi"):
-        text += f" doi:{entry['doi']}"
-    elif entry.get("eprint"):
-        text += f" arXiv:{entry['eprint']}"
-    return text
-
-
 def write_bib(keys, dest: Path) -> Path:
     """references.bib holding the entries for `keys` (in citation order)."""
-    entries = parse_bib(bib_text())
+    entries = bib_entries()
     chosen = [entries[k]["raw"] for k in dict.fromkeys(keys) if k in entries]
     dest.write_text("% References for the methods this report used (written by valstat).\n\n"
                     + "\n\n".join(chosen) + "\n", encoding="utf-8")

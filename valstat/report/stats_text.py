@@ -33,7 +33,7 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     for arm, images in summary.unstable_images.items():
         if images:
             items = [S("stats.unstable_item", file=item.file or f"#{item.example}", cls=item.class_name,
-                       flips=item.flips, right=item.final_correct, runs=item.runs)
+                       flips=S.count("flips", item.flips), right=item.final_correct, runs=item.runs)
                      for item in images[:5]]
             lines.append(S("stats.unstable", arm=arm, items=S["stats.sep"].join(items)))
     return "\n".join(lines)

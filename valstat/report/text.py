@@ -4,14 +4,13 @@ sentences built from an Analysis.
 All human text lives in the TOML files; this module only picks a string and fills in numbers.
 Values are plain text here: the HTML template escapes them (jinja2 autoescape) and the LaTeX
 writer escapes them with `latex.escape`. Citations are written `[@key]` or `[@a; @b]` and turned
-into "(Author Year)" or \\cite{...} by the writer.
+into "(Author Year)" or \\cite{...} by the writers (valstat/report/bib.py).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
 import tomllib
 from pathlib import Path
 
@@ -44,10 +43,14 @@ class Strings:
     def section(self, name: str) -> dict:
         return dict(self[name])
 
+    def count(self, unit: str, n: int) -> str:
+        """'1 run' / '4 runs' from units.<unit>_one / _many (one form in Chinese)."""
+        key = f"units.{unit}_one" if abs(int(n)) == 1 else f"units.{unit}_many"
+        return self(key, n=int(n))
+
     def images(self, count: int) -> str:
-        """'1 image' / '4 images' (one form in Chinese)."""
-        key = "units.images_one" if abs(int(count)) == 1 else "units.images_many"
-        return self(key, n=int(count))
+        """'1 image' / '4 images'."""
+        return self.count("images", count)
 
 
 @functools.lru_cache(maxsize=None)
@@ -138,51 +141,3 @@ def epoch(x) -> str:
         return "–"
     value = float(x)
     return str(int(value)) if value == int(value) else f"{value:.1f}"
-
-
-# --------------------------------------------------------------------------- citations
-
-CITES = {
-    "wilson1927": ("Wilson", "1927"),
-    "clopper1934": ("Clopper & Pearson", "1934"),
-    "brown2001": ("Brown, Cai & DasGupta", "2001"),
-    "mcnemar1947": ("McNemar", "1947"),
-    "newcombe1998paired": ("Newcombe", "1998"),
-    "fisher1922": ("Fisher", "1922"),
-    "efron1987": ("Efron", "1987"),
-    "nadeau2003": ("Nadeau & Bengio", "2003"),
-    "bouthillier2021": ("Bouthillier et al.", "2021"),
-    "jordan2024": ("Jordan", "2024"),
-    "noether1987": ("Noether", "1987"),
-    "cohen1988": ("Cohen", "1988"),
-    "cochran1977": ("Cochran", "1977"),
-    "krizhevsky2012": ("Krizhevsky et al.", "2012"),
-    "chollet2015keras": ("Chollet et al.", "2015"),
-    "seabold2010": ("Seabold & Perktold", "2010"),
-    "virtanen2020": ("Virtanen et al.", "2020"),
-    "valstat": ("valstat", "2026"),
-}
-CITE_RE = re.compile(r"\[(@[A-Za-z0-9_]+(?:\s*;\s*@[A-Za-z0-9_]+)*)\]")
-
-
-def cite_keys(text: str) -> list:
-    keys = []
-    for match in CITE_RE.finditer(text):
-        keys += [k.strip().lstrip("@") for k in match.group(1).split(";")]
-    return keys
-
-
-def cite_plain(text: str) -> str:
-    """'[@wilson1927; @brown2001]' -> '(Wilson 1927; Brown, Cai & DasGupta 2001)'."""
-    def repl(match):
-        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
-        return "(" + "; ".join(" ".join(CITES.get(k, (k, ""))).strip() for k in keys) + ")"
-    return CITE_RE.sub(repl, text)
-
-
-def cite_latex(text: str) -> str:
-    """'[@wilson1927; @brown2001]' -> '\\cite{wilson1927,brown2001}' (after escaping)."""
-    def repl(match):
-        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
-        return "~\\cite{" + ",".join(keys) + "}"
-    return CITE_RE.sub(repl, text)

@@ -137,7 +137,7 @@ def _flat(analysis, S):
                 S("findings.one_class_item", run=o["run_id"], cls=o["class_name"],
                   e=o["from_epoch"], k=_or(o["k"]), n=_or(o["n"])) for o in others)))
     elif with_predictions:
-        paragraphs.append(S("findings.one_class_none", runs=with_predictions))
+        paragraphs.append(S("findings.one_class_none", runs=S.count("runs", with_predictions)))
     else:
         paragraphs.append(S["findings.one_class_unknown"])
     return {"id": "flat", "title": S["findings.flat_title"], "paragraphs": paragraphs}
@@ -167,9 +167,11 @@ def _smooth(analysis, S):
 
 def collapse_text(interval, S) -> str:
     """What the collapse-aware interval of the mean (method "collapse-mixture") allows for."""
-    low, high = interval.share_range
-    text = S("findings.spread_collapse", below=COLLAPSE_AWARE_BELOW, share=pct(interval.collapse_high, 0),
-             c_low=pct(low, 0), c_high=pct(high, 0), collapsed=interval.collapsed, runs=interval.n)
+    low, high = (pct(share, 0) for share in interval.share_range)
+    shares = low if low == high else S("findings.share_range", low=low, high=high)
+    unit = "seeds" if interval.units == "seed" else "runs"
+    text = S("findings.spread_collapse", below=S.count(unit, COLLAPSE_AWARE_BELOW), share=pct(interval.collapse_high, 0),
+             shares=shares, collapsed=interval.collapsed, runs=interval.n)
     if interval.note:  # the learned runs' mean is bounded by [0, 1] only
         text += " " + S["findings.spread_collapse_few_seeds" if interval.units == "seed" else "findings.spread_collapse_few"]
     return text
@@ -180,7 +182,7 @@ def _finite_sample_text(info, n, S) -> str:
     method = info.method
     if method == "jordan-independent-errors":
         return S("findings.spread_finite", share=pct(info.finite_sample_share, 0), n=n,
-                 folds=info.folds)
+                 folds=S.count("val_sets", info.folds))
     text = S("findings.spread_draw", n=info.n or n,
              sd=pts(np.sqrt(max(info.sampling_variance, 0.0))),
              share=pct(info.finite_sample_share, 0),
@@ -201,7 +203,7 @@ def _spread(analysis, S):
         final = info.final_val_accuracy
         used = final.n if final else 0
         if used < 2 or not finite(final.sd):
-            paragraphs.append(S("findings.spread_one", arm=arm, runs=used))
+            paragraphs.append(S("findings.spread_one", arm=arm, runs=S.count("runs", used)))
             continue
         paragraphs.append(S("findings.spread_sd", arm=arm, runs=used,
                             mean=pct(final.estimate), low=pct(final.low),
@@ -249,10 +251,10 @@ def _selection(analysis, S):
         any_truth = True
         noise = optimism.expected_from_noise
         paragraphs.append(S("findings.selection_body", arm=arm,
-                            epochs=(noise.epochs if noise else None) or _epochs(analysis, arm),
+                            epochs=_epochs_picked_from(analysis, arm),
                             n=analysis.val_sizes.get(arm), mean=pts(best.mean),
-                            ci=_ci_text(S, best), max=pts(best.max), runs=best.n_runs,
-                            n_truth=n_truth or "?"))
+                            ci=_ci_text(S, best), max=pts(best.max),
+                            runs=S.count("runs", best.n_runs), n_truth=n_truth or "?"))
         independent = optimism.expected_from_noise_independent
         if noise and finite(noise.expected_optimism) and noise.epochs > 1:
             if noise.true_accuracy is not None:  # no per-image predictions: independent epochs
@@ -267,8 +269,8 @@ def _selection(analysis, S):
                                     independent=pts(independent.expected_optimism, signed=True)))
         final = rules.get("final")
         if final is not None and finite(final.mean):
-            paragraphs.append(S("findings.selection_final", mean=pts(final.mean, signed=True),
-                                ci=_ci_text(S, final)))
+            key = "findings.selection_final" + ("" if final.mean >= 0 else "_under")
+            paragraphs.append(S(key, mean=pts(abs(final.mean)), ci=_ci_text(S, final)))
     if not any_truth:
         arm = analysis.arms[0]
         noise = _noise_without_truth(analysis, arm)
@@ -288,6 +290,18 @@ def _ci_text(S, row) -> str:
         return S("findings.ci", low=pts(row.low, signed=True),
                  high=pts(row.high, signed=True))
     return S("findings.ci_same", runs=row.n_runs) if row.n_runs >= 2 and row.sd == 0 else S["findings.ci_none"]
+
+
+def _epochs_picked_from(analysis, arm) -> str:
+    """How many epochs the best was picked from in the runs of the selection finding (those
+    with a truth accuracy at their chosen epoch): '20', or '12–20' when runs differ."""
+    runs = analysis.selection.loc[analysis.selection["arm"] == arm, "run_id"]
+    part = analysis.epochs[analysis.epochs["run_id"].isin(runs)]
+    counts = part[part["val_accuracy"].notna()].groupby("run_id")["epoch"].count()
+    if counts.empty:
+        return "?"
+    low, high = int(counts.min()), int(counts.max())
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def _epochs(analysis, arm):
@@ -371,17 +385,17 @@ def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared:
 def advice(analysis: Analysis, S: Strings) -> list:
     out = []
     adv = analysis.advice
-    hw = analysis.halfwidth.get("current") if analysis.halfwidth else None
-    if adv.get("sizes") and hw:
-        sizes = adv["sizes"]
-        out.append(S("advice.val_size", p=pct(adv["p"], 0), hw=pts(hw["halfwidth"]),
-                     n=adv["n"], n5=sizes.get(0.05) or "?", n25=sizes.get(0.025) or "?"))
-    mdd = adv.get("mdd")
-    if mdd and finite(mdd.increase) and finite(mdd.decrease):
-        out.append(S("advice.mdd", n=mdd.n, up=pts(mdd.increase),
-                     down=pts(abs(mdd.decrease))))
-    elif mdd and finite(mdd.decrease):
-        out.append(S("advice.mdd_down", n=mdd.n, down=pts(abs(mdd.decrease))))
+    for item in adv.get("arms", []):
+        sizes, mdd = item["sizes"], item["mdd"]
+        parts = [S("advice.val_size", arm=item["arm"], p=pct(item["p"], 0),
+                   hw=pts(item["halfwidth"]), n=item["n"], n5=sizes.get(0.05) or "?",
+                   n25=sizes.get(0.025) or "?")]
+        if mdd and finite(mdd.increase) and finite(mdd.decrease):
+            parts.append(S("advice.mdd", n=mdd.n, up=pts(mdd.increase),
+                           down=pts(abs(mdd.decrease))))
+        elif mdd and finite(mdd.decrease):
+            parts.append(S("advice.mdd_down", n=mdd.n, down=pts(abs(mdd.decrease))))
+        out.append(("" if S.lang == "zh" else " ").join(parts))
     if adv.get("runs_needed"):
         pairs = max([c.pairs or 0 for c in analysis.summary.comparisons],
                     default=0) or analysis.coverage["seeds"] * analysis.coverage["folds"]
@@ -389,7 +403,7 @@ def advice(analysis: Analysis, S: Strings) -> list:
                      have=pairs))
     out += _schedule_advice(analysis, S)
     if analysis.one_class:
-        out.append(S("advice.one_class", count=len(analysis.one_class)))
+        out.append(S("advice.one_class", runs=S.count("runs", len(analysis.one_class))))
     out.append(S["advice.test_set"])
     out.append(S["advice.report_style"])
     return out

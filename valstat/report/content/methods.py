@@ -10,9 +10,10 @@ import json
 
 from valstat import __version__
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
+from valstat.stats.variance import COMPONENTS
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings
-from valstat.report.content.common import CALIBRATION, _arm_info, _n_truth
+from valstat.report.content.common import CALIBRATION, _arm_info, _component_name, _n_truth
 
 
 def methods(analysis: Analysis, S: Strings) -> str:
@@ -26,11 +27,9 @@ def methods(analysis: Analysis, S: Strings) -> str:
     tests = {m.test or "" for m in moves if m}
     if any("fisher" in t for t in tests):
         parts.append(S["methods.moves_fisher"])
-    parts.append(S["methods.means"])
-    if any(getattr(_arm_info(analysis, a).final_val_accuracy, "method", None) == "collapse-mixture"
-           for a in analysis.arms):
-        parts.append(S("methods.means_collapse", below=COLLAPSE_AWARE_BELOW))
-    parts.append(S["methods.variance"])
+    parts += _means(analysis, S)
+    parts += [_variance_sentence(method, factor, S)
+              for method, factor in dict.fromkeys(_decompositions(analysis))]
     methods_used = finite_sample_methods(analysis)
     if "jordan-independent-errors" in methods_used:
         parts.append(S["methods.variance_jordan"])
@@ -55,3 +54,44 @@ def methods(analysis: Analysis, S: Strings) -> str:
         parts.append(S("methods.coverage_spread", **coverage))
     parts.append(S("methods.software", version=__version__))
     return " ".join(parts)
+
+
+def _means(analysis: Analysis, S: Strings) -> list:
+    """How the intervals of the mean were made, for the designs the arms have (summary intervals)."""
+    finals = [_arm_info(analysis, a).final_val_accuracy for a in analysis.arms]
+    finals = [f for f in finals if f]
+    parts = [S["methods.means"]]
+    if any(f.units == "seed" for f in finals):
+        parts.append(S["methods.means_units"])
+    if any(f.method == "collapse-mixture" for f in finals):
+        parts.append(S("methods.means_collapse", below=COLLAPSE_AWARE_BELOW))
+    if any(f.method == "crossed-anova" for f in finals):
+        parts.append(S["methods.means_crossed"])
+    if any(f.design != "own split per run" and f.scope == "these validation images"
+           for f in finals):
+        parts.append(S["methods.means_these_images"])
+    return parts
+
+
+def _decompositions(analysis: Analysis):
+    """(method, factor) of each arm whose variance was split into parts: the crossed or REML
+    split/seed/residual decomposition (factor None), or one-way ANOVA of one factor against
+    the residual. Arms where nothing could be separated (seed and split confounded, one
+    component holding everything) yield nothing."""
+    frame = analysis.variance
+    for arm in analysis.arms:
+        rows = frame[(frame["arm"] == arm) & frame["component"].isin(COMPONENTS)]
+        estimated = set(rows.loc[rows["variance"].notna(), "component"])
+        if rows.empty or len(estimated) < 2:
+            continue
+        method = rows["method"].iloc[0]
+        if method in ("anova-crossed", "mixedlm-reml"):
+            yield method, None
+        elif "residual" in estimated:
+            yield method, (estimated - {"residual"}).pop()
+
+
+def _variance_sentence(method: str, factor, S: Strings) -> str:
+    if factor is None:
+        return S["methods.variance_crossed" if method == "anova-crossed" else "methods.variance_mixedlm"]
+    return S("methods.variance_one_way", factor=_component_name(S, factor))

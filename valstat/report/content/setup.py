@@ -16,7 +16,7 @@ def coverage(analysis: Analysis, S: Strings) -> list:
     c = analysis.coverage
     lines = []
     if c["planned"] is None:
-        lines.append(S("coverage.unknown", runs=c["runs"]))
+        lines.append(S("coverage.unknown", runs=S.count("runs", c["runs"])))
     elif c["complete"]:
         lines.append(S("coverage.complete", runs=c["runs"], arms=c["arms"],
                        seeds=c["planned_seeds"] or c["seeds"],
@@ -25,7 +25,7 @@ def coverage(analysis: Analysis, S: Strings) -> list:
         lines.append(S("coverage.partial", runs=c["runs"], planned=c["planned"]))
     if c["diverged"]:
         key = "coverage.diverged_counted" if analysis.settings.count_diverged else "coverage.diverged"
-        lines.append(S(key, count=c["diverged"]))
+        lines.append(S(key, runs=S.count("runs", c["diverged"])))
     if c["missing_arms"]:
         lines.append(S("coverage.missing_arms", arms=", ".join(map(str, c["missing_arms"]))))
     return lines

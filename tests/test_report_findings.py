@@ -1,0 +1,97 @@
+"""Wording of the report's findings and advice: counts that say what they count, singular and
+plural, the arm the validation-size advice is for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from valstat.report import content
+from valstat.report.analysis import analyse
+from valstat.report.text import Strings
+from valstat.store import load_tables
+from valstat.synthetic import build_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("findings") / "store", arms=("baseline", "constant_lr"),
+                       seeds=4, folds=1, epochs=20, vary=("split", "init", "order"))
+
+
+def _finding(out_dir, name, lang="en"):
+    analysis = analyse(load_tables(out_dir))
+    return next(f for f in content.findings(analysis, Strings(lang)) if f["id"] == name)["paragraphs"]
+
+
+def _plateau_median(epochs: pd.DataFrame, n: int) -> int:
+    """Median over runs of the epochs within noise of the run's best (two-sided Fisher, p ≥ 0.05)."""
+    sizes = []
+    for _, run in epochs.groupby("run_id"):
+        k = np.rint(run["val_accuracy"].to_numpy() * n).astype(int)
+        best = k.max()
+        sizes.append(sum(sps.fisher_exact([[best, n - best], [x, n - x]])[1] >= 0.05 for x in k))
+    return int(np.median(sizes))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_best_epoch_sentence_counts_every_epoch_and_the_noise_sentence_the_plateau(store, lang):
+    tables = load_tables(store)
+    epochs = tables.epochs.merge(tables.runs[["run_id", "arm"]], on="run_id")
+    paragraphs = _finding(store, "selection", lang)
+    for arm in ("baseline", "constant_lr"):
+        part = epochs[(epochs["arm"] == arm) & epochs["val_accuracy"].notna()]
+        counts = part.groupby("run_id")["epoch"].count()
+        assert counts.nunique() == 1
+        every, plateau = int(counts.iloc[0]), _plateau_median(part, 30)
+        assert plateau < every                      # the two counts differ in this store
+        body = next(p for p in paragraphs if p.startswith(arm))
+        assert (f"best of all {every} epochs" if lang == "en" else f"从全部 {every} 轮中") in body
+        noise = paragraphs[paragraphs.index(body) + 1]
+        assert (f"a median of {plateau} per run" if lang == "en" else f"中位数为 {plateau} 轮") in noise
+
+
+def test_last_epoch_sentence_says_over_or_under_with_the_size(store):
+    tables = load_tables(store)
+    epochs = tables.epochs.merge(tables.runs[["run_id", "arm"]], on="run_id")
+    paragraphs = _finding(store, "selection")
+    finals = [p for p in paragraphs if p.startswith("Taking the last epoch instead")]
+    for arm, sentence in zip(("baseline", "constant_lr"), finals, strict=True):
+        last = epochs[epochs["arm"] == arm].sort_values("epoch").groupby("run_id").tail(1)
+        mean = float((last["val_accuracy"] - last["truth_accuracy"]).mean())
+        word = "overstated" if mean >= 0 else "understated"
+        assert sentence.startswith(f"Taking the last epoch instead {word} accuracy by "
+                                   f"{abs(100 * mean):.1f} points")
+
+
+def test_counts_take_singular_or_plural_in_english(store):
+    from valstat.report.text import HERE
+
+    assert "(s)" not in (HERE / "en.toml").read_text(encoding="utf-8")
+    S = Strings("en")
+    assert [S.count("runs", n) for n in (1, 2)] == ["1 run", "2 runs"]
+    assert [S.count("flips", n) for n in (1, 3)] == ["1 flip", "3 flips"]
+    body = _finding(store, "selection")[0]
+    assert "(4 runs in all)" in body
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_validation_size_advice_is_given_for_each_arm_by_name(store, lang):
+    from statsmodels.stats.proportion import proportion_confint
+
+    tables = load_tables(store)
+    last = tables.epochs.sort_values("epoch").groupby("run_id").tail(1)
+    last = last.merge(tables.runs[["run_id", "arm"]], on="run_id")
+    advice = content.advice(analyse(load_tables(store)), Strings(lang))
+    for arm in ("baseline", "constant_lr"):
+        mean = float(last.loc[last["arm"] == arm, "val_accuracy"].mean())
+        k = int(np.floor(mean * 30 + 0.5))
+        low, high = proportion_confint(k, 30, alpha=0.05, method="wilson")
+        if lang == "en":
+            expected = (f"Validation size for {arm}: one model at about {100 * mean:.0f}% accuracy "
+                        f"is known to ±{100 * (high - low) / 2:.1f} points with n = 30 images")
+        else:
+            expected = f"验证集大小（{arm}）：准确率约为 {100 * mean:.0f}% 的单个模型，用 n = 30 张图像只能确定到 ±{100 * (high - low) / 2:.1f} 个百分点"
+        assert sum(expected in line for line in advice) == 1, expected

@@ -1,0 +1,108 @@
+"""The methods paragraph: author-year citations from references.bib, and only the procedures the
+store's design used (own split per run, seeds x shared folds, one shared split)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from valstat.report import content
+from valstat.report.analysis import analyse
+from valstat.report.bib import HERE, cite_plain
+from valstat.report.latex import methods_tex
+from valstat.report.text import Strings
+from valstat.store import load_tables
+from valstat.synthetic import build_store
+
+
+def _bib_fields():
+    """key -> (surnames of the authors, year), read from references.bib with plain regexes."""
+    text = (HERE / "references.bib").read_text(encoding="utf-8")
+    out = {}
+    for key, body in re.findall(r"@\w+\{(\w+),(.*?)\n\}", text, re.S):
+        authors = re.search(r"author\s*=\s*\{(.*)\},?\n", body).group(1)
+        names = [name.split(",")[0].strip("{} ") for name in authors.split(" and ")]
+        out[key] = (names, re.search(r"year\s*=\s*\{(\d{4})\}", body).group(1))
+    return out
+
+
+def test_every_bibtex_key_renders_as_author_year():
+    fields = _bib_fields()
+    assert {"fagerland2013", "pitman1939", "morgan1939", "noether1987"} <= set(fields)
+    for key, (names, year) in fields.items():
+        if len(names) >= 3 or "others" in names:
+            who = f"{names[0]} et al."
+        elif len(names) == 2:
+            who = f"{names[0]} & {names[1]}"
+        else:
+            who = names[0]
+        assert cite_plain(f"see [@{key}].") == f"see ({who} {year}).", key
+
+
+def test_a_citation_inside_parentheses_joins_them():
+    assert cite_plain("(Noether gives fewer [@noether1987; @fisher1922]).") == \
+        "(Noether gives fewer; Noether 1987; Fisher 1922)."
+    assert cite_plain("（公式给出的更少 [@noether1987]）") == "（公式给出的更少；Noether 1987）"
+    assert cite_plain("P(A > B) [@noether1987]") == "P(A > B) (Noether 1987)"
+
+
+# --------------------------------------------------------------------------- design
+
+def _val_sets(out_dir):
+    """run_id -> frozenset of validation example ids, from the store's per-image rows."""
+    predictions = load_tables(out_dir).predictions
+    return predictions.groupby("run_id")["example"].agg(frozenset).to_dict()
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("designs")
+    return {
+        "own": build_store(root / "own", arms=("baseline", "constant_lr"), seeds=4, folds=1,
+                           epochs=6, vary=("split", "init", "order")),
+        "folds": build_store(root / "folds", arms=("baseline",), seeds=3, folds=2, epochs=6),
+        "shared": build_store(root / "shared", arms=("baseline",), seeds=4, folds=1, epochs=6),
+    }
+
+
+def _methods(out_dir, lang="en"):
+    return content.methods(analyse(load_tables(out_dir)), Strings(lang))
+
+
+CROSSED_MEAN = {"en": "crossed random-effects analysis of variance", "zh": "交叉随机效应方差分析"}
+DECOMPOSED = {"en": "split into validation-split, seed and residual", "zh": "分解为验证集划分、随机种子和残差"}
+FOLD_UNITS = {"en": "The folds of one seed were treated as one unit", "zh": "同一随机种子的各折"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_own_split_per_run_describes_no_shared_image_analysis(stores, lang):
+    runs = load_tables(stores["own"]).runs
+    sets = _val_sets(stores["own"])
+    for arm, ids in runs.groupby("arm")["run_id"]:   # no two runs of an arm share their images
+        assert len({sets[r] for r in ids}) == len(ids)
+    text = _methods(stores["own"], lang)
+    for phrase in (CROSSED_MEAN, DECOMPOSED, FOLD_UNITS):
+        assert phrase[lang] not in text
+    assert "random-effects" not in methods_tex(text, lang)
+    assert ("cannot be separated" if lang == "en" else "种子与划分无法分开") in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_seeds_on_shared_folds_describe_the_crossed_analysis(stores, lang):
+    runs = load_tables(stores["folds"]).runs.set_index("run_id")
+    sets = _val_sets(stores["folds"])
+    for fold, ids in runs.groupby("fold").groups.items():   # each fold's seeds share images
+        assert len({sets[r] for r in ids}) == 1
+    text = _methods(stores["folds"], lang)
+    for phrase in (CROSSED_MEAN, DECOMPOSED, FOLD_UNITS):
+        assert phrase[lang] in text
+    assert "[@jordan2024]" in text
+
+
+def test_one_shared_split_gives_the_crossed_mean_but_no_decomposition(stores):
+    assert len(set(_val_sets(stores["shared"]).values())) == 1    # one split for every run
+    text = _methods(stores["shared"])
+    assert CROSSED_MEAN["en"] in text
+    assert DECOMPOSED["en"] not in text and "one-way" not in text   # nothing to separate
+    assert FOLD_UNITS["en"] not in text
