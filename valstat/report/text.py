@@ -44,10 +44,13 @@ class Strings:
     def section(self, name: str) -> dict:
         return dict(self[name])
 
+    def count(self, key: str, n: int) -> str:
+        """A count with its noun: string `key`_one for 1 ('1 epoch'), `key`_many otherwise."""
+        return self(f"{key}_one" if abs(int(n)) == 1 else f"{key}_many", n=int(n))
+
     def images(self, count: int) -> str:
         """'1 image' / '4 images' (one form in Chinese)."""
-        key = "units.images_one" if abs(int(count)) == 1 else "units.images_many"
-        return self(key, n=int(count))
+        return self.count("units.images", count)
 
 
 @functools.lru_cache(maxsize=None)
