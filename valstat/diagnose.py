@@ -177,7 +177,9 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         best_val_accuracy_epoch=_whole(run["best_epoch"]),
         best_val_loss_epoch=None if np.isnan(val_loss).all() else int(labels[int(np.nanargmin(val_loss))]),
         best_epoch_expected_optimism=to_plain(noise["expected_optimism"]), best_epoch_optimism=optimism,
-        lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()), verdict="")
+        lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()),
+        val_loss_not_finite=[int(e) for e in labels[~np.isfinite(val_loss)]] if "val_loss" in epochs else [],
+        verdict="")
     return replace(result, verdict=verdict(result))
 
 
@@ -370,6 +372,10 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
         best.append(D["best_loss"].format(e=result.best_val_loss_epoch))
     if best:
         lines.append(D["best_line"].format(items=", ".join(best)))
+    bad = result.val_loss_not_finite
+    if bad:
+        lines.append(D["loss_not_finite"].format(epochs=D["at_one" if len(bad) == 1 else "at_many"].format(
+            epochs=", ".join(map(str, bad)))))
     basis = result.best_epoch_optimism
     if result.best_epoch_expected_optimism is not None and basis.epochs > 1:
         lines.append(D["bias"].format(points=pts(result.best_epoch_expected_optimism),

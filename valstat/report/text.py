@@ -48,6 +48,12 @@ class Strings:
         """A count with its noun: string `key`_one for 1 ('1 epoch'), `key`_many otherwise."""
         return self(f"{key}_one" if abs(int(n)) == 1 else f"{key}_many", n=int(n))
 
+    def ordinal(self, n: int) -> str:
+        """'1st', '22nd', '72nd', '11th' (Chinese: the number alone; its strings say 第 … 百分位)."""
+        n = int(n)
+        suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return self(f"units.ordinal_{suffix}", n=n)
+
     def images(self, count: int) -> str:
         """'1 image' / '4 images' (one form in Chinese)."""
         return self.count("units.images", count)
