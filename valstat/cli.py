@@ -166,7 +166,7 @@ def cmd_diagnose(args) -> int:
 
         index = write_single_run_report(epochs, None, val_size, args.report,
                                         lang=args.lang, title=Path(args.history).name,
-                                        against=placement)
+                                        against=placement, diagnosis=result)
         print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
