@@ -311,7 +311,9 @@ def test_text_says_22nd_not_22th(synthetic, tmp_path):
     text = format_placement(placed)
     import re
 
-    for number, suffix in re.findall(r"\b(\d+)(st|nd|rd|th)\b", text):
+    ordinals = re.findall(r"\b(\d+)(st|nd|rd|th)\b", text)
+    assert len(ordinals) >= 20                     # every placed epoch has one
+    for number, suffix in ordinals:
         n = int(number)
         right = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
         assert suffix == right, f"{number}{suffix}"
