@@ -57,6 +57,8 @@ def test_place_curve_per_epoch_and_outside_flags():
             assert row.reruns == 0 and pd.isna(row.outside)
             continue
         low, high = np.quantile(ref, [0.025, 0.975])
+        if row.metric == "val_accuracy":     # on the 1/30 lattice: rounded outward to observed values
+            low, high = max(ref[ref <= low]), min(ref[ref >= high])
         assert row.percentile == pytest.approx(percentileofscore(ref, row.value, kind="mean"))
         assert (row.low, row.high) == pytest.approx((low, high))
         assert row.outside == (-1 if row.value < low else 1 if row.value > high else 0)
@@ -115,6 +117,9 @@ def test_json_places_every_epoch_drop_and_collapse(synthetic, tmp_path):
             assert row[metric]["percentile"] == pytest.approx(
                 percentileofscore(ref, value, kind="mean"))
             low, high = np.quantile(ref, [0.025, 0.975])
+            if metric == "val_accuracy":   # whole images: widened outward to observed values
+                low, high = max(ref[ref <= low]), min(ref[ref >= high])
+            assert (row[metric]["low"], row[metric]["high"]) == pytest.approx((low, high))
             assert row[metric]["outside"] == int(value > high) - int(value < low)
     falls = []
     collapses = []
@@ -127,6 +132,11 @@ def test_json_places_every_epoch_drop_and_collapse(synthetic, tmp_path):
     assert result["largest_drop"]["value"] == own_fall
     assert result["largest_drop"]["percentile"] == pytest.approx(
         percentileofscore(falls, own_fall, kind="mean"))
+    # images are whole: the band's ends are drops some rerun had, rounded outward
+    low, high = np.quantile(falls, [0.025, 0.975])
+    falls = np.array(falls)
+    assert result["largest_drop"]["low"] == max(falls[falls <= low])
+    assert result["largest_drop"]["high"] == min(falls[falls >= high])
     own = _collapse_epoch(history["learning_rate"].to_numpy())
     collapsed = [c for c in collapses if c is not None]
     assert own is not None and len(collapsed) >= 6       # the founding schedule collapses
@@ -140,11 +150,11 @@ def test_text_and_report_show_the_run_over_the_band(synthetic, tmp_path):
     tables = load_tables(synthetic)
     _history_of(tables, "baseline/s2/f0", tmp_path / "log.csv",
                 keep=("epoch", "val_loss", "val_accuracy", "learning_rate"))
-    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic,
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--arm", "baseline",
                    "--report", tmp_path / "report", "--lang", "zh")
     assert done.returncode == 0, done.stderr
     # --lang zh speaks Chinese in the terminal too, with the same counts
-    assert "中 24 次" in done.stdout and "百分位" in done.stdout and "against" not in done.stdout
+    assert "中 12 次" in done.stdout and "百分位" in done.stdout and "against" not in done.stdout
     assert (tmp_path / "report" / "figures" / "against_reruns.png").stat().st_size > 10_000
     html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "重复训练" in html and 'id="fig-against_reruns"' in html
@@ -155,14 +165,14 @@ def test_history_outside_the_band_is_flagged(synthetic, tmp_path):
                            "val_loss": [9.0] * 20})
     epochs.to_csv(tmp_path / "bad.csv", index=False)
     done = valstat("diagnose", tmp_path / "bad.csv", "--against", synthetic, "--val-size",
-                   "30", "--json")
+                   "30", "--arm", "baseline", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["against"]
     assert result["outside"]["val_loss"] == {"epochs": 20, "compared": 20}
     assert result["lr_collapse"]["recorded"] is False
 
 
-@pytest.mark.parametrize("case", ["other_size", "empty", "missing", "arm", "arm_alone"])
+@pytest.mark.parametrize("case", ["other_size", "empty", "missing", "arm", "arm_alone", "pooled"])
 def test_bad_stores_give_one_line(case, synthetic, tmp_path):
     history = pd.DataFrame({"epoch": range(3), "val_accuracy": [0.5, 0.6, 0.7]})
     history.to_csv(tmp_path / "log.csv", index=False)
@@ -189,17 +199,20 @@ def test_bad_stores_give_one_line(case, synthetic, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("valstat: error:"), done.stderr
     expected = {"other_size": "no runs with 30 validation images (its runs have 90)",
                 "empty": "holds no finished runs", "missing": "no valstat store",
-                "arm": "no arm 'nope'", "arm_alone": "--arm needs --against"}[case]
+                "arm": "no arm 'nope'", "arm_alone": "--arm needs --against",
+                # two recipes are never pooled: name them and ask for one
+                "pooled": "has 2 arms with 30 validation images (baseline, constant_lr); "
+                          "compare with one of them: --arm baseline"}[case]
     assert expected in lines[0]
 
 
 def test_val_size_is_taken_from_the_store_when_the_history_fits_it(synthetic):
     history = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.6]})
 
-    assert place_history(history, synthetic).val_size == 30
+    assert place_history(history, synthetic, arm="baseline").val_size == 30
     with pytest.raises(ValstatError, match="not whole numbers of images for any"):
         place_history(pd.DataFrame({"epoch": [0], "val_accuracy": [0.123]}), synthetic)
-    assert math.isclose(place_history(history, synthetic, val_size=30).level, 0.95)
+    assert math.isclose(place_history(history, synthetic, val_size=30, arm="baseline").level, 0.95)
 
 
 def test_placement_text_speaks_chinese_with_the_same_numbers(tmp_path):
@@ -221,7 +234,8 @@ def test_chinese_terminal_text_has_no_english_sentence(synthetic, tmp_path):
 
     tables = load_tables(synthetic)
     _history_of(tables, "baseline/s3/f0", tmp_path / "log.csv")
-    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--lang", "zh")
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--arm", "baseline",
+                   "--lang", "zh")
     assert done.returncode == 0, done.stderr
     text = done.stdout
 
@@ -247,7 +261,8 @@ def test_against_json_keeps_every_key(synthetic, tmp_path):
     """The "against" part of `diagnose --json` has the same keys, nested, as before Placement."""
     tables = load_tables(synthetic)
     _history_of(tables, "baseline/s5/f0", tmp_path / "log.csv")
-    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--json")
+    done = valstat("diagnose", tmp_path / "log.csv", "--against", synthetic, "--arm", "baseline",
+                   "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["against"]
     placed = {"value", "reruns", "percentile", "median", "low", "high", "typical"}
@@ -270,9 +285,57 @@ def test_epoch_without_val_loss_has_no_val_loss_key(synthetic, tmp_path):
     """A metric the history lacks at an epoch is left out of that epoch, not written as null."""
     history = pd.DataFrame({"epoch": range(3), "val_accuracy": [0.5, 0.6, 0.7],
                             "val_loss": [1.0, np.nan, 0.8]})
-    placed = place_history(history, synthetic, val_size=30)
+    placed = place_history(history, synthetic, val_size=30, arm="baseline")
     rows = placed.to_dict()["epochs"]
     assert [list(row) for row in rows] == [["epoch", "val_accuracy", "val_loss"],
                                            ["epoch", "val_accuracy"],
                                            ["epoch", "val_accuracy", "val_loss"]]
-    assert placed.epochs[1].val_loss is None and placed.epochs[1].val_accuracy.reruns == 12 * 2
+    assert placed.epochs[1].val_loss is None and placed.epochs[1].val_accuracy.reruns == 12
+
+
+def test_percentiles_are_english_ordinals_and_chinese_numbers():
+    from valstat.report.text import Strings
+
+    en, zh = Strings("en"), Strings("zh")
+    expected = {0: "0th", 1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th",
+                13: "13th", 21: "21st", 22: "22nd", 42: "42nd", 61: "61st", 72: "72nd",
+                100: "100th", 101: "101st", 111: "111th", 112: "112th", 113: "113th"}
+    assert {n: en.ordinal(n) for n in expected} == expected
+    assert zh.ordinal(72) == "72" and zh("placement.percentile", p=zh.ordinal(72)) == "第 72 百分位"
+
+
+def test_text_says_22nd_not_22th(synthetic, tmp_path):
+    tables = load_tables(synthetic)
+    _history_of(tables, "baseline/s5/f0", tmp_path / "log.csv")
+    placed = place_history(read_history(tmp_path / "log.csv"), synthetic, arm="baseline")
+    text = format_placement(placed)
+    import re
+
+    ordinals = re.findall(r"\b(\d+)(st|nd|rd|th)\b", text)
+    assert len(ordinals) >= 20                     # every placed epoch has one
+    for number, suffix in ordinals:
+        n = int(number)
+        right = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        assert suffix == right, f"{number}{suffix}"
+
+
+def test_figure_draws_the_whole_history_and_the_band_where_reruns_exist(synthetic, tmp_path,
+                                                                        monkeypatch):
+    """A 30-epoch history against 20-epoch reruns: all 30 epochs drawn, the band on the first 20."""
+    from valstat.report import against, plots
+    from valstat.report.text import Strings
+
+    tables = load_tables(synthetic)
+    run = tables.epochs[tables.epochs["run_id"] == "baseline/s1/f0"].sort_values("epoch")
+    tail = run.iloc[[-1] * 10].assign(epoch=range(20, 30))
+    history = pd.concat([run, tail]).drop(columns="run_id")
+    placed = place_history(history, synthetic, arm="baseline")
+    drawn = {}
+    real = plots.plot_against
+    monkeypatch.setattr(plots, "plot_against",
+                        lambda panels, *a: drawn.setdefault("panels", panels) and real(panels, *a))
+    assert against.figure(placed, Strings("en"), tmp_path) is not None
+    for panel in drawn["panels"]:
+        frame = panel["frame"]
+        assert frame["epoch"].tolist() == list(range(30))
+        assert frame["low"].notna().tolist() == [True] * 20 + [False] * 10

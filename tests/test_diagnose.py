@@ -319,7 +319,8 @@ JSON_KEYS = {"val_size", "val_size_inferred", "lattice_step", "level", "epochs",
              "detect_power", "detectable_drop_last", "lr_collapse_epoch", "lr_epochs_after_collapse",
              "lr_initial", "lr_final", "lr_cuts", "lr_cuts_after_ties", "lr_collapse_threshold",
              "best_val_accuracy_epoch", "best_val_loss_epoch", "best_epoch_expected_optimism",
-             "best_epoch_optimism", "lr_at_collapse", "has_val_loss", "verdict"}
+             "best_epoch_optimism", "lr_at_collapse", "has_val_loss", "verdict",
+             "val_loss_not_finite"}   # added: the epochs whose val_loss is NaN or infinite
 JSON_EPOCH_KEYS = {"epoch", "val_accuracy", "k", "low", "high", "change_images", "p_value",
                    "within_noise", "detectable_drop"}
 JSON_NESTED_KEYS = {
@@ -376,13 +377,58 @@ def test_format_diagnosis_text():
     lines = text.splitlines()
     assert lines[0].startswith("15 epochs; validation set 30 images (inferred)")
     row6 = next(line for line in lines if line.split()[:1] == ["6"])
-    assert "14/30" in row6 and "-10" in row6 and "BEYOND NOISE" in row6
+    assert "14/30" in row6 and "-10" in row6
     low, high = wilson(14, 30)
     assert f"{100 * low:.1f}% - {100 * high:.1f}%" in row6
     assert any(line.startswith("largest drop:") and "10 images (33.3 points)" in line for line in lines)
     assert any(line.startswith("learning rate:") and "4 cuts (at epochs 7, 9, 11, 13)" in line for line in lines)
     assert "verdict:" in lines
     assert max(len(line) for line in lines[lines.index("verdict:"):]) <= 100
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_drop_beyond_noise_alone_but_not_as_the_largest_reads_the_same_everywhere(lang):
+    """keras3_learning_rate.csv: 24 -> 14 of 30 is p = 0.015 as one move, but Bonferroni over
+    the 14 moves scanned for the largest gives 0.21: table row, summary line and verdict all
+    say both, never "beyond noise" in one place and "within noise (p=0.015)" in another."""
+    text = format_diagnosis(diagnose(read_history(DATA / "keras3_learning_rate.csv")), lang=lang)
+    p = fisher_p(24, 14, 30)
+    moves = len(KERAS3_K) - 1
+    alone, adjusted = f"p={p:.2g}", f"p={min(1.0, moves * p):.2f}"
+    assert p < 0.05 <= moves * p                  # significant alone, not as the largest
+    lines = text.splitlines()
+    row6 = next(line for line in lines if line.split()[:1] == ["6"])
+    drop_line = next(line for line in lines if line.startswith(("largest drop:", "最大下降：")))
+    verdict = " ".join(lines[lines.index("verdict:" if lang == "en" else "结论："):])
+    if lang == "zh":
+        verdict = verdict.replace(" ", "")
+    for part in (row6, drop_line, verdict):
+        words = (f"significant on its own ({alone})" if lang == "en" else f"单独检验时显著（{alone}）")
+        assert words in (part if lang == "en" else part.replace(" ", "")), part
+        assert adjusted in part and str(moves) in part
+    assert "BEYOND NOISE" not in text and f"within noise ({alone}" not in text
+
+
+def test_counts_of_one_take_the_singular():
+    one = format_diagnosis(diagnose(pd.DataFrame({"epoch": [0], "val_accuracy": [0.5]}), val_size=10))
+    assert one.startswith("1 epoch; ")
+    two = pd.DataFrame({"epoch": [0, 1], "val_accuracy": [0.5, 0.4], "learning_rate": [1e-3, 1e-5]})
+    text = format_diagnosis(diagnose(two, val_size=10))
+    assert "1 cut (at epoch 1)" in text and "largest of 1 move)" in text
+    assert "0 of 1 epoch-to-epoch change is larger" in text
+    assert not any(f" 1 {noun}s" in text for noun in ("epoch", "move", "image", "cut"))
+
+
+def test_nan_val_loss_epochs_are_named_in_a_note():
+    loss = [1.0, 0.9, np.nan, 0.8, np.inf, 0.85]
+    frame = pd.DataFrame({"epoch": range(6), "val_accuracy": [0.5, 0.6, 0.6, 0.7, 0.7, 0.6],
+                          "val_loss": loss})
+    result = diagnose(frame, val_size=10)
+    assert result.val_loss_not_finite == [2, 4] and result.best_val_loss_epoch == 3
+    en, zh = format_diagnosis(result), format_diagnosis(result, lang="zh")
+    assert "val_loss is NaN or infinite at epochs 2, 4" in en and "第 2, 4 轮为 NaN" in zh
+    finite = diagnose(frame.assign(val_loss=[1.0] * 6), val_size=10)
+    assert finite.val_loss_not_finite == [] and "NaN" not in format_diagnosis(finite)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,3 +593,32 @@ def test_within_noise_rows_say_which_drop_the_test_could_detect(lang):
     assert result.detectable_drop_last == last
     if lang == "en":
         assert f"Fisher’s test detects only drops of {last} images or more with 80% power" in result.verdict
+
+
+def test_report_and_terminal_state_the_same_numbers(tmp_path):
+    """`diagnose --report` reads the diagnosis the terminal shows: the same detection threshold
+    (at the last epoch's accuracy), plateau epochs, bound and drop p (0.054, not 0.05)."""
+    import html as html_lib
+    import re
+
+    from conftest import valstat
+    from power_reference import fisher_drop_reference
+
+    k = [9, 12, 15, 18, 20, 21, 22, 23, 24, 24, 16, 16, 17] + [16] * 17
+    pd.DataFrame({"epoch": range(30), "val_accuracy": np.array(k) / 30}).to_csv(tmp_path / "log.csv",
+                                                                                index=False)
+    done = valstat("diagnose", tmp_path / "log.csv", "--val-size", "30", "--report", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    cli = " ".join(done.stdout.split())
+    page = html_lib.unescape(re.sub(r"<[^>]+>", " ", (tmp_path / "r" / "index.html").read_text()))
+    page = " ".join(page.split())
+    detect = fisher_drop_reference(30, k[-1] / 30)
+    for text in (cli, page):
+        assert f"at the last epoch’s 53.3%, Fisher’s test detects only drops of {detect} images" in text
+    p = fisher_p(24, 16, 30)
+    assert f"{p:.2g}" == "0.054" and "p=0.054" in cli and "p = 0.054" in page
+    assert "p = 0.05)" not in page and "this arm" not in page
+    epochs = int(re.search(r"best of (\d+) plateau epochs", cli).group(1))
+    bound = re.search(r"at most \+(\d+\.\d) points expected", cli).group(1)
+    assert f"about +{bound} points" in page and f"the {epochs} epochs within noise of the best" in page
+    assert epochs == sum(fisher_p(24, x, 30) >= 0.05 for x in k)   # epochs not below the best

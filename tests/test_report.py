@@ -377,11 +377,12 @@ def test_single_run_report(tmp_path):
         {"run_band", "loss_vs_accuracy", "learning_rate"}
     assert "单次训练：history.csv" in html
     assert "Fisher" in html
-    # within noise says what Fisher's test (no per-image predictions) could detect, at the run's mean accuracy
+    # within noise says what Fisher's test (no per-image predictions) could detect, at the last
+    # epoch's accuracy, as `valstat diagnose` says it
     from power_reference import fisher_drop_reference
 
-    detect = fisher_drop_reference(30, accuracy.mean())
-    assert f"小于 {detect} 张图像的下降无法与噪声区分" in html
+    detect = fisher_drop_reference(30, accuracy[-1])
+    assert f"Fisher 检验只能以 80% 功效检出 {detect} 张图像或更大的下降" in html
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
 
 
@@ -564,9 +565,9 @@ def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
     raw = sps.fisher_exact([[24, 6], [15, 15]]).pvalue
     adjusted = min(1.0, 9 * raw)
     verdict, scan = drop_texts(drop, 30, False, Strings(lang))
-    assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2f}" not in verdict
+    assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2g}" not in verdict
     assert ("Bonferroni-adjusted" if lang == "en" else "Bonferroni 校正后") in verdict
-    assert f"= {raw:.2f}" in scan   # the one-move p, labelled as such, beside the multiplier
+    assert f"= {raw:.2g}" in scan   # the one-move p, labelled as such, beside the multiplier
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

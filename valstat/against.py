@@ -1,7 +1,7 @@
 """`valstat diagnose HISTORY --against OUT_DIR`: one Keras history placed among a store's reruns.
 
 :func:`place_history` reads the store, keeps the runs scored on as many validation images as the
-history (not diverged; optionally one arm) and asks :mod:`valstat.stats.against` where the
+history (not diverged) in one arm and asks :mod:`valstat.stats.against` where the
 history falls among them: per epoch (percentile of val accuracy and val loss, and whether it
 leaves the reruns' 95 % band), its largest drop and its learning-rate collapse epoch, as one
 valstat.results.Placement. :func:`format_placement` words it for the terminal.
@@ -51,11 +51,13 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
 
     history: tidy epochs table (epoch, val_accuracy, optionally val_loss, learning_rate), as
     read by valstat.history.read_history. val_size: validation images (None: the one store
-    size the accuracies fit). arm: only that arm's runs (None: every arm of that size).
+    size the accuracies fit). arm: only that arm's runs (None: the store's one arm of that size;
+    several arms are different recipes, so pooling them is refused).
     Returns a valstat.results.Placement (to_dict(): the "against" part of `diagnose --json`).
     The reruns are the store's counted runs (valstat.core: not diverged unless
     settings.count_diverged); collapse epochs come from the run table (settings.collapse_threshold).
-    ValstatError: no runs, no runs with that validation size, unknown arm, history off-lattice.
+    ValstatError: no runs, no runs with that validation size, unknown arm, several arms and no
+    `arm`, history off-lattice.
     """
     from valstat.store import load_tables
 
@@ -87,6 +89,10 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
                         f"(its runs have {', '.join(map(str, sizes))}); compare with reruns "
                         "scored on as many images as the history")
     chosen = runs[pd.to_numeric(runs["n_val"], errors="coerce") == n]
+    arms = sorted(set(chosen["arm"]))
+    if len(arms) > 1:   # arms are different recipes: their runs pooled describe no one model
+        raise ValstatError(f"the store in {out_dir} has {len(arms)} arms with {n} validation "
+                           f"images ({', '.join(arms)}); compare with one of them: --arm {arms[0]}")
     reruns = tables.epochs[tables.epochs["run_id"].isin(chosen["run_id"])]
     reruns = reruns.sort_values(["run_id", "epoch"])
 
@@ -101,14 +107,14 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     per_run = dict(tuple(reruns.groupby("run_id")))
     falls = [largest_fall(g["val_accuracy"].to_numpy(dtype=float), n) for g in per_run.values()
              if np.isfinite(g["val_accuracy"]).all()]
-    drop = PlacedValue(**place_value(largest_fall(accuracy, n), falls, level)) if falls else None
+    drop = PlacedValue(**place_value(largest_fall(accuracy, n), falls, level, whole=True)) if falls else None
 
     own_run = history_core(history, n, settings).runs.iloc[0]
     own = None if pd.isna(own_run["collapse_epoch"]) else int(own_run["collapse_epoch"])
     recorded = "learning_rate" in history
     with_rate = chosen[chosen["lr_initial"].notna()]
     collapsed = [int(e) for e in with_rate["collapse_epoch"].dropna()]
-    placed_epoch = PlacedValue(**place_value(own, collapsed, level)) \
+    placed_epoch = PlacedValue(**place_value(own, collapsed, level, whole=True)) \
         if own is not None and collapsed else None
     typical = None
     if recorded and len(with_rate):
@@ -121,7 +127,7 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     collapse = CollapsePlacement(epoch=own, recorded=recorded, reruns_collapsed=len(collapsed),
                                  reruns_with_rate=len(with_rate), placed=placed_epoch,
                                  typical=typical)
-    return Placement(store=str(out_dir), val_size=n, arms=sorted(set(chosen["arm"])),
+    return Placement(store=str(out_dir), val_size=n, arms=arms,
                      reruns=int(len(chosen)), level=level,
                      collapse_threshold=settings.collapse_threshold, epochs=epochs,
                      outside=outside, largest_drop=drop, lr_collapse=collapse)
@@ -130,10 +136,11 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
 def format_placement(result: Placement, lang: str = "en") -> str:
     """Text for the terminal: per-epoch percentiles and the verdicts on drop and collapse
     ([placement] strings of valstat/report/{en,zh}.toml)."""
-    P = Strings(lang).section("placement")
+    S = Strings(lang)
+    P = S.section("placement")
 
     def percentile(value) -> str:
-        return P["missing"] if value is None else P["percentile"].format(p=f"{value:.0f}")
+        return P["missing"] if value is None else P["percentile"].format(p=S.ordinal(round(value)))
 
     level = f"{100 * result.level:g}%"
     lines = [P["head"].format(reruns=result.reruns, store=result.store, n=result.val_size,

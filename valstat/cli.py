@@ -22,7 +22,7 @@ EPILOG = """examples:
   valstat stats reports/default
   valstat report reports/default --lang zh
   valstat diagnose training_log.csv --val-size 30
-  valstat diagnose training_log.csv --against reports/default
+  valstat diagnose training_log.csv --against reports/default --arm batchnorm
   valstat diagnose logs/fit/validation          # TensorBoard event files
   valstat export reports/default --csv exported/
 """
@@ -195,7 +195,7 @@ def cmd_diagnose(args) -> int:
 
         index = write_single_run_report(epochs, None, val_size, args.report,
                                         lang=args.lang, title=Path(args.history).name,
-                                        against=placement)
+                                        against=placement, diagnosis=result)
         print(f"report written to {index}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -287,8 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: inferred from the accuracy values)")
     diagnose.add_argument("--json", action="store_true", help="print JSON")
     diagnose.add_argument("--against", metavar="OUT_DIR", help="place the history among the "
-                          "runs of this store that have the same validation size")
-    diagnose.add_argument("--arm", help="with --against: only this arm's runs")
+                          "runs of one arm of this store that have the same validation size "
+                          "(bands of accuracy, images and epochs widened outward to observed values)")
+    diagnose.add_argument("--arm", help="with --against: the arm to compare with; needed when "
+                          "the store has several arms with that validation size (their runs are "
+                          "different recipes and are never pooled)")
     diagnose.add_argument("--report", help="also write a single-run HTML report to this folder")
     diagnose.add_argument("--lang", default="en", choices=["en", "zh"], help="language of the text and the report")
     diagnose.set_defaults(handler=cmd_diagnose)

@@ -177,7 +177,9 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         best_val_accuracy_epoch=_whole(run["best_epoch"]),
         best_val_loss_epoch=None if np.isnan(val_loss).all() else int(labels[int(np.nanargmin(val_loss))]),
         best_epoch_expected_optimism=to_plain(noise["expected_optimism"]), best_epoch_optimism=optimism,
-        lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()), verdict="")
+        lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()),
+        val_loss_not_finite=[int(e) for e in labels[~np.isfinite(val_loss)]] if "val_loss" in epochs else [],
+        verdict="")
     return replace(result, verdict=verdict(result))
 
 
@@ -223,7 +225,8 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
 
     if r.changes_tested:
         beyond, tested = r.changes_beyond_noise, r.changes_tested
-        sentence = D["changes_one" if beyond == 1 else "changes_many"].format(beyond=beyond, tested=tested, n=n)
+        key = "changes_single" if tested == 1 else "changes_one" if beyond == 1 else "changes_many"
+        sentence = D[key].format(beyond=beyond, tested=tested, n=n)
         drop = r.largest_drop
         if drop is None:
             sentence += D["never_fell"]
@@ -231,10 +234,14 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
             lost = -drop.images
             sentence += D["drop"].format(images=S.images(lost), points=pts(lost / n), e0=drop.from_epoch,
                                          e1=drop.to_epoch)
-            scan = D["scan"].format(p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted),
-                                    scanned=drop.scanned)
+            moves = S.count("moves", drop.scanned)
+            scan = D["scan"].format(p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted), moves=moves)
             if not drop.within_noise:
                 sentence += D["drop_beyond"].format(scan=scan, e1=drop.to_epoch)
+            elif not drop.within_noise_unadjusted:   # beyond noise as one move, not as the largest
+                alone = dict(p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted), moves=moves, n=n)
+                sentence += (D["drop_alone"].format(**alone, flagged=S.images(drop.smallest_flagged))
+                             if drop.smallest_flagged is not None else D["drop_alone_none"].format(**alone))
             elif drop.smallest_flagged is not None:
                 sentence += D["drop_within"].format(scan=scan, n=n, flagged=S.images(drop.smallest_flagged))
             else:
@@ -304,16 +311,22 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
     n = result.val_size
     level = result.level
     inferred = D["inferred"] if result.val_size_inferred else ""
-    lines = [D["head"].format(epochs=len(result.epochs), n=n, inferred=inferred,
+    lines = [D["head"].format(epochs=S.count("epochs", len(result.epochs)), n=n, inferred=inferred,
                               step=pts(result.lattice_step)), ""]
     band = D["col_band"].format(level=f"{100 * level:g}%")
     lines.append(f"{D['col_epoch']:>5}  {D['col_acc']:>7}  {D['col_images']:>9}  {band:<19}  "
                  f"{D['col_change']:>6}  {D['col_noise']}")
+    drop = result.largest_drop
+    scan = None if drop is None else dict(p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted),
+                                          moves=S.count("moves", drop.scanned))
     for row in result.epochs:
         change, noise = "", ""
         if row.change_images is not None:
             change = f"{row.change_images:+d}" if row.change_images else "0"
-            if row.within_noise is not None:
+            if drop is not None and row.epoch == drop.to_epoch and drop.within_noise \
+                    and not drop.within_noise_unadjusted:   # beyond noise alone, not as the largest
+                noise = D["row_alone"].format(**scan)
+            elif row.within_noise is not None:
                 word = D["row_within" if row.within_noise else "row_beyond"]
                 noise = f"{word} ({p_short(row.p_value)})" if row.p_value is not None else word
                 if row.within_noise:
@@ -328,17 +341,16 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
     lines.append(D["detect_line"])
     lines.append("")
 
-    drop = result.largest_drop
     if drop is None:
         lines.append(D["drop_none"])
     else:
         interval = D["drop_interval"].format(level=f"{100 * level:g}%", low=f"{100 * drop.low:+.1f}",
                                              high=f"{100 * drop.high:+.1f}")
+        verdict_key = ("row_drop_beyond" if not drop.within_noise else
+                       "row_drop_alone" if not drop.within_noise_unadjusted else "row_drop_within")
         lines.append(D["drop_line"].format(
-            images=-drop.images, points=pts(-drop.images / n), e0=drop.from_epoch, e1=drop.to_epoch,
-            verdict=D["row_drop_within" if drop.within_noise else "row_drop_beyond"],
-            p=p_short(drop.p_value), p_adj=p_short(drop.p_adjusted), scanned=drop.scanned,
-            interval=interval))
+            images=S.images(-drop.images), points=pts(-drop.images / n), e0=drop.from_epoch,
+            e1=drop.to_epoch, verdict=D[verdict_key].format(**scan), interval=interval))
     if result.lr_initial is None:
         lines.append(D["lr_absent"])
     else:
@@ -347,11 +359,12 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
         if result.lr_collapse_epoch is not None:
             collapse = D["lr_collapse"].format(threshold=f"{result.lr_collapse_threshold:.0%}",
                                                e=result.lr_collapse_epoch,
-                                               after=result.lr_epochs_after_collapse)
+                                               after=S.count("epochs", result.lr_epochs_after_collapse))
         lines.append(D["lr_line"].format(
             initial=short(result.lr_initial, 3), final=short(result.lr_final, 3),
             cuts=D["cuts_one" if len(cuts) == 1 else "cuts_many"].format(n=len(cuts)),
-            at=D["cuts_at"].format(epochs=", ".join(str(c) for c in cuts)) if cuts else "", collapse=collapse))
+            at=D["cuts_at_one" if len(cuts) == 1 else "cuts_at_many"].format(epochs=", ".join(map(str, cuts)))
+            if cuts else "", collapse=collapse))
     best = []
     if result.best_val_accuracy_epoch is not None:
         best.append(D["best_acc"].format(e=result.best_val_accuracy_epoch))
@@ -359,6 +372,10 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
         best.append(D["best_loss"].format(e=result.best_val_loss_epoch))
     if best:
         lines.append(D["best_line"].format(items=", ".join(best)))
+    bad = result.val_loss_not_finite
+    if bad:
+        lines.append(D["loss_not_finite"].format(epochs=D["at_one" if len(bad) == 1 else "at_many"].format(
+            epochs=", ".join(map(str, bad)))))
     basis = result.best_epoch_optimism
     if result.best_epoch_expected_optimism is not None and basis.epochs > 1:
         lines.append(D["bias"].format(points=pts(result.best_epoch_expected_optimism),

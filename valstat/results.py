@@ -576,7 +576,8 @@ class Diagnosis(_Result):
     val-accuracy / val-loss epochs (first on ties); best_epoch_expected_optimism: an upper bound
     (fraction) on how far the best epoch's val accuracy exceeds its true accuracy from noise
     alone, on the basis best_epoch_optimism; has_val_loss; verdict (English, from the fields
-    above: diagnose.verdict)."""
+    above: diagnose.verdict); val_loss_not_finite: epochs whose val_loss is NaN or infinite
+    (left out of the best val-loss epoch)."""
 
     val_size: int
     val_size_inferred: bool
@@ -603,6 +604,7 @@ class Diagnosis(_Result):
     best_epoch_optimism: OptimismBound
     lr_at_collapse: float | None
     has_val_loss: bool
+    val_loss_not_finite: list                            # epoch numbers (NaN or inf val_loss)
     verdict: str
 
 

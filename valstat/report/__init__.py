@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from valstat.errors import ValstatError
 
 if TYPE_CHECKING:
-    from valstat.results import Placement
+    from valstat.results import Diagnosis, Placement
 
 __all__ = ["build_report", "write_single_run_report"]
 
@@ -161,7 +161,8 @@ def build_report(out_dir, dest=None, lang: str = "en") -> Path:
 
 
 def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str = "en",
-                            title: str | None = None, against: Placement | None = None) -> Path:
+                            title: str | None = None, against: Placement | None = None,
+                            diagnosis: Diagnosis | None = None) -> Path:
     """Single-run report (`valstat diagnose HISTORY --report DIR`): the curve with its
     per-epoch binomial band and largest drop, loss beside accuracy, and the learning-rate
     trace with the collapse marked, in the same page style. Returns the path of index.html.
@@ -170,8 +171,14 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     predictions_df: per-image rows (epoch, example, label, predicted) or None;
     val_size: validation images (None: inferred from the accuracy lattice);
     against: a valstat.results.Placement (valstat.against.place_history), to place the run
-    among its reruns.
+    among its reruns; diagnosis: the valstat.diagnose.diagnose result the CLI printed (None:
+    computed here). Every number of a history without predictions is read from the diagnosis,
+    so the page and `valstat diagnose` state the same facts; per-image predictions replace
+    Fisher's test by McNemar's for the moves and the drop.
     """
+    import numpy as np
+    import pandas as pd
+
     from valstat import __version__, stats
     from valstat.diagnose import diagnose
     from valstat.report import content
@@ -180,44 +187,49 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     from valstat.results import Detectability, LargestDrop
 
     S = Strings(lang)
-    result = diagnose(epochs_df, val_size=val_size)
+    result = diagnosis if diagnosis is not None else diagnose(epochs_df, val_size=val_size)
     n = result.val_size
     dest = _prepare_dest(Path(dest))
     epochs = epochs_df.sort_values("epoch").reset_index(drop=True)
     accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
     correct = None
     if predictions_df is not None and len(predictions_df):
-        import numpy as np
-        import pandas as pd
-
         from valstat.core import Cube   # the one correctness cube, for this one run
 
         grid = Cube.build(predictions_df.assign(run_id="history"), pd.Index(["history"])).grid(0)
         if grid is not None and np.array_equal(grid[0], epochs["epoch"].to_numpy()) \
                 and grid[3].shape[1] == n:
             correct = grid[3]
-    changes = stats.curve_changes(accuracy, n, correct=correct)
-    changes["epoch"] = epochs["epoch"].to_numpy()
-    drop = stats.largest_drop(changes)
-    drop = None if drop is None else LargestDrop.from_stats(drop)
 
-    paragraphs = []
-    k_last = int(changes["k"].iloc[-1])
-    paragraphs.append(S("single.lattice", n=n, step=pts(1 / n), k=k_last, acc=pct(k_last / n),
-                        low=pct(changes["low"].iloc[-1]), high=pct(changes["high"].iloc[-1])))
-    tested = changes["within_noise"].dropna()
-    paragraphs.append(S("single.changes", beyond=int((~tested.astype(bool)).sum()),
-                        tested=len(tested), n=n))
-    if len(tested):
-        detect = Detectability(**(
-            stats.move_detectability(n, lost=changes["lost"][1:], gained=changes["gained"][1:])
-            if correct is not None else stats.move_detectability(n, accuracy=changes["k"] / n)))
-        paragraphs.append(content.moves_detect_text(detect, S))
+    last = result.epochs[-1]
+    paragraphs = [S("single.lattice", n=n, step=pts(1 / n), k=last.k, acc=pct(last.val_accuracy),
+                    low=pct(last.low), high=pct(last.high))]
+    if correct is None:   # the diagnosis' Fisher tests, as `valstat diagnose` prints them
+        changes = None
+        drop = result.largest_drop
+        beyond, tested = result.changes_beyond_noise, result.changes_tested
+        detect = None
+        if tested:
+            detect = (S("diagnose.detect", n=n, acc=pct(last.val_accuracy),
+                        images=S.images(result.detectable_drop_last))
+                      if result.detectable_drop_last is not None
+                      else S("diagnose.detect_none", n=n, acc=pct(last.val_accuracy)))
+    else:                 # McNemar on the per-image predictions
+        changes = stats.curve_changes(accuracy, n, correct=correct)
+        changes["epoch"] = epochs["epoch"].to_numpy()
+        drop = stats.largest_drop(changes)
+        drop = None if drop is None else LargestDrop.from_stats(drop)
+        within = changes["within_noise"].dropna()
+        beyond, tested = int((~within.astype(bool)).sum()), len(within)
+        detect = None if not tested else content.moves_detect_text(Detectability(
+            **stats.move_detectability(n, lost=changes["lost"][1:], gained=changes["gained"][1:])), S)
+    paragraphs.append(S("single.changes", beyond=beyond, tested=tested, n=n))
+    if detect:
+        paragraphs.append(detect)
     if drop is not None:
-        k = changes.set_index("epoch")["k"]
-        paragraphs.append(S("single.drop", k0=int(k[drop.from_epoch]),
-                            k1=int(k[drop.to_epoch]), n=n, e0=drop.from_epoch,
-                            e1=drop.to_epoch, images=S.images(-drop.images),
+        k = {row.epoch: row.k for row in result.epochs}
+        paragraphs.append(S("single.drop", k0=k[drop.from_epoch], k1=k[drop.to_epoch], n=n,
+                            e0=drop.from_epoch, e1=drop.to_epoch, images=S.images(-drop.images),
                             points=pts(-drop.images / n)))
         paragraphs += content.drop_texts(drop, n, correct is not None, S)
     if result.lr_collapse_epoch is not None:
@@ -231,10 +243,12 @@ def write_single_run_report(epochs_df, predictions_df, val_size, dest, lang: str
     if result.best_val_accuracy_epoch is not None:
         paragraphs.append(S("single.best", best_acc=epoch(result.best_val_accuracy_epoch),
                             best_loss=epoch(result.best_val_loss_epoch),
-                            epochs=len(epochs), n=n,
+                            epochs=result.best_epoch_optimism.epochs, n=n,
                             noise=pts(result.best_epoch_expected_optimism, signed=True)))
     if correct is None:
         paragraphs.append(S["single.no_predictions"])
+    if changes is None:   # the figure's band: the diagnosis' rows
+        changes = pd.DataFrame([row.to_dict() for row in result.epochs]).assign(n=n)
 
     figures_dir = dest / "figures"
     figures_dir.mkdir(exist_ok=True)

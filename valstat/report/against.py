@@ -26,7 +26,7 @@ def paragraphs(placement: Placement, S: Strings) -> list:
     drop = placement.largest_drop
     if drop is not None:
         out.append(A["drop"].format(images=S.images(int(drop.value)),
-                                    percentile=f"{drop.percentile:.0f}",
+                                    percentile=S.ordinal(round(drop.percentile)),
                                     median=epoch(drop.median), low=epoch(drop.low),
                                     high=epoch(drop.high), level=level,
                                     verdict=A["typical" if drop.typical else "unusual"]))
@@ -49,11 +49,13 @@ def figure(placement: Placement, S: Strings, dest):
 
     panels = []
     for metric in ("val_accuracy", "val_loss"):
+        # every epoch of the history; band, median and outside are missing where no rerun got there
         rows = [{"epoch": row.epoch, **item.to_dict()} for row in placement.epochs
-                if (item := getattr(row, metric)) is not None and item.low is not None]
-        if rows:
-            panels.append({"metric": metric, "n": placement.val_size,
-                           "frame": pd.DataFrame(rows).astype({"outside": "Int64"})})
+                if (item := getattr(row, metric)) is not None]
+        if any(row["low"] is not None for row in rows):
+            frame = pd.DataFrame(rows).astype({"low": float, "median": float, "high": float,
+                                               "outside": "Int64"})
+            panels.append({"metric": metric, "n": placement.val_size, "frame": frame})
     if not panels:
         return None
     labels = {**S.section("figures"), **S.section("against")}

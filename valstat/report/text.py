@@ -48,6 +48,12 @@ class Strings:
         key = f"units.{unit}_one" if abs(int(n)) == 1 else f"units.{unit}_many"
         return self(key, n=int(n))
 
+    def ordinal(self, n: int) -> str:
+        """'1st', '22nd', '72nd', '11th' (Chinese: the number alone; its strings say 第 … 百分位)."""
+        n = int(n)
+        suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return self(f"units.ordinal_{suffix}", n=n)
+
     def images(self, count: int) -> str:
         """'1 image' / '4 images'."""
         return self.count("images", count)
@@ -90,20 +96,17 @@ def pts(x, digits: int = 1, signed: bool = False) -> str:
 
 
 def pval(p) -> str:
+    """p-value after "p" in prose: '< 0.001', '= 0.0034', '= 0.054', '= 0.42' (two significant
+    digits below 0.1, so a p near the 5% threshold is never rounded onto it)."""
     if not finite(p):
         return "–"
     p = float(p)
-    if p < 0.001:
-        return "< 0.001"
-    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}" if p < 0.1 else f"= {p:.2f}"
 
 
 def p_short(p) -> str:
-    """p-value inline in terminal text: 'p<0.001', 'p=0.031', 'p=0.42'."""
-    if not finite(p):
-        return "p=–"
-    p = float(p)
-    return "p<0.001" if p < 0.001 else f"p={p:.2g}" if p < 0.1 else f"p={p:.2f}"
+    """p-value inline in terminal text, pval's digits: 'p<0.001', 'p=0.031', 'p=0.42'."""
+    return "p=–" if not finite(p) else "p" + pval(p).replace(" ", "")
 
 
 def short(x, digits: int = 2) -> str:

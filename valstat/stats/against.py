@@ -3,8 +3,11 @@
 Percentiles follow scipy.stats.percentileofscore(kind="mean"): the share of reruns below the
 value plus half the share equal to it, in percent (ties matter on a 1/n accuracy lattice). The
 reruns' band at `level` is the central empirical interval of the reruns (quantiles
-(1 - level)/2 and (1 + level)/2, numpy's linear interpolation); with R reruns it cannot resolve
-tails rarer than about 1/R, so the number of reruns is always returned beside it.
+(1 - level)/2 and (1 + level)/2, numpy's linear interpolation); for whole numbers (images,
+epochs, accuracies on the 1/n lattice) it is widened outward to observed values (numpy's
+method "lower" for the low end, "higher" for the high end), so it never reads "1.4 images".
+With R reruns it cannot resolve tails rarer than about 1/R, so the number of reruns is always
+returned beside it.
 """
 
 from __future__ import annotations
@@ -24,15 +27,21 @@ def percentile_of(value: float, reference) -> float:
     return float(100.0 * (np.mean(ref < value) + 0.5 * np.mean(ref == value)))
 
 
-def place_value(value: float, reference, level: float = 0.95) -> dict:
+def place_value(value: float, reference, level: float = 0.95, whole: bool = False) -> dict:
     """Where one number falls among the reruns' numbers.
 
-    reference: shape (R,), one value per rerun. Returns dict: value, reruns (R), percentile,
-    median, low, high (central `level` band of the reruns), typical (low <= value <= high).
+    reference: shape (R,), one value per rerun. whole: the values are whole counts (or on a
+    lattice): the band's ends are observed values, rounded outward. Returns dict: value,
+    reruns (R), percentile, median, low, high (central `level` band of the reruns), typical
+    (low <= value <= high).
     """
     level = check_level(level)
     ref = as_1d(reference, "reference")
-    low, high = np.quantile(ref, [(1 - level) / 2, (1 + level) / 2])
+    if whole:
+        low = np.quantile(ref, (1 - level) / 2, method="lower")
+        high = np.quantile(ref, (1 + level) / 2, method="higher")
+    else:
+        low, high = np.quantile(ref, [(1 - level) / 2, (1 + level) / 2])
     return {"value": float(value), "reruns": int(ref.size),
             "percentile": percentile_of(value, ref), "median": float(np.median(ref)),
             "low": float(low), "high": float(high), "typical": bool(low <= value <= high)}
@@ -45,7 +54,7 @@ def place_curve(curve: pd.DataFrame, reruns: pd.DataFrame, level: float = 0.95) 
     reruns: columns run_id, epoch, val_accuracy, optionally val_loss (one row per run and epoch).
     Returns one row per (epoch of `curve`, metric present in both and finite in the curve):
       epoch, metric, value, reruns (reruns with a finite value at that epoch), percentile,
-      median, low, high (central `level` band), outside (-1 below the band, +1 above, 0 inside;
+      median, low, high (central `level` band; observed values for val_accuracy), outside (-1 below the band, +1 above, 0 inside;
       <NA> where no rerun reached that epoch).
     """
     level = check_level(level)
@@ -66,7 +75,7 @@ def place_curve(curve: pd.DataFrame, reruns: pd.DataFrame, level: float = 0.95) 
                 rows.append((int(epoch), metric, float(value), 0, np.nan, np.nan, np.nan,
                              np.nan, pd.NA))
                 continue
-            placed = place_value(value, ref, level)
+            placed = place_value(value, ref, level, whole=metric == "val_accuracy")
             side = -1 if value < placed["low"] else (1 if value > placed["high"] else 0)
             rows.append((int(epoch), metric, float(value), placed["reruns"],
                          placed["percentile"], placed["median"], placed["low"],
