@@ -281,7 +281,7 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
     ties = r.lr_cuts_after_ties
     if ties and ties.consistent and ties.cuts:
         p = ties.patience_inferred
-        epochs = D["epochs_one" if p == 1 else "epochs_many"].format(n=p)
+        epochs = S.count("epochs", p)
         sentence = D["ties_many" if ties.cuts > 1 else "ties_one"].format(cuts=ties.cuts, p=p, epochs=epochs)
         if ties.after_ties_only:
             sentence += D["ties_only"].format(ties=ties.after_ties_only, cuts=ties.cuts)
