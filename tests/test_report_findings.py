@@ -95,3 +95,29 @@ def test_validation_size_advice_is_given_for_each_arm_by_name(store, lang):
         else:
             expected = f"验证集大小（{arm}）：准确率约为 {100 * mean:.0f}% 的单个模型，用 n = 30 张图像只能确定到 ±{100 * (high - low) / 2:.1f} 个百分点"
         assert sum(expected in line for line in advice) == 1, expected
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("mode, cuts, patience", [("min", 1, 1), ("min", 3, 2), ("max", 1, 1), ("max", 4, 2)])
+def test_rate_cut_sentences_count_cuts_epochs_and_ties(store, lang, mode, cuts, patience):
+    import dataclasses
+
+    from valstat.results import PlateauCuts
+
+    analysis = analyse(load_tables(store))
+    arm = "baseline"
+    plateau = PlateauCuts(monitor="val_loss" if mode == "min" else "val_accuracy", mode=mode, patience=patience,
+                          inferred=False, cuts=cuts, after_ties_only=cuts - 1, after_worse=1, other=0)
+    analysis.summary.arms[arm] = dataclasses.replace(analysis.summary.arms[arm], plateau_cuts=plateau)
+    S = Strings(lang)
+    text = " ".join(next(f for f in content.findings(analysis, S) if f["id"] == "flat")["paragraphs"])
+    if lang == "zh":
+        assert f"{cuts} 次学习率下调" in text
+        return
+    cut_words = "1 rate cut" if cuts == 1 else f"{cuts} rate cuts"
+    if mode == "min":
+        assert f"{arm} monitors val_loss: {cut_words}, 1 of them after a worse epoch." in text
+    else:
+        assert f"{arm} made {cut_words}: {cuts - 1} came after " + ("1 epoch " if patience == 1 else f"{patience} epochs ") in text
+        assert ("so 1 tie in a row" if patience == 1 else f"so {patience} ties in a row") in text
+    assert "1 rate cuts" not in text and "1 epochs" not in text and "1 ties" not in text

@@ -114,12 +114,13 @@ def _flat(analysis, S):
         cuts = info.plateau_cuts
         if cuts and cuts.cuts:
             if cuts.mode == "max":
-                paragraphs.append(S("findings.lr_ties", arm=arm, cuts=cuts.cuts,
+                paragraphs.append(S("findings.lr_ties", arm=arm, cuts=S.count("rate_cuts", cuts.cuts),
                                     ties=cuts.after_ties_only, worse=cuts.after_worse,
-                                    patience=cuts.patience, monitor=cuts.monitor,
+                                    patience=cuts.patience, patience_epochs=S.count("epochs", cuts.patience),
+                                    patience_ties=S.count("ties", cuts.patience), monitor=cuts.monitor,
                                     n=analysis.val_sizes.get(arm)))
             else:
-                paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=cuts.cuts,
+                paragraphs.append(S("findings.lr_cuts_loss", arm=arm, cuts=S.count("rate_cuts", cuts.cuts),
                                     worse=cuts.after_worse, monitor=cuts.monitor))
     collapses = [_arm_info(analysis, a).one_class_collapse for a in analysis.arms]
     with_predictions = sum(c.runs_with_predictions for c in collapses if c)
