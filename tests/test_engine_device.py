@@ -167,7 +167,7 @@ def test_dry_run_times_the_engine_it_would_train_with(tmp_path):
     plan, _, estimate = result.stdout.rpartition("\n4 runs planned, 0 already stored in ")[2] \
         .partition("\nestimated time: ")
     assert "; would train on jax " in plan and plan.endswith("(fused seeds)")
-    assert "s per run, timed here from short runs on " in estimate
+    assert "s per run, timed here from trial runs on " in estimate
     assert "workers at once, plus " in estimate and "s to start and compile)" in estimate
     assert not out.exists()
 

@@ -135,17 +135,21 @@ def test_dry_run_reports_plan_and_stored_timing_without_writing(set_store):
     assert len(load_tables(out).runs) == 2
 
 
-@pytest.mark.parametrize("fused, walls, expected", [
-    # a short first run is mostly compilation: a compiled 1-epoch run plus 2 more epochs at the
-    # compiled 2- minus 1-epoch difference (TINY trains 3 epochs); compilation the first's excess
-    (False, {1: [5.0, 0.4], 2: [0.55]}, (0.4 + 2 * 0.15, 5.0 - 0.4)),
+@pytest.mark.parametrize("fused, walls, expected, asked_epochs", [
+    # a short first run is mostly compilation: compilation is its excess over a compiled 1-epoch
+    # run; a compiled run short at its full epochs (TINY trains 3) is then timed whole
+    (False, {1: [5.0, 0.4], 3: [1.1]}, (1.1, 5.0 - 0.4), [1, 1, 3]),
+    # a long compiled run (12 s x 3 epochs > TIME_WHOLE_BELOW_S): the compiled 1-epoch run plus
+    # 2 more epochs at the compiled 2- minus 1-epoch difference
+    (False, {1: [25.0, 12.0], 2: [20.0]}, (12.0 + 2 * 8.0, 13.0), [1, 1, 2]),
     # a long first run (large images): compilation is a small part of it, scaled as it is
-    (False, {1: [40.0]}, (3 * 40.0, 0.0)),
+    (False, {1: [40.0]}, (3 * 40.0, 0.0), [1]),
     # a fused pack is always retimed: its first epoch holds the pack's compilation
-    (True, {1: [40.0, 2.0], 2: [3.0]}, (2.0 + 2 * 1.0, 38.0)),
+    (True, {1: [40.0, 2.0], 3: [5.0]}, (5.0, 38.0), [1, 1, 3]),
+    (True, {1: [40.0, 12.0], 2: [20.0]}, (12.0 + 2 * 8.0, 28.0), [1, 1, 2]),
 ])
 def test_dry_run_time_per_task_does_not_scale_compilation_by_the_epochs(tmp_path, monkeypatch,
-                                                                        fused, walls, expected):
+                                                                        fused, walls, expected, asked_epochs):
     from valstat import execute, train
     from valstat.data import load_dataset
     from valstat.engine import fused as fused_engine
@@ -171,10 +175,9 @@ def test_dry_run_time_per_task_does_not_scale_compilation_by_the_epochs(tmp_path
 
     monkeypatch.setattr(train, "train_one_run", timed_run)
     monkeypatch.setattr(fused_engine, "train_pack", timed_pack)
-    retimed = 2 in walls
     task = specs if fused else specs[:1]
     assert execute._measure(task, fused, 1, False) == pytest.approx(expected)
-    assert asked == ([1, 1, 2] if retimed else [1])
+    assert asked == asked_epochs
 
 
 @pytest.mark.parametrize("tasks, workers, start, expected", [

@@ -138,7 +138,7 @@ def _timing_source(plan) -> str:
     where = (f"on {plan.workers} workers at once" if plan.run_s_source == "measured"
              else "in one process")
     start = f", plus {plan.start_s:.0f} s to start and compile" if plan.start_s >= 0.5 else ""
-    return f"timed here from short runs {where}{start}"
+    return f"timed here from trial runs {where}{start}"
 
 
 def _duration(seconds: float) -> str:

@@ -217,6 +217,10 @@ def engine_tasks(pending: list[RunSpec], engine, pack_size: int | None
 # A first 1-epoch run shorter than this may be mostly compilation, which a worker pays once per
 # arm, not once per epoch: --dry-run then times compiled 1- and 2-epoch runs instead.
 RETIME_BELOW_S = 30.0
+# A compiled task expected to take less than this at its full epochs is timed whole: its 1- and
+# 2-epoch difference misses the per-epoch cost that grows over a run (measured 2026-11-28, default
+# experiment on 2 cores: 4.5 s per run extrapolated, 5.2-6.6 s per run in the sweep).
+TIME_WHOLE_BELOW_S = 30.0
 
 
 def _measure(specs: list[RunSpec], fused: bool, threads: int, verbose: bool
@@ -225,9 +229,10 @@ def _measure(specs: list[RunSpec], fused: bool, threads: int, verbose: bool
     run trained alone (fused False, one spec) or the fused pack of `specs`.
 
     A first 1-epoch task includes compilation. Where it is short (RETIME_BELOW_S), or always
-    for a pack, compiled 1- and 2-epoch tasks follow: seconds = the compiled 1-epoch task plus
-    the epochs after it at their difference, compile seconds = the first minus the compiled
-    1-epoch task. A long first run (large images on a CPU) is scaled by the epochs as it is.
+    for a pack, a compiled 1-epoch task follows (compile seconds = the first minus it); then the
+    compiled task at its full epochs when that is expected under TIME_WHOLE_BELOW_S, else a
+    compiled 2-epoch task, and seconds = the 1-epoch task plus the epochs after it at their
+    difference. A long first run (large images on a CPU) is scaled by the epochs as it is.
     """
     epochs = specs[0].arm.training.epochs
 
@@ -247,7 +252,10 @@ def _measure(specs: list[RunSpec], fused: bool, threads: int, verbose: bool
         first = seconds(1)
         if first >= RETIME_BELOW_S and not fused:
             return first * epochs, 0.0
-        one, two = seconds(1), seconds(2)
+        one = seconds(1)
+        if one * epochs < TIME_WHOLE_BELOW_S:
+            return seconds(epochs), max(first - one, 0.0)
+        two = seconds(2)
     return one + max(two - one, 0.0) * (epochs - 1), max(first - one, 0.0)
 
 
