@@ -116,7 +116,7 @@ def _flat(analysis, S):
             if cuts.mode == "max":
                 paragraphs.append(S("findings.lr_ties", arm=arm, cuts=S.count("rate_cuts", cuts.cuts),
                                     ties=cuts.after_ties_only, worse=cuts.after_worse,
-                                    patience=cuts.patience, patience_epochs=S.count("epochs", cuts.patience),
+                                    patience_epochs=S.count("epochs", cuts.patience),
                                     patience_ties=S.count("ties", cuts.patience), monitor=cuts.monitor,
                                     n=analysis.val_sizes.get(arm)))
             else:
