@@ -121,3 +121,23 @@ def test_rate_cut_sentences_count_cuts_epochs_and_ties(store, lang, mode, cuts, 
         assert f"{arm} made {cut_words}: {cuts - 1} came after " + ("1 epoch " if patience == 1 else f"{patience} epochs ") in text
         assert ("so 1 tie in a row" if patience == 1 else f"so {patience} ties in a row") in text
     assert "1 rate cuts" not in text and "1 epochs" not in text and "1 ties" not in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_smooth_finding_on_runs_whose_accuracy_never_moved_has_no_median_of_nothing(lang):
+    from types import SimpleNamespace
+
+    from valstat.synthetic import fake_store
+
+    # every run predicts class 0 for every image at every epoch: accuracy never moves, the loss does
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a",), seeds=2, folds=1, epochs=3, shared_split=False)
+    predictions = predictions.assign(predicted=0)
+    epochs = epochs.assign(val_accuracy=1 / 3, val_loss=1.1 - 0.01 * epochs["epoch"])
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    text = " ".join(next(f for f in content.findings(analysis, Strings(lang)) if f["id"] == "smooth")["paragraphs"])
+    if lang == "en":
+        assert ("a: validation accuracy never changed from one epoch to the next (4 epoch-to-epoch steps); "
+                "the loss changed at 4 of 4 steps") in text
+    else:
+        assert "a：验证集准确率在相邻轮次之间从未变化（4 次相邻轮次）" in text
+    assert "–" not in text

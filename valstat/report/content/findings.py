@@ -155,8 +155,10 @@ def _smooth(analysis, S):
     for a in analysis.arms:
         st = analysis.steps.get(a) or {}
         if st.get("moves") and st.get("loss_moves"):
-            paragraphs.append(S("findings.smooth_numbers", arm=a, ties=st["ties"],
-                                moves=st["moves"], tie_share=pct(st["tie_share"], 0),
+            key = "findings.smooth_numbers" + ("_all_tied" if st["ties"] == st["moves"] else "")
+            paragraphs.append(S(key, arm=a, ties=st["ties"], moves=st["moves"],
+                                steps=S.count("steps", st["moves"]),
+                                tie_share=pct(st["tie_share"], 0),
                                 acc_move=pts(st["median_acc_move"]),
                                 loss_changed=st["loss_moves"] - st["loss_same"],
                                 loss_moves=st["loss_moves"],
