@@ -116,7 +116,7 @@ def test_rate_cut_sentences_count_cuts_epochs_and_ties(store, lang, mode, cuts, 
         return
     cut_words = "1 rate cut" if cuts == 1 else f"{cuts} rate cuts"
     if mode == "min":
-        assert f"{arm} monitors val_loss: {cut_words}, 1 of them after a worse epoch." in text
+        assert f"{arm} monitors val_loss: {cut_words} (1 after a worse epoch)." in text
     else:
         assert f"{arm} made {cut_words}: {cuts - 1} came after " + ("1 epoch " if patience == 1 else f"{patience} epochs ") in text
         assert ("so 1 tie in a row" if patience == 1 else f"so {patience} ties in a row") in text
