@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${DEVSIM:-/tmp/valstat-devsim}
-PY312=$(command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1)
+PY312=""
+for candidate in $(command -v python3.12) /root/.pyenv/versions/3.12*/bin/python; do
+  # a pyenv shim is on PATH even where 3.12 is not the active version: take one that runs
+  if [ -x "$candidate" ] && "$candidate" -c "" 2>/dev/null; then PY312=$candidate; break; fi
+done
 [ -n "$PY312" ] || { echo "gpu_dryrun: no python3.12 here" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY312" -m venv "$VENV"
