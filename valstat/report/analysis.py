@@ -375,10 +375,11 @@ def arms_differing_only_in_val_size(meta: dict, arms: list) -> list:
     return same if len(same) >= 2 and len({size(a) for a in same}) >= 2 else []
 
 
-def _wilson_halfwidth(p: float, n: int, level: float) -> float:
-    """Half-width (fraction) of the Wilson interval of one model scoring round(p·n) of n."""
-    low, high = stats.binomial_interval(int(np.floor(p * n + 0.5)), n, level, "wilson")
-    return float(high - low) / 2
+def _wilson_halfwidth(p: float, n, level: float):
+    """Half-width (fraction) of the Wilson interval of one model scoring round(p·n) of n;
+    n an int (returns a float) or an array of sizes (returns an array of that shape)."""
+    low, high = stats.binomial_interval(np.floor(p * np.asarray(n) + 0.5), n, level, "wilson")
+    return (high - low) / 2 if np.ndim(n) else float(high - low) / 2
 
 
 def _best_arm(arms, summary):
@@ -397,8 +398,7 @@ def _halfwidth(arms, val_sizes, meta, summary, level):
         return {}
     p = min(max(float(summary.arms[arm].final_val_accuracy.estimate), 0.0), 1.0)
     grid = np.unique(np.round(np.logspace(1, np.log10(2000), 160)).astype(int))
-    low, high = stats.binomial_interval(np.floor(p * grid + 0.5), grid, level, "wilson")
-    curve = pd.DataFrame({"n": grid, "halfwidth": (high - low) / 2})
+    curve = pd.DataFrame({"n": grid, "halfwidth": _wilson_halfwidth(p, grid, level)})
     measured = None
     same = arms_differing_only_in_val_size(meta, arms)
     z = float(norm.ppf(0.5 + level / 2))
