@@ -362,7 +362,7 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
                                                after=S.count("epochs", result.lr_epochs_after_collapse))
         lines.append(D["lr_line"].format(
             initial=short(result.lr_initial, 3), final=short(result.lr_final, 3),
-            cuts=D["cuts_one" if len(cuts) == 1 else "cuts_many"].format(n=len(cuts)),
+            cuts=S.count("cuts", len(cuts)),
             at=D["cuts_at_one" if len(cuts) == 1 else "cuts_at_many"].format(epochs=", ".join(map(str, cuts)))
             if cuts else "", collapse=collapse))
     best = []
