@@ -62,3 +62,18 @@ def test_stats_and_diagnose_speak_chinese(small_store, tmp_path):
     history.write_text("epoch,val_accuracy\n0,0.5\n1,0.6\n2,0.6\n")
     diagnosis = run_probe("diagnose", history, "--val-size", "10", "--lang", "zh")
     assert diagnosis.returncode == 0 and "结论：" in diagnosis.stdout and "verdict:" not in diagnosis.stdout
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, json_flag):
+    """`valstat diagnose ... | head -1`: the reader closes the pipe before valstat has written."""
+    history = tmp_path / "history.json"
+    history.write_text('{"loss": [1.0, 0.8, 0.7], "accuracy": [0.5, 0.6, 0.7],'
+                       ' "val_loss": [1.1, 0.9, 0.8], "val_accuracy": [0.5, 0.6, 0.6]}')
+    process = subprocess.Popen([sys.executable, "-m", "valstat", "diagnose", str(history), "--val-size",
+                                "30", *json_flag], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert "Traceback" not in error and "Error" not in error, error
+    assert process.returncode in (0, 141)
