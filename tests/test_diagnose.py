@@ -320,7 +320,8 @@ JSON_KEYS = {"val_size", "val_size_inferred", "lattice_step", "level", "epochs",
              "lr_initial", "lr_final", "lr_cuts", "lr_cuts_after_ties", "lr_collapse_threshold",
              "best_val_accuracy_epoch", "best_val_loss_epoch", "best_epoch_expected_optimism",
              "best_epoch_optimism", "lr_at_collapse", "has_val_loss", "verdict",
-             "val_loss_not_finite"}   # added: the epochs whose val_loss is NaN or infinite
+             "val_loss_not_finite",   # added: the epochs whose val_loss is NaN or infinite
+             "loss_not_finite", "diverged_epoch"}   # added: a NaN or infinite training loss
 JSON_EPOCH_KEYS = {"epoch", "val_accuracy", "k", "low", "high", "change_images", "p_value",
                    "within_noise", "detectable_drop"}
 JSON_NESTED_KEYS = {
@@ -360,7 +361,7 @@ def test_json_keys_are_unchanged(history, args, null, tmp_path):
     result = json.loads(done.stdout)
     assert set(result) == JSON_KEYS
     assert all(set(row) == JSON_EPOCH_KEYS for row in result["epochs"])
-    assert {key for key in JSON_KEYS if result[key] is None} - {"detectable_drop_last"} == null
+    assert {key for key in JSON_KEYS if result[key] is None} - {"detectable_drop_last", "diverged_epoch"} == null
     for key, keys in JSON_NESTED_KEYS.items():
         assert result[key] is None or set(result[key]) == keys, key
 
@@ -429,6 +430,32 @@ def test_nan_val_loss_epochs_are_named_in_a_note():
     assert "val_loss is NaN or infinite at epochs 2, 4" in en and "第 2, 4 轮为 NaN" in zh
     finite = diagnose(frame.assign(val_loss=[1.0] * 6), val_size=10)
     assert finite.val_loss_not_finite == [] and "NaN" not in format_diagnosis(finite)
+
+
+def test_a_diverged_run_is_diagnosed_up_to_its_divergence():
+    # 20 images; the training loss is NaN from epoch 3 to the end, where the broken model scores 2/20
+    frame = pd.DataFrame({"epoch": range(6), "loss": [1.0, 0.8, 0.7, np.nan, np.nan, np.nan],
+                          "val_accuracy": [0.5, 0.6, 0.65, 0.1, 0.1, 0.1],
+                          "val_loss": [1.1, 0.9, 0.8, np.nan, np.nan, np.nan]})
+    result = diagnose(frame)
+    assert result.val_size == 20                  # inferred from every epoch: 0.65 and 0.1 need 20
+    assert result.diverged_epoch == 3 and result.loss_not_finite == []
+    assert [row.epoch for row in result.epochs] == [0, 1, 2]
+    assert result.largest_drop is None and result.val_loss_not_finite == []   # the drop to 2/20 is the divergence
+    en, zh = format_diagnosis(result), format_diagnosis(result, lang="zh")
+    assert result.verdict.startswith("The run diverged at epoch 3") and "the 3 epochs before it" in result.verdict
+    assert "NaN or infinite from epoch 3: the run diverged there" in en and "从第 3 轮起" in zh
+    assert diagnose(frame.assign(loss=1.0)).diverged_epoch is None   # a finite loss: the drop is analysed
+    assert diagnose(frame.assign(loss=1.0)).largest_drop.images == -11
+
+
+def test_a_nan_training_loss_the_run_recovers_from_is_a_note_not_a_divergence():
+    frame = pd.DataFrame({"epoch": range(4), "loss": [1.0, np.inf, 0.8, 0.7],
+                          "val_accuracy": [0.5, 0.6, 0.6, 0.7]})
+    result = diagnose(frame, val_size=10)
+    assert result.diverged_epoch is None and result.loss_not_finite == [1] and len(result.epochs) == 4
+    assert "the training loss is NaN or infinite at epoch 1, and finite again after" in format_diagnosis(result)
+    assert "diverged" not in format_diagnosis(result)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,3 +649,9 @@ def test_report_and_terminal_state_the_same_numbers(tmp_path):
     bound = re.search(r"at most \+(\d+\.\d) points expected", cli).group(1)
     assert f"about +{bound} points" in page and f"the {epochs} epochs within noise of the best" in page
     assert epochs == sum(fisher_p(24, x, 30) >= 0.05 for x in k)   # epochs not below the best
+
+
+def test_a_run_diverged_from_its_first_epoch_is_refused():
+    frame = pd.DataFrame({"epoch": [1, 2], "loss": [np.nan, np.nan], "val_accuracy": [0.1, 0.1]})
+    with pytest.raises(ValstatError, match=r"NaN or infinite in every epoch \(from epoch 1\): the run diverged at once"):
+        diagnose(frame, val_size=10)

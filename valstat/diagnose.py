@@ -106,6 +106,11 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
                 f"of images out of {n} ({accuracy[i]:.6g} x {n} = {scaled[i]:.4g}); check "
                 "--val-size (leave it out to infer it)")
         inferred = False
+    # a diverged run's accuracies are still counts of the same images (used above), but not
+    # the curve of a model: the analysis below ends where the divergence began
+    epochs, diverged_epoch, loss_not_finite = _before_divergence(epochs)
+    labels = epochs["epoch"].to_numpy()
+    accuracy = epochs["val_accuracy"].to_numpy(dtype=float)
 
     # -- lattice and epoch-to-epoch changes ---------------------------------------------------
     changes = curve_changes(accuracy, n, level=level)
@@ -179,8 +184,30 @@ def diagnose(epochs_df: pd.DataFrame, val_size: int | None = None, level: float 
         best_epoch_expected_optimism=to_plain(noise["expected_optimism"]), best_epoch_optimism=optimism,
         lr_at_collapse=run["collapse_lr"], has_val_loss=bool(np.isfinite(val_loss).any()),
         val_loss_not_finite=[int(e) for e in labels[~np.isfinite(val_loss)]] if "val_loss" in epochs else [],
-        verdict="")
+        loss_not_finite=loss_not_finite, diverged_epoch=diverged_epoch, verdict="")
     return replace(result, verdict=verdict(result))
+
+
+def _before_divergence(epochs: pd.DataFrame) -> tuple[pd.DataFrame, int | None, list]:
+    """(epochs, diverged_epoch, loss_not_finite). Where the training loss is NaN or infinite
+    from some epoch to the end, the run diverged there: its weights are broken from that epoch
+    on, so its accuracies say nothing about noise or the schedule, and (as in a store, where a
+    diverged run's epochs end there) only the epochs before it are kept. loss_not_finite: the
+    other epochs with a NaN or infinite training loss (the run recovered after them)."""
+    if "loss" not in epochs:
+        return epochs, None, []
+    broken = ~np.isfinite(epochs["loss"].to_numpy(dtype=float))
+    labels = epochs["epoch"].to_numpy()
+    finite_after = np.flatnonzero(~broken)
+    first = int(finite_after[-1]) + 1 if finite_after.size else 0   # start of the broken tail
+    if first == len(epochs):
+        return epochs, None, [int(e) for e in labels[broken]]
+    if first == 0:
+        raise ValstatError(f"the training loss is NaN or infinite in every epoch (from epoch "
+                           f"{int(labels[0])}): the run diverged at once, so there is no curve to "
+                           "diagnose (lower the learning rate and train again)")
+    return (epochs.iloc[:first].reset_index(drop=True), int(labels[first]),
+            [int(e) for e in labels[:first][broken[:first]]])
 
 
 def _whole(value: float | None) -> int | None:
@@ -217,6 +244,8 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
     rows = r.epochs
     last = rows[-1]
     parts = []
+    if r.diverged_epoch is not None:
+        parts.append(D["diverged"].format(e=r.diverged_epoch, epochs=S.count("epochs", len(rows))))
 
     size = S.images(n) + (D["inferred"] if r.val_size_inferred else "")
     parts.append(D["lattice"].format(size=size, step=pts(1 / n), k=last.k, n=n, acc=pct(last.val_accuracy),
@@ -304,6 +333,11 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
     return D["joiner"].join(parts)
 
 
+def _epoch_list(D, epochs: list) -> str:
+    """'epoch 2' / 'epochs 2, 4' (the diagnose strings' at_one / at_many)."""
+    return D["at_one" if len(epochs) == 1 else "at_many"].format(epochs=", ".join(map(str, epochs)))
+
+
 def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> str:
     """Text for the terminal: the per-epoch table, the findings and the verdict."""
     S = Strings(lang)
@@ -372,10 +406,13 @@ def format_diagnosis(result: Diagnosis, width: int = 100, lang: str = "en") -> s
         best.append(D["best_loss"].format(e=result.best_val_loss_epoch))
     if best:
         lines.append(D["best_line"].format(items=", ".join(best)))
+    if result.diverged_epoch is not None:
+        lines.append(D["diverged_line"].format(e=result.diverged_epoch))
+    if result.loss_not_finite:
+        lines.append(D["train_loss_not_finite"].format(epochs=_epoch_list(D, result.loss_not_finite)))
     bad = result.val_loss_not_finite
     if bad:
-        lines.append(D["loss_not_finite"].format(epochs=D["at_one" if len(bad) == 1 else "at_many"].format(
-            epochs=", ".join(map(str, bad)))))
+        lines.append(D["loss_not_finite"].format(epochs=_epoch_list(D, bad)))
     basis = result.best_epoch_optimism
     if result.best_epoch_expected_optimism is not None and basis.epochs > 1:
         lines.append(D["bias"].format(points=pts(result.best_epoch_expected_optimism),

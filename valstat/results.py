@@ -577,7 +577,9 @@ class Diagnosis(_Result):
     (fraction) on how far the best epoch's val accuracy exceeds its true accuracy from noise
     alone, on the basis best_epoch_optimism; has_val_loss; verdict (English, from the fields
     above: diagnose.verdict); val_loss_not_finite: epochs whose val_loss is NaN or infinite
-    (left out of the best val-loss epoch)."""
+    (left out of the best val-loss epoch); diverged_epoch: the first epoch from which the
+    training loss is NaN or infinite to the end (None: never), where the epochs above end;
+    loss_not_finite: the epochs before it with a NaN or infinite training loss."""
 
     val_size: int
     val_size_inferred: bool
@@ -605,6 +607,8 @@ class Diagnosis(_Result):
     lr_at_collapse: float | None
     has_val_loss: bool
     val_loss_not_finite: list                            # epoch numbers (NaN or inf val_loss)
+    loss_not_finite: list                                # epoch numbers (NaN or inf training loss)
+    diverged_epoch: int | None                           # where the training loss stayed NaN or inf
     verdict: str
 
 
