@@ -155,7 +155,8 @@ def test_tfkeras2_lr_history():
     assert f"{beyond} of 11 epoch-to-epoch changes" in verdict
     assert "4 images (13.3 points) between epochs 2 and 3" in verdict
     assert f"within noise (p={fisher_p(24, 20, 30):.2f}; p=1.00 adjusted for scanning 11 moves" in verdict
-    assert f"flags only drops of {drop.smallest_flagged} images or more" in verdict
+    assert f"as the largest of 11 moves on 30 images, a drop from there is flagged only at {drop.smallest_flagged} images or more" in verdict
+    assert "Fisher’s test of one move chosen in advance detects only drops" in verdict
     assert "down to 1e-06, 0.1% of its start (0.001), at epoch 9" in verdict
     assert "flat tail is the schedule" in verdict
     assert "--val-size" in verdict  # n was inferred: say how to override it
@@ -619,7 +620,7 @@ def test_within_noise_rows_say_which_drop_the_test_could_detect(lang):
     last = fisher_drop_reference(30, KERAS3_K[-1] / 30)
     assert result.detectable_drop_last == last
     if lang == "en":
-        assert f"Fisher’s test detects only drops of {last} images or more with 80% power" in result.verdict
+        assert f"Fisher’s test of one move chosen in advance detects only drops of {last} images or more with 80% power" in result.verdict
 
 
 def test_report_and_terminal_state_the_same_numbers(tmp_path):
@@ -641,7 +642,7 @@ def test_report_and_terminal_state_the_same_numbers(tmp_path):
     page = " ".join(page.split())
     detect = fisher_drop_reference(30, k[-1] / 30)
     for text in (cli, page):
-        assert f"at the last epoch’s 53.3%, Fisher’s test detects only drops of {detect} images" in text
+        assert f"at the last epoch’s 53.3%, Fisher’s test of one move chosen in advance detects only drops of {detect} images" in text
     p = fisher_p(24, 16, 30)
     assert f"{p:.2g}" == "0.054" and "p=0.054" in cli and "p = 0.054" in page
     assert "p = 0.05)" not in page and "this arm" not in page

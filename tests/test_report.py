@@ -382,7 +382,7 @@ def test_single_run_report(tmp_path):
     from power_reference import fisher_drop_reference
 
     detect = fisher_drop_reference(30, accuracy[-1])
-    assert f"Fisher 检验只能以 80% 功效检出 {detect} 张图像或更大的下降" in html
+    assert f"对事先选定的一次变化做 Fisher 检验，只能以 80% 功效检出 {detect} 张图像或更大的下降" in html
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 3
 
 
@@ -568,6 +568,47 @@ def test_largest_drop_sentence_gives_the_adjusted_p_its_verdict_uses(lang):
     assert f"= {adjusted:.2f}" in verdict and f"= {raw:.2g}" not in verdict
     assert ("Bonferroni-adjusted" if lang == "en" else "Bonferroni 校正后") in verdict
     assert f"= {raw:.2g}" in scan   # the one-move p, labelled as such, beside the multiplier
+
+
+def _paired_drop(lost, gained, moves=10):
+    """The largest drop of a 30-image curve flat at 20/30 for `moves` moves, then `lost` images
+    going wrong and `gained` going right (per-image correctness: the McNemar path)."""
+    import numpy as np
+
+    from valstat.results import LargestDrop
+    from valstat.stats import curve_changes, largest_drop
+
+    correct = np.zeros((moves + 1, 30), dtype=bool)
+    correct[:, :20] = True
+    correct[-1, :lost] = False
+    correct[-1, 20:20 + gained] = True
+    return LargestDrop.from_stats(largest_drop(curve_changes(correct.mean(axis=1), 30, correct=correct)))
+
+
+def test_largest_drop_threshold_is_given_for_the_images_that_changed_and_only_within_noise():
+    from scipy import stats as sps
+
+    from valstat.report.content import drop_texts
+    from valstat.report.text import Strings
+
+    S = Strings("en")
+    # 8 lost, 2 gained of 10 changed; as the largest of 10 moves, McNemar (exact, two-sided)
+    # flags a net loss j of those 10 only when 2 * P(Bin(10, 1/2) <= (10 - j) / 2) * 10 < 0.05
+    drop = _paired_drop(lost=8, gained=2)
+    flag = min(j for j in (0, 2, 4, 6, 8, 10)
+               if 10 * 2 * sps.binom.cdf((10 - j) // 2, 10, 0.5) < 0.05)
+    assert drop.within_noise and drop.discordant == 10 and flag == 10
+    _, scan = drop_texts(drop, 30, True, S)
+    assert "with the 10 images that changed answer between the two epochs" in scan
+    assert f"images lost outnumber those gained by {flag} images or more" in scan
+    # 14 lost, none gained: 10 * 2 * 0.5**14 = 0.0012, beyond noise; no "within noise" caveat
+    beyond = _paired_drop(lost=14, gained=0)
+    verdict, scan = drop_texts(beyond, 30, True, S)
+    assert not beyond.within_noise and "larger than the noise" in verdict
+    assert "within noise" not in scan and "beyond noise even so" in scan
+    # 3 lost of 3 changed: 10 * 2 * 0.5**3 > 1, and no split of 3 could be flagged
+    _, scan = drop_texts(_paired_drop(lost=3, gained=0), 30, True, S)
+    assert "with only 3 images changing answer" in scan and "could flag no loss at all" in scan
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -272,9 +272,10 @@ def verdict(r: Diagnosis, lang: str = "en") -> str:
                 sentence += (D["drop_alone"].format(**alone, flagged=S.images(drop.smallest_flagged))
                              if drop.smallest_flagged is not None else D["drop_alone_none"].format(**alone))
             elif drop.smallest_flagged is not None:
-                sentence += D["drop_within"].format(scan=scan, n=n, flagged=S.images(drop.smallest_flagged))
+                sentence += D["drop_within"].format(scan=scan, n=n, moves=moves,
+                                                    flagged=S.images(drop.smallest_flagged))
             else:
-                sentence += D["drop_within_none"].format(scan=scan, n=n)
+                sentence += D["drop_within_none"].format(scan=scan, n=n, moves=moves)
         parts.append(sentence[0].upper() + sentence[1:])
         last_detect = r.detectable_drop_last
         acc = pct(last.val_accuracy)

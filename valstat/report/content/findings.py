@@ -79,14 +79,20 @@ def moves_detect_text(detectable, S) -> str:
 
 def drop_texts(drop: LargestDrop, n, paired, S) -> list:
     """The largest drop's verdict with the Bonferroni-adjusted p it uses (McNemar when
-    `paired`, else Fisher), then the scan adjustment and the smallest loss the test could flag."""
+    `paired`, else Fisher), then the scan adjustment and, for a drop within noise, the smallest
+    loss the test could flag (McNemar: given the images that changed answer)."""
     key = ("drop_within" if drop.within_noise else "drop_beyond") + ("" if paired else "_fisher")
     verdict = S(f"findings.{key}", p_adj=pval(drop.p_adjusted), scanned=drop.scanned, n=n,
                 low=pts(drop.low, signed=True), high=pts(drop.high, signed=True))
     scan = dict(scanned=drop.scanned, p=pval(drop.p_value), n=n)
+    if not drop.within_noise:
+        return [verdict, S("findings.drop_scan_beyond", **scan)]
+    key = "findings.drop_scan"
+    if drop.discordant is not None:
+        key, scan["changed"] = "findings.drop_scan_paired", S.images(drop.discordant)
     if drop.smallest_flagged is None:
-        return [verdict, S("findings.drop_scan_none", **scan)]
-    return [verdict, S("findings.drop_scan", **scan, flag=S.images(drop.smallest_flagged))]
+        return [verdict, S(f"{key}_none", **scan)]
+    return [verdict, S(key, **scan, flag=S.images(drop.smallest_flagged))]
 
 
 def _flat(analysis, S):
