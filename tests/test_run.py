@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, valstat, write_image_folder
-from valstat.store import load_tables, store_path
+from valstat.store import load_tables, read_meta, store_path
 
 
 def test_sweep_stores_every_run_epoch_and_prediction(tiny_sweep):
@@ -73,6 +73,13 @@ def test_rerun_resumes_and_more_seeds_add_runs(tmp_path):
         assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone() == (8,)
         assert connection.execute(
             "SELECT COUNT(*) FROM (SELECT DISTINCT run_id, epoch FROM epochs)").fetchone() == (8,)
+    # fewer seeds than the store was planned with: nothing to train, and the plan stays at 2
+    fewer = valstat("run", TINY, "--seeds", "1", "--epochs", "2", "--out", out, "--quiet")
+    assert fewer.returncode == 0 and "0 runs trained, 2 already stored" in fewer.stdout
+    assert "was planned for 2 seeds and holds 4 runs; this command asks for only 1 seed, so" in fewer.stdout
+    assert read_meta(out)["sweep"]["seeds"] == 2
+    dry = valstat("run", TINY, "--seeds", "1", "--epochs", "2", "--out", out, "--dry-run")
+    assert dry.returncode == 0 and "was planned for 2 seeds" in dry.stdout
 
 
 def test_user_folder_end_to_end_and_export(tmp_path):

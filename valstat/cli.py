@@ -78,6 +78,7 @@ def cmd_run(args) -> int:
         print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
               f"{plan.planned - plan.stored} to train on {_count(plan.workers, 'worker')}; "
               f"{engine.line('would train on')}")
+        _print_larger_plan(out_dir, plan.plan_seeds, plan.store_runs, experiment.sweep.seeds)
         if plan.estimate_s is not None:
             per_run = f"{plan.run_s:.1f}" if plan.run_s >= 0.1 else f"{plan.run_s:.2f}"
             print(f"estimated time: {_duration(plan.estimate_s)} ({per_run} s per run, "
@@ -106,7 +107,16 @@ def cmd_run(args) -> int:
           f"{outcome.already_done} already stored, {len(outcome.diverged)} diverged"
           f"{f', {failed} failed' if failed else ''}; "
           f"{outcome.stored}/{outcome.planned} runs in {out_dir}. {next_step}")
+    _print_larger_plan(out_dir, outcome.plan_seeds, outcome.store_runs, experiment.sweep.seeds)
     return 1 if outcome.failed else 0
+
+
+def _print_larger_plan(out_dir: Path, plan_seeds: int, store_runs: int, asked: int) -> None:
+    """Say so when the store was planned for more seeds than this command asks for."""
+    if plan_seeds > asked:
+        print(f"note: {out_dir} was planned for {plan_seeds} seeds and holds "
+              f"{_count(store_runs, 'run')}; this command asks for only {_count(asked, 'seed')}, so "
+              f"the store's plan and its report keep all {plan_seeds} seeds")
 
 
 def _count(number: int, noun: str, plural: str | None = None) -> str:

@@ -38,6 +38,8 @@ class SweepOutcome:
     diverged: list[str] = field(default_factory=list)
     failed: dict = field(default_factory=dict)   # (run_id, ...) of one task -> its one-line error
     interrupted: bool = False
+    plan_seeds: int = 0         # seeds of the store's plan after this sweep (see plan_seeds)
+    store_runs: int = 0         # finished runs in the store at the end, of any plan
 
 
 @dataclass
@@ -56,6 +58,8 @@ class SweepPlan:
                                                        # fused pack with its compilation
     start_s: float = 0.0        # measured: this process's start (imports, data, plan), the
                                 # workers' start, and compiling each arm once
+    plan_seeds: int = 0         # seeds of the store's plan after the sweep (see plan_seeds)
+    store_runs: int = 0         # runs in the store now, of any plan
 
     @property
     def estimate_s(self) -> float | None:
@@ -89,6 +93,16 @@ def _check_owner(experiment: Experiment, out_dir: Path) -> None:
         raise ValstatError(f"{out_dir} holds runs of a different experiment config "
                         f"('{existing.get('experiment')}', {existing.get('source_file')})"
                         f"{': ' + shown if shown else ''}; use another --out folder")
+
+
+def plan_seeds(meta: dict | None, experiment: Experiment) -> int:
+    """Seeds of the plan a store records: a sweep asking for fewer seeds than the store was
+    planned with (same config) trains what it names but keeps the larger plan, so the report
+    never describes a store of 40 runs as a plan of 4."""
+    old = ((meta or {}).get("sweep") or {}).get("seeds")
+    if old and meta.get("config_hash") == experiment.config_hash():
+        return max(int(old), experiment.sweep.seeds)
+    return experiment.sweep.seeds
 
 
 def config_differences(meta: dict, experiment: Experiment) -> list[str]:
@@ -173,7 +187,9 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
         plan = SweepPlan(planned=len(specs), stored=len(done), workers=workers, run_s=None,
                          run_s_source="", dataset=meta["dataset"], images_per_run={
                              spec.arm.name: (len(spec.split.train), len(spec.split.val),
-                                             len(spec.split.truth)) for spec in specs})
+                                             len(spec.split.truth)) for spec in specs},
+                         plan_seeds=plan_seeds(read_meta(out_dir), experiment),
+                         store_runs=len(stored))
         packs, single = engine_tasks(pending, engine, pack_size)
         walls = [stored[run_id] for run_id in done if stored[run_id]]
         if walls:
@@ -454,12 +470,16 @@ def run_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None =
     engine = engine or resolve_device("cpu")
     with StoreLock(out_dir, wait=wait):
         specs, meta = prepare(experiment, out_dir)
+        seeds = plan_seeds(read_meta(out_dir), experiment)
+        meta["sweep"] = {**meta["sweep"], "seeds": seeds}
         with Store(out_dir) as store:
             check_engine(store, engine)
             store.set_meta(meta)
             outcome = _train_pending(experiment, specs, store, workers, scheduler, progress,
                                      verbose, old_path, engine, pack_size, announce)
-            outcome.stored = len(store.finished_run_ids() & {spec.run_id for spec in specs})
+            finished = store.finished_run_ids()
+            outcome.stored = len(finished & {spec.run_id for spec in specs})
+            outcome.plan_seeds, outcome.store_runs = seeds, len(finished)
     return outcome
 
 
