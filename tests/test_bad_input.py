@@ -73,7 +73,7 @@ def test_bad_data_folders_are_refused(tmp_path, case, fragment):
     (["--seeds", "-3"], "--seeds: must be at least 1"),
     (["--seeds", "abc"], "--seeds: expected a whole number"),
     (["--epochs", "0"], "--epochs: must be at least 1"),
-    (["--folds", "40"], "--folds 40 is larger than the smallest class allows"),
+    (["--folds", "40"], "40 folds are more than the smallest class allows"),
     (["--val-size", "5000"], "val_size 5000 + truth_size 100 = 5220 is too many"),
     (["--val-size", "4"], "smaller than the number of classes (10)"),
     (["--holdout", "2"], "--holdout: must be in [0, 0.9)"),
@@ -99,6 +99,32 @@ def test_bad_experiment_files_name_the_key_and_file(tmp_path, text, fragments):
     bad.write_text(text)
     result = valstat("run", bad, "--out", tmp_path / "out", "--quiet")
     assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[training]\nepochs = -3\n', "[training] epochs of arm 'main' in bad.toml must be at least 1, got -3"),
+    ('[sweep]\nseeds = 0\n', "[sweep] seeds in bad.toml must be at least 1"),
+    ('[data]\nval_size = 1\n', "[data] val_size of arm 'main' in bad.toml must be at least 2"),
+    ('', "bad.toml is empty: it sets nothing to run"),
+])
+def test_bad_values_in_a_file_name_its_key_not_a_flag(tmp_path, text, fragment):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    result = valstat("run", "bad.toml", "--out", tmp_path / "out", "--dry-run", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert "--" not in result.stderr.split(fragment)[0]   # no flag the user never typed
+
+
+def test_a_shipped_name_means_the_shipped_experiment_whatever_the_folder_holds(tmp_path):
+    (tmp_path / "default").mkdir()              # e.g. left by `valstat run --out default`
+    (tmp_path / "augment").write_text("")
+    shipped = valstat("run", "augment", "--dry-run", "--seeds", "1", "--out", tmp_path / "o", cwd=tmp_path)
+    assert shipped.returncode == 0 and "# from augment.toml (shipped)" in shipped.stdout
+    assert "[arms.tutorial.augment]" in shipped.stdout
+    bare = valstat("run", "--dry-run", "--seeds", "1", "--out", tmp_path / "o", cwd=tmp_path)
+    assert bare.returncode == 0 and "# from default.toml (shipped)" in bare.stdout
+    assert_one_line_error(valstat("run", "./default", "--dry-run", cwd=tmp_path), "is a folder, not an experiment TOML file")
+    assert_one_line_error(valstat("run", "./augment", "--dry-run", cwd=tmp_path), "augment is empty")
 
 
 def test_awkward_images_are_converted_and_corrupt_ones_skipped_with_one_warning(tmp_path):
@@ -240,3 +266,10 @@ def test_kill_9_of_the_driver_then_rerun_resumes_without_duplicates(tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"{kept} already stored" in again.stdout
     _assert_complete_without_duplicates(out, 30)
+
+
+def test_a_default_validation_size_too_large_for_the_folder_says_which_flag_sets_it(tmp_path):
+    data = write_image_folder(tmp_path / "few", classes=("a", "b"), per_class=6)
+    result = valstat("run", TINY, "--data", data, "--out", tmp_path / "out", "--dry-run")
+    assert_one_line_error(result, "validation size", "is too large: only 12 images are available",
+                          "choose at most 10 with --val-size")

@@ -207,13 +207,17 @@ def shipped_experiments() -> dict:
 
 
 def read_experiment_source(name_or_path: str | None) -> tuple[str, str]:
-    """(origin, TOML text) of a file path, or of a shipped experiment's name."""
+    """(origin, TOML text) of a file path, or of a shipped experiment's name (which wins over a
+    file or folder of that name in the working folder: write ./default for such a file)."""
     if name_or_path is None:
         name_or_path = DEFAULT_EXPERIMENT
     path = Path(name_or_path)
     shipped = shipped_experiments()
-    if path.suffix != ".toml" and not path.exists() and name_or_path in shipped:
+    if name_or_path in shipped:
         return f"{name_or_path}.toml (shipped)", shipped[name_or_path].read_text(encoding="utf-8")
+    if path.is_dir():
+        raise ValstatError(f"{name_or_path} is a folder, not an experiment TOML file "
+                           f"(shipped experiments: {', '.join(sorted(shipped))})")
     if not path.is_file():
         raise ValstatError(f"experiment file {name_or_path} not found "
                         f"(shipped: {', '.join(sorted(shipped))})")
@@ -232,6 +236,9 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValstatError(f"{origin} is not valid TOML: {error}") from None
+    if not document:
+        raise ValstatError(f"{origin} is empty: it sets nothing to run (`valstat run --dry-run` "
+                           "prints the default experiment, a file to start from)")
     top_keys = {"name", "description", "arms", *SECTIONS}
     for key in document:
         if key not in top_keys:
@@ -362,33 +369,42 @@ def resolved_toml(experiment: Experiment) -> str:
 
 
 def validate(experiment: Experiment) -> None:
+    """Refuse settings no run can use, in one line naming the key and where it was read (the
+    command-line flags check their own values before this)."""
+    origin = experiment.source_file + (" or --set" if experiment.settings else "")
     sweep = experiment.sweep
     if sweep.seeds < 1:
-        raise ValstatError(f"--seeds must be at least 1, got {sweep.seeds}")
+        raise ValstatError(f"[sweep] seeds in {origin} must be at least 1, got {sweep.seeds}")
     if sweep.folds < 1:
-        raise ValstatError(f"--folds must be at least 1, got {sweep.folds}")
+        raise ValstatError(f"[sweep] folds in {origin} must be at least 1, got {sweep.folds}")
     unknown = set(sweep.vary) - set(SEED_KINDS)
     if unknown:
-        raise ValstatError(f"[sweep] vary may only name {', '.join(SEED_KINDS)}; "
+        raise ValstatError(f"[sweep] vary in {origin} may only name {', '.join(SEED_KINDS)}; "
                         f"got {', '.join(sorted(unknown))}")
     if experiment.cluster.gpus < 0:
-        raise ValstatError(f"[cluster] gpus must be 0 or more, got {experiment.cluster.gpus}")
+        raise ValstatError(f"[cluster] gpus in {origin} must be 0 or more, got {experiment.cluster.gpus}")
     sources = {arm.data.source for arm in experiment.arms}
     if len(sources) > 1:
-        raise ValstatError("all arms of an experiment must use the same data source")
+        raise ValstatError(f"all arms of an experiment must use the same data source ({origin} "
+                           f"names {', '.join(sorted(sources))})")
     for arm in experiment.arms:
+        where = f"of arm '{arm.name}' in {origin}"
         if arm.training.epochs < 1:
-            raise ValstatError(f"--epochs must be at least 1, got {arm.training.epochs}")
+            raise ValstatError(f"[training] epochs {where} must be at least 1, got {arm.training.epochs}")
         if arm.training.batch_size < 1:
-            raise ValstatError(f"batch_size must be at least 1, got {arm.training.batch_size}")
+            raise ValstatError(f"[training] batch_size {where} must be at least 1, "
+                               f"got {arm.training.batch_size}")
         if arm.training.learning_rate <= 0:
-            raise ValstatError(f"learning_rate must be positive, got {arm.training.learning_rate}")
+            raise ValstatError(f"[training] learning_rate {where} must be positive, "
+                               f"got {arm.training.learning_rate}")
         if arm.data.image_size < 16:
-            raise ValstatError(f"--image-size must be at least 16 pixels, got {arm.data.image_size}")
+            raise ValstatError(f"[data] image_size {where} must be at least 16 pixels, "
+                               f"got {arm.data.image_size}")
         if arm.data.val_size < 2:
-            raise ValstatError(f"--val-size must be at least 2, got {arm.data.val_size}")
+            raise ValstatError(f"[data] val_size {where} must be at least 2, got {arm.data.val_size}")
         if not 0.0 <= arm.data.holdout < 0.9:
-            raise ValstatError(f"--holdout must be a fraction in [0, 0.9), got {arm.data.holdout}")
+            raise ValstatError(f"[data] holdout {where} must be a fraction in [0, 0.9), "
+                               f"got {arm.data.holdout}")
         if arm.data.holdout and arm.data.source == DataConfig().source:
             raise ValstatError("--holdout keeps part of your own images (--data) aside as a truth "
                                "set; the built-in digits have theirs already (truth_size)")

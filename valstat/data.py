@@ -77,18 +77,18 @@ def index_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Class names (sorted folder names) and (file, label) pairs, without decoding."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise ValstatError(f"--data {root}: no such folder")
+        raise ValstatError(f"data folder {root}: no such folder")
     if not root.is_dir():
-        raise ValstatError(f"--data {root}: not a folder (expected one subfolder per class)")
+        raise ValstatError(f"data folder {root}: not a folder (expected one subfolder per class)")
     try:
         class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     except PermissionError:
-        raise ValstatError(f"--data {root}: cannot be read (permission denied)") from None
+        raise ValstatError(f"data folder {root}: cannot be read (permission denied)") from None
     if not class_dirs:
-        raise ValstatError(f"--data {root}: no class subfolders (expected one subfolder per class, "
+        raise ValstatError(f"data folder {root}: no class subfolders (expected one subfolder per class, "
                         "e.g. cats/ and dogs/, each holding images)")
     if len(class_dirs) < 2:
-        raise ValstatError(f"--data {root}: only one class ({class_dirs[0].name}); "
+        raise ValstatError(f"data folder {root}: only one class ({class_dirs[0].name}); "
                         "classification needs at least two class subfolders")
     files = []
     for label, class_dir in enumerate(class_dirs):
@@ -104,7 +104,7 @@ def index_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
             found.extend(Path(folder) / name for name in sorted(names)
                          if name.lower().endswith(IMAGE_EXTENSIONS))
         if not found:
-            raise ValstatError(f"--data {root}: class folder '{class_dir.name}' holds no images "
+            raise ValstatError(f"data folder {root}: class folder '{class_dir.name}' holds no images "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
         files.extend((path, label) for path in found)
     return [d.name for d in class_dirs], files
@@ -129,7 +129,7 @@ def _decode_folder(root: Path, class_names: list[str], files: list[tuple[Path, i
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
     for name, count in zip(class_names, counts):
         if count < MIN_IMAGES_PER_CLASS:
-            raise ValstatError(f"--data {root}: class '{name}' has {count} readable image(s) "
+            raise ValstatError(f"data folder {root}: class '{name}' has {count} readable image(s) "
                             f"after skipping {len(skipped)} unreadable file(s); "
                             f"need at least {MIN_IMAGES_PER_CLASS}")
     if skipped:

@@ -60,18 +60,21 @@ def check_split_sizes(labels: np.ndarray, pool: np.ndarray, val_size: int, folds
                       n_classes: int) -> None:
     counts = np.bincount(labels[pool], minlength=n_classes)
     if val_size < n_classes:
-        raise ValstatError(f"--val-size {val_size} is smaller than the number of classes "
-                        f"({n_classes}); a stratified validation set needs at least one per class")
+        raise ValstatError(f"validation size {val_size} is smaller than the number of classes "
+                        f"({n_classes}); a stratified validation set needs at least one per class "
+                        f"(set it with --val-size)")
     if val_size > len(pool) - n_classes:
-        raise ValstatError(f"--val-size {val_size} is too large: only {len(pool)} images are "
-                        f"available for training and validation")
+        raise ValstatError(f"validation size {val_size} is too large: only {len(pool)} images are "
+                        f"available for training and validation; choose at most "
+                        f"{len(pool) - n_classes} with --val-size")
     if folds > 1:
         if folds > counts.min():
-            raise ValstatError(f"--folds {folds} is larger than the smallest class allows "
+            raise ValstatError(f"{folds} folds are more than the smallest class allows "
                             f"({counts.min()} images); use --folds {max(1, counts.min())} or fewer")
         if folds * val_size > len(pool):
-            raise ValstatError(f"--folds {folds} x --val-size {val_size} needs {folds * val_size} "
-                            f"distinct validation images; only {len(pool)} are available")
+            raise ValstatError(f"{folds} folds x validation size {val_size} needs {folds * val_size} "
+                            f"distinct validation images; only {len(pool)} are available "
+                            f"(lower --folds or --val-size)")
 
 
 def make_split(labels: np.ndarray, pool: np.ndarray, truth: np.ndarray, val_size: int,
