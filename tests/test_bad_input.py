@@ -78,6 +78,8 @@ def test_bad_data_folders_are_refused(tmp_path, case, fragment):
     (["--val-size", "4"], "smaller than the number of classes (10)"),
     (["--holdout", "2"], "--holdout: must be in [0, 0.9)"),
     (["no_such_experiment"], "experiment file no_such_experiment not found"),
+    (["--scheduler", "notanaddress"], "'notanaddress' is not a Dask scheduler address"),
+    (["--scheduler", "http://localhost:abc"], "unknown scheme 'http'"),
 ])
 def test_bad_options_are_refused(tmp_path, args, fragment):
     experiment = [] if args[0] == "no_such_experiment" else [TINY]

@@ -46,6 +46,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler address (tcp://HOST:PORT, or HOST:PORT), checked before anything is
+    written; whether a scheduler answers there is found out when the sweep connects."""
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(text)
+        if scheme not in registry.backends:
+            raise ValueError(f"unknown scheme {scheme!r}")
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Dask scheduler address, expected "
+                                         f"tcp://HOST:PORT ({error})") from None
+    return text
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)
@@ -255,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder holding the store (default reports/NAME)")
     run.add_argument("--workers", type=positive_int, help="worker processes (default: by "
                      "input size; threads per worker = cores / workers)")
-    run.add_argument("--scheduler", help="address of an existing Dask scheduler, "
+    run.add_argument("--scheduler", type=scheduler_address, help="address of an existing Dask scheduler, "
                      "e.g. tcp://10.0.0.5:8786")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one experiment setting, checked like the TOML file "
