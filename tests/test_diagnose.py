@@ -656,3 +656,11 @@ def test_a_run_diverged_from_its_first_epoch_is_refused():
     frame = pd.DataFrame({"epoch": [1, 2], "loss": [np.nan, np.nan], "val_accuracy": [0.1, 0.1]})
     with pytest.raises(ValstatError, match=r"NaN or infinite in every epoch \(from epoch 1\): the run diverged at once"):
         diagnose(frame, val_size=10)
+
+
+def test_zero_correct_is_not_blamed_on_a_collapse_alone():
+    # a one-class network scores its class's share (3/30 on a stratified 10-class set), not 0/30
+    frame = pd.DataFrame({"epoch": range(3), "val_accuracy": [4 / 30, 2 / 30, 0.0]})
+    verdict = diagnose(frame, val_size=30).verdict
+    assert "scores that class’s share of the validation images, not 0, unless the class is missing" in verdict
+    assert "validation labels do not match the training labels" in verdict
