@@ -393,6 +393,9 @@ def test_garbage_event_file_is_one_line(tmp_path):
         (40).to_bytes(8, "little") + b"\0" * 4 + b"\xff" * 40 + b"\0" * 4)
     result = valstat("diagnose", tmp_path)
     assert_one_line_error(result, "not a readable TensorBoard event file")
+    (tmp_path / "events.out.tfevents.1.host").write_text("junk\n")    # shorter than one record
+    result = valstat("diagnose", tmp_path / "events.out.tfevents.1.host")
+    assert_one_line_error(result, "not a readable TensorBoard event file (no records)")
 
 
 def test_export_parquet_beside_csv(tmp_path):

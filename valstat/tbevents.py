@@ -72,7 +72,8 @@ def read_scalars(files: list[Path]) -> dict:
     scalars: dict = {}
     for path in sorted(files):
         try:
-            for payload in _records(path):
+            records = 0
+            for records, payload in enumerate(_records(path), start=1):
                 event = event_class()
                 event.ParseFromString(payload)
                 for value in event.summary.value:
@@ -84,6 +85,8 @@ def read_scalars(files: list[Path]) -> dict:
         except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends
             raise ValstatError(f"{path} is not a readable TensorBoard event file "
                             f"({type(error).__name__})") from None
+        if not records:     # every event file starts with a record of its version
+            raise ValstatError(f"{path} is not a readable TensorBoard event file (no records)")
     return scalars
 
 
