@@ -525,7 +525,7 @@ def test_too_few_learned_pairs_give_no_spread_ratio(tmp_path):
     out = build_store(tmp_path / "few", arms=("none", "tutorial"), seeds=5, folds=1, epochs=6,
                       vary=("split", "init", "order"))
     text = _text_of(out)
-    assert ("Only 4 of the 5 pairs have both runs learning (neither collapsed): too few to estimate how "
+    assert ("Pairs with both runs learning (neither collapsed): only 4 of 5, too few to estimate how "
             "tutorial changed the spread among runs that learn (at least 5 are needed).") in text
     assert "times that of none" not in text
     assert "只有 4 组的两次运行都学会了" in _text_of(out, "zh")
@@ -709,3 +709,37 @@ def test_collapse_aware_interval_over_seeds_says_seeds(lang):
         assert "Fewer than 2 seeds had a run that learned" in paragraphs
     else:
         assert "少于 20 个种子时" in paragraphs and "有运行学会的种子不足 2 个" in paragraphs
+
+
+def test_every_per_image_map_of_a_collapsed_run_is_marked_one_class():
+    from types import SimpleNamespace
+
+    from valstat.report.analysis import analyse
+    from valstat.synthetic import fake_store
+
+    runs, epochs, predictions, meta, _ = fake_store(arms=("a", "b"), seeds=2, folds=1, epochs=4, seed=3)
+    collapsing = predictions["run_id"].isin(["a/s0/f0", "b/s1/f0"]) & (predictions["epoch"] >= 1)
+    predictions.loc[collapsing, "predicted"] = 0
+    analysis = analyse(SimpleNamespace(runs=runs, epochs=epochs, predictions=predictions, meta=meta))
+    collapsed = {item["run_id"] for item in analysis.one_class}
+    assert collapsed == {"a/s0/f0", "b/s1/f0"}
+    assert analysis.correct_maps
+    for chart in analysis.correct_maps:
+        assert (chart["kind"] == "collapsed") == (chart["run_id"] in collapsed), chart["run_id"]
+
+
+@pytest.mark.parametrize("design", [dict(seeds=1, folds=1, epochs=2), dict(seeds=1, folds=1, epochs=3),
+                                    dict(seeds=2, folds=1, epochs=2, vary=("split", "init", "order"))])
+def test_counts_of_one_take_the_singular_in_the_report_and_stats(tmp_path, design):
+    import re
+
+    from valstat.report.stats_text import format_summary
+    from valstat.summary import summarize
+
+    out = build_store(tmp_path / "s", **design)
+    tables = load_tables(out)
+    text = _text_of(out) + "\n" + format_summary(
+        summarize(tables.runs, tables.epochs, tables.predictions, tables.meta), "en")
+    plural_of_one = re.compile(r"(?<![\d.,/])1 (runs|pairs|seeds|moves|epochs|images|cuts|steps|ties)\b"
+                               r"|\b1 of (the )?1 \w+s\b|of 1 \w+s\b")
+    assert not [m.group(0) for m in plural_of_one.finditer(text)], text

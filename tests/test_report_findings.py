@@ -137,7 +137,7 @@ def test_smooth_finding_on_runs_whose_accuracy_never_moved_has_no_median_of_noth
     text = " ".join(next(f for f in content.findings(analysis, Strings(lang)) if f["id"] == "smooth")["paragraphs"])
     if lang == "en":
         assert ("a: validation accuracy never changed from one epoch to the next (4 epoch-to-epoch steps); "
-                "the loss changed at 4 of 4 steps") in text
+                "the loss changed at 4 of 4 epoch-to-epoch steps") in text
     else:
         assert "a：验证集准确率在相邻轮次之间从未变化（4 次相邻轮次）" in text
     assert "–" not in text

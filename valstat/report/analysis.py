@@ -452,7 +452,9 @@ def _one_run_intervals(arms, val_sizes, summary, level):
 
 
 def _correct_maps(analysis: Analysis, matrices: dict) -> list:
-    """Per-image maps for the example run and the first run collapsed to one class (if any)."""
+    """Per-image maps for the example run and the first run collapsed to one class (if any);
+    kind "collapsed" for every map whose run collapsed (the example run may have), else "example"."""
+    collapsed = {item["run_id"] for item in analysis.one_class}
     chosen = []
     if analysis.example is not None:
         chosen.append(("example", analysis.example.run_id))
@@ -466,7 +468,7 @@ def _correct_maps(analysis: Analysis, matrices: dict) -> list:
             continue
         epochs_, _, labels, matrix = matrices[run_id]
         order = np.lexsort((-matrix.sum(axis=0), labels))   # by class, then most often right
-        maps.append({"kind": kind, "run_id": run_id, "matrix": matrix[:, order].T,
+        maps.append({"kind": "collapsed" if run_id in collapsed else kind, "run_id": run_id, "matrix": matrix[:, order].T,
                      "row_labels": [class_name(analysis.meta, c) for c in labels[order]],
                      "first_epoch": int(epochs_[0])})
     return maps

@@ -57,7 +57,7 @@ def _or_missing(text: str, S: Strings) -> str:
 
 def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> list:
     left_out = S["stats.left_out"] if arm.n_diverged and not settings.count_diverged else ""
-    lines = [S("stats.arm", arm=name, runs=arm.n_runs, diverged=arm.n_diverged, left_out=left_out,
+    lines = [S("stats.arm", arm=name, runs=S.count("runs", arm.n_runs), diverged=arm.n_diverged, left_out=left_out,
                n=arm.val_size, step=_or_missing(pct(arm.lattice_step, 2), S))]
     lines.append(_metric(S["stats.final"], arm.final_val_accuracy, S))
     lines.append(_metric(S["stats.best"], arm.best_val_accuracy, S))
@@ -81,7 +81,8 @@ def _arm_lines(name: str, arm: ArmSummary, settings: Settings, S: Strings) -> li
             lines.append(S("stats.lr_no_cuts", threshold=threshold, runs=lc.runs, when=when))
     if arm.one_class_collapse:
         oc = arm.one_class_collapse
-        lines.append(S("stats.one_class", ending=oc.runs_ending_collapsed, ever=oc.runs_ever_collapsed))
+        lines.append(S("stats.one_class", ending=S.count("runs", oc.runs_ending_collapsed),
+                       ever=oc.runs_ever_collapsed))
     for rule in arm.optimism.rules if arm.optimism else []:
         if finite(rule.low):
             ci = S("stats.optimism_ci", low=pts(rule.low), high=pts(rule.high))

@@ -82,9 +82,10 @@ def drop_texts(drop: LargestDrop, n, paired, S) -> list:
     `paired`, else Fisher), then the scan adjustment and, for a drop within noise, the smallest
     loss the test could flag (McNemar: given the images that changed answer)."""
     key = ("drop_within" if drop.within_noise else "drop_beyond") + ("" if paired else "_fisher")
-    verdict = S(f"findings.{key}", p_adj=pval(drop.p_adjusted), scanned=drop.scanned, n=n,
+    moves = S.count("moves", drop.scanned)
+    verdict = S(f"findings.{key}", p_adj=pval(drop.p_adjusted), moves=moves, n=n,
                 low=pts(drop.low, signed=True), high=pts(drop.high, signed=True))
-    scan = dict(scanned=drop.scanned, p=pval(drop.p_value), n=n)
+    scan = dict(scanned=drop.scanned, moves=moves, p=pval(drop.p_value), n=n)
     if not drop.within_noise:
         return [verdict, S("findings.drop_scan_beyond", **scan)]
     key = "findings.drop_scan"
@@ -136,7 +137,7 @@ def _flat(analysis, S):
         first, *others = analysis.one_class
         paragraphs.append(S("findings.one_class", run=first["run_id"], arm=first["arm"],
                             cls=first["class_name"], e=first["from_epoch"],
-                            epochs=first["epochs"], k=_or(first["k"]), n=_or(first["n"]),
+                            epochs=S.count("epochs", first["epochs"]), k=_or(first["k"]), n=_or(first["n"]),
                             acc=pct(first["final"])))
         if others:
             sep = "；" if S.lang == "zh" else "; "
@@ -167,7 +168,7 @@ def _smooth(analysis, S):
                                 tie_share=pct(st["tie_share"], 0),
                                 acc_move=pts(st["median_acc_move"]),
                                 loss_changed=st["loss_moves"] - st["loss_same"],
-                                loss_moves=st["loss_moves"],
+                                loss_steps=S.count("steps", st["loss_moves"]),
                                 loss_move=sig(st["median_loss_move"])))
     return {"id": "smooth", "title": S["findings.smooth_title"], "paragraphs": paragraphs}
 
@@ -341,7 +342,7 @@ def _compare(analysis, S):
         both = wide[[a, b]].dropna() if a in wide and b in wide else pd.DataFrame()
         diff = (both[b] - both[a]).to_numpy() if len(both) else np.array([])
         poi = comp.probability_of_improvement
-        paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=comp.pairs,
+        paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=S.count("pairs", comp.pairs),
                             wins=int((diff > 0).sum()), ties=int((diff == 0).sum()),
                             losses=int((diff < 0).sum()), p=num(poi.estimate),
                             low=num(poi.low), high=num(poi.high)))
@@ -355,7 +356,7 @@ def _compare(analysis, S):
                 paragraphs.append(S["findings.compare_t_shared"])
         if comp.mcnemar:
             paragraphs.append(S("findings.compare_mcnemar", sig=comp.mcnemar_significant,
-                                m=len(comp.mcnemar)))
+                                pairs=S.count("pairs", len(comp.mcnemar))))
         if comp.spread_change:
             paragraphs.append(spread_change_text(comp.spread_change, a, b, S, shared))
     return {"id": "compare", "title": S["findings.compare_title"], "paragraphs": paragraphs}
@@ -369,7 +370,8 @@ def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared:
     m, pairs = change.learned_pairs, change.pairs
     collapsed = change.collapsed
     if collapsed:
-        parts = [S("findings.compare_spread_collapsed", a=a, b=b, pairs=pairs, ca=collapsed.a,
+        parts = [S("findings.compare_spread_collapsed", a=a, b=b, runs=S.count("runs", pairs),
+                   pair_count=S.count("pairs", pairs), ca=collapsed.a,
                    cb=collapsed.b, diff=pts(collapsed.difference, signed=True),
                    low=pts(collapsed.low, signed=True), high=pts(collapsed.high, signed=True))]
         scope = S("findings.compare_spread_learned", m=m)
@@ -387,7 +389,7 @@ def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared:
         parts.append(S("findings.compare_spread_constant", scope=scope))
     else:
         key = "findings.compare_spread_few" if collapsed else "findings.compare_spread_few_all"
-        parts.append(S(key, m=m, pairs=pairs, b=b, min=MIN_SPREAD_PAIRS))
+        parts.append(S(key, m=m, m_pairs=S.count("pairs", m), pairs=pairs, b=b, min=MIN_SPREAD_PAIRS))
     return ("" if S.lang == "zh" else " ").join(parts)
 
 
