@@ -324,3 +324,17 @@ def test_a_drop_note_on_two_lines_breaks_at_a_clause_not_inside_one(lang, second
     first, second = plots._two_lines(note).split("\n")
     assert second.startswith(second_line_starts)
     assert (first + (" " if lang == "en" else "") + second) == note
+
+
+def test_the_coloured_run_of_the_loss_panel_is_never_cut_off(labels):
+    epochs = _epochs(runs=40)
+    epochs = epochs.assign(arm="a", val_loss=lambda d: 1.0 + 0.01 * d["epoch"])   # 400 points
+    peak = (epochs["run_id"] == "a/s0/f0") & (epochs["epoch"] == 5)
+    epochs.loc[peak, "val_loss"] = 9.0        # one epoch of one run: above the 99.5th percentile
+    with plots.figure_context("en"):
+        fig = plots.plot_loss_vs_accuracy(epochs, "a/s0/f0", "C0", labels)
+    assert fig.axes[0].get_ylim()[1] >= 9.0
+    assert "Loss: continuous" in [fig.axes[0].get_title(loc) for loc in ("left", "center", "right")]
+    with plots.figure_context("en"):
+        others = plots.plot_loss_vs_accuracy(epochs, "a/s1/f0", "C0", labels)
+    assert others.axes[0].get_ylim()[1] < 9.0   # a grey outlier may leave the axis

@@ -487,7 +487,9 @@ def plot_loss_vs_accuracy(epochs: pd.DataFrame, highlight: str, color: str,
         ax.set_xlabel(labels["epoch"])
     finite = data["val_loss"][np.isfinite(data["val_loss"])]
     if len(finite):
-        top = float(np.nanpercentile(finite, 99.5))
+        # grey outliers may leave the axis; the coloured run never does
+        shown = one["val_loss"][np.isfinite(one["val_loss"])]
+        top = max(float(np.nanpercentile(finite, 99.5)), float(shown.max()) if len(shown) else 0.0)
         ax_loss.set_ylim(max(0.0, float(finite.min()) - 0.05 * top), top * 1.05)
     ax_acc.set_ylim(-0.02, 1.02)
     _percent_axis(ax_acc)
