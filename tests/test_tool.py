@@ -18,6 +18,7 @@ import pytest
 from conftest import TINY, dead_pid, valstat, valstat_with_failing_arms
 from test_bad_input import assert_one_line_error
 from valstat.config import load_experiment
+from valstat.errors import ValstatError
 from valstat.history import read_history
 from valstat.lock import LOCK_NAME, StoreLock
 from valstat.store import load_tables, read_meta, store_path, write_tables
@@ -319,6 +320,10 @@ def test_notebook_api_loads_summarizes_and_draws_into_given_axes_without_tensorf
     assert got["arms"] == meta["arms"]
     stats = valstat("stats", tmp_path, "--json")
     assert got["summary"] == json.loads(stats.stdout)
+    import valstat as api
+
+    with pytest.raises(ValstatError, match=r"drawn from the image files by `valstat report`"):
+        api.plot(api.load(tmp_path), "unstable_images")
 
 
 TENSORBOARD_FIT = """

@@ -79,6 +79,9 @@ def plot(tables: Tables, name: str, ax=None, lang: str = "en"):
     """
     from valstat.report import plots
 
+    if name == "unstable_images":
+        raise ValstatError("the unstable-images grid is drawn from the image files by `valstat "
+                           "report` (report/figures/unstable_images.pdf, .svg, .png), not by plot")
     builders = _builders(tables, lang)
     if name not in builders:
         raise ValstatError(f"no figure {name!r} for this store (figures: {', '.join(builders)})")
