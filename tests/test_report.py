@@ -743,3 +743,17 @@ def test_counts_of_one_take_the_singular_in_the_report_and_stats(tmp_path, desig
     plural_of_one = re.compile(r"(?<![\d.,/])1 (runs|pairs|seeds|moves|epochs|images|cuts|steps|ties)\b"
                                r"|\b1 of (the )?1 \w+s\b|of 1 \w+s\b")
     assert not [m.group(0) for m in plural_of_one.finditer(text)], text
+
+
+def test_a_store_whose_recorded_plan_shrank_is_described_by_the_seeds_it_holds(tmp_path):
+    from valstat.report.analysis import analyse
+    from valstat.report.content import setup
+    from valstat.report.text import Strings
+
+    out = build_store(tmp_path / "s", seeds=4, folds=1, epochs=3)
+    with Store(out) as store:        # as `valstat run --seeds 2` left it before it kept the plan
+        store.set_meta({"sweep": {**store.meta()["sweep"], "seeds": 2}})
+    analysis = analyse(load_tables(out))
+    assert (analysis.coverage["planned_seeds"], analysis.coverage["planned"]) == (4, 8)
+    assert "2 × 4 × 1" in _text_of(out) and "2 × 2 × 1" not in _text_of(out)
+    assert ("Seeds and folds", "seeds × folds = 4 × 1; varied per seed: init, order") in setup(analysis, Strings("en"))

@@ -140,9 +140,12 @@ def analyse(tables, settings: Settings = DEFAULT) -> Analysis:
 def _coverage(meta: dict, runs: pd.DataFrame, arms: list) -> dict:
     sweep = meta.get("sweep") or {}
     planned_arms = meta.get("arms") or arms
-    planned = None
-    if sweep.get("seeds"):
-        planned = int(sweep["seeds"]) * int(sweep.get("folds") or 1) * len(planned_arms)
+    planned, planned_seeds = None, sweep.get("seeds")
+    if planned_seeds:
+        # never fewer than the seeds stored: a store written before `valstat run` kept the
+        # larger plan may record the smaller --seeds of a later command
+        planned_seeds = max(int(planned_seeds), int(runs["seed"].nunique()))
+        planned = planned_seeds * int(sweep.get("folds") or 1) * len(planned_arms)
     n_runs = int(len(runs))
     return {"runs": n_runs, "planned": planned,
             "complete": planned is None or n_runs >= planned,
@@ -151,7 +154,7 @@ def _coverage(meta: dict, runs: pd.DataFrame, arms: list) -> dict:
             "arms": len(arms), "seeds": int(runs["seed"].nunique()),
             "folds": int(runs["fold"].nunique()),
             "missing_arms": [a for a in planned_arms if a not in arms],
-            "planned_seeds": sweep.get("seeds"), "planned_folds": sweep.get("folds")}
+            "planned_seeds": planned_seeds, "planned_folds": sweep.get("folds")}
 
 
 def _bands(core: Core, epochs: pd.DataFrame, level: float) -> pd.DataFrame:

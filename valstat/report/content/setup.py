@@ -92,7 +92,7 @@ def setup(analysis: Analysis, S: Strings) -> list:
     if not any("augment" in (arm or {}) for arm in (meta.get("arms_config") or {}).values()):
         vary = [kind for kind in vary if kind != "augment"]  # no arm augments: that seed changes nothing
     rows.append((S["setup.seeds"], S("setup.seeds_value",
-                 seeds=sweep.get("seeds", analysis.coverage["seeds"]),
+                 seeds=analysis.coverage["planned_seeds"] or analysis.coverage["seeds"],
                  folds=sweep.get("folds", analysis.coverage["folds"]),
                  vary=", ".join(vary) or (S["page.none"] if "vary" in sweep else unknown))))
     versions = meta.get("versions") or {}
