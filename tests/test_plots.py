@@ -263,7 +263,7 @@ def test_drop_note_shows_the_adjusted_p_its_verdict_uses(lang):
     adjusted = min(1.0, 9 * raw)
     assert raw < 0.05 <= adjusted and drop.within_noise
     L = Strings(lang).section("figures")
-    note = drop_note(drop, 30, L)
+    note = drop_note(drop, 30, Strings(lang))
     assert f"{adjusted:.2f}" in note and f"{raw:.3f}" not in note and f"{raw:.2f}" not in note
     assert ("adjusted" if lang == "en" else "校正后") in note and L["within_noise"] in note
     with plots.figure_context(lang):
@@ -284,7 +284,7 @@ def test_the_drop_note_covers_no_point_of_the_curve_and_its_leader_crosses_none(
     drop = LargestDrop.from_stats(largest_drop(changes))
     assert (drop.from_epoch, drop.to_epoch) == (18, 19)
     L = Strings("en").section("figures")
-    note = drop_note(drop, 30, L)
+    note = drop_note(drop, 30, Strings("en"))
     with plots.figure_context("en"):
         fig = plots.plot_run_band(changes, drop, note, "b/s12/f0", "C1", L)
         fig.draw_without_rendering()
@@ -320,7 +320,7 @@ def test_a_drop_note_on_two_lines_breaks_at_a_clause_not_inside_one(lang, second
 
     k = np.array([3, 3, 3, 3, 3, 3, 4, 6, 14, 14, 21, 10, 16, 23, 22, 24, 25, 23, 23, 10])
     drop = LargestDrop.from_stats(largest_drop(curve_changes(k / 30, 30)))
-    note = drop_note(drop, 30, Strings(lang).section("figures"))
+    note = drop_note(drop, 30, Strings(lang))
     first, second = plots._two_lines(note).split("\n")
     assert second.startswith(second_line_starts)
     assert (first + (" " if lang == "en" else "") + second) == note

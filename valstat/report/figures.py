@@ -37,14 +37,15 @@ def _entry(saved: plots.SavedFigure, caption: str) -> FigureEntry:
                        saved.paths)
 
 
-def drop_note(drop: LargestDrop | None, n, L) -> str:
+def drop_note(drop: LargestDrop | None, n, S: Strings) -> str:
     """Text at the arrow of the largest drop: images lost, the Bonferroni-adjusted p the
     verdict uses (adjusted for scanning every move), within/beyond noise."""
     if drop is None:
         return ""
+    L = S.section("figures")
     verdict = L["within_noise"] if drop.within_noise else L["beyond_noise"]
     return L["drop_note"].format(images=-drop.images, n=n, p_adj=pval(drop.p_adjusted),
-                                 scanned=drop.scanned, verdict=verdict)
+                                 moves=S.count("moves", drop.scanned), verdict=verdict)
 
 
 def _variance_caption(analysis: Analysis, C: dict) -> str:
@@ -87,7 +88,7 @@ def figure_builders(analysis: Analysis, S: Strings) -> dict:
     example = analysis.example
     if example is not None:
         out["run_band"] = (lambda ax=None: plots.plot_run_band(
-            example.changes, example.drop, drop_note(example.drop, example.n, L),
+            example.changes, example.drop, drop_note(example.drop, example.n, S),
             example.run_id, colors[example.arm], L, ax=ax),
             C["run_band"].format(run=example.run_id, n=example.n))
     intervals = {arm: {"final": analysis.summary.arms[arm].final_val_accuracy,
@@ -153,7 +154,7 @@ def make_single_run_figures(epochs: pd.DataFrame, changes: pd.DataFrame, drop, c
         def add(stem, fig, caption):
             out.append(_entry(plots.save_figure(fig, dest, stem), caption))
 
-        add("run_band", plots.plot_run_band(changes, drop, drop_note(drop, n, L), "", color, L),
+        add("run_band", plots.plot_run_band(changes, drop, drop_note(drop, n, S), "", color, L),
             C["single_band"].format(n=n))
         if "val_loss" in frame and frame["val_loss"].notna().any():
             add("loss_vs_accuracy", plots.plot_loss_vs_accuracy(frame, "run", color, L),
