@@ -147,3 +147,50 @@ def test_recorder_refuses_a_sweep_store(tiny_sweep):
     x, y = _data()
     with pytest.raises(ValstatError, match="sweep store"):
         Recorder(tiny_sweep, validation_data=(x[:30], y[:30]))
+
+
+def test_recorder_knows_validation_images_by_their_pixels(tmp_path):
+    import keras
+
+    from valstat.keras import Recorder
+
+    x, y = _data(n=200, seed=6)
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    # seeds 0 and 1 each draw their own 30 validation images; seed 2 repeats seed 0's, reordered
+    sets = {0: np.arange(0, 30), 1: np.arange(30, 60), 2: np.arange(29, -1, -1)}
+    for seed, rows in sets.items():
+        _fit(model, x[100:], y[100:], Recorder(tmp_path, validation_data=(x[rows], y[rows]), seed=seed))
+    tables = load_tables(tmp_path)
+    examples = {run: sorted(group.example.unique()) for run, group in
+                tables.predictions.query("epoch == 0").groupby("run_id")}
+    assert examples["main/s0/f0"] == examples["main/s2/f0"] == list(range(30))
+    assert examples["main/s1/f0"] == list(range(30, 60))
+    first = tables.predictions.query("run_id == 'main/s0/f0' and epoch == 0").set_index("example")
+    again = tables.predictions.query("run_id == 'main/s2/f0' and epoch == 0").set_index("example")
+    assert first.label.equals(again.label.loc[first.index])      # the same image, the same label
+    summary = json.loads(valstat("stats", tmp_path, "--json").stdout)
+    assert summary["arms"]["main"]["final_val_accuracy"]["design"] == "seeds x shared splits"
+
+
+def test_recorder_refuses_a_recorded_run_before_training_and_reads_only_arrays(tmp_path):
+    import keras
+
+    from valstat.errors import ValstatError
+    from valstat.keras import Recorder
+
+    x, y = _data(seed=7)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    _fit(model, x[30:], y[30:], Recorder(tmp_path, validation_data=(x[:30], y[:30])), epochs=1)
+    epochs_seen = []
+    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs_seen.append(epoch))
+    with pytest.raises(ValstatError, match=r"main/s0/f0 is already in .*pass another seed="):
+        model.fit(x[30:], y[30:], epochs=3, verbose=0,
+                  callbacks=[Recorder(tmp_path, validation_data=(x[:30], y[:30])), spy])
+    assert epochs_seen == []                     # refused before the first epoch
+    with pytest.warns(UserWarning, match="sample weights are not used"):
+        Recorder(tmp_path, validation_data=(x[:30], y[:30], np.ones(30)), seed=1)
+    with pytest.raises(ValstatError, match=r"must be the arrays \(x_val, y_val\).*np.concatenate"):
+        Recorder(tmp_path, validation_data=iter([(x[:30], y[:30])]), seed=1)

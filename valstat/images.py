@@ -23,6 +23,8 @@ from valstat.results import Confusion, UnstableImage
 from valstat.stats.flips import flips_per_image
 
 TOP = 12          # images listed per arm
+#: The data source a store written by valstat.keras.Recorder names: it holds no images.
+RECORDED_SOURCE = "recorded with valstat.keras.Recorder"
 
 
 @dataclass
@@ -88,6 +90,8 @@ def example_source(meta: dict, source: str | None) -> ExampleSource:
     in `note`, when its example ids cannot be matched to images."""
     if source == BUILTIN:
         return ExampleSource(BUILTIN)
+    if source == RECORDED_SOURCE:
+        return ExampleSource(None, note="valstat.keras.Recorder keeps predictions, not images")
     dataset = meta.get("dataset") or {}
     same = dataset.get("source") == source
     if same and dataset.get("files"):

@@ -7,12 +7,16 @@ Place it first in the list: it sets val_loss/val_accuracy in the shared logs fro
 per-image predictions, so later callbacks (the schedule, CSVLogger) see the same numbers.
 Any single-output Keras classifier works: softmax over C classes or one sigmoid unit, outputs as
 probabilities or logits (a loss compiled with `from_logits=True`), labels as integers or one-hot.
+A store knows each validation image by its content (the same pixels get the same id in every
+run), so runs on different validation images are never analysed as if they shared them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,8 +25,9 @@ import numpy as np
 
 from valstat.callbacks import ValidationRecorder, predict_in_batches
 from valstat.errors import ValstatError
+from valstat.images import RECORDED_SOURCE
 from valstat.splits import run_id_for
-from valstat.store import Store, read_meta, require_kind
+from valstat.store import Store, read_meta, read_stored_runs, require_kind
 from valstat.train import versions
 
 RECORDED_EXPERIMENT = "recorded"
@@ -48,6 +53,43 @@ def _labels(targets) -> np.ndarray:
     return flat.astype(np.int64)
 
 
+def _validation_arrays(validation_data) -> tuple:
+    """(x_val, y_val) from validation_data = (x_val, y_val) or (x_val, y_val, sample_weight)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValstatError("Recorder: validation_data must be the arrays (x_val, y_val); a "
+                           "tf.data.Dataset or generator is not read, so pass its images and "
+                           "labels, e.g. x_val = np.concatenate([x for x, _ in dataset])")
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        warnings.warn("Recorder: validation sample weights are not used; valstat counts every "
+                      "validation image once", stacklevel=3)
+    return validation_data[0], validation_data[1]
+
+
+def _fingerprints(x_val: np.ndarray) -> list[str]:
+    """One key per validation image, from its pixels; the k-th repeat of an image within the set
+    gets ':k' so that every image of one run keeps its own key."""
+    rows = np.ascontiguousarray(x_val).reshape(len(x_val), -1)
+    seen: dict = {}
+    keys = []
+    for row in rows:
+        digest = hashlib.blake2b(row.tobytes(), digest_size=10).hexdigest()
+        seen[digest] = seen.get(digest, -1) + 1
+        keys.append(f"{digest}:{seen[digest]}")
+    return keys
+
+
+def _store_ids(keys: list[str], known: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(ids of `keys`, the store's list of known keys with the new ones appended): an image's id
+    is its key's position in the store's list, the same in every run."""
+    index = {key: i for i, key in enumerate(known)}
+    known = list(known)
+    for key in keys:
+        if key not in index:
+            index[key] = len(known)
+            known.append(key)
+    return np.array([index[key] for key in keys], dtype=np.int64), known
+
+
 def _from_logits(model) -> bool:
     """Whether the compiled loss takes logits (a Loss object built with from_logits=True)."""
     loss = model.loss
@@ -69,14 +111,21 @@ class Recorder(ValidationRecorder):
     """Records one `fit` call as run `arm/s{seed}/f{fold}` in the store at `out_dir`.
 
     validation_data: (x_val, y_val) with x_val (n, ...) model inputs and y_val (n,) int labels or
-    (n, C) one-hot. class_names: optional list of C names for the report.
+    (n, C) one-hot (a third item, sample weights, is ignored). class_names: optional list of C
+    names for the report.
     """
 
     def __init__(self, out_dir, validation_data, arm: str = "main", seed: int = 0, fold: int = 0,
                  class_names: list[str] | None = None, experiment: str = RECORDED_EXPERIMENT):
-        x_val, y_val = validation_data
+        x_val, y_val = _validation_arrays(validation_data)
         labels = _labels(y_val)
-        super().__init__(np.asarray(x_val), labels, np.arange(len(labels)))
+        x_val = np.asarray(x_val)
+        if len(x_val) != len(labels):
+            raise ValstatError(f"Recorder: validation_data holds {len(x_val)} images but "
+                               f"{len(labels)} labels")
+        # positions while training; the store's ids of these images when the run is written
+        super().__init__(x_val, labels, np.arange(len(labels)))
+        self.image_keys = _fingerprints(x_val)
         self.out_dir = Path(out_dir)
         self.arm, self.seed, self.fold = arm, int(seed), int(fold)
         self.class_names = class_names
@@ -91,6 +140,10 @@ class Recorder(ValidationRecorder):
         self._initial_rate = math.nan
 
     def on_train_begin(self, logs=None):
+        run_id = run_id_for(self.arm, self.seed, self.fold)
+        if run_id in read_stored_runs(self.out_dir):
+            raise ValstatError(f"run {run_id} is already in {self.out_dir}; pass another seed= "
+                               "or fold= to record a new run")
         super().on_train_begin(logs)
         self.from_logits = _from_logits(self.model)
         self.n_classes = _n_classes(self.model)
@@ -134,10 +187,13 @@ class Recorder(ValidationRecorder):
                "keras_version": info["keras"], "backend": info["backend"],
                "backend_version": info["backend_version"], "device": info["device"],
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "val_examples": [int(i) for i in self.example_ids], "train_examples": None}
-        record = self.to_record(run)
+               "train_examples": None}
         with Store(self.out_dir) as store:
             meta = store.meta()
+            ids, known = _store_ids(self.image_keys, meta.get("recorded_images") or [])
+            record = self.to_record({**run, "val_examples": [int(i) for i in ids]})
+            record.predictions = [(rid, epoch, int(ids[position]), *rest)   # positions -> ids
+                                  for rid, epoch, position, *rest in record.predictions]
             arms = meta.get("arms", [])
             config = meta.get("arms_config", {})
             if self.arm not in arms:
@@ -149,8 +205,9 @@ class Recorder(ValidationRecorder):
                                  "epochs": len(self.rows)}}
             store.set_meta({
                 "store_kind": "recorded", "experiment": self.experiment, "arms": arms, "arms_config": config,
+                "recorded_images": known,
                 "dataset": meta.get("dataset") or {
-                    "source": "recorded with valstat.keras.Recorder",
+                    "source": RECORDED_SOURCE,
                     "class_names": self.class_names or [str(c) for c in range(self.n_classes)]}})
             if not store.write_run(record):
                 raise ValstatError(f"run {run_id} is already in {self.out_dir}; "

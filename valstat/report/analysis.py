@@ -283,9 +283,9 @@ PER_RUN_DRAW = ("stratified-per-run", "binomial-per-run")
 
 
 def _one_run_per_seed_and_split(arm_runs: pd.DataFrame) -> bool:
-    """Every run has its own seed and its own validation split: their parts cannot be told apart."""
-    splits = arm_runs[["split_seed", "fold"]].astype(str).drop_duplicates()
-    return len(arm_runs) > 1 and arm_runs["seed"].nunique() == len(splits) == len(arm_runs)
+    """Every run has its own seed and its own validation images (the core's split label, from
+    the images each run scored): their parts cannot be told apart."""
+    return len(arm_runs) > 1 and arm_runs["seed"].nunique() == arm_runs["split"].nunique() == len(arm_runs)
 
 
 def _variance(summary, arms, runs):

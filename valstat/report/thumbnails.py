@@ -69,7 +69,7 @@ def _tile(source: ExampleSource, example: int, lines: list, missing: list) -> di
 
 
 def _warn_missing(arm: str, missing: list, source: ExampleSource) -> None:
-    if not missing:
+    if not missing or source.kind is None:      # the page says why there are no images
         return
     where = source.note or (f"under {source.root}" if source.root else "")
     warnings.warn(f"{len(missing)} image(s) of arm {arm} could not be read {where} "
