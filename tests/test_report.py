@@ -757,3 +757,18 @@ def test_a_store_whose_recorded_plan_shrank_is_described_by_the_seeds_it_holds(t
     assert (analysis.coverage["planned_seeds"], analysis.coverage["planned"]) == (4, 8)
     assert "2 × 4 × 1" in _text_of(out) and "2 × 2 × 1" not in _text_of(out)
     assert ("Seeds and folds", "seeds × folds = 4 × 1; varied per seed: init, order") in setup(analysis, Strings("en"))
+
+
+def test_arms_on_different_validation_images_are_not_called_paired_by_split(tmp_path):
+    from valstat.report.analysis import analyse
+
+    out = build_store(tmp_path / "sizes", arms=("val30", "val90"), val_sizes={"val30": 30, "val90": 90},
+                      seeds=3, folds=1, epochs=4, collapse=False)
+    comparison = analyse(load_tables(out)).summary.comparisons[0]
+    assert comparison.pairs == 3 and comparison.pairs_on_different_images == 3 and not comparison.mcnemar
+    text = _text_of(out)
+    assert "paired by seed (3 pairs); the two runs of a pair scored different validation images" in text
+    assert "paired by seed and split" not in text
+    same = build_store(tmp_path / "same", arms=("a", "b"), seeds=3, folds=1, epochs=4, collapse=False)
+    assert analyse(load_tables(same)).summary.comparisons[0].pairs_on_different_images == 0
+    assert "paired by seed and split (3 pairs)" in _text_of(same)

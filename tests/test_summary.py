@@ -383,7 +383,8 @@ def test_summary_json_keeps_its_keys_and_only_adds_settings_and_spread(tmp_path)
     for arm in summary["arms"].values():
         assert set(arm) - ARM_KEYS_BEFORE == {"n_counted"} and ARM_KEYS_BEFORE <= set(arm)
     (comparison,) = summary["comparisons"]
-    assert set(comparison) - COMPARISON_KEYS_BEFORE == {"spread_change"} and COMPARISON_KEYS_BEFORE <= set(comparison)
+    assert set(comparison) - COMPARISON_KEYS_BEFORE == {"spread_change", "pairs_on_different_images"}
+    assert COMPARISON_KEYS_BEFORE <= set(comparison) and comparison["pairs_on_different_images"] == 0
 
 
 #: nested summary.json keys as written by main at 352964c (before the typed nested results)

@@ -394,13 +394,16 @@ class Comparison(_Result):
     """Arm a against arm b, paired on (seed, fold): McNemar per pair on the final epoch,
     P(a > b) (Clopper-Pearson on wins + ties/2), Nadeau-Bengio corrected t, and the change in
     run-to-run spread (valstat.stats.paired.paired_spread_change: collapsed share b minus a,
-    sd_b / sd_a among pairs where both learned)."""
+    sd_b / sd_a among pairs where both learned); pairs_on_different_images: pairs whose two
+    runs scored different validation images (val_size arms), None where a pair has no
+    per-image predictions."""
 
     a: str
     b: str
     pairs: int
     mcnemar: list = field(default_factory=list)          # McNemarPair
     mcnemar_significant: int = 0
+    pairs_on_different_images: int | None = None         # None: some pair without per-image data
     corrected_t: CorrectedT | None = None
     probability_of_improvement: Proportion | None = None
     spread_change: SpreadChange | None = None

@@ -408,15 +408,20 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     b = per.loc[per["arm"] == name_b, cols]
     pairs = a.merge(b, on=["seed", "fold"], suffixes=("_a", "_b")).drop_duplicates(["seed", "fold"])
     pairs = pairs[np.isfinite(pairs["final_val_accuracy_a"]) & np.isfinite(pairs["final_val_accuracy_b"])]
-    tests = []
+    tests, different, unknown = [], 0, False
     for row in pairs.itertuples(index=False):
         fa, fb = finals.get(row.code_a), finals.get(row.code_b)
-        if fa is None or fb is None or not np.array_equal(fa[0], fb[0]):
+        if fa is None or fb is None:
+            unknown = True
+            continue
+        if not np.array_equal(fa[0], fb[0]):
+            different += 1
             continue
         test = mcnemar(fa[1], fb[1])
         tests.append(McNemarPair(seed=row.seed, fold=row.fold, **test, significant=test["p_value"] < alpha))
     out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": tests,
-           "mcnemar_significant": sum(m.significant for m in tests)}
+           "mcnemar_significant": sum(m.significant for m in tests),
+           "pairs_on_different_images": None if unknown else different}
     if len(pairs) == 0:
         return Comparison(**out, note="no (seed, fold) pairs shared by both arms")
     diff_a, diff_b = pairs["final_val_accuracy_a"].to_numpy(), pairs["final_val_accuracy_b"].to_numpy()

@@ -342,7 +342,9 @@ def _compare(analysis, S):
         both = wide[[a, b]].dropna() if a in wide and b in wide else pd.DataFrame()
         diff = (both[b] - both[a]).to_numpy() if len(both) else np.array([])
         poi = comp.probability_of_improvement
-        paragraphs.append(S("findings.compare_body", a=a, b=b, pairs=S.count("pairs", comp.pairs),
+        different = comp.pairs_on_different_images
+        paragraphs.append(S("findings.compare_body_images" if different else "findings.compare_body",
+                            a=a, b=b, pairs=S.count("pairs", comp.pairs), different=different,
                             wins=int((diff > 0).sum()), ties=int((diff == 0).sum()),
                             losses=int((diff < 0).sum()), p=num(poi.estimate),
                             low=num(poi.low), high=num(poi.high)))
