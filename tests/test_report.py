@@ -769,6 +769,8 @@ def test_arms_on_different_validation_images_are_not_called_paired_by_split(tmp_
     text = _text_of(out)
     assert "paired by seed (3 pairs); the two runs of a pair scored different validation images" in text
     assert "paired by seed and split" not in text
+    assert "Accuracy on n images moves in steps of 1/n" in text and "over the n images" in text
+    assert "Accuracy on 30 images" not in text and "over the 30 images" not in text
     same = build_store(tmp_path / "same", arms=("a", "b"), seeds=3, folds=1, epochs=4, collapse=False)
     assert analyse(load_tables(same)).summary.comparisons[0].pairs_on_different_images == 0
     assert "paired by seed and split (3 pairs)" in _text_of(same)

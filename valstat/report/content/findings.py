@@ -40,11 +40,12 @@ def _lattice(analysis, S):
                     acc=pct(one["k"] / n), low=pct(one["low"]), high=pct(one["high"]),
                     cp_low=pct(cp_low), cp_high=pct(cp_high))]
     sizes = {a: analysis.val_sizes.get(a) for a in analysis.arms}
-    if len({v for v in sizes.values() if v}) > 1:
-        paragraphs.append(S("findings.lattice_mixed", sizes=", ".join(
+    mixed = len({v for v in sizes.values() if v}) > 1
+    if mixed:
+        paragraphs.append(S("findings.lattice_mixed", arm=arm, sizes=", ".join(
             f"{a}: {v}" for a, v in sizes.items())))
-    return {"id": "lattice", "title": S("findings.lattice_title", n=n, step=pts(1 / n)),
-            "paragraphs": paragraphs}
+    title = S["findings.lattice_title_mixed"] if mixed else S("findings.lattice_title", n=n, step=pts(1 / n))
+    return {"id": "lattice", "title": title, "paragraphs": paragraphs}
 
 
 def _drop(analysis, S):
@@ -156,8 +157,8 @@ def _or(value, missing="?"):
 
 
 def _smooth(analysis, S):
-    arm = analysis.arms[0]
-    n = analysis.val_sizes.get(arm) or "n"
+    sizes = {analysis.val_sizes.get(a) for a in analysis.arms}
+    n = next(iter(sizes)) if len(sizes) == 1 and None not in sizes else "n"
     paragraphs = [S("findings.smooth_body", n=n)]
     for a in analysis.arms:
         st = analysis.steps.get(a) or {}
