@@ -154,7 +154,7 @@ def test_text_and_report_show_the_run_over_the_band(synthetic, tmp_path):
                    "--report", tmp_path / "report", "--lang", "zh")
     assert done.returncode == 0, done.stderr
     # --lang zh speaks Chinese in the terminal too, with the same counts
-    assert "中 12 次" in done.stdout and "百分位" in done.stdout and "against" not in done.stdout
+    assert "的 12 次重复运行比较" in done.stdout and "百分位" in done.stdout and "against" not in done.stdout
     assert (tmp_path / "report" / "figures" / "against_reruns.png").stat().st_size > 10_000
     html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "重复训练" in html and 'id="fig-against_reruns"' in html
@@ -168,7 +168,23 @@ def test_history_outside_the_band_is_flagged(synthetic, tmp_path):
                    "30", "--arm", "baseline", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["against"]
-    assert result["outside"]["val_loss"] == {"epochs": 20, "compared": 20}
+    loss = result["outside"]["val_loss"]
+    assert (loss["epochs"], loss["compared"]) == (20, 20)
+    # how often a rerun leaves the band of the other 11, by hand: numpy's 2.5 % and 97.5 % quantiles
+    epochs_table = load_tables(synthetic).epochs
+    reruns = epochs_table[epochs_table["run_id"].str.startswith("baseline/")]
+    expected = 0.0
+    for _, at in reruns.groupby("epoch"):
+        values = at["val_loss"].to_numpy()
+        for i in range(values.size):
+            others = np.delete(values, i)
+            low, high = np.quantile(others, 0.025), np.quantile(others, 0.975)
+            expected += (values[i] < low or values[i] > high) / values.size
+    assert loss["expected"] == pytest.approx(expected)
+    assert 20 * 0.05 < expected < 20 * 0.5     # 12 reruns: well above the nominal 5 % of 20 epochs
+    text = valstat("diagnose", tmp_path / "bad.csv", "--against", synthetic, "--val-size", "30",
+                   "--arm", "baseline").stdout
+    assert f"val loss leaves the reruns' 95% band in 20 of 20 epochs; a rerun leaves the others' band in {expected:.1f} of them" in text
     assert result["lr_collapse"]["recorded"] is False
 
 
@@ -274,7 +290,7 @@ def test_against_json_keeps_every_key(synthetic, tmp_path):
         for metric in ("val_accuracy", "val_loss"):
             assert set(row[metric]) == placed - {"typical"} | {"outside"}
     assert result["outside"].keys() == {"val_accuracy", "val_loss"}
-    assert all(set(count) == {"epochs", "compared"} for count in result["outside"].values())
+    assert all(set(count) == {"epochs", "compared", "expected"} for count in result["outside"].values())
     assert set(result["largest_drop"]) == placed
     assert set(result["lr_collapse"]) == {"epoch", "recorded", "reruns_collapsed",
                                           "reruns_with_rate", "placed", "typical"}

@@ -97,12 +97,10 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     reruns = reruns.sort_values(["run_id", "epoch"])
 
     placed = place_curve(history, reruns, level)
-    epochs = [EpochPlacement(epoch=int(epoch), **{row.pop("metric"): PlacedMetric(**row)
-                                                  for row in to_plain(group.drop(columns="epoch"))})
+    epochs = [EpochPlacement(epoch=int(epoch), **{row.pop("metric"): PlacedMetric(**row) for row in
+                                                  to_plain(group.drop(columns=["epoch", "outside_rate"]))})
               for epoch, group in placed.groupby("epoch", sort=True)]
-    outside = {metric: OutsideCount(epochs=int((part["outside"].fillna(0) != 0).sum()),
-                                    compared=int(part["outside"].notna().sum()))
-               for metric, part in placed.groupby("metric", sort=False)}
+    outside = {metric: _outside_count(part) for metric, part in placed.groupby("metric", sort=False)}
 
     per_run = dict(tuple(reruns.groupby("run_id")))
     falls = [largest_fall(g["val_accuracy"].to_numpy(dtype=float), n) for g in per_run.values()
@@ -133,6 +131,22 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
                      outside=outside, largest_drop=drop, lr_collapse=collapse)
 
 
+def _outside_count(part: pd.DataFrame) -> OutsideCount:
+    """Epochs outside the band, of those compared, and how many a run like the reruns would
+    leave it in (the sum of the epochs' leave-one-out rates; None where some epoch has < 2)."""
+    compared = part["outside"].notna()
+    rates = part.loc[compared, "outside_rate"].to_numpy(dtype=float)
+    return OutsideCount(epochs=int((part["outside"].fillna(0) != 0).sum()), compared=int(compared.sum()),
+                        expected=float(rates.sum()) if compared.any() and np.isfinite(rates).all() else None)
+
+
+def _expected(count: OutsideCount, P) -> str:
+    """How many epochs a run like the reruns would leave the band in, as a clause."""
+    if count.expected is None:
+        return P["outside_expected_none"]
+    return P["outside_expected"].format(expected=f"{count.expected:.1f}")
+
+
 def format_placement(result: Placement, lang: str = "en") -> str:
     """Text for the terminal: per-epoch percentiles and the verdicts on drop and collapse
     ([placement] strings of valstat/report/{en,zh}.toml)."""
@@ -143,7 +157,7 @@ def format_placement(result: Placement, lang: str = "en") -> str:
         return P["missing"] if value is None else P["percentile"].format(p=S.ordinal(round(value)))
 
     level = f"{100 * result.level:g}%"
-    lines = [P["head"].format(reruns=result.reruns, store=result.store, n=result.val_size,
+    lines = [P["head"].format(reruns=S.count("reruns", result.reruns), store=result.store, n=result.val_size,
                               arms=", ".join(result.arms), level=level)]
     lines.append(f"{P['col_epoch']:>5}  {P['col_acc']:>7}  {P['col_pct']:>5}  {P['col_band']:<15}  "
                  f"{P['col_loss']:>8}  {P['col_pct']:>5}  {P['col_band']}")
@@ -163,7 +177,7 @@ def format_placement(result: Placement, lang: str = "en") -> str:
         count = result.outside.get(metric)
         if count is not None:
             lines.append(P[f"outside_{metric}"].format(level=level, out=count.epochs,
-                                                       epochs=count.compared))
+                                                       epochs=count.compared) + _expected(count, P))
     drop = result.largest_drop
     if drop is not None:
         lines.append(P["drop"].format(images=f"{drop.value:.0f}", percentile=percentile(drop.percentile),

@@ -662,10 +662,13 @@ class EpochPlacement(_Result):
 
 @dataclass(frozen=True)
 class OutsideCount(_Result):
-    """Epochs where a metric left the reruns' band, of the epochs compared (reached by a rerun)."""
+    """Epochs where a metric left the reruns' band, of the epochs compared (reached by a rerun);
+    expected: in how many of them a run like the reruns would leave it (leave-one-out over the
+    reruns; None with fewer than 2 reruns at some epoch)."""
 
     epochs: int
     compared: int
+    expected: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,15 @@ def paragraphs(placement: Placement, S: Strings) -> list:
     """Sentences placing the history among its reruns (one language)."""
     A = S.section("against")
     level = pct(placement.level, 0)
-    out = [A["intro"].format(reruns=placement.reruns, n=placement.val_size,
+    out = [A["intro"].format(reruns=S.count("reruns", placement.reruns), n=placement.val_size,
                              arms=", ".join(placement.arms), level=level)]
     for metric in ("val_accuracy", "val_loss"):
         count = placement.outside.get(metric)
         if count is not None and count.compared:
             out.append(A[f"outside_{metric}"].format(out=count.epochs, epochs=count.compared,
                                                      level=level))
+            out.append(A["outside_expected_none"] if count.expected is None else
+                       A["outside_expected"].format(expected=f"{count.expected:.1f}"))
     drop = placement.largest_drop
     if drop is not None:
         out.append(A["drop"].format(images=S.images(int(drop.value)),
