@@ -774,3 +774,17 @@ def test_arms_on_different_validation_images_are_not_called_paired_by_split(tmp_
     same = build_store(tmp_path / "same", arms=("a", "b"), seeds=3, folds=1, epochs=4, collapse=False)
     assert analyse(load_tables(same)).summary.comparisons[0].pairs_on_different_images == 0
     assert "paired by seed and split (3 pairs)" in _text_of(same)
+
+
+@pytest.mark.parametrize("lang, observed, draw", [("en", "observed (variance over runs)", "binomial draw per run"),
+                                                  ("zh", "观测值（运行间方差）", "每次运行二项抽取")])
+def test_variance_table_names_its_methods_in_words(tmp_path, lang, observed, draw):
+    from valstat.report.analysis import analyse
+    from valstat.report.content import tables
+    from valstat.report.text import Strings
+
+    out = build_store(tmp_path / "own", seeds=4, folds=1, epochs=4, vary=("split", "init", "order"))
+    table = next(t for t in tables(analyse(load_tables(out)), Strings(lang)) if t.name == "variance")
+    methods = {row[-1] for row in table.rows}
+    assert observed in methods and draw in methods
+    assert not any(re.fullmatch(r"[a-z]+(-[a-z]+)+", m) for m in methods), methods   # no raw ids

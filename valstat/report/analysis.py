@@ -317,8 +317,8 @@ def _variance(summary, arms, runs):
                         else 1.0 - finite.finite_sample_share,
                         "method": "total-minus-finite-sample"}
             else:
-                rest = {"variance": total["variance"], "raw": total["raw"], "share": 1.0,
-                        "method": total["method"]}
+                rest = {"variance": total["variance"], "raw": total["raw"],
+                        "share": 1.0 if total["variance"] > 0 else np.nan, "method": total["method"]}
             components.append({"arm": arm, "component": "seed_split", **rest,
                                "note": "seed and split together (not separable)"})
         rows += components

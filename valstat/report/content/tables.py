@@ -108,6 +108,11 @@ def _comparisons_table(analysis, S):
                  pd.DataFrame(raw), align="llrrrrrrr")
 
 
+def _method_name(S, method) -> str:
+    """The variance table's words for an estimation method id (the id itself if unknown)."""
+    return S.section("variance_methods").get(str(method), str(method))
+
+
 def _variance_table(analysis, S):
     frame = analysis.variance
     if frame is None or frame.empty:
@@ -120,7 +125,7 @@ def _variance_table(analysis, S):
         rows.append([r.arm, _component_name(S, r.component),
                      f"{var:.5f}" if finite(var) else "–",
                      pts(np.sqrt(max(var, 0))) if finite(var) else "–",
-                     pct(r.share, 0) if finite(r.share) else "–", str(r.method)])
+                     pct(r.share, 0) if finite(r.share) else "–", _method_name(S, r.method)])
     raw = frame.assign(sd_points=np.sqrt(frame["variance"].clip(lower=0)) * 100)
     return Table("variance", S["tables.variance_caption"], columns, rows, raw,
                  align="llrrrl")
