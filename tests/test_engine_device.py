@@ -112,7 +112,7 @@ def test_negative_gpus_is_one_clear_error(tmp_path):
 
     experiment_file = tmp_path / "bad.toml"
     experiment_file.write_text(TINY.read_text() + '\n[cluster]\ngpus = -1\n')
-    with pytest.raises(ValstatError, match="gpus must be 0 or more"):
+    with pytest.raises(ValstatError, match=r"\[cluster\] gpus in .*bad.toml must be 0 or more"):
         load_experiment(str(experiment_file))
 
 
