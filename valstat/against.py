@@ -140,11 +140,12 @@ def _outside_count(part: pd.DataFrame) -> OutsideCount:
                         expected=float(rates.sum()) if compared.any() and np.isfinite(rates).all() else None)
 
 
-def _expected(count: OutsideCount, P) -> str:
-    """How many epochs a run like the reruns would leave the band in, as a clause."""
+def expected_outside(count: OutsideCount, strings: dict) -> str:
+    """How many epochs a run like the reruns would leave the band in, from a strings section
+    with outside_expected and outside_expected_none ([placement] here, [against] in the report)."""
     if count.expected is None:
-        return P["outside_expected_none"]
-    return P["outside_expected"].format(expected=f"{count.expected:.1f}")
+        return strings["outside_expected_none"]
+    return strings["outside_expected"].format(expected=f"{count.expected:.1f}")
 
 
 def format_placement(result: Placement, lang: str = "en") -> str:
@@ -177,7 +178,7 @@ def format_placement(result: Placement, lang: str = "en") -> str:
         count = result.outside.get(metric)
         if count is not None:
             lines.append(P[f"outside_{metric}"].format(level=level, out=count.epochs,
-                                                       epochs=count.compared) + _expected(count, P))
+                                                       epochs=count.compared) + expected_outside(count, P))
     drop = result.largest_drop
     if drop is not None:
         lines.append(P["drop"].format(images=f"{drop.value:.0f}", percentile=percentile(drop.percentile),

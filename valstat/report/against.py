@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from valstat.against import expected_outside
 from valstat.report import plots
 from valstat.report.text import Strings, epoch, pct
 from valstat.results import Placement
@@ -23,8 +24,7 @@ def paragraphs(placement: Placement, S: Strings) -> list:
         if count is not None and count.compared:
             out.append(A[f"outside_{metric}"].format(out=count.epochs, epochs=count.compared,
                                                      level=level))
-            out.append(A["outside_expected_none"] if count.expected is None else
-                       A["outside_expected"].format(expected=f"{count.expected:.1f}"))
+            out.append(expected_outside(count, A))
     drop = placement.largest_drop
     if drop is not None:
         out.append(A["drop"].format(images=S.images(int(drop.value)),
