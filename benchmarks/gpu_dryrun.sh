@@ -3,7 +3,7 @@
 # machine (device/KINDS.md, read 2026-11): Python 3.12, jax 0.11.2, numpy 2.5.2 and the other
 # packages that machine has, no Keras, Dask or TensorFlow. gpu_check.sh --cpu-smoke then installs
 # Keras and Dask from the carried .whl/ exactly as it does there. Costs no device time; run it
-# before spending any.   Usage (repo root): bash benchmarks/gpu_dryrun.sh   (about 2 minutes)
+# before spending any.   Usage (repo root): bash benchmarks/gpu_dryrun.sh   (159 s on 2 cores with its venv already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${DEVSIM:-/tmp/valstat-devsim}
