@@ -141,3 +141,25 @@ def test_smooth_finding_on_runs_whose_accuracy_never_moved_has_no_median_of_noth
     else:
         assert "a：验证集准确率在相邻轮次之间从未变化（4 次相邻轮次）" in text
     assert "–" not in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_arms_on_one_shared_split_are_compared_by_the_crossed_t(tmp_path, lang):
+    # folds=1 without "split" in vary: every seed and arm scores the same 30 images
+    out_dir = build_store(tmp_path / "shared", arms=("baseline", "constant_lr"), seeds=4, folds=1, epochs=6)
+    analysis = analyse(load_tables(out_dir))
+    (comp,) = analysis.summary.comparisons
+    assert comp.corrected_t.method == "crossed"
+    S = Strings(lang)
+    paragraphs = next(f for f in content.findings(analysis, S) if f["id"] == "compare")["paragraphs"]
+    crossed = [p for p in paragraphs if p.startswith(S("findings.compare_t_crossed", images=30, t="", df="",
+                                                       p="")[:12])]
+    df = comp.corrected_t.df
+    assert len(crossed) == 1 and f"{df:.1f}".removesuffix(".0") in crossed[0]
+    assert S["findings.compare_t_shared"] not in paragraphs   # the approximate-p caveat is for folds
+    assert S["methods.compare_crossed"] in content.methods(analysis, S)
+    own = build_store(tmp_path / "own", arms=("baseline", "constant_lr"), seeds=3, folds=1, epochs=6,
+                      vary=("split", "init", "order"))
+    own_analysis = analyse(load_tables(own))
+    assert own_analysis.summary.comparisons[0].corrected_t.method == "corrected-resampled"
+    assert S["methods.compare_crossed"] not in content.methods(own_analysis, S)

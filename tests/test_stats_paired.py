@@ -8,7 +8,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from valstat.errors import ValstatError
 from scipy.optimize import brentq
 
-from valstat.stats import corrected_resampled_ttest, mcnemar, paired_difference_interval, probability_of_improvement
+from valstat.stats import corrected_resampled_ttest, crossed_paired_ttest, mcnemar, paired_difference_interval, probability_of_improvement
 from valstat.stats.paired import (MIN_SPREAD_PAIRS, independent_difference_interval, paired_spread_change,
                                   variance_ratio_interval)
 
@@ -275,3 +275,13 @@ def test_spread_change_bad_input():
         paired_spread_change([0.5, 0.6], [0.5, 0.7], [2, 0], [0, 0])
     with pytest.raises(ValstatError, match="both arms, or of neither"):
         paired_spread_change([0.5, 0.6], [0.5, 0.7], [True, False])
+
+
+def test_crossed_paired_t_without_spread_and_on_a_bad_table():
+    # every pair lost the same one image of four: no spread, a non-zero mean
+    same = np.array([[1.0, 0, 0, 0], [1.0, 0, 0, 0]])
+    res = crossed_paired_ttest(same)
+    assert res["mean"] == 0.25 and res["se"] > 0      # the images differ, so the se is not 0
+    assert crossed_paired_ttest(np.zeros((3, 4)))["p_value"] == 1.0
+    with pytest.raises(ValstatError):
+        crossed_paired_ttest(np.zeros((1, 4)))       # one pair: no seed part to estimate

@@ -227,6 +227,32 @@ def test_row_order_does_not_matter():
     assert a == b
 
 
+def test_pairs_on_one_shared_split_are_tested_on_their_per_image_differences():
+    # one split for all seeds: the t-test is the crossed one on (seed x image) differences, so
+    # an arm x image interaction counts as noise; the corrected t over the pairs stays for folds
+    runs, epochs, preds, meta = store(seeds=5, folds=1, epochs=4, arm_effects={"alt": 0.1}, seed=11)
+    (comp,) = summary_dict(runs, epochs, preds, meta)["comparisons"]
+    diffs = np.vstack([final_correct(preds, run_id_for("base", s, 0)).astype(float)
+                       - final_correct(preds, run_id_for("alt", s, 0)) for s in range(5)])
+    # reference: two-way ANOVA without replicates, both components kept, Satterthwaite df
+    R, C = diffs.shape
+    rows, cols, grand = diffs.mean(axis=1), diffs.mean(axis=0), diffs.mean()
+    ms_r = C * np.sum((rows - grand) ** 2) / (R - 1)
+    ms_c = R * np.sum((cols - grand) ** 2) / (C - 1)
+    ms_e = np.sum((diffs - rows[:, None] - cols[None, :] + grand) ** 2) / ((R - 1) * (C - 1))
+    assert ms_r > ms_e and ms_c > ms_e   # no component clipped at 0 in this store
+    var = (ms_r + ms_c - ms_e) / (R * C)
+    df = var ** 2 / ((ms_r / (R * C)) ** 2 / (R - 1) + (ms_c / (R * C)) ** 2 / (C - 1)
+                     + (ms_e / (R * C)) ** 2 / ((R - 1) * (C - 1)))
+    t = grand / np.sqrt(var)
+    got = comp["corrected_t"]
+    assert got["method"] == "crossed" and got["n_train"] is None
+    assert got["t"] == pytest.approx(t) and got["df"] == pytest.approx(df)
+    assert got["p_value"] == pytest.approx(2 * sps.t.sf(abs(t), df))
+    (folds,) = summary_dict(*store(seeds=3, folds=2, epochs=4, seed=11))["comparisons"]
+    assert folds["corrected_t"]["method"] == "corrected-resampled"
+
+
 def test_known_structure_is_found():
     # a big arm effect and a big split effect, few runs
     tables = store(seeds=6, folds=4, epochs=5, accuracy=0.6, arm_effects={"alt": 0.3}, split_sd=0.15,
@@ -412,7 +438,7 @@ NESTED_KEYS = {
 }
 RULE_KEYS = {"high", "low", "max", "mean", "n_runs", "rule", "sd"}
 COMPONENT_KEYS = {"component", "method", "note", "raw", "share", "variance"}
-CORRECTED_T_KEYS = {"df", "mean", "n_test", "n_train", "p_value", "se", "t"}
+CORRECTED_T_KEYS = {"df", "mean", "method", "n_test", "n_train", "p_value", "se", "t"}  # method: new
 PROPORTION_KEYS = {"estimate", "high", "level", "low", "method", "n"}
 MCNEMAR_KEYS = {"b", "c", "exact", "fold", "p_value", "seed", "significant", "statistic"}
 UNSTABLE_KEYS = {"class_name", "confused_with", "example", "file", "final_accuracy", "final_correct", "flips",

@@ -311,16 +311,20 @@ class McNemarPair(_Result):
 
 @dataclass(frozen=True)
 class CorrectedT(_Result):
-    """Nadeau-Bengio corrected resampled t on paired differences a - b (fractions): t, df,
-    p_value, mean, se, and the n_train / n_test it corrected for."""
+    """The t-test of arm A = arm B over the pairs, on differences a - b (fractions): t, df,
+    p_value, mean, se. method "corrected-resampled": Nadeau-Bengio's corrected resampled t on
+    the pairs' accuracy differences, with the n_train / n_test it corrected for; "crossed":
+    every pair scored one shared split, so the test is on the per-image differences with seeds
+    and images as crossed random factors (stats.crossed_paired_ttest; n_train, n_test None)."""
 
     t: float
-    df: int
+    df: float
     p_value: float
     mean: float
     se: float
-    n_train: int
-    n_test: int
+    n_train: int | None = None
+    n_test: int | None = None
+    method: str = "corrected-resampled"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from valstat.results import (ArmSummary, Comparison, ConditionalInterval, Correc
 from valstat.stats import (
     collapse_mean_interval,
     corrected_resampled_ttest,
+    crossed_paired_ttest,
     crossed_mean_interval,
     expected_max_noise,
     binomial_sampling_variance,
@@ -408,7 +409,7 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
     b = per.loc[per["arm"] == name_b, cols]
     pairs = a.merge(b, on=["seed", "fold"], suffixes=("_a", "_b")).drop_duplicates(["seed", "fold"])
     pairs = pairs[np.isfinite(pairs["final_val_accuracy_a"]) & np.isfinite(pairs["final_val_accuracy_b"])]
-    tests, different, unknown = [], 0, False
+    tests, different, unknown, image_rows = [], 0, False, []
     for row in pairs.itertuples(index=False):
         fa, fb = finals.get(row.code_a), finals.get(row.code_b)
         if fa is None or fb is None:
@@ -417,6 +418,7 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
         if not np.array_equal(fa[0], fb[0]):
             different += 1
             continue
+        image_rows.append((fa[0], fa[1].astype(float) - fb[1].astype(float)))
         test = mcnemar(fa[1], fb[1])
         tests.append(McNemarPair(seed=row.seed, fold=row.fold, **test, significant=test["p_value"] < alpha))
     out = {"a": name_a, "b": name_b, "pairs": int(len(pairs)), "mcnemar": tests,
@@ -432,7 +434,12 @@ def _compare(name_a, name_b, per, finals, alpha) -> Comparison:
         [flags[c].astype(bool).to_numpy() for c in flags] if known else [None, None]), level=1 - alpha))
     n_train = pd.to_numeric(pairs["n_train_a"], errors="coerce").median()
     n_test = pd.to_numeric(pairs["n_val_a"], errors="coerce").median()
-    if len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
+    one_split = (len(image_rows) == len(pairs) >= 2 and image_rows[0][0].size >= 2
+                 and all(np.array_equal(examples, image_rows[0][0]) for examples, _ in image_rows))
+    if one_split:
+        out["corrected_t"] = CorrectedT(**crossed_paired_ttest(np.vstack([d for _, d in image_rows])),
+                                        method="crossed")
+    elif len(pairs) >= 2 and np.isfinite(n_train) and np.isfinite(n_test) and n_train > 0 and n_test > 0:
         out["corrected_t"] = CorrectedT(**corrected_resampled_ttest(diff_a - diff_b, int(n_train), int(n_test)),
                                         n_train=int(n_train), n_test=int(n_test))
     else:

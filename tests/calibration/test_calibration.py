@@ -30,6 +30,7 @@ def test_every_printed_interval_and_named_test_is_checked(checks):
                     "mean accuracy interval (collapse-aware, seeds as units)", "mean accuracy interval (t over seeds)",
                     "mean accuracy interval (crossed)", "one-new-run prediction",
                     "P(A > B) interval", "best-epoch optimism interval", "corrected resampled t-test",
+                    "crossed t-test on per-image differences",
                     "mid-p McNemar", "per-epoch band of the curve figure", "at the detectable drop",
                     "Fisher test at the minimum detectable drop", "excludes 1/2 at runs_needed",
                     "advised validation size", "spread ratio interval (Pitman-Morgan",

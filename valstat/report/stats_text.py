@@ -154,8 +154,9 @@ def _comparison_line(comp, S: Strings) -> str:
         t_text = S("stats.t", t=num(t.t), p=f"{t.p_value:.3g}")
     else:
         t_text = S("stats.t_p", p=f"{t.p_value:.3g}")
+    t_name = S["stats.t_name_crossed" if t and t.method == "crossed" else "stats.t_name_corrected"]
     return S("stats.compare", a=comp.a, b=comp.b, pairs=comp.pairs, sig=comp.mcnemar_significant,
-             m=len(comp.mcnemar), poi=poi_text, t=t_text)
+             m=len(comp.mcnemar), poi=poi_text, t_name=t_name, t=t_text)
 
 
 def _spread_line(comp, S: Strings) -> str:

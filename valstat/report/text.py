@@ -114,6 +114,17 @@ def short(x, digits: int = 2) -> str:
     return f"{float(x):.{digits}g}" if finite(x) else "–"
 
 
+def dof(df) -> str:
+    """Degrees of freedom: '12' when whole, '12.3' when Satterthwaite's, '∞' when infinite."""
+    if df is None or (isinstance(df, float) and math.isnan(df)):
+        return "–"
+    df = float(df)
+    if math.isinf(df):
+        return "∞"
+    text = f"{df:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
 def num(x, digits: int = 2) -> str:
     if not finite(x):
         return "–"

@@ -14,6 +14,7 @@ from valstat.stats.intervals import (
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
 from valstat.stats.paired import (
     corrected_resampled_ttest,
+    crossed_paired_ttest,
     mcnemar,
     paired_difference_interval,
     paired_spread_change,
@@ -43,6 +44,7 @@ __all__ = [
     "binomial_sampling_variance",
     "collapse_mean_interval",
     "corrected_resampled_ttest",
+    "crossed_paired_ttest",
     "crossed_mean_interval",
     "curve_changes",
     "detectable_drop",

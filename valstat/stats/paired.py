@@ -1,5 +1,5 @@
-"""Paired comparisons: McNemar on shared images, Nadeau-Bengio t across folds, P(A > B), and the
-paired change in run-to-run spread (collapsed share, Pitman-Morgan ratio of standard deviations)."""
+"""Paired comparisons: McNemar on shared images, Nadeau-Bengio t across folds, a crossed t on one
+shared split's per-image differences, P(A > B), and the paired change in run-to-run spread (collapsed share, Pitman-Morgan ratio of standard deviations)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from valstat.errors import ValstatError
 from valstat.stats._checks import as_1d, as_paired_bool, check_level, check_positive_int
-from valstat.stats.intervals import binomial_interval
+from valstat.stats.intervals import binomial_interval, crossed_mean_interval
 
 # Below this many discordant images McNemar uses the exact binomial form.
 EXACT_BELOW = 25
@@ -129,6 +129,30 @@ def corrected_resampled_ttest(differences, n_train, n_test) -> dict:
         t = mean / se
         p = float(2 * sps.t.sf(abs(t), J - 1))
     return {"t": float(t), "df": J - 1, "p_value": p, "mean": mean, "se": se}
+
+
+def crossed_paired_ttest(differences) -> dict:
+    """t-test of A = B where every pair scored the same validation images (one shared split).
+
+    differences: shape (pairs, images), correct_a - correct_b per pair (seed) and image, in
+    {-1, 0, 1}; the same images in the same column order for every pair. The arms may find
+    different images hard (an arm x image interaction), which more seeds never average out, so
+    the seeds alone are not the sample: the mean difference's standard error comes from the
+    two-way crossed ANOVA of the table (crossed_mean_interval: seed, image and residual parts,
+    Satterthwaite df), and the test holds for new seeds on new images. When the se is 0, t is
+    ±inf (p = 0) for a non-zero mean, NaN (p = 1) otherwise.
+    Returns dict: t, df (float), p_value, mean, se.
+    """
+    d = np.asarray(differences, dtype=float)
+    crossed = crossed_mean_interval(d)
+    mean, se, df = crossed["estimate"], crossed["se"], crossed["df"]
+    if se == 0:
+        t = np.nan if mean == 0 else float(np.copysign(np.inf, mean))
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        t = mean / se
+        p = float(2 * sps.t.sf(abs(t), df))
+    return {"t": float(t), "df": float(df), "p_value": p, "mean": float(mean), "se": float(se)}
 
 
 def score_interval(k, n, level: float = 0.95) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from valstat.core.design import shares_images
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
-from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval, rate, sig
+from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval, rate, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 from valstat.results import LargestDrop, SpreadChange
@@ -352,8 +352,11 @@ def _compare(analysis, S):
         t = comp.corrected_t
         finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
         shared = any(final and final.design and shares_images(final.design) for final in finals)
-        if t and finite(t.p_value):
-            paragraphs.append(S("findings.compare_t", t=num(t.t), df=t.df,
+        if t and finite(t.p_value) and t.method == "crossed":
+            paragraphs.append(S("findings.compare_t_crossed", t=num(t.t), df=dof(t.df), p=pval(t.p_value),
+                                images=_arm_info(analysis, a).val_size))
+        elif t and finite(t.p_value):
+            paragraphs.append(S("findings.compare_t", t=num(t.t), df=dof(t.df),
                                 p=pval(t.p_value)))
             if shared:
                 paragraphs.append(S["findings.compare_t_shared"])

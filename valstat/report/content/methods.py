@@ -42,6 +42,8 @@ def methods(analysis: Analysis, S: Strings) -> str:
     spread = len(analysis.arms) > 1 and any(c.spread_change for c in analysis.summary.comparisons)
     if len(analysis.arms) > 1:
         parts.append(S["methods.compare"])
+        if any(c.corrected_t and c.corrected_t.method == "crossed" for c in analysis.summary.comparisons):
+            parts.append(S["methods.compare_crossed"])
     if spread:
         parts.append(S["methods.compare_spread"])
     if len(analysis.selection):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.report.analysis import Analysis
-from valstat.report.text import Strings, epoch, finite, num, pct, pts, pval
+from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval
 from valstat.report.content.common import Table, _arm_info, _component_name
 
 
@@ -95,7 +95,7 @@ def _comparisons_table(analysis, S):
         poi, t = c.probability_of_improvement, c.corrected_t
         rows.append([c.a, c.b, str(c.pairs), num(poi.estimate),
                      f"{num(poi.low)} – {num(poi.high)}",
-                     num(_value(t, "t")), str(t.df) if t else "–",
+                     num(_value(t, "t")), dof(t.df) if t else "–",
                      pval(t.p_value).replace("= ", "") if t else "–",
                      f"{c.mcnemar_significant}/{len(c.mcnemar)}"])
         raw.append({"a": c.a, "b": c.b, "pairs": c.pairs,
