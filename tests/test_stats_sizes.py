@@ -9,7 +9,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from valstat.errors import ValstatError
 from valstat.stats import minimum_detectable_difference, runs_needed, val_size_for_halfwidth
-from valstat.stats.sizes import fisher_p_table, fisher_power, noether_runs
+from valstat.stats.sizes import detectable_drop, fisher_p_table, fisher_power, noether_runs
 
 
 def wilson_halfwidth(k, n, z=sps.norm.ppf(0.975)):
@@ -154,3 +154,15 @@ def test_detectable_drop_bad_input():
         detectable_drop(30, p=1.5)
     with pytest.raises(ValstatError):
         mcnemar_power(30, 0.7, 0.5)
+
+
+def test_move_detectability_estimates_the_chance_churn_from_the_moves_within_noise():
+    from valstat.stats.sizes import move_detectability
+
+    # three plateau moves flipping 2 and 4, 3 and 3, 4 and 2 images, and one learning epoch
+    # that gained 12 (beyond noise: left out of the chance churn)
+    got = move_detectability(30, 0.05, 0.8, lost=[2, 3, 4, 0], gained=[4, 3, 2, 12])
+    assert got["churn"] == pytest.approx(3 / 30)
+    assert got["images"] == detectable_drop(30, churn=3 / 30)
+    # min(lost, gained) would have said 2.0 images each way over the plateau moves
+    assert move_detectability(30, lost=[2, 3, 4], gained=[4, 3, 2])["churn"] == pytest.approx(3 / 30)

@@ -98,13 +98,19 @@ def test_within_noise_says_which_drop_the_test_could_detect(two_arms):
     from power_reference import fisher_drop_reference, mcnemar_drop_reference
 
     (runs, epochs, preds, meta), summary = two_arms
-    # McNemar (per-image predictions) at the chance churn: mean over consecutive epochs of
-    # min(images lost, images gained), as a share of the 30 images
+    # McNemar (per-image predictions) at the chance churn: mean over the consecutive epochs
+    # within noise (mid-p McNemar p >= 0.05) of (images lost + images gained) / 2, as a share
+    # of the 30 images
     flips = []
     for run_id in runs.loc[runs["arm"] == "alt", "run_id"]:
         run_preds = preds[preds["run_id"] == run_id].sort_values(["epoch", "example"])
         c = (run_preds["label"] == run_preds["predicted"]).to_numpy().reshape(-1, 30)
-        flips += list(np.minimum(np.sum(c[:-1] & ~c[1:], axis=1), np.sum(~c[:-1] & c[1:], axis=1)))
+        for lost, gained in zip(np.sum(c[:-1] & ~c[1:], axis=1), np.sum(~c[:-1] & c[1:], axis=1)):
+            m, d = min(lost, gained), lost + gained
+            midp = 1.0 if d == 0 else min(1.0, 2 * (sps.binom.cdf(m, d, 0.5) - 0.5 * sps.binom.pmf(m, d, 0.5)))
+            if midp >= 0.05:
+                flips.append((lost + gained) / 2)
+    assert flips
     churn = np.mean(flips) / 30
     (detect,) = summary["arms"]["alt"]["moves_within_noise"]["detectable"]
     expected = mcnemar_drop_reference(30, churn)

@@ -32,7 +32,8 @@ from valstat.stats.paired import (
     probability_of_improvement,
 )
 from valstat.stats.selection import optimism_summary
-from valstat.stats.sizes import (detectable_drop, fisher_p_table, minimum_detectable_difference, runs_needed,
+from valstat.stats.sizes import (detectable_drop, fisher_p_table, minimum_detectable_difference, move_detectability,
+                                 runs_needed,
                                  val_size_for_halfwidth)
 
 N_IMAGES = 30
@@ -337,11 +338,12 @@ def check_sizes(reps, rng):
     k2 = rng.binomial(N_IMAGES, 0.8 + mdd["decrease"], reps)
     out.append(Check("Fisher test at the minimum detectable drop", f"n=30, 80% -> {80 + 100 * mdd['decrease']:.0f}%",
                      "power", 0.8, int(np.sum(table[k1, k2] < 0.05)), reps))
-    churn = 1 / N_IMAGES
-    j = detectable_drop(N_IMAGES, churn=churn)
+    churn = 3 / N_IMAGES   # the drop is found at the churn estimated from an arm's 200 moves
+    moves = rng.multinomial(N_IMAGES, [churn, churn, 1 - 2 * churn], 200)
+    j = move_detectability(N_IMAGES, 0.05, 0.8, moves[:, 0], moves[:, 1])["images"]
     cells = rng.multinomial(N_IMAGES, [churn + j / N_IMAGES, churn, 1 - 2 * churn - j / N_IMAGES], reps)
     out.append(Check("mid-p McNemar at the detectable drop (within-noise sentences)",
-                     f"n=30, {j} images lost beyond 1 flipping each way", "power", 0.8,
+                     f"n=30, {j} images lost beyond 3 flipping each way (churn estimated)", "power", 0.8,
                      int(np.sum(mcnemar_midp_p(cells[:, 0], cells[:, 1]) < 0.05)), reps))
     j = detectable_drop(N_IMAGES, p=0.8)
     k2 = rng.binomial(N_IMAGES, 0.8 - j / N_IMAGES, reps)
