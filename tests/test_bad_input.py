@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -170,13 +171,17 @@ def test_store_of_another_experiment_is_refused_and_left_unchanged(tiny_sweep, t
     assert sha(store_path(tiny_sweep)) == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "overwritten"])
 def test_damaged_store_is_refused_and_left_byte_for_byte(tiny_sweep, tmp_path, damage):
+    # "overwritten": pages in the middle replaced, header intact; SQLite opens it and only a
+    # checked quick_check finds the damage, so `run` must not write new runs into it
     out = tmp_path / "damaged"
     out.mkdir()
     original = store_path(tiny_sweep).read_bytes()
+    middle = len(original) // 2
     damaged = {"truncate": original[: len(original) // 3], "garbage": b"x" * 5000,
-               "empty": b""}[damage]
+               "empty": b"", "overwritten": original[:middle] + b"GARBAGE!" * 1024
+               + original[middle + 8192:]}[damage]
     store_path(out).write_bytes(damaged)
     before = sha(store_path(out))
     for command in (["run", TINY, "--out", out, "--quiet"], ["stats", out], ["report", out],
@@ -184,6 +189,36 @@ def test_damaged_store_is_refused_and_left_byte_for_byte(tiny_sweep, tmp_path, d
         result = valstat(*command)
         assert_one_line_error(result, str(store_path(out)))
         assert sha(store_path(out)) == before
+
+
+def test_sqlite_file_with_other_columns_is_not_a_store(tmp_path):
+    out = tmp_path / "other"
+    out.mkdir()
+    connection = sqlite3.connect(store_path(out))
+    connection.executescript("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT); CREATE TABLE runs(run_id TEXT);"
+                             "CREATE TABLE epochs(run_id TEXT); CREATE TABLE predictions(run_id TEXT);")
+    connection.close()
+    before = sha(store_path(out))
+    for command in (["stats", out], ["report", out], ["run", TINY, "--out", out, "--dry-run"]):
+        result = valstat(*command)
+        assert_one_line_error(result, "not a valstat store (table runs has no column arm, fold, seed)")
+        assert sha(store_path(out)) == before
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
+                    reason="needs root and unshare for a read-only bind mount")
+def test_store_in_a_read_only_folder_is_read_not_called_damaged(tiny_sweep, tmp_path):
+    # copied as the one file, without the -shm file SQLite's WAL mode needs beside it
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    shutil.copy(store_path(tiny_sweep), store_path(folder))
+    script = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && "
+              f"exec {sys.executable} -m valstat stats {folder}")
+    result = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True)
+    if "mount:" in result.stderr:
+        pytest.skip(f"no read-only bind mount here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert "final val accuracy" in result.stdout and "damaged" not in result.stderr
 
 
 def test_unwritable_output_folder_is_refused(tmp_path):
@@ -275,3 +310,28 @@ def test_a_default_validation_size_too_large_for_the_folder_says_which_flag_sets
     result = valstat("run", TINY, "--data", data, "--out", tmp_path / "out", "--dry-run")
     assert_one_line_error(result, "validation size", "is too large: only 12 images are available",
                           "choose at most 10 with --val-size")
+
+
+def test_a_data_folder_that_changed_is_not_mixed_into_its_store(tmp_path):
+    from PIL import Image
+
+    data = write_image_folder(tmp_path / "photos", classes=("a", "b"), per_class=12)
+    out = tmp_path / "out"
+    common = ("--data", data, "--epochs", "1", "--val-size", "6", "--out", out, "--quiet", "--workers", "1")
+    assert valstat("run", TINY, "--seeds", "1", *common).returncode == 0
+    before = sha(store_path(out))
+    write_image_folder(tmp_path / "more", classes=("a",), per_class=3, seed=5)
+    for extra in sorted((tmp_path / "more" / "a").iterdir()):
+        shutil.copy(extra, data / "a" / f"extra_{extra.name}")
+    for command in (("run", TINY, "--seeds", "2", *common), ("run", TINY, "--seeds", "2", *common, "--dry-run")):
+        result = valstat(*command)
+        assert_one_line_error(result, "holds runs trained on other images")
+        assert "27 images (3 added, 0 removed) where the store's runs used 24" in result.stderr
+    assert sha(store_path(out)) == before
+    # the same names with other pixels are refused too; the original folder is taken again
+    for extra in (data / "a").glob("extra_*"):
+        extra.unlink()
+    first = sorted((data / "b").iterdir())[0]
+    with Image.open(first) as image:
+        Image.fromarray(255 - np.asarray(image)).save(first)
+    assert_one_line_error(valstat("run", TINY, "--seeds", "2", *common), "other pixels")

@@ -45,6 +45,9 @@ class Dataset:
                 "class_counts": {name: int(c) for name, c in zip(self.class_names, counts)},
                 "n_images": int(len(self.labels)), "image_size": int(self.images.shape[1]),
                 "skipped": self.skipped,
+                # the decoded pixels and labels: the store refuses runs on other images
+                "digest": hashlib.blake2b(self.images.tobytes() + self.labels.astype(np.int64).tobytes(),
+                                          digest_size=16).hexdigest(),
                 # example id -> file, so reports can show the images a store's ids refer to
                 "files": None if self.source == BUILTIN else list(self.names)}
 

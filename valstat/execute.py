@@ -95,6 +95,25 @@ def _check_owner(experiment: Experiment, out_dir: Path) -> None:
                         f"{': ' + shown if shown else ''}; use another --out folder")
 
 
+def _check_same_images(out_dir: Path, dataset: dict) -> None:
+    """Refuse to add runs to a store whose runs were trained on other images: the data folder
+    gained, lost or changed files since (its example ids would name other files)."""
+    old = (read_meta(out_dir) or {}).get("dataset") or {}
+    if not old or not read_stored_runs(out_dir):
+        return
+    old_files, new_files = old.get("files") or [], dataset.get("files") or []
+    same = (old.get("digest", dataset["digest"]) == dataset["digest"] and old_files == new_files
+            and old.get("n_images") == dataset["n_images"])
+    if same:
+        return
+    added, removed = len(set(new_files) - set(old_files)), len(set(old_files) - set(new_files))
+    what = (f"{added} added, {removed} removed" if added or removed
+            else "the same files with other pixels, or decoded differently")
+    raise ValstatError(f"{out_dir} holds runs trained on other images: {dataset['source']} now has "
+                       f"{dataset['n_images']} images ({what}) where the store's runs used {old.get('n_images')}; "
+                       "restore the folder or use another --out folder")
+
+
 def plan_seeds(meta: dict | None, experiment: Experiment) -> int:
     """Seeds of the plan a store records: a sweep asking for fewer seeds than the store was
     planned with (same config) trains what it names but keeps the larger plan, so the report
@@ -145,7 +164,9 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
     _check_owner(experiment, out_dir)
     if not os.access(out_dir, os.W_OK):
         raise ValstatError(f"output folder {out_dir} is not writable; choose another --out")
-    return _plan(experiment, out_dir / "cache")
+    specs, meta = _plan(experiment, out_dir / "cache")
+    _check_same_images(out_dir, meta["dataset"])
+    return specs, meta
 
 
 def _layout(experiment: Experiment, pending: int, workers: int | None) -> tuple[int, int]:
@@ -178,6 +199,7 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
     _check_owner(experiment, out_dir)
     with tempfile.TemporaryDirectory() as scratch:
         specs, meta = _plan(experiment, Path(scratch))
+        _check_same_images(out_dir, meta["dataset"])
         stored = read_stored_runs(out_dir)
         done = set(stored) & {spec.run_id for spec in specs}
         pending = [spec for spec in specs if spec.run_id not in done]

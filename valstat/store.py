@@ -16,6 +16,7 @@ The file carries its schema version (`PRAGMA user_version`) and meta `store_kind
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,21 +108,52 @@ def _check_sqlite_file(path: Path) -> None:
                         "move it aside or choose another --out folder")
 
 
+#: Columns every valstat store's tables have had since the first schema.
+REQUIRED_COLUMNS = {"runs": {"run_id", "arm", "seed", "fold"}, "epochs": {"run_id", "epoch"},
+                    "predictions": {"run_id", "epoch", "example"}}
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A store in WAL mode needs its -shm file beside it; in a folder
+    this process cannot write, where SQLite cannot create it, the file is opened as immutable
+    (nothing writes there while it is read)."""
+    uri = path.resolve().as_uri()
+    try:
+        connection = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        connection.execute("SELECT name FROM sqlite_master").fetchall()
+        return connection
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     _check_sqlite_file(path)
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        connection = _open_readonly(path)
         tables = {row[0] for row in connection.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
-        connection.execute("PRAGMA quick_check").fetchall()
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
     except sqlite3.DatabaseError as error:
         raise ValstatError(f"{path} is damaged and cannot be read ({error}); "
                         "it was left untouched") from None
+    if problems != ["ok"]:
+        connection.close()
+        first = problems[0].splitlines()[-1] if problems and problems[0] else "quick_check failed"
+        raise ValstatError(f"{path} is damaged and cannot be read ({first}); it was left untouched: "
+                        "restore it from a copy or choose another --out folder")
     missing = {"meta", "runs", "epochs", "predictions"} - tables
     if missing:
         connection.close()
         raise ValstatError(f"{path} is a SQLite file but not a valstat store "
                         f"(missing tables: {', '.join(sorted(missing))})")
+    for table, required in REQUIRED_COLUMNS.items():
+        lacking = required - {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if lacking:
+            connection.close()
+            raise ValstatError(f"{path} is a SQLite file but not a valstat store "
+                            f"(table {table} has no column {', '.join(sorted(lacking))})")
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         connection.close()
