@@ -17,10 +17,12 @@ TINY = TESTS / "data" / "tiny.toml"
 REPO = TESTS.parent
 
 
-def valstat(*args, cwd=None, timeout=600):
-    """Run the real `valstat` entry point; returns CompletedProcess (text)."""
+def valstat(*args, cwd=None, timeout=600, env=None):
+    """Run the real `valstat` entry point (env: variables set on top of this process's);
+    returns CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "valstat.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 FAILING_SITE = """

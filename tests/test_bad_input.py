@@ -290,6 +290,18 @@ def test_ctrl_c_stops_cleanly_keeps_runs_and_says_how_to_resume(tmp_path):
     assert 1 <= kept < 80
 
 
+def test_sigterm_stops_like_ctrl_c_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "out"
+    process = _start_sweep(out, seeds=40)
+    _wait_for_runs(out, 1, process)
+    process.terminate()                              # SIGTERM to the driver, as `timeout` sends
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143
+    assert "Traceback" not in stderr and "leaked semaphore" not in stderr
+    assert "Run the same command again to resume" in stderr
+    assert 1 <= len(load_tables(out).runs) < 80
+
+
 def test_kill_9_of_the_driver_then_rerun_resumes_without_duplicates(tmp_path):
     out = tmp_path / "out"
     process = _start_sweep(out, seeds=15)          # still running when the kill comes

@@ -129,6 +129,29 @@ def test_slurm_settings_from_the_experiment_file_reach_the_job_script(tmp_path):
     assert "--nworkers 4" in script and "--nthreads 2" in script
 
 
+def test_a_job_slurm_refuses_or_a_machine_without_slurm_is_one_line_not_a_hang(tmp_path):
+    experiment_file = tmp_path / "slurm.toml"
+    experiment_file.write_text(TINY.read_text() + '\n[cluster]\nkind = "slurm"\njobs = 2\n'
+                               'cores = 2\nprocesses = 2\nqueue = "gpu-short"\n')
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    sbatch = fake / "sbatch"      # what SLURM's sbatch prints for a partition it does not have
+    sbatch.write_text('#!/bin/sh\necho "sbatch: error: invalid partition specified: gpu-short" >&2\n'
+                      'echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2\n'
+                      'exit 1\n')
+    sbatch.chmod(0o755)
+    refused = valstat("run", experiment_file, "--seeds", "1", "--out", tmp_path / "a", "--quiet", timeout=120,
+                      env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "tornado" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "valstat: error: SLURM refused the workers' job (sbatch: error: Batch job submission failed: Invalid "
+        "partition name specified); check [cluster] queue, account, cores, memory and walltime"]
+    missing = valstat("run", experiment_file, "--seeds", "1", "--out", tmp_path / "b", "--quiet", timeout=120,
+                      env={"PATH": os.path.dirname(sys.executable)})
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "needs SLURM's sbatch, which is not on PATH" in missing.stderr
+
+
 def test_cluster_settings_do_not_change_the_config_hash(tmp_path):
     from valstat.config import load_experiment
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -89,11 +90,13 @@ def cmd_run(args) -> int:
     cluster = experiment.cluster
     engine = resolve_device(args.device, fused, cluster.gpus if cluster.kind == "slurm" else 0)
     if args.dry_run:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValstatError(f"cannot create output folder {out_dir}: it is a file; choose another --out")
         plan = plan_sweep(experiment, out_dir, workers=args.workers, verbose=args.verbose,
                           engine=engine, pack_size=args.pack)
         print(resolved_toml(experiment))
         print(_data_line(plan))
-        print(f"{plan.planned} runs planned, {plan.stored} already stored in {out_dir}, "
+        print(f"{_count(plan.planned, 'run')} planned, {plan.stored} already stored in {out_dir}, "
               f"{plan.planned - plan.stored} to train on {_count(plan.workers, 'worker')}; "
               f"{engine.line('would train on')}")
         _print_larger_plan(out_dir, plan.plan_seeds, plan.store_runs, experiment.sweep.seeds)
@@ -105,10 +108,21 @@ def cmd_run(args) -> int:
             print("estimated time: unknown here (the cluster's GPUs are not on this machine); "
                   "after the first runs are stored, --dry-run uses their times")
         return 0
-    outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
-                        progress=None if args.quiet else sweep_progress(), wait=args.wait,
-                        verbose=args.verbose, engine=engine, pack_size=args.pack,
-                        announce=lambda: print(f"valstat: {engine.line()}", flush=True))
+    terminated = []
+
+    def stop_on_sigterm(signum, frame):
+        # `timeout`, `kill` and a SLURM time limit send SIGTERM: stop as Ctrl-C does
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
+                            progress=None if args.quiet else sweep_progress(), wait=args.wait,
+                            verbose=args.verbose, engine=engine, pack_size=args.pack,
+                            announce=lambda: print(f"valstat: {engine.line()}", flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for run_ids, message in outcome.failed.items():
         runs = (f"run {run_ids[0]}" if len(run_ids) == 1
                 else f"the {len(run_ids)} runs {', '.join(run_ids)} (one fused pack)")
@@ -116,7 +130,7 @@ def cmd_run(args) -> int:
     if outcome.interrupted:
         print(f"valstat: interrupted; {outcome.stored} of {outcome.planned} runs are stored in "
               f"{out_dir}. Run the same command again to resume.", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
     failed = sum(len(run_ids) for run_ids in outcome.failed)
     next_step = (f"Next: valstat report {out_dir}" if not failed else
                  "Fix the error above and run the same command again: it trains only the "
@@ -259,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                      f"shipped with valstat: {', '.join(sorted(shipped_experiments()))} "
                      "(default: default)")
     run.add_argument("--seeds", type=positive_int,
-                     help="number of seeds (split/init/order; default: the experiment's)")
+                     help="number of seeds (split/init/order/augment; default: the experiment's)")
     run.add_argument("--folds", type=positive_int,
                      help="cross-validation folds per seed (default: the experiment's)")
     run.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's)")

@@ -11,7 +11,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -377,7 +379,7 @@ def slurm_cluster(settings: ClusterConfig, threads: int):
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise ValstatError("[cluster] kind = \"slurm\" needs dask-jobqueue: "
-                        "pip install -e \".[slurm]\"") from None
+                        "pip install \"valstat[slurm]\"") from None
     options = {"queue": settings.queue or None, "account": settings.account or None}
     prologue = ["export TF_CPP_MIN_LOG_LEVEL=2", f"export OMP_NUM_THREADS={threads}"]
     processes = settings.processes
@@ -393,6 +395,24 @@ def slurm_cluster(settings: ClusterConfig, threads: int):
                         **{key: value for key, value in options.items() if value})
 
 
+def check_job_script(script: str) -> None:
+    """Ask SLURM whether it would take the workers' job (`sbatch --test-only`, which submits
+    nothing), so that a wrong partition or account, or a machine without SLURM, is one line
+    before any job is submitted: dask-jobqueue submits in the background, logs the failure as a
+    traceback and waits for workers forever."""
+    if shutil.which("sbatch") is None:
+        raise ValstatError("[cluster] kind = \"slurm\" needs SLURM's sbatch, which is not on PATH: run "
+                           "valstat on the cluster's login node")
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as handle:
+        handle.write(script)
+        handle.flush()
+        result = subprocess.run(["sbatch", "--test-only", handle.name], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        raise ValstatError(f"SLURM refused the workers' job ({lines[-1] if lines else f'exit {result.returncode}'}); "
+                           "check [cluster] queue, account, cores, memory and walltime")
+
+
 # Workers of the fused engine: Keras on JAX; several processes may share a GPU's memory.
 GPU_WORKER_ENV = {"KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
                   "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -404,6 +424,11 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
 
     if settings is not None and settings.kind == "slurm" and not scheduler:
         cluster = slurm_cluster(settings, threads)
+        try:
+            check_job_script(cluster.job_script())
+        except BaseException:
+            cluster.close()
+            raise
         cluster.scale(jobs=settings.jobs)
         return Client(cluster)
     if scheduler:

@@ -100,7 +100,7 @@ def resolve_device(request: str = "auto", fused: bool | None = None,
                       _version("jax"), fused if fused is not None else True, gpus=cluster_gpus)
     gpus = jax_gpus() if request in ("auto", "gpu") else []
     if request == "gpu" and not gpus:
-        hint = ("JAX is not installed: pip install -e \".[gpu]\"" if
+        hint = ("JAX is not installed: pip install \"valstat[gpu]\"" if
                 importlib.util.find_spec("jax") is None else "JAX sees no CUDA device")
         raise ValstatError(f"--device gpu: no GPU found ({hint}); use --device cpu")
     if gpus:
@@ -108,7 +108,8 @@ def resolve_device(request: str = "auto", fused: bool | None = None,
                       _version("jax"), fused if fused is not None else True, gpus=len(gpus))
     if fused:
         if importlib.util.find_spec("jax") is None:
-            raise ValstatError("the fused engine needs JAX: pip install jax (or \".[gpu]\")")
+            raise ValstatError("the fused engine needs JAX: pip install \"valstat[gpu]\" "
+                               "(or pip install jax for the CPU)")
         return Engine("jax", "cpu", cpu_name(), _version("jax"), True)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     version = _version("tensorflow-cpu", "tensorflow") if backend == "tensorflow" else \
