@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from valstat.errors import ValstatError
-from valstat.stats import binomial_interval, collapse_mean_interval, crossed_mean_interval, mean_interval
+from valstat.stats import (binomial_interval, collapse_mean_interval, crossed_mean_interval, effective_size_bounds,
+                           mean_interval)
+
 
 Z95 = 1.959963984540054  # Phi^-1(0.975)
 METHODS = ["wilson", "clopper-pearson", "jeffreys", "agresti-coull", "wald"]
@@ -289,3 +291,30 @@ def test_collapse_mean_interval_with_seeds_as_units():
 def test_collapse_mean_interval_bad_input(args):
     with pytest.raises(ValstatError):
         collapse_mean_interval(*args)
+
+
+@pytest.mark.parametrize("estimate, se, df, scored", [
+    (0.7, 0.03, 19, 600), (0.93, 0.02, 9, 300), (0.98, 0.004, 19, 200),   # n* below, at, above the cap
+    (0.5, 0.0, 1, 20), (1.0, 0.0, 5, 60), (0.0, 0.0, np.inf, 30), (0.6, 0.05, np.inf, 1000),
+])
+def test_effective_size_bounds_are_korn_graubards(estimate, se, df, scored):
+    from interval_reference import korn_graubard
+
+    assert effective_size_bounds(estimate, se, df, scored) == pytest.approx(korn_graubard(estimate, se, df, scored))
+
+
+def test_runs_that_tie_get_an_interval_of_some_width_and_near_one_it_reaches_down():
+    # two runs of 30 images at 27/30: the t interval has zero width, the effective-size one not
+    tied = mean_interval([0.9, 0.9], scored=60)
+    assert mean_interval([0.9, 0.9])["high"] == mean_interval([0.9, 0.9])["low"]
+    assert tied["method"] == "effective-size" and tied["low"] < 0.9 < tied["high"]
+    # near accuracy 1 the bound is skewed toward 0.5, as the runs' accuracies are
+    values = np.array([1.0, 0.9, 1.0, 1.0, 0.9, 1.0, 1.0, 1.0, 0.9, 1.0])
+    res, t = mean_interval(values, scored=100), mean_interval(values)
+    assert res["estimate"] - res["low"] > res["high"] - res["estimate"] and res["low"] < t["low"]
+    assert res["high"] <= 1.0
+    # one new run: never narrower than the t prediction interval
+    assert res["pi_low"] <= t["pi_low"] and res["pi_high"] >= t["pi_high"]
+    # a crossed table of 0/1 that is all right: not the single point 100%
+    crossed = crossed_mean_interval(np.ones((3, 10)), new_run_columns=10, scored=30)
+    assert crossed["high"] == 1.0 and crossed["low"] < 0.95

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from interval_reference import korn_graubard
 from valstat.core import Settings
 from valstat.errors import ValstatError
 from valstat.stats import crossed_mean_interval, curve_changes, lr_collapse, plateau_cuts_after_ties, runs_needed
@@ -63,7 +64,8 @@ def test_final_accuracy_interval_from_the_frames(two_arms):
     last = epochs.sort_values("epoch").groupby("run_id").tail(1).merge(runs[["run_id", "arm", "seed", "fold"]])
     base = last[last["arm"] == "base"]
     unit_means = base.groupby("seed")["val_accuracy"].mean().to_numpy()  # folds of a seed resampled together
-    low, high = sps.t.interval(0.95, len(unit_means) - 1, loc=unit_means.mean(), scale=sps.sem(unit_means))
+    scored = 30 * len(base)    # images scored by the runs in all
+    low, high = korn_graubard(unit_means.mean(), sps.sem(unit_means), len(unit_means) - 1, scored)
     res = summary["arms"]["base"]["final_val_accuracy"]
     assert res["estimate"] == pytest.approx(base["val_accuracy"].mean())
     # every seed scores the same two folds: the t interval holds for these images only
@@ -71,7 +73,8 @@ def test_final_accuracy_interval_from_the_frames(two_arms):
     assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((low, high))
     table = base.pivot(index="fold", columns="seed", values="val_accuracy").to_numpy()
     crossed = crossed_mean_interval(table)
-    assert (res["low"], res["high"], res["method"]) == (pytest.approx(crossed["low"]), pytest.approx(crossed["high"]),
+    expected = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], scored)
+    assert (res["low"], res["high"], res["method"]) == (pytest.approx(expected[0]), pytest.approx(expected[1]),
                                                          "crossed-anova")
     assert res["low"] < low and res["high"] > high  # the image/split part widens it
     assert res["sd"] == pytest.approx(base["val_accuracy"].std(ddof=1)) and res["units"] == "seed"
@@ -384,10 +387,12 @@ def test_one_shared_split_gives_the_crossed_interval_for_new_images():
     last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
     matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(6, 30)
     crossed = crossed_mean_interval(matrix, new_run_columns=30)
-    assert (res["low"], res["high"], res["pi_low"], res["pi_high"]) == pytest.approx(
-        (crossed["low"], crossed["high"], crossed["pi_low"], crossed["pi_high"]))
+    low, high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 6 * 30)
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    # one new run: the t prediction interval widened to the effective-size bound (hull)
+    assert res["pi_low"] <= crossed["pi_low"] + 1e-12 and res["pi_high"] >= crossed["pi_high"] - 1e-12
     final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
-    t_low, t_high = sps.t.interval(0.95, 5, loc=final.mean(), scale=sps.sem(final))
+    t_low, t_high = korn_graubard(final.mean(), sps.sem(final), 5, 6 * 30)
     assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((t_low, t_high))
     assert "these validation images CI" in format_summary(summarize(runs, epochs, preds, meta))
 
@@ -563,10 +568,11 @@ def test_few_runs_on_their_own_splits_get_the_collapse_aware_interval():
     one_class = np.array([rid == run_id_for("a", 2, 0) for rid in sorted(runs["run_id"])])
     assert acc[one_class] == pytest.approx([1 / 3])
     learned = acc[~one_class]
-    half = sps.t.ppf(0.9875, learned.size - 1) * learned.std(ddof=1) / np.sqrt(learned.size)
+    # the learned runs' mean: effective-size bound at 1 - 0.05/4 on their 7 x 30 images
+    l_low, l_high = korn_graubard(learned.mean(), sps.sem(learned), learned.size - 1, 7 * 30, level=0.975)
     p_low, p_high = sps.beta.ppf(0.0125, 1, 8), sps.beta.ppf(0.9875, 2, 7)
-    low = min((1 - p) * (learned.mean() - half) + p / 3 for p in (p_low, p_high))
-    high = max((1 - p) * (learned.mean() + half) + p / 3 for p in (p_low, p_high))
+    low = min((1 - p) * l_low + p / 3 for p in (p_low, p_high))
+    high = max((1 - p) * l_high + p / 3 for p in (p_low, p_high))
     assert res["method"] == "collapse-mixture" and res["collapsed"] == 1
     assert (res["low"], res["high"]) == pytest.approx((low, high))
     assert res["share_range"] == pytest.approx([1 / 3, 1 / 3])
@@ -574,15 +580,17 @@ def test_few_runs_on_their_own_splits_get_the_collapse_aware_interval():
     assert "允许最多 58% 的运行只预测一个类别" in format_summary(summary, "zh")
     # without per-image predictions nothing tells which runs collapsed: the t interval
     plain = summary_dict(runs, epochs, preds.iloc[:0], meta, settings=Settings(count_diverged=True))
-    assert plain["arms"]["a"]["final_val_accuracy"]["method"] == "t"
+    assert plain["arms"]["a"]["final_val_accuracy"]["method"] == "effective-size"
 
 
-def test_twenty_runs_on_their_own_splits_keep_the_t_interval():
+def test_twenty_runs_on_their_own_splits_get_the_effective_size_interval():
     runs, epochs, preds, meta = store(arms=("a",), seeds=20, folds=1, epochs=2, shared_split=False, seed=4)
     res = summary_dict(runs, epochs, preds, meta)["arms"]["a"]["final_val_accuracy"]
     acc = final_accuracies(epochs)
-    low, high = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
-    assert res["method"] == "t" and (res["low"], res["high"]) == pytest.approx((low, high))
+    low, high = korn_graubard(acc.mean(), sps.sem(acc), acc.size - 1, 20 * 30)
+    assert res["method"] == "effective-size" and (res["low"], res["high"]) == pytest.approx((low, high))
+    t_low, t_high = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
+    assert low < t_low         # reaches further down than the t interval, toward 0.5 from 0.7
 
 
 def _recorder_style(predictions=True):
@@ -601,8 +609,9 @@ def test_runs_on_the_same_validation_images_share_a_split_whatever_their_split_s
     last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
     matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(4, 30)
     crossed = crossed_mean_interval(matrix, new_run_columns=30)
-    assert (res["low"], res["high"], res["pi_low"], res["pi_high"]) == pytest.approx(
-        (crossed["low"], crossed["high"], crossed["pi_low"], crossed["pi_high"]))
+    low, high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 4 * 30)
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    assert res["pi_low"] <= crossed["pi_low"] + 1e-12 and res["pi_high"] >= crossed["pi_high"] - 1e-12
     # without predictions the stored val_examples alone say that the images are shared
     bare = summary_dict(*_recorder_style(predictions=False))["arms"]["base"]["final_val_accuracy"]
     assert bare["design"] == "one shared split" and bare["scope"] == "these validation images"

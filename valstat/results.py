@@ -55,7 +55,8 @@ class Interval(_Result):
     """Interval of the mean of a per-run accuracy (fractions): estimate, CI (low, high) at
     `level`, prediction interval for one new run (pi_low, pi_high), sd over runs (ddof 1), n runs,
     n_units (seeds when folds of a seed are clustered, `units` = "seed"; else None), method
-    ("t" | "crossed-anova"), design (how runs share validation images), scope ("new validation
+    ("t" | "effective-size": Korn-Graubard bounds on the t interval's se, where runs record
+    their validation size | "crossed-anova" | "collapse-mixture"), design (how runs share validation images), scope ("new validation
     images" | "these validation images"), note. Crossed intervals add df, components
     (CrossedComponents) and `conditional` (the t interval for these images only).
     Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits) add

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import crossed_table, shares_images, validation_design
+from valstat.core.design import crossed_table, images_scored, shares_images, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import class_names, unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, CrossedComponents,
@@ -108,6 +108,9 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
     validation images: crossed_mean_interval (split or image, seed and residual parts), which
     generalises to new images, with the t interval kept as `conditional` (these images only);
     where the design is incomplete only the conditional interval exists and `scope` says so.
+    Where the runs record their validation sizes, every CI of the mean (t, crossed, the
+    collapse-aware one's learned mean) is Korn and Graubard's effective-size bound on that
+    design's estimate, se and df (stats.effective_size_bounds; t method "effective-size").
     Returns {"final_val_accuracy": Interval | None, "best_val_accuracy": Interval | None}.
     """
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
@@ -118,21 +121,22 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
     design = validation_design(finite)
     out = {}
     n_units = len(finite) if units is None else finite["seed"].nunique()
+    scored = images_scored(finite)
     aware = not shares_images(design) and 2 <= n_units < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
         values = finite[metric].to_numpy(dtype=float)
         one_class = _one_class_at(finite, epoch_col) if shares else None
         if one_class is not None:
-            res = collapse_mean_interval(values, one_class, shares, level=level, units=units)
+            res = collapse_mean_interval(values, one_class, shares, level=level, units=units, scored=scored)
         else:
-            res = mean_interval(values, level=level, method="t", units=units)
+            res = mean_interval(values, level=level, method="t", units=units, scored=scored)
         if clustered:
             res["units"] = "seed"
         res.update(design=design, scope="new validation images")
         if shares_images(design) and len(finite) >= 2:
             res["conditional"] = ConditionalInterval(low=res["low"], high=res["high"], pi_low=res["pi_low"],
-                                                     pi_high=res["pi_high"], method="t",
+                                                     pi_high=res["pi_high"], method=res["method"],
                                                      scope="these validation images")
             crossed = crossed_table(finite, metric, epoch_col, cube, design)
             if crossed is None:
@@ -140,7 +144,7 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
                            note="runs share validation images and the design is incomplete: the interval "
                                 "holds for these images only")
             else:
-                cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1])
+                cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1], scored=scored)
                 res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df")},
                            components=CrossedComponents(**cm["components"]), method="crossed-anova")
         out[metric] = Interval(**res)

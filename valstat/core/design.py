@@ -53,3 +53,10 @@ def crossed_table(runs: pd.DataFrame, metric: str, epoch_col: str, cube: Cube, d
         return None
     table = runs.pivot(index="split", columns="seed", values=metric).to_numpy(dtype=float)
     return (table, 1) if np.all(np.isfinite(table)) else None
+
+
+def images_scored(runs: pd.DataFrame) -> float | None:
+    """Validation images the runs scored in all (sum of n_val), for the effective-size bounds
+    of their mean accuracy; None when a run does not record its validation size."""
+    n_val = pd.to_numeric(runs["n_val"], errors="coerce").to_numpy(dtype=float)
+    return float(n_val.sum()) if n_val.size and np.all(n_val > 0) else None

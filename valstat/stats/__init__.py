@@ -9,6 +9,7 @@ from valstat.stats.intervals import (
     binomial_interval,
     collapse_mean_interval,
     crossed_mean_interval,
+    effective_size_bounds,
     mean_interval,
 )
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
@@ -46,6 +47,7 @@ __all__ = [
     "corrected_resampled_ttest",
     "crossed_paired_ttest",
     "crossed_mean_interval",
+    "effective_size_bounds",
     "curve_changes",
     "detectable_drop",
     "expected_max_noise",

@@ -86,10 +86,10 @@ def _mean_expit(loc, sd):
     return np.sum(_GH_W * expit(loc[..., None] + sd * _GH_X), axis=-1)
 
 
-def _population_accuracy(collapsed: float = 0.0) -> float:
+def _population_accuracy(collapsed: float = 0.0, mu: float = MU) -> float:
     """Expected accuracy of a new run on new images, new seed and new split."""
     total = np.sqrt(SEED_SD**2 + SPLIT_SD**2 + IMAGE_SD**2)
-    return float((1 - collapsed) * _mean_expit(MU, total) + collapsed * CHANCE)
+    return float((1 - collapsed) * _mean_expit(mu, total) + collapsed * CHANCE)
 
 
 def _covers(res, truth):
@@ -155,16 +155,24 @@ def check_paired(reps, rng):
     return out
 
 
-def _run_accuracy(rng, seed_eff, split_eff, images):
+def _run_accuracy(rng, seed_eff, split_eff, images, mu=MU):
     """Accuracy of one run: mean over `images` (difficulties) of Bernoulli draws."""
-    return np.mean(rng.random(images.size) < expit(MU + seed_eff + split_eff + images))
+    return np.mean(rng.random(images.size) < expit(mu + seed_eff + split_eff + images))
 
 
-def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
-    """Each run draws its own split and images; a share `collapsed` of runs ends predicting one
-    class of three and scores its share, 1/3 (stratified split). The mean's interval summary
-    prints (collapse_mean_interval below COLLAPSE_AWARE_BELOW runs, else t) and the t PI."""
-    truth = _population_accuracy(collapsed)
+def _design(text, mu, n):
+    """A design's name, with its accuracy and validation size where they are not the default."""
+    if mu == MU and n == N_IMAGES:
+        return text
+    return f"{text}, {n} images, accuracy {_population_accuracy(0.0, mu):.2f}"
+
+
+def check_means_own_split(reps, rng, runs=10, collapsed=0.0, mu=MU, n=N_IMAGES):
+    """Each run draws its own split and `n` images; a share `collapsed` of runs ends predicting
+    one class of three and scores its share, 1/3 (stratified split). The mean's interval summary
+    prints (collapse_mean_interval below COLLAPSE_AWARE_BELOW runs, else the effective-size t)
+    and the t PI."""
+    truth = _population_accuracy(collapsed, mu)
     aware = runs < COLLAPSE_AWARE_BELOW
     cover = pi_cover = 0
     for _ in range(reps):
@@ -175,12 +183,12 @@ def check_means_own_split(reps, rng, runs=10, collapsed=0.0):
                 acc[r] = CHANCE
             else:
                 acc[r] = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD),
-                                       rng.normal(0, IMAGE_SD, N_IMAGES))
-        res = (collapse_mean_interval(acc[:runs], one_class[:runs], (CHANCE, CHANCE)) if aware
-               else mean_interval(acc[:runs], method="t"))
+                                       rng.normal(0, IMAGE_SD, n), mu)
+        res = (collapse_mean_interval(acc[:runs], one_class[:runs], (CHANCE, CHANCE), scored=runs * n) if aware
+               else mean_interval(acc[:runs], method="t", scored=runs * n))
         cover += _covers(res, truth)
         pi_cover += res["pi_low"] <= acc[runs] <= res["pi_high"]
-    design = f"own split per seed, {runs} runs, {collapsed:.0%} collapsed"
+    design = _design(f"own split per seed, {runs} runs, {collapsed:.0%} collapsed", mu, n)
     name = "mean accuracy interval (collapse-aware)" if aware else "mean accuracy interval (t)"
     return [Check(name, design, "coverage", 0.95, int(cover), reps),
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
@@ -201,8 +209,9 @@ def check_means_own_folds(reps, rng, seeds=5, folds=3, collapsed=0.0):
                         for s in seed_eff])
         one_class = rng.random(acc.size) < collapsed
         acc[one_class] = CHANCE
-        res = (collapse_mean_interval(acc, one_class, (CHANCE, CHANCE), units=units) if aware
-               else mean_interval(acc, method="t", units=units))
+        scored = acc.size * N_IMAGES
+        res = (collapse_mean_interval(acc, one_class, (CHANCE, CHANCE), units=units, scored=scored) if aware
+               else mean_interval(acc, method="t", units=units, scored=scored))
         cover += _covers(res, truth)
         new = CHANCE if rng.random() < collapsed else _run_accuracy(
             rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES))
@@ -213,13 +222,13 @@ def check_means_own_folds(reps, rng, seeds=5, folds=3, collapsed=0.0):
             Check("one-new-run prediction interval", design, "coverage", 0.95, int(pi_cover), reps)]
 
 
-def _shared_split(rng, mu, seeds):
-    """One split shared by `seeds` runs at logit mean `mu`: correctness (seeds, images) as 0/1,
+def _shared_split(rng, mu, seeds, n=N_IMAGES):
+    """One split shared by `seeds` runs at logit mean `mu`: correctness (seeds, n images) as 0/1,
     the split's effect and the images' difficulties."""
     split = rng.normal(0, SPLIT_SD)
-    images = rng.normal(0, IMAGE_SD, N_IMAGES)
+    images = rng.normal(0, IMAGE_SD, n)
     seed_eff = rng.normal(0, SEED_SD, seeds)
-    y = rng.random((seeds, N_IMAGES)) < expit(mu + split + seed_eff[:, None] + images[None, :])
+    y = rng.random((seeds, n)) < expit(mu + split + seed_eff[:, None] + images[None, :])
     return y.astype(float), split, images
 
 
@@ -233,25 +242,26 @@ def check_band_shared_split(reps, rng, seeds=10, epochs=10):
     for r in range(reps):
         y, split, _ = _shared_split(rng, mu[r % epochs], seeds)
         truth = float(_mean_expit(mu[r % epochs] + split, np.hypot(SEED_SD, IMAGE_SD)))
-        hits += _covers(crossed_mean_interval(y, new_run_columns=N_IMAGES), truth)
+        hits += _covers(crossed_mean_interval(y, new_run_columns=N_IMAGES, scored=y.size), truth)
     return [Check("per-epoch band of the curve figure (crossed), new images",
                   f"one shared split, {seeds} seeds, {epochs} epochs rising", "coverage", 0.95, int(hits), reps)]
 
 
-def check_means_shared_split(reps, rng, seeds=20):
+def check_means_shared_split(reps, rng, seeds=20, mu=MU, n=N_IMAGES):
     """One split for all seeds: crossed interval (new images; training set of the split
-    fixed) and the t interval (these images), and the one-new-run PI (new seed, new images)."""
+    fixed) and the t interval (these images), both effective-size bounds, and the one-new-run
+    PI (new seed, new images)."""
     cover = cond = pi_cover = 0
     for _ in range(reps):
-        y, split, images = _shared_split(rng, MU, seeds)
-        truth_new = float(_mean_expit(MU + split, np.hypot(SEED_SD, IMAGE_SD)))
-        truth_these = float(np.mean(_mean_expit(MU + split + images, SEED_SD)))
-        res = crossed_mean_interval(y, new_run_columns=N_IMAGES)
+        y, split, images = _shared_split(rng, mu, seeds, n)
+        truth_new = float(_mean_expit(mu + split, np.hypot(SEED_SD, IMAGE_SD)))
+        truth_these = float(np.mean(_mean_expit(mu + split + images, SEED_SD)))
+        res = crossed_mean_interval(y, new_run_columns=n, scored=y.size)
         cover += _covers(res, truth_new)
-        cond += _covers(mean_interval(y.mean(axis=1), method="t"), truth_these)
-        new = _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, N_IMAGES))
+        cond += _covers(mean_interval(y.mean(axis=1), method="t", scored=y.size), truth_these)
+        new = _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, n), mu)
         pi_cover += res["pi_low"] <= new <= res["pi_high"]
-    design = f"one shared split, {seeds} seeds"
+    design = _design(f"one shared split, {seeds} seeds", mu, n)
     return [Check("mean accuracy interval (crossed), new images", design, "coverage", 0.95, int(cover), reps),
             Check("mean accuracy interval (t), these images", design, "coverage", 0.95, int(cond), reps),
             Check("one-new-run prediction interval (crossed)", design, "coverage", 0.95, int(pi_cover), reps)]
@@ -269,10 +279,10 @@ def check_means_seeds_folds(reps, rng, seeds=10, folds=3):
         p = expit(MU + split[:, None, None] + seed_eff[None, :, None] + images[:, None, :])
         acc = np.mean(rng.random(p.shape) < p, axis=2)  # (folds, seeds)
         truth_these = float(np.mean(_mean_expit(MU + split[:, None] + images, SEED_SD)))
-        res = crossed_mean_interval(acc)
+        res = crossed_mean_interval(acc, scored=acc.size * N_IMAGES)
         cover += _covers(res, truth_new)
         units = np.tile(np.arange(seeds), folds)
-        cond += _covers(mean_interval(acc.ravel(), method="t", units=units), truth_these)
+        cond += _covers(mean_interval(acc.ravel(), method="t", units=units, scored=acc.size * N_IMAGES), truth_these)
         new = _run_accuracy(rng, rng.normal(0, SEED_SD), rng.normal(0, SPLIT_SD), rng.normal(0, IMAGE_SD, N_IMAGES))
         pi_cover += res["pi_low"] <= new <= res["pi_high"]
     design = f"{seeds} seeds x {folds} shared folds"
@@ -394,6 +404,13 @@ def check_selection(reps, rng, runs=10, epochs=20):
 OWN_SPLIT_DESIGNS = tuple((r, c) for r in (10, 15) for c in (0.0, 0.05, 0.15, 0.3)) + ((20, 0.0), (20, 0.15))
 #: (seeds, folds, collapsed share) of the seeds x own folds designs.
 OWN_FOLDS_DESIGNS = ((3, 3, 0.0), (5, 3, 0.0), (5, 3, 0.15), (10, 3, 0.3), (20, 3, 0.0))
+#: Logit mean of the designs near accuracy 1 (0.93 on new images) and one nearer (0.98).
+NEAR_ONE, NEARER_ONE = 3.5, 5.0
+#: (runs, images, logit mean) of own-split designs at few runs, few images or near accuracy 1,
+#: where the t interval had missed (0.62 with 2 runs on 10 images at 0.93; 0.88 with 20 at 0.98).
+OWN_SPLIT_EDGES = ((2, 10, NEAR_ONE), (3, 10, NEAR_ONE), (2, 30, MU), (20, 10, NEARER_ONE))
+#: (seeds, images, logit mean) of one-shared-split designs at 2 seeds, few images or near 1.
+SHARED_SPLIT_EDGES = ((2, 10, NEAR_ONE), (2, 30, MU), (3, 10, NEAR_ONE), (20, 10, NEAR_ONE))
 
 
 def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
@@ -406,7 +423,11 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
         checks += check_means_own_split(reps, rng, runs, collapsed)
     for seeds, folds, collapsed in OWN_FOLDS_DESIGNS:
         checks += check_means_own_folds(reps, rng, seeds, folds, collapsed)
+    for runs, n, mu in OWN_SPLIT_EDGES:
+        checks += check_means_own_split(reps, rng, runs, 0.0, mu, n)
     checks += check_means_shared_split(reps, rng)
+    for seeds, n, mu in SHARED_SPLIT_EDGES:
+        checks += check_means_shared_split(reps, rng, seeds, mu, n)
     checks += check_band_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
     for pairs in (5, 10, 20):

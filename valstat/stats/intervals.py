@@ -153,7 +153,45 @@ def _scipy_bca(values, level, n_boot, seed):
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_boot: int = 10000, seed: int = 0) -> dict:
+def effective_size_bounds(estimate: float, se: float, df: float, scored: float, level: float = 0.95):
+    """Korn & Graubard (1998) interval for a mean accuracy whose standard error `se` (with `df`
+    degrees of freedom) comes from a design, not from one binomial count: Clopper-Pearson at
+    the effective number of images n* = estimate·(1 - estimate)/se², at most `scored` (the
+    images scored in all, the most a binomial count could rest on; also n* where se = 0 or the
+    estimate is 0 or 1), times (z/t_df)² for the estimated se. Unlike estimate ± t·se it is
+    never of zero width (runs that tie on k/n) and reaches further toward 0.5 than toward 1
+    near accuracy 1, where a mean of few images' skewed accuracies sits.
+    estimate: fraction in [0, 1]; se: >= 0; df: > 0 (inf allowed); scored: > 0 images.
+    Returns (low, high), fractions.
+    """
+    level = check_level(level)
+    if not (0 <= estimate <= 1 and se >= 0 and scored > 0 and df > 0):
+        raise ValstatError("effective_size_bounds needs 0 <= estimate <= 1, se >= 0, df > 0 and scored > 0, got "
+                           f"{estimate!r}, {se!r}, {df!r}, {scored!r}")
+    alpha = 1 - level
+    variance = se * se
+    binomial = estimate * (1 - estimate)
+    n_eff = scored if variance <= 0 or binomial <= 0 else min(scored, binomial / variance)
+    if np.isfinite(df):
+        n_eff *= (sps.norm.ppf(1 - alpha / 2) / sps.t.ppf(1 - alpha / 2, df)) ** 2
+    x = estimate * n_eff
+    low = 0.0 if x <= 0 else float(sps.beta.ppf(alpha / 2, x, n_eff - x + 1))
+    high = 1.0 if x >= n_eff else float(sps.beta.ppf(1 - alpha / 2, x + 1, n_eff - x))
+    return low, high
+
+
+def _prediction_hull(t_low, t_high, estimate, sd_new, df, images, level):
+    """One new run's interval: the hull of the t prediction interval and the effective-size
+    bound on the same sd and df with at most the run's `images`. Near accuracy 1 a run's
+    accuracy is skewed: the effective-size bound reaches down to the runs that miss several
+    images, the t bound up to the run that misses none (a lattice value the beta bound never
+    reaches); either alone missed (t: 0.84 with 2 seeds on 10 images at 0.93)."""
+    low, high = effective_size_bounds(estimate, sd_new, df, images, level)
+    return min(t_low, low), max(t_high, high)
+
+
+def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_boot: int = 10000, seed: int = 0,
+                  scored: float | None = None) -> dict:
     """Interval for the mean of a metric over runs, plus the spread of one run.
 
     values: shape (runs,), the metric per run (e.g. final val accuracy, a fraction).
@@ -167,6 +205,12 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
     units: optional, shape (runs,), the resampling unit per run (e.g. seed). With units the
       estimate is the mean of unit means; bootstrap methods resample units, then runs within
       each chosen unit; the t method uses the unit means (df = units - 1).
+    scored: with method "t", the values are accuracies (fractions) and `scored` the images
+      they were scored on in all (sum over runs): the CI is then effective_size_bounds (Korn
+      and Graubard's Clopper-Pearson at the effective number of images) on the t interval's
+      estimate, se and df, which keeps its coverage near accuracy 1 and has no zero width
+      when the runs tie; the prediction interval is the hull of t's and that bound on
+      sd·sqrt(1 + 1/n) with at most one run's images (scored / n).
     Returns dict: estimate, low, high (CI of the mean), method (used), level, n (values),
       n_units (None without units), sd (ddof=1 over values), pi_low, pi_high (t prediction
       interval for one new run: estimate ± t·sd·sqrt(1+1/n)), note.
@@ -187,14 +231,23 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
     if n >= 2:
         sd = float(values.std(ddof=1))
         t_pi = sps.t.ppf((1 + level) / 2, n - 1) * sd * np.sqrt(1 + 1 / n)
-        result.update(sd=sd, pi_low=float(estimate - t_pi), pi_high=float(estimate + t_pi))
+        pi_low, pi_high = estimate - t_pi, estimate + t_pi
+        if scored is not None:
+            pi_low, pi_high = _prediction_hull(pi_low, pi_high, estimate, sd * np.sqrt(1 + 1 / n), n - 1,
+                                               scored / n, level)
+        result.update(sd=sd, pi_low=float(pi_low), pi_high=float(pi_high))
     if means.size < 2:
         what = "one value" if layout is None else "one unit"
         result["note"] = f"{what}: no interval for the mean"
         return result
     if method == "t":
-        half = sps.t.ppf((1 + level) / 2, means.size - 1) * means.std(ddof=1) / np.sqrt(means.size)
-        result.update(low=float(estimate - half), high=float(estimate + half))
+        se = float(means.std(ddof=1) / np.sqrt(means.size))
+        if scored is None:
+            half = sps.t.ppf((1 + level) / 2, means.size - 1) * se
+            result.update(low=float(estimate - half), high=float(estimate + half))
+        else:
+            low, high = effective_size_bounds(estimate, se, means.size - 1, scored, level)
+            result.update(low=low, high=high, method="effective-size")
         return result
     rng = np.random.default_rng(seed)
     low = high = np.nan
@@ -216,7 +269,7 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
     return result
 
 
-def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) -> dict:
+def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1, scored: float | None = None) -> dict:
     """Interval for a grand mean over two crossed random factors (two-way ANOVA, no replicates).
 
     For runs that share validation images the mean's uncertainty has a part from the images
@@ -232,6 +285,12 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) 
     Var(mean) = s_r/R + s_c/C + s_e/(RC), and for one new run
     Var(new - mean) = s_r + (s_c + s_e)/m + Var(mean), m = new_run_columns. Degrees of
     freedom by Satterthwaite on the mean squares used.
+    scored: the table's values are accuracies and `scored` the images behind its mean in all
+    (seeds x images; seeds x folds x validation size): the CI is then effective_size_bounds on
+    the estimate, se and Satterthwaite df (the t interval, estimate ± t·se, missed the mean on
+    new images near accuracy 1: 0.87 at 20 seeds on 10 images); the prediction interval is
+    the hull of t's and the effective-size bound on Var(new - mean) and its df, with at most
+    the images one new run scores (m · scored / table cells).
     Returns dict: estimate, low, high (CI of the mean), df, se, pi_low, pi_high (one new
     run), components {rows, columns, residual} (clipped), level. Units of the table values.
     """
@@ -264,15 +323,23 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1) 
     se = float(np.sqrt(max(var_mean, 0.0)))
     half = sps.t.ppf((1 + level) / 2, df_mean) * se
     pi_half = sps.t.ppf((1 + level) / 2, df_new) * np.sqrt(max(var_new, 0.0))
+    pi_low, pi_high = grand - pi_half, grand + pi_half
     clipped = comp @ ms
+    low, high = grand - half, grand + half
+    if scored is not None:
+        low, high = effective_size_bounds(float(grand), se, df_mean, scored, level)
+        # one new run scores m columns' share of the images behind one cell of the table
+        pi_low, pi_high = _prediction_hull(pi_low, pi_high, float(grand), float(np.sqrt(max(var_new, 0.0))),
+                                           df_new, m * scored / y.size, level)
     return {
-        "estimate": float(grand), "low": float(grand - half), "high": float(grand + half), "df": float(df_mean),
-        "se": se, "pi_low": float(grand - pi_half), "pi_high": float(grand + pi_half), "level": level,
+        "estimate": float(grand), "low": float(low), "high": float(high), "df": float(df_mean),
+        "se": se, "pi_low": float(pi_low), "pi_high": float(pi_high), "level": level,
         "components": {"rows": float(clipped[0]), "columns": float(clipped[1]), "residual": float(clipped[2])},
     }
 
 
-def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, units=None) -> dict:
+def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, units=None,
+                           scored: float | None = None) -> dict:
     """Interval for the mean over runs allowing for a collapse mode the runs may not show.
 
     A run that ends predicting one class scores exactly the share of that class among the
@@ -296,9 +363,12 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
       run-weighted learned mean when a seed's collapses are unrelated to its learned
       accuracy); the estimate is the mean of seed means, as mean_interval with units.
     One new run (pi_low, pi_high) either collapses, scoring within share_range, or learns,
-    scoring within the learned runs' t prediction interval at `level` ([0, 1] where their
+    scoring within the learned runs' prediction interval at `level` (mean_interval's, with `scored`) ([0, 1] where their
     mean is bounded by [0, 1] only); the hull of the two covers it whatever pi is, where a t interval over
     all runs would claim certainty when they all collapsed (sd 0).
+    scored: the images the runs scored in all (same number per run): the learned runs' mean is
+      then bounded by mean_interval's effective-size bound on their share of them (so two
+      learned runs that tie on k/n do not bound it to one value).
     values: shape (runs,), accuracy per run (fractions); one_class: shape (runs,), booleans,
     the run ended predicting one class; share_range: (lowest, highest) share of one class in
     the runs' validation sets (fractions).
@@ -329,7 +399,9 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
         p_high = binomial_interval(int(any_collapsed.sum()), any_collapsed.size, 1 - half, "clopper-pearson")[1]
         learned_units = codes[~flags]
     learned = values[~flags]
-    t_res = mean_interval(learned, level=1 - half, method="t", units=learned_units) if learned.size else {}
+    learned_scored = None if scored is None else scored * learned.size / values.size
+    t_res = (mean_interval(learned, level=1 - half, method="t", units=learned_units, scored=learned_scored)
+             if learned.size else {})
     if np.isfinite(t_res.get("low", np.nan)):
         l_low, l_high = max(t_res["low"], 0.0), min(t_res["high"], 1.0)
         note = ""
@@ -341,7 +413,7 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
     low = float(np.min((1 - ends) * l_low + ends * c_low))
     high = float(np.max((1 - ends) * l_high + ends * c_high))
     if not note:
-        learned_pi = mean_interval(learned, level=level, method="t")
+        learned_pi = mean_interval(learned, level=level, method="t", scored=learned_scored)
         new_low, new_high = max(learned_pi["pi_low"], 0.0), min(learned_pi["pi_high"], 1.0)
     else:
         new_low, new_high = 0.0, 1.0
