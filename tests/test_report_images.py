@@ -187,3 +187,71 @@ def test_trained_folder_store_maps_example_ids_to_its_files(tmp_path):
     html = index.read_text(encoding="utf-8")
     assert html.count('<img class="thumb"') >= sum(map(len, listed.values()))
     assert "<b>0" not in html and "<img src=x" not in html
+
+
+# --------------------------------------------------------------------------- the thesis figure
+
+CAPTION_4 = ["class 7", "flips: 7 (3↓ 4↑)", "right in 1/3 runs", "taken for square ×5"]
+
+
+def _grid(counts: list, lines: list, missing_every: int = 0):
+    """plot_image_grid of one panel per count (that many tiles), every caption `lines`."""
+    from valstat.report import plots
+
+    rng = np.random.default_rng(0)
+    panels = [{"title": f"Arm {i}",
+               "tiles": [{"pixels": None if missing_every and j % missing_every == 0
+                          else rng.integers(0, 255, (8, 8, 3), dtype=np.uint8),
+                          "lines": lines} for j in range(count)]}
+              for i, count in enumerate(counts)]
+    return plots.plot_image_grid(panels, "image missing")
+
+
+def _texts_outside(fig) -> list:
+    """(text, how far it sticks out of the figure in pixels) for every text drawn past an edge
+    (or over its own panel's neighbours: each caption must lie inside its subfigure)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()                       # runs the constrained layout, as savefig does
+    renderer = fig.canvas.get_renderer()
+    outside = []
+    for box_owner in [fig, *fig.subfigs]:
+        box = box_owner.bbox
+        for text in box_owner.findobj(Text):
+            if not text.get_visible() or not text.get_text():
+                continue
+            extent = text.get_window_extent(renderer)
+            over = max(box.x0 - extent.x0, extent.x1 - box.x1,
+                       box.y0 - extent.y0, extent.y1 - box.y1)
+            if over > 0.01:
+                outside.append((text.get_text().splitlines()[-1], round(over, 2)))
+    return outside
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("counts", [[12, 1], [6, 1], [1], [2, 1, 1], [12, 12], [7, 13], [1, 12],
+                                    [5, 6, 11]])
+@pytest.mark.parametrize("n_lines", [3, 4])
+def test_image_grid_never_clips_a_caption_line(counts, n_lines, lang):
+    """Every caption line lies inside the figure and its own panel, however many thumbnails each
+    arm has (a last arm with one thumbnail used to lose its last line at the bottom edge)."""
+    from valstat.report import plots
+
+    with plots.figure_context(lang):
+        fig = _grid(counts, CAPTION_4[:n_lines], missing_every=5)
+        assert _texts_outside(fig) == []
+
+
+def test_saved_image_grid_has_no_ink_on_its_bottom_edge(tmp_path):
+    """The PNG as written: a one-thumbnail last arm's caption ends above the bottom edge."""
+    from PIL import Image
+
+    from valstat.report import plots
+
+    with plots.figure_context("en"):
+        saved = plots.save_figure(_grid([12, 1], CAPTION_4), tmp_path, "unstable_images")
+    with Image.open(saved.paths["png"]) as image:
+        grey = np.asarray(image.convert("L"))
+    assert grey[-3:].min() > 240, "a caption runs into the bottom edge of the image"

@@ -4,6 +4,8 @@ store's design used (own split per run, seeds x shared folds, one shared split).
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -106,3 +108,86 @@ def test_one_shared_split_gives_the_crossed_mean_but_no_decomposition(stores):
     assert CROSSED_MEAN["en"] in text
     assert DECOMPOSED["en"] not in text and "one-way" not in text   # nothing to separate
     assert FOLD_UNITS["en"] not in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_methods_say_what_was_trained_from_the_store(stores, lang):
+    # a thesis reader must not assume the full 58 M-parameter AlexNet at 227 px
+    tables = load_tables(stores["own"])
+    config = tables.meta["arms_config"]
+    first, model = config["baseline"], tables.meta["model_summary"]["baseline"]
+    text = _methods(stores["own"], lang)
+    n_train = int(tables.runs["n_train"].median())
+    for value in (f"{first['data']['image_size']}×{first['data']['image_size']}×3",
+                  ", ".join(map(str, model["filters"])), f"{int(model['params']):,}", str(n_train),
+                  str(first["training"]["batch_size"]), f"patience={first['schedule']['patience']}"):
+        assert value in text, value
+    # the second arm is described by what differs from the first
+    assert re.search(r"constant_lr[^.。]*schedule\.kind = constant", text), text
+
+
+# --------------------------------------------------------------------------- LaTeX kit
+
+PLAIN_BIBTEX_TYPES = {"article", "book", "booklet", "inbook", "incollection", "inproceedings",
+                      "manual", "mastersthesis", "misc", "phdthesis", "proceedings", "techreport",
+                      "unpublished"}
+
+
+def test_bundled_bibtex_uses_plain_bibtex_types_and_no_package_commands():
+    """Every entry (valstat's own included) is a type plain.bst knows, and no field needs a
+    package the snippets' headers do not name (\\url would need url or hyperref)."""
+    from importlib.metadata import version
+
+    from valstat.report.bib import bib_entries, bib_text
+
+    entries = bib_entries()
+    assert {key: e["type"] for key, e in entries.items()
+            if e["type"] not in PLAIN_BIBTEX_TYPES} == {}
+    commands = set(re.findall(r"\\([A-Za-z]+)", bib_text()))
+    assert commands <= {"c", "chi"}, commands      # accents and math only
+    valstat = entries["valstat"]
+    assert f"version {version('valstat')}" in valstat["howpublished"]   # what plain prints
+
+
+def _table(columns, rows):
+    import pandas as pd
+
+    from valstat.report.content.common import Table
+
+    return Table(name="t", caption="A table.", columns=columns, rows=rows,
+                 frame=pd.DataFrame(rows, columns=columns))
+
+
+def test_every_table_is_shrunk_to_the_text_width_only_when_wider():
+    from valstat.report.latex import table_tex
+
+    for columns in (["Arm", "n"], [f"Column {i}" for i in range(9)]):
+        tex = table_tex(_table(columns, [["x"] * len(columns)]), "en")
+        assert "\\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\usebox0}" in tex
+        assert "\\else\\usebox0\\fi" in tex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex on this machine")
+def test_wide_and_narrow_tables_compile_within_the_text_width(tmp_path):
+    from valstat.report.latex import table_tex
+
+    wide = _table(["Arm", "Component", "Method"],
+                  [["a_very_long_arm_name_indeed", "finite validation set",
+                    "observed (variance over runs) and something much longer than a line"]])
+    narrow = _table(["Arm", "n"], [["a", "30"]])
+    (tmp_path / "wide.tex").write_text(table_tex(wide, "en"), encoding="utf-8")
+    (tmp_path / "narrow.tex").write_text(table_tex(narrow, "en"), encoding="utf-8")
+    # \resizebox announces itself: only the wide table may be scaled (the narrow one is never
+    # enlarged to the text width)
+    (tmp_path / "main.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n"
+        "\\let\\valstatresize\\resizebox\n"
+        "\\renewcommand\\resizebox{\\typeout{RESIZED}\\valstatresize}\n"
+        "\\begin{document}\n\\input{wide.tex}\n\\input{narrow.tex}\n\\end{document}\n",
+        encoding="utf-8")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    log = (tmp_path / "main.log").read_text(encoding="utf-8", errors="replace")
+    assert "Overfull \\hbox" not in log
+    assert done.stdout.count("RESIZED") == 1

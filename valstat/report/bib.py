@@ -16,10 +16,14 @@ _PAIRS = {")": "(", "）": "（"}
 
 
 def valstat_bib() -> str:
-    """The BibTeX entry for valstat itself, at the installed version (as in CITATION.cff)."""
+    """The BibTeX entry for valstat itself, at the installed version (as in CITATION.cff).
+
+    @misc, not biblatex's @software: plain BibTeX styles (plain, unsrt, plainnat...) know no
+    @software and drop its version, so the version is also in howpublished, which they print.
+    The version field stays for biblatex and for tools that read it."""
     from valstat import __version__
 
-    return ("@software{valstat,\n"
+    return ("@misc{valstat,\n"
             "  author  = {{The valstat maintainers}},\n"
             "  title   = {valstat: measuring why small-validation-set {CNN} training curves "
             "look the way they do},\n"

@@ -63,12 +63,16 @@ def table_tex(table, lang: str) -> str:
                      for row in table.rows)
     tabular = (f"  \\begin{{tabular}}{{{align}}}\n    \\toprule\n    {head}\n    \\midrule\n"
                f"{body}\n    \\bottomrule\n  \\end{{tabular}}")
-    if columns > 6:
-        tabular = f"  \\resizebox{{\\linewidth}}{{!}}{{%\n{tabular}%\n  }}"
+    # Every table is set in a box first and shrunk to the text width only when wider (never
+    # enlarged): the widths depend on the data (arm names, long method names), so no table
+    # can be known to fit. Box 0 is TeX's scratch box, local to the table environment.
+    fitted = (f"  \\sbox0{{%\n{tabular}%\n  }}%\n"
+              "  \\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\usebox0}"
+              "\\else\\usebox0\\fi\n")
     return ("% Written by valstat. Needs \\usepackage{booktabs,graphicx}.\n"
             "\\begin{table}[tbp]\n  \\centering\n  \\small\n"
             f"  \\caption{{{escape(table.caption, lang)}}}\n"
-            f"  \\label{{tab:valstat-{table.name}}}\n{tabular}\n\\end{{table}}\n")
+            f"  \\label{{tab:valstat-{table.name}}}\n{fitted}\\end{{table}}\n")
 
 
 def write_tables(tables: list, dest: Path, lang: str) -> list:

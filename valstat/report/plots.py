@@ -766,15 +766,21 @@ def plot_image_grid(panels: list, missing_label: str, columns: int = 6) -> Figur
     rows = [max(1, int(np.ceil(len(p["tiles"]) / columns))) for p in panels]
     max_lines = max((len(t["lines"]) for p in panels for t in p["tiles"]), default=1)
     row_cm = WIDTH / CM / columns + 0.32 * max_lines + 0.2
-    fig = Figure(figsize=(WIDTH, (sum(rows) * row_cm + 0.7 * len(panels)) * CM),
-                 layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=rows))
+    # Each panel's own height (its rows plus its title), so the subfigures' height ratios are
+    # what each panel needs: ratios by rows alone starved a short last panel of its share of
+    # the titles' height and cut its last caption line at the figure's bottom edge.
+    heights = [n * row_cm + 0.7 for n in rows]
+    fig = Figure(figsize=(WIDTH, sum(heights) * CM), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))
     for subfig, panel, n_rows in zip(subfigs, panels, rows):
         subfig.suptitle(panel["title"], x=0.0, ha="left", fontsize=9)
         axes = np.atleast_1d(subfig.subplots(n_rows, columns, squeeze=False)).ravel()
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
+            # image at the top of its cell, caption right under it: centred (the default), a
+            # cell taller than its square image pushed the caption below the room kept for it
+            ax.set_anchor("N")
             for spine in ax.spines.values():
                 spine.set_visible(False)
         for ax, tile in zip(axes, panel["tiles"]):

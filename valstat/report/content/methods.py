@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 
 from valstat import __version__
+from valstat.core.design import images_scored
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
 from valstat.stats.variance import COMPONENTS
 from valstat.report.analysis import Analysis, confounded, finite_sample_methods
 from valstat.report.text import Strings
 from valstat.report.content.common import CALIBRATION, _arm_info, _component_name, _n_truth
+from valstat.report.content.setup import trained_sentences
 
 
 def methods(analysis: Analysis, S: Strings) -> str:
@@ -22,7 +24,7 @@ def methods(analysis: Analysis, S: Strings) -> str:
     sizes = sorted({n for n in analysis.val_sizes.values() if n})
     parts = [S("methods.runs", runs=c["runs"], arms=c["arms"], seeds=c["seeds"],
                folds=c["folds"], n=", ".join(map(str, sizes)) or "?"),
-             S["methods.binomial"], S["methods.moves"]]
+             *trained_sentences(analysis, S), S["methods.binomial"], S["methods.moves"]]
     moves = [_arm_info(analysis, a).moves_within_noise for a in analysis.arms]
     tests = {m.test or "" for m in moves if m}
     if any("fisher" in t for t in tests):
@@ -63,6 +65,8 @@ def _means(analysis: Analysis, S: Strings) -> list:
     finals = [_arm_info(analysis, a).final_val_accuracy for a in analysis.arms]
     finals = [f for f in finals if f]
     parts = [S["methods.means"]]
+    if images_scored(analysis.runs) is not None:
+        parts.append(S["methods.means_effective"])
     if any(f.units == "seed" for f in finals):
         parts.append(S["methods.means_units"])
     if any(f.method == "collapse-mixture" for f in finals):

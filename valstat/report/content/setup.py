@@ -31,17 +31,44 @@ def coverage(analysis: Analysis, S: Strings) -> list:
     return lines
 
 
+def _first_arm(analysis: Analysis):
+    """(data, training, schedule, model, model_summary) settings of the first arm (dicts)."""
+    first = analysis.arms[0]
+    config = (analysis.meta.get("arms_config") or {}).get(first) or {}
+    return (config.get("data") or {}, config.get("training") or {}, config.get("schedule") or {},
+            config.get("model") or {}, (analysis.meta.get("model_summary") or {}).get(first) or {})
+
+
+def _input_text(data: dict, summary_model: dict) -> str:
+    return "×".join(map(str, summary_model.get("input") or [data.get("image_size", "?")] * 2 + [3]))
+
+
+def trained_sentences(analysis: Analysis, S: Strings) -> list:
+    """The methods paragraph's account of what was trained: the first arm's network, data and
+    optimisation, then how each other arm differed (arm_differences)."""
+    data, training, schedule, model, summary_model = _first_arm(analysis)
+    if not (training or summary_model):
+        return []
+    unknown = S["setup.unknown"]
+    n_train = pd.to_numeric(analysis.runs.get("n_train"), errors="coerce").dropna()
+    parts = [S("methods.trained", arm=analysis.arms[0], train=int(n_train.median()) if len(n_train) else "?",
+               input=_input_text(data, summary_model),
+               filters=", ".join(map(str, summary_model.get("filters") or [])) or unknown,
+               params=f"{int(summary_model['params']):,}" if summary_model.get("params") else unknown,
+               bn=S["methods.trained_bn"] if model.get("batch_norm") else "",
+               optimizer=training.get("optimizer", unknown), lr=rate(training.get("learning_rate")),
+               batch=training.get("batch_size", "?"), epochs=training.get("epochs", "?"),
+               schedule=_schedule_text(schedule, S) if schedule else unknown)]
+    parts += [S("methods.trained_arm", arm=arm, first=analysis.arms[0], diffs=diffs)
+              for arm, diffs in arm_differences(analysis, S)[1:]]
+    return parts
+
+
 def setup(analysis: Analysis, S: Strings) -> list:
     """(label, value) rows describing data, model, optimiser, schedule, seeds and versions."""
     meta = analysis.meta
-    first = analysis.arms[0]
-    config = (meta.get("arms_config") or {}).get(first) or {}
-    data = config.get("data") or {}
-    training = config.get("training") or {}
-    schedule = config.get("schedule") or {}
-    model = config.get("model") or {}
+    data, training, schedule, model, summary_model = _first_arm(analysis)
     dataset = meta.get("dataset") or {}
-    summary_model = (meta.get("model_summary") or {}).get(first) or {}
     unknown = S["setup.unknown"]
     rows = []
     if meta.get("experiment"):
@@ -70,8 +97,7 @@ def setup(analysis: Analysis, S: Strings) -> list:
     rows.append((S["setup.truth_size"], str(n_truth) if n_truth else S["setup.truth_absent"]))
     if model or summary_model:
         rows.append((S["setup.model"], S("setup.model_value",
-                     input="×".join(map(str, summary_model.get("input") or
-                                        [data.get("image_size", "?")] * 2 + [3])),
+                     input=_input_text(data, summary_model),
                      filters=", ".join(map(str, summary_model.get("filters") or [])) or unknown,
                      dense=summary_model.get("dense_units", model.get("dense_units", unknown)),
                      dropout=model.get("dropout", unknown),
