@@ -57,7 +57,9 @@ def binomial_interval(k, n, level: float = 0.95, method: str = "wilson"):
     n: images, scalar or array, >= 1.
     method: wilson | clopper-pearson | jeffreys | agresti-coull | wald
       (statsmodels ``proportion_confint``; Jeffreys is clamped to 0 at k=0 and 1 at k=n,
-      which statsmodels does not do). Every bound is clipped to [0, 1].
+      which statsmodels does not do). Every bound is clipped to [0, 1]. Wilson covers 95 % on
+      average over p but at worst 0.84 for p in [0.9, 0.999] at n = 10, 30, 100 (exact
+      enumeration); Clopper-Pearson never below the level.
     Returns (low, high): floats for scalar input, arrays of the broadcast shape otherwise.
     """
     level = check_level(level)
