@@ -215,7 +215,8 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
       sd·sqrt(1 + 1/n) with at most one run's images (scored / n).
     Returns dict: estimate, low, high (CI of the mean), method (used), level, n (values),
       n_units (None without units), sd (ddof=1 over values), pi_low, pi_high (t prediction
-      interval for one new run: estimate ± t·sd·sqrt(1+1/n)), note.
+      interval for one new run: estimate ± t·sd·sqrt(1+1/n); with `scored`, its hull with the
+      effective-size bound), note.
     """
     level = check_level(level)
     method = check_choice(str(method).lower(), MEAN_METHODS, "mean-interval method")
@@ -365,9 +366,10 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
       run-weighted learned mean when a seed's collapses are unrelated to its learned
       accuracy); the estimate is the mean of seed means, as mean_interval with units.
     One new run (pi_low, pi_high) either collapses, scoring within share_range, or learns,
-    scoring within the learned runs' prediction interval at `level` (mean_interval's, with `scored`) ([0, 1] where their
-    mean is bounded by [0, 1] only); the hull of the two covers it whatever pi is, where a t interval over
-    all runs would claim certainty when they all collapsed (sd 0).
+    scoring within the learned runs' prediction interval at `level` (mean_interval's, with
+    `scored`; [0, 1] where their mean is bounded by [0, 1] only); the hull of the two covers it
+    whatever pi is, where a t interval over all runs would claim certainty when they all
+    collapsed (sd 0).
     scored: the images the runs scored in all (same number per run): the learned runs' mean is
       then bounded by mean_interval's effective-size bound on their share of them (so two
       learned runs that tie on k/n do not bound it to one value).

@@ -106,6 +106,16 @@ def paired_difference_interval(n11, n10, n01, n00, level: float = 0.95) -> tuple
     return float(max(-1.0, diff - delta)), float(min(1.0, diff + eps))
 
 
+def _two_sided_t(mean: float, se: float, df: float) -> dict:
+    """{t, p_value} of mean/se on df degrees of freedom; with se = 0, t is ±inf (p = 0) for a
+    non-zero mean, NaN (p = 1) otherwise."""
+    if se == 0:
+        return {"t": np.nan if mean == 0 else float(np.copysign(np.inf, mean)),
+                "p_value": 1.0 if mean == 0 else 0.0}
+    t = mean / se
+    return {"t": float(t), "p_value": float(2 * sps.t.sf(abs(t), df))}
+
+
 def corrected_resampled_ttest(differences, n_train, n_test) -> dict:
     """Nadeau & Bengio (2003) corrected resampled t-test across J folds/resamples.
 
@@ -122,13 +132,7 @@ def corrected_resampled_ttest(differences, n_train, n_test) -> dict:
     J = d.size
     mean = float(d.mean())
     se = float(np.sqrt((1.0 / J + n_test / n_train) * d.var(ddof=1)))
-    if se == 0:
-        t = np.nan if mean == 0 else float(np.copysign(np.inf, mean))
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * sps.t.sf(abs(t), J - 1))
-    return {"t": float(t), "df": J - 1, "p_value": p, "mean": mean, "se": se}
+    return {**_two_sided_t(mean, se, J - 1), "df": J - 1, "mean": mean, "se": se}
 
 
 def crossed_paired_ttest(differences) -> dict:
@@ -146,13 +150,7 @@ def crossed_paired_ttest(differences) -> dict:
     d = np.asarray(differences, dtype=float)
     crossed = crossed_mean_interval(d)
     mean, se, df = crossed["estimate"], crossed["se"], crossed["df"]
-    if se == 0:
-        t = np.nan if mean == 0 else float(np.copysign(np.inf, mean))
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * sps.t.sf(abs(t), df))
-    return {"t": float(t), "df": float(df), "p_value": p, "mean": float(mean), "se": float(se)}
+    return {**_two_sided_t(mean, se, df), "df": float(df), "mean": float(mean), "se": float(se)}
 
 
 def score_interval(k, n, level: float = 0.95) -> tuple[float, float]:
