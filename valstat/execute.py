@@ -82,26 +82,29 @@ def default_layout(cores: int, image_size: int) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def _check_owner(experiment: Experiment, out_dir: Path) -> None:
+def _check_owner(experiment: Experiment, out_dir: Path) -> tuple[dict | None, dict]:
     """Refuse a store that holds runs of another experiment config, naming what differs; a
-    store that holds no runs yet (every run failed) is taken over by this config."""
+    store that holds no runs yet (every run failed) is taken over by this config. Returns the
+    store's meta (None without a store) and its stored runs (read_stored_runs)."""
     existing = read_meta(out_dir)
     require_kind(existing, "sweep", out_dir, "train a sweep into")
-    if existing and existing.get("config_hash") not in (None, experiment.config_hash()) \
-            and read_stored_runs(out_dir):
+    stored = read_stored_runs(out_dir)
+    if existing and existing.get("config_hash") not in (None, experiment.config_hash()) and stored:
         changed = config_differences(existing, experiment)
         shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3
                                           else "")
         raise ValstatError(f"{out_dir} holds runs of a different experiment config "
                         f"('{existing.get('experiment')}', {existing.get('source_file')})"
                         f"{': ' + shown if shown else ''}; use another --out folder")
+    return existing, stored
 
 
-def _check_same_images(out_dir: Path, dataset: dict) -> None:
-    """Refuse to add runs to a store whose runs were trained on other images: the data folder
-    gained, lost or changed files since (its example ids would name other files)."""
-    old = (read_meta(out_dir) or {}).get("dataset") or {}
-    if not old or not read_stored_runs(out_dir):
+def _check_same_images(out_dir: Path, existing: dict | None, stored: dict, dataset: dict) -> None:
+    """Refuse to add runs to a store (its meta `existing`, runs `stored`) whose runs were
+    trained on other images than `dataset` (a meta "dataset"): the data folder gained, lost or
+    changed files since (the runs' example ids would name other files)."""
+    old = (existing or {}).get("dataset") or {}
+    if not old or not stored:
         return
     old_files, new_files = old.get("files") or [], dataset.get("files") or []
     same = (old.get("digest", dataset["digest"]) == dataset["digest"] and old_files == new_files
@@ -163,11 +166,11 @@ def _plan(experiment: Experiment, cache_dir: Path) -> tuple[list[RunSpec], dict]
 
 def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]:
     """Decode the data once, plan every run, and check the store belongs to this experiment."""
-    _check_owner(experiment, out_dir)
+    existing, stored = _check_owner(experiment, out_dir)
     if not os.access(out_dir, os.W_OK):
         raise ValstatError(f"output folder {out_dir} is not writable; choose another --out")
     specs, meta = _plan(experiment, out_dir / "cache")
-    _check_same_images(out_dir, meta["dataset"])
+    _check_same_images(out_dir, existing, stored, meta["dataset"])
     return specs, meta
 
 
@@ -198,11 +201,10 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
 
     engine = engine or resolve_device("cpu")
     out_dir = Path(out_dir)
-    _check_owner(experiment, out_dir)
+    existing, stored = _check_owner(experiment, out_dir)
     with tempfile.TemporaryDirectory() as scratch:
         specs, meta = _plan(experiment, Path(scratch))
-        _check_same_images(out_dir, meta["dataset"])
-        stored = read_stored_runs(out_dir)
+        _check_same_images(out_dir, existing, stored, meta["dataset"])
         done = set(stored) & {spec.run_id for spec in specs}
         pending = [spec for spec in specs if spec.run_id not in done]
         workers, threads = _layout(experiment, max(1, len(pending)), workers)
@@ -212,7 +214,7 @@ def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None 
                          run_s_source="", dataset=meta["dataset"], images_per_run={
                              spec.arm.name: (len(spec.split.train), len(spec.split.val),
                                              len(spec.split.truth)) for spec in specs},
-                         plan_seeds=plan_seeds(read_meta(out_dir), experiment),
+                         plan_seeds=plan_seeds(existing, experiment),
                          store_runs=len(stored))
         packs, single = engine_tasks(pending, engine, pack_size)
         walls = [stored[run_id] for run_id in done if stored[run_id]]
