@@ -43,6 +43,10 @@ def _input_text(data: dict, summary_model: dict) -> str:
     return "×".join(map(str, summary_model.get("input") or [data.get("image_size", "?")] * 2 + [3]))
 
 
+def _filters_text(summary_model: dict, S: Strings) -> str:
+    return ", ".join(map(str, summary_model.get("filters") or [])) or S["setup.unknown"]
+
+
 def trained_sentences(analysis: Analysis, S: Strings) -> list:
     """The methods paragraph's account of what was trained: the first arm's network, data and
     optimisation, then how each other arm differed (arm_differences)."""
@@ -53,7 +57,7 @@ def trained_sentences(analysis: Analysis, S: Strings) -> list:
     n_train = pd.to_numeric(analysis.runs.get("n_train"), errors="coerce").dropna()
     parts = [S("methods.trained", arm=analysis.arms[0], train=int(n_train.median()) if len(n_train) else "?",
                input=_input_text(data, summary_model),
-               filters=", ".join(map(str, summary_model.get("filters") or [])) or unknown,
+               filters=_filters_text(summary_model, S),
                params=f"{int(summary_model['params']):,}" if summary_model.get("params") else unknown,
                bn=S["methods.trained_bn"] if model.get("batch_norm") else "",
                optimizer=training.get("optimizer", unknown), lr=rate(training.get("learning_rate")),
@@ -98,7 +102,7 @@ def setup(analysis: Analysis, S: Strings) -> list:
     if model or summary_model:
         rows.append((S["setup.model"], S("setup.model_value",
                      input=_input_text(data, summary_model),
-                     filters=", ".join(map(str, summary_model.get("filters") or [])) or unknown,
+                     filters=_filters_text(summary_model, S),
                      dense=summary_model.get("dense_units", model.get("dense_units", unknown)),
                      dropout=model.get("dropout", unknown),
                      bn=S["page.yes"] if model.get("batch_norm") else S["page.no"])))
