@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import crossed_table, images_scored, shares_images, validation_design
+from valstat.core.design import mean_accuracy_interval, shares_images, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import class_names, unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, CrossedComponents,
@@ -20,16 +20,13 @@ from valstat.results import (ArmSummary, Comparison, ConditionalInterval, Correc
                              OneClassCollapse, Optimism, OptimismRule, PlateauCuts, Proportion, RunsNeeded, SpreadChange,
                              Summary, VarianceComponent, WithinNoise)
 from valstat.stats import (
-    collapse_mean_interval,
     corrected_resampled_ttest,
     crossed_paired_ttest,
-    crossed_mean_interval,
     expected_max_noise,
     binomial_sampling_variance,
     finite_sample_by_fold,
     infer_val_size,
     mcnemar,
-    mean_interval,
     minimum_detectable_difference,
     optimism_summary,
     paired_spread_change,
@@ -97,56 +94,29 @@ def _one_class_at(finite, epoch_col):
 
 
 def _metric_intervals(arm, cube, finals, level, n_classes=0):
-    """Intervals of the mean final and best val accuracy and for one new run.
-
-    No two runs on the same images (own split per run, or seeds x own folds): mean_interval
-    (t; folds of one seed form one unit); with fewer than COLLAPSE_AWARE_BELOW units (runs, or
-    seeds where seeds ran several folds) and per-image predictions telling which runs
-    predicted one class, collapse_mean_interval (method "collapse-mixture", with the same
-    units: allows for a one-class collapse mode these runs may not show, and never gives a
-    zero-width interval when every run collapsed). Runs sharing
-    validation images: crossed_mean_interval (split or image, seed and residual parts), which
-    generalises to new images, with the t interval kept as `conditional` (these images only);
-    where the design is incomplete only the conditional interval exists and `scope` says so.
-    Where the runs record their validation sizes, every CI of the mean (t, crossed, the
-    collapse-aware one's learned mean) is Korn and Graubard's effective-size bound on that
-    design's estimate, se and df (stats.effective_size_bounds; t method "effective-size").
+    """Intervals of the mean final and best val accuracy and for one new run
+    (core.design.mean_accuracy_interval). With fewer than COLLAPSE_AWARE_BELOW units (runs, or
+    seeds where seeds ran several folds) on their own splits, and per-image predictions telling
+    which runs predicted one class, collapse_mean_interval (method "collapse-mixture": allows
+    for a one-class collapse mode these runs may not show, and never gives a zero-width
+    interval when every run collapsed).
     Returns {"final_val_accuracy": Interval | None, "best_val_accuracy": Interval | None}.
     """
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
     if len(finite) == 0:
         return {"final_val_accuracy": None, "best_val_accuracy": None}
     clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
-    units = finite["seed"].to_numpy() if clustered else None
-    design = validation_design(finite)
-    out = {}
-    n_units = len(finite) if units is None else finite["seed"].nunique()
-    scored = images_scored(finite)
-    aware = not shares_images(design) and 2 <= n_units < COLLAPSE_AWARE_BELOW
+    n_units = finite["seed"].nunique() if clustered else len(finite)
+    aware = not shares_images(validation_design(finite)) and 2 <= n_units < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None
+    out = {}
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
-        values = finite[metric].to_numpy(dtype=float)
         one_class = _one_class_at(finite, epoch_col) if shares else None
-        if one_class is not None:
-            res = collapse_mean_interval(values, one_class, shares, level=level, units=units, scored=scored)
-        else:
-            res = mean_interval(values, level=level, method="t", units=units, scored=scored)
-        if clustered:
-            res["units"] = "seed"
-        res.update(design=design, scope="new validation images")
-        if shares_images(design) and len(finite) >= 2:
-            res["conditional"] = ConditionalInterval(low=res["low"], high=res["high"], pi_low=res["pi_low"],
-                                                     pi_high=res["pi_high"], method=res["method"],
-                                                     scope="these validation images")
-            crossed = crossed_table(finite, metric, epoch_col, cube, design)
-            if crossed is None:
-                res.update(scope="these validation images",
-                           note="runs share validation images and the design is incomplete: the interval "
-                                "holds for these images only")
-            else:
-                cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1], scored=scored)
-                res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df")},
-                           components=CrossedComponents(**cm["components"]), method="crossed-anova")
+        res = mean_accuracy_interval(finite, metric, epoch_col, cube, level, one_class, shares)
+        if "conditional" in res:
+            res["conditional"] = ConditionalInterval(**res["conditional"])
+        if "components" in res:
+            res["components"] = CrossedComponents(**res["components"])
         out[metric] = Interval(**res)
     return out
 

@@ -1,6 +1,6 @@
-"""How runs share validation images (the design), and the crossed table that an interval
-generalising to new images needs; read by summary.py (mean intervals) and the report's curve
-band."""
+"""How runs share validation images (the design), and the interval of their mean accuracy that
+follows from it (mean_accuracy_interval); read by summary.py (final and best accuracy) and the
+report's curve band (every epoch)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core.cube import Cube
+from valstat.stats import collapse_mean_interval, crossed_mean_interval, mean_interval
 
 
 #: Designs in which no two runs scored the same validation images.
@@ -60,3 +61,46 @@ def images_scored(runs: pd.DataFrame) -> float | None:
     of their mean accuracy; None when a run does not record its validation size."""
     n_val = pd.to_numeric(runs["n_val"], errors="coerce").to_numpy(dtype=float)
     return float(n_val.sum()) if n_val.size and np.all(n_val > 0) else None
+
+
+def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube: Cube, level: float,
+                           one_class=None, shares=None) -> dict:
+    """Interval of the runs' mean `metric` (an accuracy) and for one new run, by their design.
+
+    runs: rows (code, split, seed, n_val, `metric`, `epoch_col`) with a finite `metric`.
+    Own splits: the t interval, with seeds as units where seeds ran several folds each; with
+    `one_class` (per run: predicted one class at its `epoch_col` epoch, shape (runs,)) and
+    `shares` ((lowest, highest) share of one class), collapse_mean_interval instead. Runs
+    sharing images: the same t interval kept as "conditional" (these images only) and the
+    crossed interval (new images) in its place; where the design is incomplete only the
+    conditional one exists and "scope" says so. Every CI of the mean is the effective-size
+    bound where the runs record their validation sizes (images_scored).
+    Returns the stats interval dict plus design, scope and, as they apply, units, conditional
+    (dict), note, components (dict).
+    """
+    values = runs[metric].to_numpy(dtype=float)
+    seeds = runs["seed"].to_numpy()
+    units = seeds if 1 < len(np.unique(seeds)) < values.size else None
+    design = validation_design(runs)
+    scored = images_scored(runs)
+    if one_class is not None:
+        res = collapse_mean_interval(values, one_class, shares, level=level, units=units, scored=scored)
+    else:
+        res = mean_interval(values, level=level, method="t", units=units, scored=scored)
+    if units is not None:
+        res["units"] = "seed"
+    res.update(design=design, scope="new validation images")
+    if not shares_images(design) or len(runs) < 2:
+        return res
+    res["conditional"] = {**{k: res[k] for k in ("low", "high", "pi_low", "pi_high", "method")},
+                          "scope": "these validation images"}
+    crossed = crossed_table(runs, metric, epoch_col, cube, design)
+    if crossed is None:
+        res.update(scope="these validation images",
+                   note="runs share validation images and the design is incomplete: the interval "
+                        "holds for these images only")
+    else:
+        cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1], scored=scored)
+        res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
+                   method="crossed-anova")
+    return res

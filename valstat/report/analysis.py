@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from valstat import stats
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import crossed_table, images_scored, shares_images, validation_design
+from valstat.core.design import mean_accuracy_interval
 from valstat.images import class_names
 from valstat.report.text import finite
 from valstat.errors import ValstatError
@@ -159,32 +159,17 @@ def _coverage(meta: dict, runs: pd.DataFrame, arms: list) -> dict:
 
 def _bands(core: Core, epochs: pd.DataFrame, level: float) -> pd.DataFrame:
     """Mean validation accuracy per arm and epoch with its interval at `level`, by the design
-    of the runs at that epoch, as for the final accuracy (valstat.summary): runs on their own
-    splits, t (seed as unit with folds); runs sharing validation images, the crossed interval
-    (new images) where the design is complete, else t with scope "these validation images";
-    effective-size bounds where the runs record their validation sizes)."""
+    of the runs at that epoch, as for the final accuracy (core.design.mean_accuracy_interval,
+    without the collapse-aware interval)."""
     runs = core.runs.set_index("run_id")[["code", "split", "n_val"]]
     rows = []
     for (arm, epoch), group in epochs.groupby(["arm", "epoch"], sort=True):
         group = group[np.isfinite(group["val_accuracy"].to_numpy(dtype=float))]
         if len(group) == 0:
             continue
-        values, seeds = group["val_accuracy"].to_numpy(dtype=float), group["seed"].to_numpy()
-        n_seeds = len(np.unique(seeds))
-        units = seeds if 1 < n_seeds < values.size else None
-        frame = group.join(runs, on="run_id")
-        scored = images_scored(frame)
-        res = stats.mean_interval(values, level=level, method="t", units=units, scored=scored)
-        design = validation_design(frame)
-        scope = "new validation images"
-        if shares_images(design) and len(frame) >= 2:
-            crossed = crossed_table(frame, "val_accuracy", "epoch", core.cube, design)
-            if crossed is None:
-                scope = "these validation images"
-            else:
-                res = stats.crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1],
-                                                  scored=scored)
-        rows.append((arm, int(epoch), res["estimate"], res["low"], res["high"], values.size, design, scope))
+        res = mean_accuracy_interval(group.join(runs, on="run_id"), "val_accuracy", "epoch", core.cube, level)
+        rows.append((arm, int(epoch), res["estimate"], res["low"], res["high"], len(group), res["design"],
+                     res["scope"]))
     return pd.DataFrame(rows, columns=["arm", "epoch", "estimate", "low", "high", "n_runs", "design", "scope"])
 
 
