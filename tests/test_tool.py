@@ -423,3 +423,17 @@ def test_store_lock_is_released_when_a_sweep_fails(tmp_path):
     result = valstat("run", TINY, "--out", tmp_path, "--data", tmp_path / "missing", "--quiet")
     assert_one_line_error(result)
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_relative_image_folder_in_an_experiment_file_is_beside_that_file(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "photos").mkdir(parents=True)
+    (project / "exp.toml").write_text('[data]\nsource = "photos"\n[arms.a]\n[arms.b.data]\nsource = "../project/photos"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    experiment = load_experiment("../project/exp.toml")
+    sources = {arm.name: arm.data.source for arm in experiment.arms}
+    assert sources == {"a": str(project / "photos"), "b": str(project / "photos")}
+    # --data on the command line stays relative to the working folder
+    assert load_experiment("../project/exp.toml", {"data": "mine"}).arms[0].data.source == str(elsewhere / "mine")

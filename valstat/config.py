@@ -266,11 +266,23 @@ def load_experiment(name_or_path: str | None = None, overrides: dict | None = No
                             description=str(document.get("description", "")),
                             source_file=origin, sweep=base["sweep"], arms=arms,
                             cluster=base["cluster"])
+    if not origin.endswith("(shipped)"):
+        _anchor_folders(experiment, Path(origin).parent)
     apply_overrides(experiment, overrides or {})
     apply_settings(experiment, (overrides or {}).get("settings") or [])
     _resolve_folders(experiment, written_for=base["data"].source)
     validate(experiment)
     return experiment
+
+
+def _anchor_folders(experiment: Experiment, folder: Path) -> None:
+    """A relative image folder in an experiment file names a folder beside that file, wherever
+    valstat is run from (--data and --set stay relative to the working folder)."""
+    builtin = DataConfig().source
+    for arm in experiment.arms:
+        source = Path(arm.data.source).expanduser()
+        if arm.data.source != builtin and not source.is_absolute():
+            arm.data.source = str(folder / source)
 
 
 def _resolve_folders(experiment: Experiment, written_for: str) -> None:
