@@ -31,7 +31,8 @@ def dask_process(*args):
 
 @pytest.fixture
 def cluster():
-    """A scheduler and two single-thread workers (separate `dask worker` commands)."""
+    """A scheduler and two single-thread workers (separate `dask worker` commands): yields the
+    address, the worker processes and the scheduler process."""
     address = f"tcp://127.0.0.1:{free_port()}"
     scheduler = dask_process("scheduler", "--host", "127.0.0.1", "--port",
                              address.rsplit(":", 1)[1], "--no-dashboard")
@@ -49,7 +50,7 @@ def cluster():
             if time.time() > deadline:
                 raise
             time.sleep(1)
-    yield address, workers
+    yield address, workers, scheduler
     for process in [*workers, scheduler]:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -67,7 +68,7 @@ def stored_runs(out) -> int:
 
 
 def test_killed_worker_does_not_stop_the_sweep_and_answers_match_local(cluster, tmp_path):
-    address, workers = cluster
+    address, workers, _ = cluster
     out = tmp_path / "cluster"
     driver = subprocess.Popen(
         [sys.executable, "-m", "valstat.cli", "run", str(TINY), "--seeds", "3", "--epochs", "3",
@@ -127,6 +128,10 @@ def test_slurm_settings_from_the_experiment_file_reach_the_job_script(tmp_path):
                  "#SBATCH --cpus-per-task=8", "export OMP_NUM_THREADS=2"):
         assert line in script, script
     assert "--nworkers 4" in script and "--nthreads 2" in script
+    # the dry run plans for the jobs' 3 x 4 workers, not this machine's cores
+    from valstat.execute import _layout
+
+    assert _layout(experiment, 100, None) == (12, 2) and _layout(experiment, 5, 1) == (5, 2)
 
 
 def test_a_job_slurm_refuses_or_a_machine_without_slurm_is_one_line_not_a_hang(tmp_path):
@@ -158,3 +163,27 @@ def test_cluster_settings_do_not_change_the_config_hash(tmp_path):
     with_cluster = tmp_path / "with_cluster.toml"
     with_cluster.write_text(TINY.read_text() + '\n[cluster]\nkind = "slurm"\njobs = 2\n')
     assert load_experiment(str(with_cluster)).config_hash() == load_experiment(str(TINY)).config_hash()
+
+
+def test_a_lost_scheduler_is_one_line_and_the_same_command_resumes(cluster, tmp_path):
+    address, _, scheduler = cluster
+    out = tmp_path / "lost"
+    command = [sys.executable, "-m", "valstat.cli", "run", str(TINY), "--seeds", "3", "--epochs", "3",
+               "--out", str(out), "--quiet", "--scheduler", address]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while stored_runs(out) < 1:
+        assert driver.poll() is None, driver.communicate()
+        assert time.time() < deadline, "no run finished on the cluster"
+        time.sleep(0.3)
+    os.killpg(scheduler.pid, signal.SIGKILL)              # the scheduler's machine goes away
+    stdout, stderr = driver.communicate(timeout=120)
+    stored = stored_runs(out)
+    assert driver.returncode == 1 and 1 <= stored < 6
+    assert f"CPU: the workers of {address} (" in stdout.splitlines()[0]   # not this machine's CPU
+    assert stderr.strip().splitlines() == [
+        f"valstat: error: lost the Dask scheduler at {address}; {stored} of 6 runs are stored in {out}. "
+        "Start the scheduler again and run the same command: it trains only the runs not stored yet."]
+    result = valstat("run", TINY, "--seeds", "3", "--epochs", "3", "--out", out, "--quiet", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert len(load_tables(out).runs) == 6

@@ -49,9 +49,11 @@ def test_recorder_stores_a_users_fit_that_stats_then_reads(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["arms"]["dense"]["n_runs"] == 2
-    # both runs scored the same x_val: one shared split, analysed for new images (crossed)
+    # both runs scored the same x_val: one shared split, analysed for new images (2 seeds:
+    # collapse-aware, their learned mean from the crossed table), and for these images
     final = summary["arms"]["dense"]["final_val_accuracy"]
-    assert final["design"] == "one shared split" and final["method"] == "crossed-anova"
+    assert final["design"] == "one shared split" and final["method"] == "collapse-mixture"
+    assert final["scope"] == "new validation images" and final["conditional"]["scope"] == "these validation images"
 
 
 def _fit(model, x, y, recorder, epochs=3):

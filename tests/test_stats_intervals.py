@@ -286,6 +286,44 @@ def test_collapse_mean_interval_with_seeds_as_units():
     assert "seeds" in one["note"]
 
 
+def test_collapse_mean_interval_on_one_shared_split_bounds_the_learned_mean_by_their_crossed_table():
+    from interval_reference import korn_graubard
+
+    # 4 seeds on one split of 12 images, one collapsed (right on the 4 images of class 0)
+    rng = np.random.default_rng(2)
+    learned = (rng.random((3, 12)) < 0.75).astype(float)
+    collapsed = (np.arange(12) % 3 == 0).astype(float)
+    values = np.r_[learned.mean(axis=1), collapsed.mean()]
+    flags = np.array([False, False, False, True])
+    res = collapse_mean_interval(values, flags, (1 / 3, 1 / 3), scored=48, learned_table=learned)
+    # the learned side: crossed interval (seeds x images) at 1 - 0.05/4 on their 36 images,
+    # written out here as a two-way ANOVA with Satterthwaite df and Korn-Graubard's bound
+    R, C = learned.shape
+    grand, rows, cols = learned.mean(), learned.mean(axis=1), learned.mean(axis=0)
+    ms_r = C * np.sum((rows - grand) ** 2) / (R - 1)
+    ms_c = R * np.sum((cols - grand) ** 2) / (C - 1)
+    ms_e = np.sum((learned - rows[:, None] - cols[None, :] + grand) ** 2) / ((R - 1) * (C - 1))
+    # Var(mean) as a combination of the kept mean squares (a clipped component drops out)
+    coef = {"r": 0.0, "c": 0.0, "e": 1 / (R * C)}
+    if ms_r > ms_e:
+        coef["r"] += 1 / (R * C)
+        coef["e"] -= 1 / (R * C)
+    if ms_c > ms_e:
+        coef["c"] += 1 / (R * C)
+        coef["e"] -= 1 / (R * C)
+    terms = [(coef["r"], ms_r, R - 1), (coef["c"], ms_c, C - 1), (coef["e"], ms_e, (R - 1) * (C - 1))]
+    var = sum(a * ms for a, ms, _ in terms)
+    df = var**2 / sum((a * ms) ** 2 / d for a, ms, d in terms if a != 0)
+    l_low, l_high = korn_graubard(grand, np.sqrt(var), df, 36, level=0.975)
+    assert (res["learned_low"], res["learned_high"]) == pytest.approx((max(l_low, 0), min(l_high, 1)))
+    p_low, p_high = sps.beta.ppf(0.0125, 1, 4), sps.beta.ppf(0.9875, 2, 3)
+    low = min((1 - p) * res["learned_low"] + p / 3 for p in (p_low, p_high))
+    high = max((1 - p) * res["learned_high"] + p / 3 for p in (p_low, p_high))
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    with pytest.raises(ValstatError):
+        collapse_mean_interval(values, flags, (1 / 3, 1 / 3), learned_table=learned[:2])
+
+
 @pytest.mark.parametrize("args", [([0.5, 0.6], [True], (0.3, 0.3)), ([0.5, 0.6], [1, 0], (0.3, 0.3)),
                                   ([0.5, 0.6], [True, False], (0.4, 0.3)), ([0.5, 0.6], [True, False], (-0.1, 0.3))])
 def test_collapse_mean_interval_bad_input(args):

@@ -380,19 +380,20 @@ def test_format_summary_speaks_chinese_from_the_same_tables(two_arms):
     assert format_summary(summary, "en").count("%") == format_summary(summary, "zh").count("%")
 
 
-def test_one_shared_split_gives_the_crossed_interval_for_new_images():
-    runs, epochs, preds, meta = store(arms=("base",), seeds=6, folds=1, epochs=5, seed=3)
+def test_twenty_seeds_on_one_shared_split_get_the_crossed_interval_for_new_images():
+    # (fewer seeds get the collapse-aware interval, with the crossed one on their learned runs)
+    runs, epochs, preds, meta = store(arms=("base",), seeds=20, folds=1, epochs=5, seed=3)
     res = summary_dict(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
     assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
     last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
-    matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(6, 30)
+    matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(20, 30)
     crossed = crossed_mean_interval(matrix, new_run_columns=30)
-    low, high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 6 * 30)
+    low, high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 20 * 30)
     assert (res["low"], res["high"]) == pytest.approx((low, high))
     # one new run: the t prediction interval widened to the effective-size bound (hull)
     assert res["pi_low"] <= crossed["pi_low"] + 1e-12 and res["pi_high"] >= crossed["pi_high"] - 1e-12
     final = epochs.sort_values("epoch").groupby("run_id")["val_accuracy"].last()
-    t_low, t_high = korn_graubard(final.mean(), sps.sem(final), 5, 6 * 30)
+    t_low, t_high = korn_graubard(final.mean(), sps.sem(final), 19, 20 * 30)
     assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx((t_low, t_high))
     assert "these validation images CI" in format_summary(summarize(runs, epochs, preds, meta))
 
@@ -458,7 +459,8 @@ UNSTABLE_KEYS = {"class_name", "confused_with", "example", "file", "final_accura
 
 @pytest.mark.parametrize("design, interval_extra, finite_extra, noise_keys", [
     ("build_store", {"units"} | CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
-    ("one_shared", CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("one_shared", {"conditional"} | COLLAPSE_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
+    ("one_shared_twenty", CROSSED_KEYS, JORDAN_KEYS, PER_IMAGE_NOISE_KEYS),
     ("own_split", {"units"} | COLLAPSE_KEYS, PER_RUN_KEYS | STRATIFIED_KEYS, PER_IMAGE_NOISE_KEYS),
     ("own_split_without_predictions", {"units"}, PER_RUN_KEYS, INDEPENDENT_NOISE_KEYS),
 ])
@@ -469,8 +471,8 @@ def test_nested_summary_json_keys_are_those_main_wrote(tmp_path, design, interva
 
         t = load_tables(build_store(tmp_path, seeds=2, folds=2, epochs=6))
         tables = (t.runs, t.epochs, t.predictions, t.meta)
-    elif design == "one_shared":
-        tables = store(arms=("base", "alt"), seeds=4, folds=1, epochs=5, seed=3)
+    elif design.startswith("one_shared"):
+        tables = store(arms=("base", "alt"), seeds=20 if design.endswith("twenty") else 4, folds=1, epochs=5, seed=3)
     else:
         tables = store(seeds=3, folds=2, epochs=6, shared_split=False, seed=7)
         if design == "own_split_without_predictions":
@@ -481,6 +483,7 @@ def test_nested_summary_json_keys_are_those_main_wrote(tmp_path, design, interva
             assert set(arm[metric]) == INTERVAL_KEYS | interval_extra
             if "conditional" in interval_extra:
                 assert set(arm[metric]["conditional"]) == CONDITIONAL_KEYS
+            if "components" in interval_extra:
                 assert set(arm[metric]["components"]) == {"rows", "columns", "residual"}
         finite = arm["finite_sample"]
         assert set(finite) == FINITE_SAMPLE_KEYS | finite_extra
@@ -604,17 +607,20 @@ def _recorder_style(predictions=True):
 def test_runs_on_the_same_validation_images_share_a_split_whatever_their_split_seeds():
     runs, epochs, preds, meta = _recorder_style()
     res = summary_dict(runs, epochs, preds, meta)["arms"]["base"]["final_val_accuracy"]
-    assert res["design"] == "one shared split" and res["method"] == "crossed-anova"
-    assert res["scope"] == "new validation images"
+    assert res["design"] == "one shared split" and res["scope"] == "new validation images"
+    # 4 seeds, none collapsed: the collapse-aware interval, its learned mean bounded by the
+    # crossed interval of their per-image table at 1 - 0.05/4, the collapse chance by 0 of 4
+    assert res["method"] == "collapse-mixture" and res["collapsed"] == 0
     last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
     matrix = (last["label"] == last["predicted"]).to_numpy(dtype=float).reshape(4, 30)
-    crossed = crossed_mean_interval(matrix, new_run_columns=30)
-    low, high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 4 * 30)
-    assert (res["low"], res["high"]) == pytest.approx((low, high))
-    assert res["pi_low"] <= crossed["pi_low"] + 1e-12 and res["pi_high"] >= crossed["pi_high"] - 1e-12
-    # without predictions the stored val_examples alone say that the images are shared
-    bare = summary_dict(*_recorder_style(predictions=False))["arms"]["base"]["final_val_accuracy"]
-    assert bare["design"] == "one shared split" and bare["scope"] == "these validation images"
+    crossed = crossed_mean_interval(matrix, level=0.975, new_run_columns=30)
+    l_low, l_high = korn_graubard(crossed["estimate"], crossed["se"], crossed["df"], 4 * 30, level=0.975)
+    p_high = 1 - 0.0125 ** (1 / 4)
+    assert (res["low"], res["high"]) == pytest.approx((min(l_low, (1 - p_high) * l_low + p_high / 3), l_high))
+    # these images alone: the t interval over the 4 runs
+    acc = matrix.mean(axis=1)
+    assert (res["conditional"]["low"], res["conditional"]["high"]) == pytest.approx(
+        korn_graubard(acc.mean(), sps.sem(acc), 3, 4 * 30))
 
 
 def _all_collapsed_seeds_by_folds(seeds=2, folds=5):

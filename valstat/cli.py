@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
         print(_data_line(plan))
         print(f"{_count(plan.planned, 'run')} planned, {plan.stored} already stored in {out_dir}, "
               f"{plan.planned - plan.stored} to train on {_count(plan.workers, 'worker')}; "
-              f"{engine.line('would train on')}")
+              f"{engine.line('would train on', scheduler=args.scheduler)}")
         _print_larger_plan(out_dir, plan.plan_seeds, plan.store_runs, experiment.sweep.seeds)
         if plan.estimate_s is not None:
             per_run = f"{plan.run_s:.1f}" if plan.run_s >= 0.1 else f"{plan.run_s:.2f}"
@@ -120,13 +120,19 @@ def cmd_run(args) -> int:
         outcome = run_sweep(experiment, out_dir, workers=args.workers, scheduler=args.scheduler,
                             progress=None if args.quiet else sweep_progress(), wait=args.wait,
                             verbose=args.verbose, engine=engine, pack_size=args.pack,
-                            announce=lambda: print(f"valstat: {engine.line()}", flush=True))
+                            announce=lambda: print(f"valstat: {engine.line(scheduler=args.scheduler)}",
+                                                   flush=True))
     finally:
         signal.signal(signal.SIGTERM, previous)
     for run_ids, message in outcome.failed.items():
         runs = (f"run {run_ids[0]}" if len(run_ids) == 1
                 else f"the {len(run_ids)} runs {', '.join(run_ids)} (one fused pack)")
         print(f"valstat: error: {runs} failed on a worker: {message}", file=sys.stderr)
+    if outcome.scheduler_lost:
+        print(f"valstat: error: lost the Dask scheduler at {outcome.scheduler_lost}; {outcome.stored} of "
+              f"{outcome.planned} runs are stored in {out_dir}. Start the scheduler again and run the "
+              "same command: it trains only the runs not stored yet.", file=sys.stderr)
+        return 1
     if outcome.interrupted:
         print(f"valstat: interrupted; {outcome.stored} of {outcome.planned} runs are stored in "
               f"{out_dir}. Run the same command again to resume.", file=sys.stderr)
@@ -179,7 +185,7 @@ def _timing_source(plan) -> str:
     if plan.run_s_source == "store":
         return "mean of the stored runs"
     where = (f"on {plan.workers} workers at once" if plan.run_s_source == "measured"
-             else "in one process")
+             else "in one process on this machine, not on the cluster's nodes")
     start = f", plus {plan.start_s:.0f} s to start and compile" if plan.start_s >= 0.5 else ""
     return f"timed here from trial runs {where}{start}"
 

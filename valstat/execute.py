@@ -40,6 +40,7 @@ class SweepOutcome:
     diverged: list[str] = field(default_factory=list)
     failed: dict = field(default_factory=dict)   # (run_id, ...) of one task -> its one-line error
     interrupted: bool = False
+    scheduler_lost: str | None = None   # the scheduler's address, when the driver lost it mid-sweep
     plan_seeds: int = 0         # seeds of the store's plan after this sweep (see plan_seeds)
     store_runs: int = 0         # finished runs in the store at the end, of any plan
 
@@ -175,15 +176,16 @@ def prepare(experiment: Experiment, out_dir: Path) -> tuple[list[RunSpec], dict]
 
 
 def _layout(experiment: Experiment, pending: int, workers: int | None) -> tuple[int, int]:
-    """(workers, threads per worker) for `pending` runs."""
+    """(workers, threads per worker) for `pending` runs: on this machine, or for a SLURM sweep
+    the jobs' worker processes ([cluster] jobs x processes, cores / processes threads each)."""
+    if experiment.cluster.kind == "slurm":
+        cluster = experiment.cluster
+        return max(1, min(cluster.jobs * cluster.processes, pending)), max(1, cluster.cores // cluster.processes)
     cores = os.cpu_count() or 1
     max_size = max(arm.data.image_size for arm in experiment.arms)
     default_workers, _ = default_layout(cores, max_size)
     workers = max(1, min(workers or default_workers, pending))
-    threads = max(1, cores // workers)
-    if experiment.cluster.kind == "slurm":
-        threads = max(1, experiment.cluster.cores // experiment.cluster.processes)
-    return workers, threads
+    return workers, max(1, cores // workers)
 
 
 def plan_sweep(experiment: Experiment, out_dir: str | Path, workers: int | None = None,
@@ -434,6 +436,10 @@ def _dask_client(workers: int, threads: int, scheduler: str | None,
         cluster.scale(jobs=settings.jobs)
         return Client(cluster)
     if scheduler:
+        if not verbose:     # the driver's own Dask log lines (a lost scheduler is one valstat line)
+            for name in ["distributed", *logging.root.manager.loggerDict]:
+                if name.startswith("distributed"):
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as error:
@@ -570,6 +576,10 @@ def _train_pending(experiment, specs, store, workers, scheduler, progress, verbo
                 try:
                     result = future.result()
                 except Exception as error:  # noqa: BLE001 - any worker failure, as one line
+                    if getattr(error, "reason", None) == "scheduler-connection-lost":
+                        # every task left is cancelled with it: one line, not one per run
+                        outcome.scheduler_lost = scheduler or str(client.scheduler.address)
+                        break
                     message = str(error).strip().splitlines()
                     outcome.failed[futures[future]] = (f"{type(error).__name__}: "
                                                        f"{message[-1] if message else ''}")

@@ -59,7 +59,8 @@ class Interval(_Result):
     their validation size | "crossed-anova" | "collapse-mixture"), design (how runs share validation images), scope ("new validation
     images" | "these validation images"), note. Crossed intervals add df, components
     (CrossedComponents) and `conditional` (the t interval for these images only).
-    Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits) add
+    Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits or one
+    shared split, which then also keeps `conditional`) add
     collapsed (runs that ended predicting one class), collapse_low/high (bounds on the chance
     of that), learned_low/high (bounds on the other runs' mean) and share_range (lowest,
     highest share of one class in the runs' validation sets)."""
@@ -356,9 +357,10 @@ class CollapsedShareChange(_Result):
 
 @dataclass(frozen=True)
 class SdRatio(_Result):
-    """Pitman-Morgan interval of Var(b)/Var(a) over paired runs: estimate (low, high) for the
-    variance ratio, sd_ratio (sd_low, sd_high) its square root, sd_a and sd_b (fractions),
-    r the pairs' correlation, n pairs."""
+    """Robust Pitman-Morgan interval of Var(b)/Var(a) over paired runs
+    (stats.variance_ratio_interval): estimate (low, high) for the variance ratio, sd_ratio
+    (sd_low, sd_high) its square root (high inf, null in JSON, when the pairs cannot bound it),
+    sd_a and sd_b (fractions), r the pairs' correlation, n pairs."""
 
     sd_a: float
     sd_b: float

@@ -96,7 +96,7 @@ def _one_class_at(finite, epoch_col):
 def _metric_intervals(arm, cube, finals, level, n_classes=0):
     """Intervals of the mean final and best val accuracy and for one new run
     (core.design.mean_accuracy_interval). With fewer than COLLAPSE_AWARE_BELOW units (runs, or
-    seeds where seeds ran several folds) on their own splits, and per-image predictions telling
+    seeds where seeds ran several folds) on their own splits or one shared split, and per-image predictions telling
     which runs predicted one class, collapse_mean_interval (method "collapse-mixture": allows
     for a one-class collapse mode these runs may not show, and never gives a zero-width
     interval when every run collapsed).
@@ -107,7 +107,8 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
         return {"final_val_accuracy": None, "best_val_accuracy": None}
     clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
     n_units = finite["seed"].nunique() if clustered else len(finite)
-    aware = not shares_images(validation_design(finite)) and 2 <= n_units < COLLAPSE_AWARE_BELOW
+    design = validation_design(finite)
+    aware = (not shares_images(design) or design == "one shared split") and 2 <= n_units < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None
     out = {}
     for metric, epoch_col in (("final_val_accuracy", "last_epoch"), ("best_val_accuracy", "best_epoch")):
@@ -438,7 +439,7 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, predictions: pd.DataFram
         share images, low/high/pi_low/pi_high come from crossed_mean_interval (method
         "crossed-anova", df, components) and `conditional` holds the t interval for these
         images only; with fewer than COLLAPSE_AWARE_BELOW runs (seeds where seeds ran several
-        folds), no two on the same images, and per-image predictions, low/high come from collapse_mean_interval (method
+        folds) on their own splits or on one shared split, and per-image predictions, low/high come from collapse_mean_interval (method
         "collapse-mixture", collapsed, collapse_low, collapse_high, learned_low, learned_high,
         share_range)), moves_within_noise_share, moves_within_noise {share, moves,
         within_noise, test, detectable [{test, images (smallest drop detected with power 0.8),

@@ -68,13 +68,15 @@ def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube
     """Interval of the runs' mean `metric` (an accuracy) and for one new run, by their design.
 
     runs: rows (code, split, seed, n_val, `metric`, `epoch_col`) with a finite `metric`.
-    Own splits: the t interval, with seeds as units where seeds ran several folds each; with
-    `one_class` (per run: predicted one class at its `epoch_col` epoch, shape (runs,)) and
-    `shares` ((lowest, highest) share of one class), collapse_mean_interval instead. Runs
+    Own splits: the t interval, with seeds as units where seeds ran several folds each. Runs
     sharing images: the same t interval kept as "conditional" (these images only) and the
     crossed interval (new images) in its place; where the design is incomplete only the
-    conditional one exists and "scope" says so. Every CI of the mean is the effective-size
-    bound where the runs record their validation sizes (images_scored).
+    conditional one exists and "scope" says so. With `one_class` (per run: predicted one class
+    at its `epoch_col` epoch, shape (runs,)) and `shares` ((lowest, highest) share of one
+    class), collapse_mean_interval instead of t or crossed: on own splits or one shared split
+    (there the learned runs' crossed table bounds their mean on new images). Every CI of the
+    mean is the effective-size bound where the runs record their validation sizes
+    (images_scored).
     Returns the stats interval dict plus design, scope and, as they apply, units, conditional
     (dict), note, components (dict).
     """
@@ -83,23 +85,28 @@ def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube
     units = seeds if 1 < len(np.unique(seeds)) < values.size else None
     design = validation_design(runs)
     scored = images_scored(runs)
+    shared = shares_images(design) and len(runs) >= 2
+    crossed = crossed_table(runs, metric, epoch_col, cube, design) if shared else None
+    if one_class is not None and shared and (design != "one shared split" or crossed is None):
+        one_class = None
+    res = mean_interval(values, level=level, method="t", units=units, scored=scored)
+    conditional = {**{k: res[k] for k in ("low", "high", "pi_low", "pi_high", "method")},
+                   "scope": "these validation images"}
     if one_class is not None:
-        res = collapse_mean_interval(values, one_class, shares, level=level, units=units, scored=scored)
-    else:
-        res = mean_interval(values, level=level, method="t", units=units, scored=scored)
+        learned_table = crossed[0][~np.asarray(one_class)] if shared else None
+        res = collapse_mean_interval(values, one_class, shares, level=level, units=units, scored=scored,
+                                     learned_table=learned_table)
     if units is not None:
         res["units"] = "seed"
     res.update(design=design, scope="new validation images")
-    if not shares_images(design) or len(runs) < 2:
+    if not shared:
         return res
-    res["conditional"] = {**{k: res[k] for k in ("low", "high", "pi_low", "pi_high", "method")},
-                          "scope": "these validation images"}
-    crossed = crossed_table(runs, metric, epoch_col, cube, design)
+    res["conditional"] = conditional
     if crossed is None:
         res.update(scope="these validation images",
                    note="runs share validation images and the design is incomplete: the interval "
                         "holds for these images only")
-    else:
+    elif one_class is None:
         cm = crossed_mean_interval(crossed[0], level=level, new_run_columns=crossed[1], scored=scored)
         res.update({k: cm[k] for k in ("low", "high", "pi_low", "pi_high", "df", "components")},
                    method="crossed-anova")

@@ -38,11 +38,12 @@ class Engine:
         """What must match for two runs' curves to be comparable in one store."""
         return {"backend": self.backend, "device": self.kind}
 
-    def line(self, lead: str = "training on") -> str:
-        """The one line `valstat run` prints before training (`--dry-run`: lead "would train on")."""
+    def line(self, lead: str = "training on", scheduler: str | None = None) -> str:
+        """The one line `valstat run` prints before training (`--dry-run`: lead "would train on");
+        with a `scheduler` address the workers of that scheduler, not this machine, train."""
         how = "fused seeds" if self.fused else "one compiled model per arm and worker"
-        return (f"{lead} {self.backend} {self.version}, {self.kind.upper()}: {self.name} "
-                f"({how})")
+        where = f"the workers of {scheduler}" if scheduler else self.name
+        return f"{lead} {self.backend} {self.version}, {self.kind.upper()}: {where} ({how})"
 
 
 def _version(*names: str) -> str:

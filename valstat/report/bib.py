@@ -19,15 +19,14 @@ def valstat_bib() -> str:
     """The BibTeX entry for valstat itself, at the installed version (as in CITATION.cff).
 
     @misc, not biblatex's @software: plain BibTeX styles (plain, unsrt, plainnat...) know no
-    @software and drop its version, so the version is also in howpublished, which they print.
-    The version field stays for biblatex and for tools that read it."""
+    @software and drop its version, so the version is in howpublished, which they and biblatex
+    print; no version field, which biblatex would print a second time."""
     from valstat import __version__
 
     return ("@misc{valstat,\n"
             "  author  = {{The valstat maintainers}},\n"
             "  title   = {valstat: measuring why small-validation-set {CNN} training curves "
             "look the way they do},\n"
-            f"  version = {{{__version__}}},\n"
             "  year    = {2026},\n"
             f"  howpublished = {{Python package, version {__version__}, MIT licence}}\n"
             "}")

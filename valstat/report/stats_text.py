@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from valstat.core.settings import Settings
-from valstat.report.text import Strings, finite, num, pct, pts
+from valstat.report.text import Strings, finite, num, pct, pts, ratio_end
 from valstat.results import ArmSummary, Detectability, Interval, Summary
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 
@@ -111,7 +111,7 @@ def _metric(label: str, m: Interval | None, S: Strings) -> str:
         if m.note:
             parts.append(S["stats.collapse_few_seeds" if m.units == "seed" else "stats.collapse_few"])
     conditional = m.conditional
-    if conditional and m.method == "crossed-anova" and finite(conditional.low):
+    if conditional and m.scope == "new validation images" and finite(conditional.low):
         parts.append(S("stats.conditional", low=pct(conditional.low), high=pct(conditional.high)))
     design = S["stats.comma"] + S[DESIGN_KEYS[m.design]] if m.design in DESIGN_KEYS else ""
     return S("stats.metric", label=label, mean=pct(m.estimate), parts=S["stats.sep"].join(parts), n=m.n,
@@ -170,7 +170,7 @@ def _spread_line(comp, S: Strings) -> str:
     which = S["stats.spread_learned" if collapsed else "stats.spread_all"]
     if sd:
         sd_text = S("stats.spread_sd", m=m, which=which, sd_a=pts(sd.sd_a), sd_b=pts(sd.sd_b),
-                    ratio=num(sd.sd_ratio), low=num(sd.sd_low), high=num(sd.sd_high))
+                    ratio=num(sd.sd_ratio), low=num(sd.sd_low), high=ratio_end(sd.sd_high))
     elif change.sd_missing == "constant":
         sd_text = S("stats.spread_constant", m=m, which=which)
     else:

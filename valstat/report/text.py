@@ -131,6 +131,11 @@ def num(x, digits: int = 2) -> str:
     return f"{float(x):.{digits}f}".replace("-", "−")
 
 
+def ratio_end(x, digits: int = 2) -> str:
+    """An end of a ratio's interval: num, or '∞' where the interval is open above."""
+    return "∞" if x is not None and math.isinf(float(x)) and float(x) > 0 else num(x, digits)
+
+
 def sig(x, digits: int = 2) -> str:
     """A positive size with `digits` significant digits: 0.031, 0.00012, 1.4."""
     if not finite(x):

@@ -267,6 +267,34 @@ def check_means_shared_split(reps, rng, seeds=20, mu=MU, n=N_IMAGES):
             Check("one-new-run prediction interval (crossed)", design, "coverage", 0.95, int(pi_cover), reps)]
 
 
+def check_means_shared_split_collapse(reps, rng, seeds=3, collapsed=0.3, n=N_IMAGES):
+    """One split for all seeds, 3 classes stratified over its `n` images (class i % 3), a share
+    `collapsed` of runs ends predicting one class and is right exactly on its images. What
+    summary prints below COLLAPSE_AWARE_BELOW seeds: collapse_mean_interval with the learned
+    runs' crossed table (new images; a collapsed run scores 1/3 on new stratified images), and
+    its one-new-run PI."""
+    labels = np.arange(n) % 3
+    shares = np.bincount(labels) / n
+    cover = pi_cover = 0
+    for _ in range(reps):
+        y, split, _ = _shared_split(rng, MU, seeds, n)
+        flags = rng.random(seeds) < collapsed
+        for r in np.flatnonzero(flags):
+            y[r] = labels == rng.integers(3)
+        truth = (1 - collapsed) * float(_mean_expit(MU + split, np.hypot(SEED_SD, IMAGE_SD))) + collapsed * CHANCE
+        res = collapse_mean_interval(y.mean(axis=1), flags, (shares.min(), shares.max()), scored=y.size,
+                                     learned_table=y[~flags])
+        cover += _covers(res, truth)
+        new = (CHANCE if rng.random() < collapsed else
+               _run_accuracy(rng, rng.normal(0, SEED_SD), split, rng.normal(0, IMAGE_SD, n), MU))
+        pi_cover += res["pi_low"] <= new <= res["pi_high"]
+    design = f"one shared split, {seeds} seeds, {collapsed:.0%} collapsed, {n} images"
+    return [Check("mean accuracy interval (collapse-aware, crossed), new images", design, "coverage", 0.95,
+                  int(cover), reps),
+            Check("one-new-run prediction interval (collapse-aware, crossed)", design, "coverage", 0.95,
+                  int(pi_cover), reps)]
+
+
 def check_means_seeds_folds(reps, rng, seeds=10, folds=3):
     """Seeds x folds, each fold's images shared by all seeds: crossed interval (new splits
     and images), the t interval over seed means (these folds' images) and the PI."""
@@ -409,6 +437,12 @@ NEAR_ONE, NEARER_ONE = 3.5, 5.0
 #: (runs, images, logit mean) of own-split designs at few runs, few images or near accuracy 1,
 #: where the t interval had missed (0.62 with 2 runs on 10 images at 0.93; 0.88 with 20 at 0.98).
 OWN_SPLIT_EDGES = ((2, 10, NEAR_ONE), (3, 10, NEAR_ONE), (2, 30, MU), (20, 10, NEARER_ONE))
+#: (seeds, share collapsed, images) of one-shared-split designs where runs collapse (the crossed
+#: interval over every run covered 0.89 at 3 seeds with 30 % collapsing).
+SHARED_SPLIT_COLLAPSE = ((3, 0.3, 30), (3, 0.1, 30), (5, 0.3, 30), (10, 0.15, 30), (3, 0.3, 10))
+#: (pairs, images, logit mean) of spread-change designs near accuracy 1, where accuracies have
+#: heavy tails (the normal-theory Pitman-Morgan interval covered 0.86-0.89 there).
+SPREAD_EDGES = ((20, 10, NEAR_ONE), (40, 10, NEAR_ONE), (20, 30, NEAR_ONE))
 #: (seeds, images, logit mean) of one-shared-split designs at 2 seeds, few images or near 1.
 SHARED_SPLIT_EDGES = ((2, 10, NEAR_ONE), (2, 30, MU), (3, 10, NEAR_ONE), (20, 10, NEAR_ONE))
 
@@ -428,6 +462,8 @@ def run_all(reps: int = 300, seed: int = 0) -> list[Check]:
     checks += check_means_shared_split(reps, rng)
     for seeds, n, mu in SHARED_SPLIT_EDGES:
         checks += check_means_shared_split(reps, rng, seeds, mu, n)
+    for seeds, collapsed, n in SHARED_SPLIT_COLLAPSE:
+        checks += check_means_shared_split_collapse(reps, rng, seeds, collapsed, n)
     checks += check_band_shared_split(reps, rng)
     checks += check_means_seeds_folds(reps, rng)
     for pairs in (5, 10, 20):
@@ -446,13 +482,15 @@ SUMMARY = {
     "paired": ("paired difference interval (Newcombe, phi*)", "largest-drop interval (simultaneous)"),
     "mean": ("mean accuracy interval (t)", "mean accuracy interval (collapse-aware)",
              "mean accuracy interval (collapse-aware, seeds as units)", "mean accuracy interval (t over seeds)",
-             "mean accuracy interval (crossed), new images"),
+             "mean accuracy interval (crossed), new images",
+             "mean accuracy interval (collapse-aware, crossed), new images"),
     "conditional": ("mean accuracy interval (t), these images", "mean accuracy interval (t over seeds), these images"),
-    "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)"),
+    "prediction": ("one-new-run prediction interval", "one-new-run prediction interval (crossed)",
+                   "one-new-run prediction interval (collapse-aware, crossed)"),
     "band": ("per-epoch band of the curve figure (crossed), new images",),
     "improvement": ("P(A > B) interval",),
     "optimism": ("best-epoch optimism interval (t over runs)",),
-    "spread_ratio": ("spread ratio interval (Pitman-Morgan, learned pairs)",),
+    "spread_ratio": ("spread ratio interval (Pitman-Morgan HC4, learned pairs)",),
     "collapsed_share": ("collapsed-share change interval (Newcombe, paired)",),
 }
 
@@ -465,13 +503,13 @@ def summarize_checks(checks: list[Check]) -> dict:
 SPREAD_SHIFT = 0.3  # arm B's logit shift in the spread-change designs
 
 
-def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images=None):
+def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images=None, mu=MU, n=N_IMAGES):
     """Final accuracies (a, b) and collapsed flags of `pairs` runs paired on seed, split and
-    images, each pair its own split (or all on the given split effect and image difficulties,
-    shape (N_IMAGES,)). Arm A: logit MU + seed + split + image; arm B: MU + SPREAD_SHIFT +
+    `n` images, each pair its own split (or all on the given split effect and image
+    difficulties, shape (n,)). Arm A: logit mu + seed + split + image; arm B: mu + SPREAD_SHIFT +
     scale·(seed + own part) + split + image, own part ~ N(0, SEED_SD/2), so B's run-to-run
     spread is wider (scale > 1) or narrower, and correlated with A's. With collapse = (p_a, p_b) a
-    run collapses (scores Binomial(N_IMAGES, CHANCE)) when rho·z + sqrt(1 - rho²)·e falls
+    run collapses (scores Binomial(n, CHANCE)) when rho·z + sqrt(1 - rho²)·e falls
     below the normal p quantile, z the pair's standardised seed effect (rho = 0.6): runs with
     a bad seed collapse more, in both arms, with marginal rates exactly p_a and p_b."""
     from scipy.stats import norm
@@ -479,44 +517,44 @@ def _spread_pairs(rng, pairs, collapse=(0.0, 0.0), scale=2.5, split=None, images
     seed = rng.normal(0, SEED_SD, pairs)
     split = rng.normal(0, SPLIT_SD, pairs) if split is None else np.full(pairs, split)
     if images is None:
-        images = rng.normal(0, IMAGE_SD, (pairs, N_IMAGES))
-    base = MU + split[:, None] + images
+        images = rng.normal(0, IMAGE_SD, (pairs, n))
+    base = mu + split[:, None] + images
     logit_a = base + seed[:, None]
     own = rng.normal(0, SEED_SD / 2, pairs)
     logit_b = base + SPREAD_SHIFT + scale * (seed + own)[:, None]
-    acc = [np.mean(rng.random((pairs, N_IMAGES)) < expit(logit), axis=1) for logit in (logit_a, logit_b)]
+    acc = [np.mean(rng.random((pairs, n)) < expit(logit), axis=1) for logit in (logit_a, logit_b)]
     flags = []
     rho = 0.6
     for p, score in zip(collapse, acc):
         latent = rho * seed / SEED_SD + np.sqrt(1 - rho**2) * rng.normal(0, 1, pairs)
         flag = latent < norm.ppf(p) if p > 0 else np.zeros(pairs, dtype=bool)
-        score[flag] = rng.binomial(N_IMAGES, CHANCE, int(flag.sum())) / N_IMAGES
+        score[flag] = rng.binomial(n, CHANCE, int(flag.sum())) / n
         flags.append(flag)
     return acc[0], acc[1], flags[0], flags[1]
 
 
-def check_spread_change(reps, rng, pairs=10, collapse=(0.0, 0.0), scale=2.5):
-    """The paired spread change (paired_spread_change): the Pitman-Morgan interval of sd_B/sd_A
+def check_spread_change(reps, rng, pairs=10, collapse=(0.0, 0.0), scale=2.5, mu=MU, n=N_IMAGES):
+    """The paired spread change (paired_spread_change): the robust Pitman-Morgan interval of sd_B/sd_A
     among pairs where both runs learned (truth: the ratio of standard deviations over 400,000
     separate pairs in which both learned; replications with fewer than MIN_SPREAD_PAIRS such
     pairs print no interval and are not counted) and, with collapse, Newcombe's paired interval
     of the change in the collapsed share (truth p_b - p_a)."""
-    big_a, big_b, big_ca, big_cb = _spread_pairs(rng, 400_000, collapse, scale)
+    big_a, big_b, big_ca, big_cb = _spread_pairs(rng, 400_000, collapse, scale, mu=mu, n=n)
     learned = ~big_ca & ~big_cb
     truth = float(np.std(big_b[learned]) / np.std(big_a[learned]))
     sd_hits = sd_reps = share_hits = 0
     for _ in range(reps):
-        a, b, ca, cb = _spread_pairs(rng, pairs, collapse, scale)
+        a, b, ca, cb = _spread_pairs(rng, pairs, collapse, scale, mu=mu, n=n)
         res = paired_spread_change(a, b, ca, cb)
         if res["sd"] is not None:
             sd_reps += 1
             sd_hits += res["sd"]["sd_low"] <= truth <= res["sd"]["sd_high"]
         share = res["collapsed"]
         share_hits += share["low"] <= collapse[1] - collapse[0] <= share["high"]
-    design = f"{pairs} pairs, own split per seed, sd ratio {truth:.2f}"
+    design = _design(f"{pairs} pairs, own split per seed, sd ratio {truth:.2f}", mu, n)
     if any(collapse):
         design += f", collapsed {collapse[0]:.0%} -> {collapse[1]:.0%}"
-    out = [Check("spread ratio interval (Pitman-Morgan, learned pairs)", design, "coverage", 0.95,
+    out = [Check("spread ratio interval (Pitman-Morgan HC4, learned pairs)", design, "coverage", 0.95,
                  int(sd_hits), sd_reps)]
     if any(collapse):
         out.append(Check("collapsed-share change interval (Newcombe, paired)", design, "coverage", 0.95,
@@ -526,12 +564,14 @@ def check_spread_change(reps, rng, pairs=10, collapse=(0.0, 0.0), scale=2.5):
 
 def run_spread_checks(reps, rng) -> list[Check]:
     """The paired spread-change checks: 10 and 20 pairs, with and without collapse, B's spread
-    wider; and 10 pairs with B's spread narrower and B collapsing more."""
+    wider; 10 pairs with B's spread narrower and B collapsing more; and SPREAD_EDGES."""
     checks = []
     for pairs in (10, 20):
         for collapse in ((0.0, 0.0), (0.3, 0.1)):
             checks += check_spread_change(reps, rng, pairs, collapse)
     checks += check_spread_change(reps, rng, 10, (0.1, 0.3), scale=0.3)
+    for pairs, n, mu in SPREAD_EDGES:
+        checks += check_spread_change(reps, rng, pairs, mu=mu, n=n)
     checks += check_spread_change_shared(reps, rng, 10)
     return checks
 
@@ -548,7 +588,7 @@ def _seed_sd_on_images(loc, images, sd):
 
 
 def check_spread_change_shared(reps, rng, pairs=10, scale=2.5):
-    """The Pitman-Morgan interval of sd_B/sd_A when every pair shares one split and its images:
+    """The robust Pitman-Morgan interval of sd_B/sd_A when every pair shares one split and its images:
     it covers the spread of new seeds on these images (truth by quadrature, per replication)."""
     hits = counted = 0
     sd_b = scale * np.hypot(SEED_SD, SEED_SD / 2)
@@ -561,5 +601,5 @@ def check_spread_change_shared(reps, rng, pairs=10, scale=2.5):
         if sd is not None:  # None only when an arm's accuracies are all equal
             counted += 1
             hits += sd["sd_low"] <= truth <= sd["sd_high"]
-    return [Check("spread ratio interval (Pitman-Morgan, learned pairs)",
+    return [Check("spread ratio interval (Pitman-Morgan HC4, learned pairs)",
                   f"one shared split, {pairs} pairs, these images", "coverage", 0.95, int(hits), counted)]

@@ -342,7 +342,7 @@ def crossed_mean_interval(table, level: float = 0.95, new_run_columns: int = 1, 
 
 
 def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, units=None,
-                           scored: float | None = None) -> dict:
+                           scored: float | None = None, learned_table=None) -> dict:
     """Interval for the mean over runs allowing for a collapse mode the runs may not show.
 
     A run that ends predicting one class scores exactly the share of that class among the
@@ -373,6 +373,10 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
     scored: the images the runs scored in all (same number per run): the learned runs' mean is
       then bounded by mean_interval's effective-size bound on their share of them (so two
       learned runs that tie on k/n do not bound it to one value).
+    learned_table: shape (learned runs, images), the learned runs' per-image correctness (0/1)
+      where every run scored one shared split: their mean and one new learned run are then
+      bounded by crossed_mean_interval on it (new images: image and seed parts) instead of t
+      over their accuracies, which sees only the seeds.
     values: shape (runs,), accuracy per run (fractions); one_class: shape (runs,), booleans,
     the run ended predicting one class; share_range: (lowest, highest) share of one class in
     the runs' validation sets (fractions).
@@ -404,8 +408,19 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
         learned_units = codes[~flags]
     learned = values[~flags]
     learned_scored = None if scored is None else scored * learned.size / values.size
-    t_res = (mean_interval(learned, level=1 - half, method="t", units=learned_units, scored=learned_scored)
-             if learned.size else {})
+    if learned_table is not None:
+        learned_table = np.asarray(learned_table, dtype=float)
+        if learned_table.ndim != 2 or learned_table.shape[0] != learned.size:
+            raise ValstatError(f"learned_table must have one row per learned run ({learned.size}), "
+                               f"got shape {learned_table.shape}")
+
+    def learned_bounds(at_level, by_units):
+        if learned_table is not None and learned.size >= 2:
+            return crossed_mean_interval(learned_table, level=at_level, new_run_columns=learned_table.shape[1],
+                                         scored=learned_scored)
+        return mean_interval(learned, level=at_level, method="t", units=by_units, scored=learned_scored)
+
+    t_res = learned_bounds(1 - half, learned_units) if learned.size else {}
     if np.isfinite(t_res.get("low", np.nan)):
         l_low, l_high = max(t_res["low"], 0.0), min(t_res["high"], 1.0)
         note = ""
@@ -417,7 +432,7 @@ def collapse_mean_interval(values, one_class, share_range, level: float = 0.95, 
     low = float(np.min((1 - ends) * l_low + ends * c_low))
     high = float(np.max((1 - ends) * l_high + ends * c_high))
     if not note:
-        learned_pi = mean_interval(learned, level=level, method="t", scored=learned_scored)
+        learned_pi = learned_bounds(level, None)
         new_low, new_high = max(learned_pi["pi_low"], 0.0), min(learned_pi["pi_high"], 1.0)
     else:
         new_low, new_high = 0.0, 1.0

@@ -14,7 +14,7 @@ from valstat.core.design import shares_images
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
-from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval, rate, sig
+from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval, rate, ratio_end, sig
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 from valstat.results import LargestDrop, SpreadChange
@@ -223,7 +223,7 @@ def _spread(analysis, S):
         if final.method == "collapse-mixture":
             paragraphs.append(collapse_text(final, S))
         conditional = final.conditional
-        if conditional and final.method == "crossed-anova":
+        if conditional and final.scope == "new validation images":
             design = S["findings.design_shared"] if final.design == "one shared split" \
                 else S["findings.design_folds"]
             paragraphs.append(S("findings.spread_shared", arm=arm, design=design,
@@ -388,7 +388,7 @@ def spread_change_text(change: SpreadChange, a: str, b: str, S: Strings, shared:
     if sd:
         parts.append(S("findings.compare_spread_sd", scope=scope, a=a, b=b, sd_a=pts(sd.sd_a),
                        sd_b=pts(sd.sd_b), ratio=num(sd.sd_ratio), low=num(sd.sd_low),
-                       high=num(sd.sd_high)))
+                       high=ratio_end(sd.sd_high)))
         if shared:
             parts.append(S["findings.compare_spread_shared"])
     elif change.sd_missing == "constant":

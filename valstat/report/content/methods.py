@@ -71,6 +71,8 @@ def _means(analysis: Analysis, S: Strings) -> list:
         parts.append(S["methods.means_units"])
     if any(f.method == "collapse-mixture" for f in finals):
         parts.append(S("methods.means_collapse", below=COLLAPSE_AWARE_BELOW))
+    if any(f.method == "collapse-mixture" and f.conditional for f in finals):
+        parts.append(S["methods.means_collapse_shared"])
     if any(f.method == "crossed-anova" for f in finals):
         parts.append(S["methods.means_crossed"])
     if any(f.design != "own split per run" and f.scope == "these validation images"
