@@ -92,6 +92,20 @@ def test_own_split_per_run_describes_no_shared_image_analysis(stores, lang):
     assert ("cannot be separated" if lang == "en" else "种子与划分无法分开") in text
 
 
+POOL = {"en": "drew its validation images from one pool", "zh": "都取自数据集中的同一个图像池"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_own_splits_from_one_pool_say_the_mean_includes_the_images_they_share(stores, tmp_path, lang):
+    # 20 seeds each drawing 30 validation images from one pool of 1000: some are shared
+    out = build_store(tmp_path / "pool", arms=("baseline",), seeds=20, folds=1, epochs=4,
+                      vary=("split", "init", "order"), collapse=False)
+    sets = list(_val_sets(out).values())
+    assert len(set(sets)) == 20 and len(frozenset().union(*sets)) < 20 * 30
+    assert POOL[lang] in _methods(out, lang)
+    assert POOL[lang] not in _methods(stores["own"], lang)   # 4 runs: the collapse-aware interval
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_seeds_on_shared_folds_describe_the_crossed_analysis(stores, lang):
     runs = load_tables(stores["folds"]).runs.set_index("run_id")

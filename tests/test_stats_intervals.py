@@ -9,6 +9,7 @@ from scipy import stats as sps
 
 from valstat.errors import ValstatError
 from valstat.stats import (binomial_interval, collapse_mean_interval, crossed_mean_interval, effective_size_bounds,
+                           shared_image_covariance,
                            mean_interval)
 
 
@@ -322,6 +323,50 @@ def test_collapse_mean_interval_on_one_shared_split_bounds_the_learned_mean_by_t
     assert (res["low"], res["high"]) == pytest.approx((low, high))
     with pytest.raises(ValstatError):
         collapse_mean_interval(values, flags, (1 / 3, 1 / 3), learned_table=learned[:2])
+
+
+def _shared_image_covariance_by_loops(examples, correct, units):
+    """The same quantity written out pair by pair: sigma_b² from every pair of runs on a shared
+    image, times the mean over pairs of distinct units of sum_i c_u,i c_v,i."""
+    products, count = 0.0, 0
+    for r in range(len(examples)):
+        for q in range(r + 1, len(examples)):
+            dev_r = dict(zip(examples[r], np.asarray(correct[r], float) - np.mean(correct[r])))
+            dev_q = dict(zip(examples[q], np.asarray(correct[q], float) - np.mean(correct[q])))
+            for image in set(dev_r) & set(dev_q):
+                products += dev_r[image] * dev_q[image]
+                count += 1
+    sigma_b2 = max(products / count, 0.0) if count else 0.0
+    weights = {}
+    for unit in set(units):
+        members = [r for r in range(len(examples)) if units[r] == unit]
+        w = {}
+        for r in members:
+            for image in examples[r]:
+                w[image] = w.get(image, 0.0) + 1 / (len(members) * len(examples[r]))
+        weights[unit] = w
+    pairs = [(u, v) for u in weights for v in weights if u != v]
+    cross = np.mean([sum(weights[u].get(i, 0.0) * x for i, x in weights[v].items()) for u, v in pairs])
+    return sigma_b2 * cross
+
+
+def test_shared_image_covariance_by_hand():
+    rng = np.random.default_rng(4)
+    difficulty = rng.normal(0, 1.5, 40)
+    examples = [rng.choice(40, 12, replace=False) for _ in range(6)]
+    correct = [(rng.random(12) < 1 / (1 + np.exp(-(1.0 + difficulty[e])))).astype(int) for e in examples]
+    for units in (None, np.array([0, 0, 1, 1, 2, 2])):
+        want = _shared_image_covariance_by_loops(examples, correct, list(range(6)) if units is None else units)
+        assert shared_image_covariance(examples, correct, units) == pytest.approx(want)
+    assert shared_image_covariance(examples, correct) > 0
+    # no image scored twice: nothing shared
+    assert shared_image_covariance([np.arange(5), np.arange(5, 10)], [np.ones(5), np.zeros(5)]) == 0.0
+    # and the t interval's se² takes it on: estimate ± t·sqrt(var/R + shared)
+    values = np.array([c.mean() for c in correct])
+    extra = shared_image_covariance(examples, correct)
+    res = mean_interval(values, shared_variance=extra)
+    half = sps.t.ppf(0.975, 5) * np.sqrt(values.var(ddof=1) / 6 + extra)
+    assert (res["low"], res["high"]) == pytest.approx((values.mean() - half, values.mean() + half))
 
 
 @pytest.mark.parametrize("args", [([0.5, 0.6], [True], (0.3, 0.3)), ([0.5, 0.6], [1, 0], (0.3, 0.3)),

@@ -596,6 +596,32 @@ def test_twenty_runs_on_their_own_splits_get_the_effective_size_interval():
     assert low < t_low         # reaches further down than the t interval, toward 0.5 from 0.7
 
 
+def test_own_splits_drawn_from_one_pool_add_the_images_they_share():
+    # 20 runs on their own splits whose images overlap (run s scores examples 10s .. 10s + 29),
+    # as own splits drawn from one pool do; every third image is hard for every run
+    runs, epochs, preds, meta = store(arms=("a",), seeds=20, folds=1, epochs=2, shared_split=False, seed=8)
+    code = {run_id: i for i, run_id in enumerate(sorted(runs["run_id"]))}
+    position = preds["example"] % 30
+    preds = preds.assign(example=preds["run_id"].map(code) * 10 + position)
+    hard = (preds["example"] % 3 == 0) & (preds["run_id"].map(code) % 4 != 0)
+    preds = preds.assign(predicted=np.where(hard, (preds["label"] + 1) % 3, preds["label"]))
+    acc = preds.assign(right=preds["label"] == preds["predicted"]).groupby(["run_id", "epoch"])["right"].mean()
+    epochs = epochs.assign(val_accuracy=[acc[(r, e)] for r, e in zip(epochs["run_id"], epochs["epoch"])])
+    res = summary_dict(runs, epochs, preds, meta)["arms"]["a"]["final_val_accuracy"]
+    last = preds[preds["epoch"] == preds["epoch"].max()].sort_values(["run_id", "example"])
+    examples = [g["example"].to_numpy() for _, g in last.groupby("run_id")]
+    correct = [(g["label"] == g["predicted"]).to_numpy() for _, g in last.groupby("run_id")]
+    from test_stats_intervals import _shared_image_covariance_by_loops
+
+    shared = _shared_image_covariance_by_loops(examples, correct, list(range(20)))
+    values = np.array([c.mean() for c in correct])
+    assert shared > 0 and res["method"] == "effective-size" and res["design"] == "own split per run"
+    low, high = korn_graubard(values.mean(), np.sqrt(values.var(ddof=1) / 20 + shared), 19, 20 * 30)
+    assert (res["low"], res["high"]) == pytest.approx((low, high))
+    narrow = korn_graubard(values.mean(), sps.sem(values), 19, 20 * 30)
+    assert res["high"] - res["low"] > narrow[1] - narrow[0]
+
+
 def _recorder_style(predictions=True):
     """Four runs on one validation set, recorded as valstat.keras.Recorder writes them: each
     run's split_seed is its seed and val_examples lists the same images."""

@@ -58,7 +58,8 @@ class Interval(_Result):
     ("t" | "effective-size": Korn-Graubard bounds on the t interval's se, where runs record
     their validation size | "crossed-anova" | "collapse-mixture"), design (how runs share validation images), scope ("new validation
     images" | "these validation images"), note. Crossed intervals add df, components
-    (CrossedComponents) and `conditional` (the t interval for these images only).
+    (CrossedComponents) and `conditional` (the t interval for these images only). Runs on own
+    splits that share some images add shared_variance (fraction², in the se² of the mean).
     Collapse-aware intervals (method "collapse-mixture", fewer than 20 runs on own splits or one
     shared split, which then also keeps `conditional`) add
     collapsed (runs that ended predicting one class), collapse_low/high (bounds on the chance
@@ -79,6 +80,7 @@ class Interval(_Result):
     design: str
     scope: str
     units: str | None = absent()
+    shared_variance: float | None = absent()
     conditional: ConditionalInterval | None = absent()
     df: float | None = absent()
     components: CrossedComponents | None = absent()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core.cube import Cube
-from valstat.stats import collapse_mean_interval, crossed_mean_interval, mean_interval
+from valstat.stats import collapse_mean_interval, crossed_mean_interval, mean_interval, shared_image_covariance
 
 
 #: Designs in which no two runs scored the same validation images.
@@ -63,12 +63,24 @@ def images_scored(runs: pd.DataFrame) -> float | None:
     return float(n_val.sum()) if n_val.size and np.all(n_val > 0) else None
 
 
+def _pool_covariance(runs: pd.DataFrame, epoch_col: str, cube: Cube, units) -> float:
+    """shared_image_covariance of runs on their own splits, from their per-image predictions at
+    their `epoch_col` epoch (own splits drawn from one pool of images overlap); 0 without them."""
+    wanted = dict(zip(runs["code"].astype(int), runs[epoch_col].astype(int)))
+    got = cube.correct_at(wanted) if cube is not None else {}
+    if len(got) < len(wanted):
+        return 0.0
+    return shared_image_covariance([got[c][0] for c in wanted], [got[c][1] for c in wanted], units)
+
+
 def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube: Cube, level: float,
                            one_class=None, shares=None) -> dict:
     """Interval of the runs' mean `metric` (an accuracy) and for one new run, by their design.
 
     runs: rows (code, split, seed, n_val, `metric`, `epoch_col`) with a finite `metric`.
-    Own splits: the t interval, with seeds as units where seeds ran several folds each. Runs
+    Own splits: the t interval, with seeds as units where seeds ran several folds each, and
+    with the covariance runs share through images two of their splits both hold (own splits
+    drawn from one pool of images overlap: _pool_covariance). Runs
     sharing images: the same t interval kept as "conditional" (these images only) and the
     crossed interval (new images) in its place; where the design is incomplete only the
     conditional one exists and "scope" says so. With `one_class` (per run: predicted one class
@@ -89,7 +101,8 @@ def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube
     crossed = crossed_table(runs, metric, epoch_col, cube, design) if shared else None
     if one_class is not None and shared and (design != "one shared split" or crossed is None):
         one_class = None
-    res = mean_interval(values, level=level, method="t", units=units, scored=scored)
+    res = mean_interval(values, level=level, method="t", units=units, scored=scored,
+                        shared_variance=0.0 if shared else _pool_covariance(runs, epoch_col, cube, units))
     conditional = {**{k: res[k] for k in ("low", "high", "pi_low", "pi_high", "method")},
                    "scope": "these validation images"}
     if one_class is not None:

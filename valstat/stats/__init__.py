@@ -11,6 +11,7 @@ from valstat.stats.intervals import (
     crossed_mean_interval,
     effective_size_bounds,
     mean_interval,
+    shared_image_covariance,
 )
 from valstat.stats.lattice import curve_changes, infer_val_size, largest_drop, lattice_step
 from valstat.stats.paired import (
@@ -69,6 +70,7 @@ __all__ = [
     "probability_of_improvement",
     "runs_needed",
     "selection_optimism",
+    "shared_image_covariance",
     "stratified_sampling_variance",
     "val_size_for_halfwidth",
     "variance_ratio_interval",

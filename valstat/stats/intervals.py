@@ -192,8 +192,50 @@ def _prediction_hull(t_low, t_high, estimate, sd_new, df, images, level):
     return min(t_low, low), max(t_high, high)
 
 
+def shared_image_covariance(examples, correct, units=None) -> float:
+    """Variance the mean of runs shares through validation images several of them scored.
+
+    examples, correct: one array per run (same shapes), the image ids it scored and whether it
+    got each right (0/1). Runs that each drew their own split from one finite pool of images
+    share some of them, and that pool's sampling error is in every run: with y_ri = mu + a_r +
+    b_i + e_ri, runs (or units' means) covary by sigma_b² times their images' product weights.
+    sigma_b² (the images' spread in difficulty, fraction²) is the mean over every pair of runs
+    scoring one image of (y_ri - m_r)(y_r'i - m_r'), m_r the run's accuracy, clipped at 0. A
+    t interval over the runs (or units) treats them as independent; the mean's variance is
+    its se² plus the mean covariance of two units, which this returns (0 when no two units
+    share an image). units: optional, shape (runs,), as mean_interval's (the mean is of unit
+    means, each unit's runs weighted equally within it).
+    """
+    if len(examples) != len(correct):
+        raise ValstatError("give one array of image ids and one of correctness per run")
+    ids = [np.asarray(e) for e in examples]
+    ys = [np.asarray(c, dtype=float) for c in correct]
+    if any(i.shape != y.shape for i, y in zip(ids, ys)):
+        raise ValstatError("each run's image ids and correctness must have the same shape")
+    _, codes = np.unique(np.asarray(range(len(ids))) if units is None else np.asarray(units),
+                         return_inverse=True)
+    images, image_index = np.unique(np.concatenate(ids), return_inverse=True)
+    run_of = np.repeat(np.arange(len(ids)), [i.size for i in ids])
+    deviation = np.concatenate([y - y.mean() for y in ys])
+    first = np.bincount(image_index, weights=deviation, minlength=images.size)
+    second = np.bincount(image_index, weights=deviation**2, minlength=images.size)
+    runs_on = np.bincount(image_index, minlength=images.size).astype(float)
+    pairs = float(np.sum(runs_on * (runs_on - 1) / 2))
+    n_units = int(codes.max()) + 1
+    if pairs == 0 or n_units < 2:
+        return 0.0
+    sigma_b2 = max(float(np.sum((first**2 - second) / 2)) / pairs, 0.0)
+    runs_in_unit = np.bincount(codes)
+    weight = 1.0 / (runs_in_unit[codes[run_of]] * np.array([i.size for i in ids])[run_of])
+    per_unit = np.zeros((n_units, images.size))
+    np.add.at(per_unit, (codes[run_of], image_index), weight)
+    total = per_unit.sum(axis=0)
+    cross = float(total @ total - np.sum(per_unit * per_unit))
+    return sigma_b2 * cross / (n_units * (n_units - 1))
+
+
 def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_boot: int = 10000, seed: int = 0,
-                  scored: float | None = None) -> dict:
+                  scored: float | None = None, shared_variance: float = 0.0) -> dict:
     """Interval for the mean of a metric over runs, plus the spread of one run.
 
     values: shape (runs,), the metric per run (e.g. final val accuracy, a fraction).
@@ -213,6 +255,9 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
       estimate, se and df, which keeps its coverage near accuracy 1 and has no zero width
       when the runs tie; the prediction interval is the hull of t's and that bound on
       sd·sqrt(1 + 1/n) with at most one run's images (scored / n).
+    shared_variance: with method "t", added to the mean's se² (shared_image_covariance: runs
+      whose own splits came from one pool of images share that pool's sampling error); the
+      result then has it under "shared_variance".
     Returns dict: estimate, low, high (CI of the mean), method (used), level, n (values),
       n_units (None without units), sd (ddof=1 over values), pi_low, pi_high (t prediction
       interval for one new run: estimate ± t·sd·sqrt(1+1/n); with `scored`, its hull with the
@@ -244,7 +289,10 @@ def mean_interval(values, level: float = 0.95, method: str = "t", units=None, n_
         result["note"] = f"{what}: no interval for the mean"
         return result
     if method == "t":
-        se = float(means.std(ddof=1) / np.sqrt(means.size))
+        shared_variance = max(float(shared_variance), 0.0)
+        se = float(np.sqrt(means.var(ddof=1) / means.size + shared_variance))
+        if shared_variance > 0:
+            result["shared_variance"] = shared_variance
         if scored is None:
             half = sps.t.ppf((1 + level) / 2, means.size - 1) * se
             result.update(low=float(estimate - half), high=float(estimate + half))

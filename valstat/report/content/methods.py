@@ -67,6 +67,8 @@ def _means(analysis: Analysis, S: Strings) -> list:
     parts = [S["methods.means"]]
     if images_scored(analysis.runs) is not None:
         parts.append(S["methods.means_effective"])
+    if any(f.shared_variance for f in finals):
+        parts.append(S["methods.means_pool"])
     if any(f.units == "seed" for f in finals):
         parts.append(S["methods.means_units"])
     if any(f.method == "collapse-mixture" for f in finals):
