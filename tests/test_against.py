@@ -41,6 +41,24 @@ def test_place_value_band_and_verdict():
     assert not place_value(0.5, reference)["typical"]
     assert not place_value(41.0, reference)["typical"]
     assert place_value(41.0, reference)["percentile"] == 100.0
+    # with fewer than 39 reruns even a value beyond all of them gets no verdict
+    few = place_value(100.0, reference[:12])
+    assert few["typical"] is None and few["high"] <= 12.0 < few["value"]
+
+
+@pytest.mark.parametrize("reruns, lattice", [(12, False), (39, False), (60, False), (39, True), (100, True)])
+def test_a_run_like_the_reruns_is_called_unusual_at_most_one_time_in_twenty(reruns, lattice):
+    rng = np.random.default_rng(reruns)
+    draws = 4000
+    values = rng.normal(size=(draws, reruns + 1))
+    if lattice:                                        # largest drops in whole images: many ties
+        values = np.clip(np.rint(2 + 1.5 * values), 0, None)
+    unusual = sum(place_value(v[-1], v[:-1], whole=lattice)["typical"] is False for v in values)
+    # at most 0.05 (the order-statistic bound, 2k/(R+1)); 3 binomial sd above it is 0.060
+    assert unusual / draws <= 0.060
+    # the central band alone ([min, max] of 39) is left 2/40 of the time: the bound is tight
+    if reruns == 39 and not lattice:
+        assert unusual / draws >= 0.040
 
 
 def test_place_curve_per_epoch_and_outside_flags():

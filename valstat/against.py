@@ -19,7 +19,7 @@ from valstat.history import validate_epochs
 from valstat.report.text import Strings
 from valstat.results import (CollapsePlacement, EpochPlacement, OutsideCount, PlacedMetric,
                              PlacedValue, Placement)
-from valstat.stats.against import largest_fall, place_curve, place_value
+from valstat.stats.against import largest_fall, place_curve, place_value, verdict_reruns
 from valstat.stats.lattice import LATTICE_TOLERANCE
 
 
@@ -115,13 +115,14 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     placed_epoch = PlacedValue(**place_value(own, collapsed, level, whole=True)) \
         if own is not None and collapsed else None
     typical = None
-    if recorded and len(with_rate):
+    if recorded and len(with_rate) >= verdict_reruns(level):
         # typical: at least (1 - level)/2 of the reruns share its fate (collapsed or not), and
-        # a collapse epoch inside the collapsed reruns' band
+        # a collapse epoch inside the collapsed reruns' band (no verdict there: none here)
         share = len(collapsed) / len(with_rate)
         if own is None:
             share = 1 - share
-        typical = share >= (1 - level) / 2 and (placed_epoch is None or placed_epoch.typical)
+        epoch_typical = True if placed_epoch is None else placed_epoch.typical
+        typical = None if epoch_typical is None else bool(share >= (1 - level) / 2 and epoch_typical)
     collapse = CollapsePlacement(epoch=own, recorded=recorded, reruns_collapsed=len(collapsed),
                                  reruns_with_rate=len(with_rate), placed=placed_epoch,
                                  typical=typical)
@@ -146,6 +147,15 @@ def expected_outside(count: OutsideCount, strings: dict) -> str:
     if count.expected is None:
         return strings["outside_expected_none"]
     return strings["outside_expected"].format(expected=f"{count.expected:.1f}")
+
+
+def verdict(typical: bool | None, reruns: int, level: float, strings: dict) -> str:
+    """typical / unusual, or why there is no verdict with so few reruns, from a strings section
+    with typical, unusual and no_verdict ([placement] here, [against] in the report)."""
+    if typical is not None:
+        return strings["typical" if typical else "unusual"]
+    return strings["no_verdict"].format(reruns=reruns, share=f"{2 / (reruns + 1):.0%}",
+                                        needed=verdict_reruns(level), level=f"{100 * level:g}%")
 
 
 def format_placement(result: Placement, lang: str = "en") -> str:
@@ -184,7 +194,7 @@ def format_placement(result: Placement, lang: str = "en") -> str:
         lines.append(P["drop"].format(images=f"{drop.value:.0f}", percentile=percentile(drop.percentile),
                                       median=f"{drop.median:g}", level=level, low=f"{drop.low:g}",
                                       high=f"{drop.high:g}",
-                                      verdict=P["typical" if drop.typical else "unusual"]))
+                                      verdict=verdict(drop.typical, drop.reruns, result.level, P)))
     collapse = result.lr_collapse
     if not collapse.recorded:
         lines.append(P["no_rate"])
@@ -197,7 +207,8 @@ def format_placement(result: Placement, lang: str = "en") -> str:
         if placed is not None:
             text += P["placed"].format(median=f"{placed.median:g}", level=level, low=f"{placed.low:g}",
                                        high=f"{placed.high:g}", percentile=percentile(placed.percentile))
-        if collapse.typical is not None:
-            text += P["verdict"].format(verdict=P["typical" if collapse.typical else "unusual"])
+        if collapse.reruns_with_rate:
+            text += P["verdict"].format(verdict=verdict(collapse.typical, collapse.reruns_with_rate,
+                                                        result.level, P))
         lines.append(text)
     return "\n".join(lines) + "\n"

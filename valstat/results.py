@@ -633,7 +633,8 @@ class Diagnosis(_Result):
 class PlacedValue(_Result):
     """stats.against.place_value: one number of the history among the reruns' numbers (reruns
     R): its percentile (0..100, ties half), the reruns' median and central band (low, high) at
-    the placement level, typical (low <= value <= high)."""
+    the placement level, typical (inside the band a run like the reruns leaves with chance at
+    most 1 - level; None with too few reruns to say, stats.against.verdict_reruns)."""
 
     value: float
     reruns: int
@@ -641,7 +642,7 @@ class PlacedValue(_Result):
     median: float
     low: float
     high: float
-    typical: bool
+    typical: bool | None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from valstat.against import expected_outside
+from valstat.against import expected_outside, verdict
 from valstat.report import plots
 from valstat.report.text import Strings, epoch, pct
 from valstat.results import Placement
@@ -31,7 +31,7 @@ def paragraphs(placement: Placement, S: Strings) -> list:
                                     percentile=S.ordinal(round(drop.percentile)),
                                     median=epoch(drop.median), low=epoch(drop.low),
                                     high=epoch(drop.high), level=level,
-                                    verdict=A["typical" if drop.typical else "unusual"]))
+                                    verdict=verdict(drop.typical, drop.reruns, placement.level, A)))
     collapse = placement.lr_collapse
     if collapse.recorded and collapse.reruns_with_rate:
         placed = collapse.placed
@@ -41,7 +41,7 @@ def paragraphs(placement: Placement, S: Strings) -> list:
                                           "low": epoch(placed.low), "high": epoch(placed.high)}
         out.append(A[key].format(epoch=collapse.epoch, collapsed=collapse.reruns_collapsed,
                                  reruns=collapse.reruns_with_rate, level=level, **band,
-                                 verdict=A["typical" if collapse.typical else "unusual"]))
+                                 verdict=verdict(collapse.typical, collapse.reruns_with_rate, placement.level, A)))
     return out
 
 

@@ -29,20 +29,35 @@ def percentile_of(value: float, reference) -> float:
     return float(100.0 * (np.mean(ref < value) + 0.5 * np.mean(ref == value)))
 
 
+def verdict_reruns(level: float = 0.95) -> int:
+    """The fewest reruns R that can call a run unusual at `level`: a run exchangeable with them
+    falls outside the range of R reruns with chance 2/(R+1), so R + 1 >= 2/(1 - level) (39 at
+    0.95)."""
+    return int(np.ceil(2 / (1 - check_level(level)) - 1e-9)) - 1
+
+
 def place_value(value: float, reference, level: float = 0.95, whole: bool = False) -> dict:
     """Where one number falls among the reruns' numbers.
 
     reference: shape (R,), one value per rerun. whole: the values are whole counts (or on a
     lattice): the band's ends are observed values, rounded outward. Returns dict: value,
-    reruns (R), percentile, median, low, high (central `level` band of the reruns), typical
-    (low <= value <= high).
+    reruns (R), percentile, median, low, high (central `level` band of the reruns), typical:
+    None with fewer than verdict_reruns(level) reruns, else whether the value lies between
+    the k-th lowest and k-th highest rerun, k = floor((R + 1)(1 - level)/2), which a run
+    exchangeable with the reruns leaves with chance at most 1 - level (order statistics; ties
+    only lower it).
     """
     level = check_level(level)
     ref = as_1d(reference, "reference")
     low, high = _band(ref, level, whole)
+    typical = None
+    if ref.size >= verdict_reruns(level):
+        k = int(np.floor((ref.size + 1) * (1 - level) / 2 + 1e-9))
+        ordered = np.sort(ref)
+        typical = bool(ordered[k - 1] <= value <= ordered[ref.size - k])
     return {"value": float(value), "reruns": int(ref.size),
             "percentile": percentile_of(value, ref), "median": float(np.median(ref)),
-            "low": float(low), "high": float(high), "typical": bool(low <= value <= high)}
+            "low": float(low), "high": float(high), "typical": typical}
 
 
 def _band(ref: np.ndarray, level: float, whole: bool) -> tuple[float, float]:
