@@ -819,9 +819,17 @@ def test_arms_on_different_validation_images_are_not_called_paired_by_split(tmp_
     assert "paired by seed and split" not in text
     assert "Accuracy on n images moves in steps of 1/n" in text and "over the n images" in text
     assert "Accuracy on 30 images" not in text and "over the 30 images" not in text
+    # P(A > B) of arms on 30 and 90 images differs from 1/2 at equal accuracy: not offered as a test
+    assert "val30 scored 30 validation images and val90 90" in text and "not as a test" in text
+    from valstat.report.stats_text import format_summary
+
+    summary = analyse(load_tables(out)).summary
+    assert "(validation sizes 30 vs 90: not a test of equal accuracy)" in format_summary(summary)
+    assert "（验证集大小 30 对 90：不是准确率相等的检验）" in format_summary(summary, "zh")
     same = build_store(tmp_path / "same", arms=("a", "b"), seeds=3, folds=1, epochs=4, collapse=False)
     assert analyse(load_tables(same)).summary.comparisons[0].pairs_on_different_images == 0
     assert "paired by seed and split (3 pairs)" in _text_of(same)
+    assert "not as a test" not in _text_of(same)
 
 
 @pytest.mark.parametrize("lang, observed, draw", [("en", "observed (variance over runs)", "binomial draw per run"),

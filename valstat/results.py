@@ -560,7 +560,10 @@ class OptimismBound(_Result):
     """Basis of a history's best-epoch optimism (an upper bound): the plateau_epochs (within
     noise of the best, Fisher; `epochs` of `epochs_total`) as one model at their mean accuracy
     (true_accuracy) measured independently on val_size images; expected_max of their scores and
-    the 2.5/97.5 percentiles (low, high) of one run's optimism (fractions)."""
+    the 2.5/97.5 percentiles (low, high) of the optimism in that model (fractions). The model
+    overstates the noise of a history's correlated epochs, so low..high is not an interval for
+    its own optimism (simulated flat curves: inside it 15-53% of the time); expected_max is the
+    upper bound."""
 
     true_accuracy: float
     epochs: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from valstat.core.settings import Settings
-from valstat.report.text import Strings, finite, num, pct, pts, ratio_end
+from valstat.report.text import Strings, finite, num, pct, pts, ratio_end, unequal_val_sizes
 from valstat.results import ArmSummary, Detectability, Interval, Summary
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 
@@ -24,7 +24,8 @@ def format_summary(summary: Summary, lang: str = "en") -> str:
     for name, arm in summary.arms.items():
         lines += _arm_lines(name, arm, summary.settings, S)
     for comp in summary.comparisons:
-        lines.append(_comparison_line(comp, S))
+        lines.append(_comparison_line(comp, S, {a: summary.arms[a].val_size for a in (comp.a, comp.b)
+                                                if a in summary.arms}))
         if comp.spread_change:
             lines.append(_spread_line(comp, S))
     rn = summary.runs_needed
@@ -144,10 +145,13 @@ def _variance_lines(arm: ArmSummary, S: Strings) -> list:
     return lines
 
 
-def _comparison_line(comp, S: Strings) -> str:
+def _comparison_line(comp, S: Strings, val_sizes: dict) -> str:
     poi, t = comp.probability_of_improvement, comp.corrected_t
     poi_text = (S["stats.missing"] if not poi
                 else S("stats.poi", estimate=num(poi.estimate), low=num(poi.low), high=num(poi.high)))
+    sizes = unequal_val_sizes(comp, val_sizes)
+    if poi and sizes:
+        poi_text += S("stats.poi_sizes", n_a=sizes[0], n_b=sizes[1])
     if not t:
         t_text = S["stats.missing"]
     elif t.t is not None:

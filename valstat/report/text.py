@@ -131,6 +131,15 @@ def num(x, digits: int = 2) -> str:
     return f"{float(x):.{digits}f}".replace("-", "−")
 
 
+def unequal_val_sizes(comp, val_sizes: dict):
+    """(n_a, n_b) when a comparison's pairs scored different images and its arms scored
+    different numbers of them (P(A > B) then differs from ½ at equal accuracy), else None."""
+    n_a, n_b = val_sizes.get(comp.a), val_sizes.get(comp.b)
+    if comp.pairs_on_different_images and n_a and n_b and n_a != n_b:
+        return n_a, n_b
+    return None
+
+
 def ratio_end(x, digits: int = 2) -> str:
     """An end of a ratio's interval: num, or '∞' where the interval is open above."""
     return "∞" if x is not None and math.isinf(float(x)) and float(x) > 0 else num(x, digits)

@@ -14,7 +14,7 @@ from valstat.core.design import shares_images
 from valstat.report.analysis import Analysis, confounded
 from valstat.report.stats_text import detect_words
 from valstat.stats.intervals import COLLAPSE_AWARE_BELOW
-from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval, rate, ratio_end, sig
+from valstat.report.text import Strings, dof, epoch, finite, num, pct, pts, pval, rate, ratio_end, sig, unequal_val_sizes
 from valstat.report.content.common import _arm_info, _component_name, _n_truth, _schedule
 from valstat.stats.paired import MIN_SPREAD_PAIRS
 from valstat.results import LargestDrop, SpreadChange
@@ -349,6 +349,9 @@ def _compare(analysis, S):
                             wins=int((diff > 0).sum()), ties=int((diff == 0).sum()),
                             losses=int((diff < 0).sum()), p=num(poi.estimate),
                             low=num(poi.low), high=num(poi.high)))
+        sizes = unequal_val_sizes(comp, analysis.val_sizes)
+        if sizes:
+            paragraphs.append(S("findings.compare_poi_sizes", a=a, b=b, n_a=sizes[0], n_b=sizes[1]))
         t = comp.corrected_t
         finals = [_arm_info(analysis, arm).final_val_accuracy for arm in (a, b)]
         shared = any(final and final.design and shares_images(final.design) for final in finals)
