@@ -103,7 +103,12 @@ class Cube:
     def correct_at(self, wanted: dict) -> dict:
         """{run code: (examples, correct)} at the epoch `wanted` names for each run code."""
         out = {}
-        for g in np.flatnonzero([wanted.get(int(r)) == e for r, e in zip(self.run, self.epoch)]):
+        if not wanted:
+            return out
+        keys = (np.asarray(self.run, dtype=np.int64) << 32) + np.asarray(self.epoch, dtype=np.int64)
+        asked = (np.fromiter(wanted, dtype=np.int64, count=len(wanted)) << 32) + np.fromiter(
+            wanted.values(), dtype=np.int64, count=len(wanted))
+        for g in np.flatnonzero(np.isin(keys, asked)):
             s = slice(self.start[g], self.start[g] + self.size[g])
             out[int(self.run[g])] = (self.example[s], self.correct[s])
         return out

@@ -101,8 +101,9 @@ def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube
     crossed = crossed_table(runs, metric, epoch_col, cube, design) if shared else None
     if one_class is not None and shared and (design != "one shared split" or crossed is None):
         one_class = None
+    pooled = not shared and one_class is None
     res = mean_interval(values, level=level, method="t", units=units, scored=scored,
-                        shared_variance=0.0 if shared else _pool_covariance(runs, epoch_col, cube, units))
+                        shared_variance=_pool_covariance(runs, epoch_col, cube, units) if pooled else 0.0)
     conditional = {**{k: res[k] for k in ("low", "high", "pi_low", "pi_high", "method")},
                    "scope": "these validation images"}
     if one_class is not None:
