@@ -212,10 +212,10 @@ def shared_image_covariance(examples, correct, units=None) -> float:
     ys = [np.asarray(c, dtype=float) for c in correct]
     if any(i.shape != y.shape for i, y in zip(ids, ys)):
         raise ValstatError("each run's image ids and correctness must have the same shape")
-    _, codes = np.unique(np.asarray(range(len(ids))) if units is None else np.asarray(units),
-                         return_inverse=True)
+    _, codes = np.unique(np.arange(len(ids)) if units is None else np.asarray(units), return_inverse=True)
     images, image_index = np.unique(np.concatenate(ids), return_inverse=True)
-    run_of = np.repeat(np.arange(len(ids)), [i.size for i in ids])
+    sizes = np.array([i.size for i in ids])
+    run_of = np.repeat(np.arange(len(ids)), sizes)
     deviation = np.concatenate([y - y.mean() for y in ys])
     first = np.bincount(image_index, weights=deviation, minlength=images.size)
     second = np.bincount(image_index, weights=deviation**2, minlength=images.size)
@@ -225,12 +225,12 @@ def shared_image_covariance(examples, correct, units=None) -> float:
     if pairs == 0 or n_units < 2:
         return 0.0
     sigma_b2 = max(float(np.sum((first**2 - second) / 2)) / pairs, 0.0)
-    runs_in_unit = np.bincount(codes)
-    weight = 1.0 / (runs_in_unit[codes[run_of]] * np.array([i.size for i in ids])[run_of])
-    per_unit = np.zeros((n_units, images.size))
-    np.add.at(per_unit, (codes[run_of], image_index), weight)
-    total = per_unit.sum(axis=0)
-    cross = float(total @ total - np.sum(per_unit * per_unit))
+    # each unit's weight on each image (c_u,i) and their sum over units, one row per (unit, image)
+    weight = 1.0 / (np.bincount(codes)[codes[run_of]] * sizes[run_of])
+    _, cell = np.unique(codes[run_of] * images.size + image_index, return_inverse=True)
+    per_cell = np.bincount(cell, weights=weight)
+    total = np.bincount(image_index, weights=weight, minlength=images.size)
+    cross = float(total @ total - per_cell @ per_cell)
     return sigma_b2 * cross / (n_units * (n_units - 1))
 
 
