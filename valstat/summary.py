@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from valstat.core import DEFAULT, Core, Settings, build_core
-from valstat.core.design import mean_accuracy_interval, shares_images, validation_design
+from valstat.core.design import mean_accuracy_interval, seed_units, shares_images, validation_design
 from valstat.core.schedule import infer_plateau, mode_of
 from valstat.images import class_names, unstable_images
 from valstat.results import (ArmSummary, Comparison, ConditionalInterval, CorrectedT, CrossedComponents,
@@ -105,8 +105,8 @@ def _metric_intervals(arm, cube, finals, level, n_classes=0):
     finite = arm[np.isfinite(arm["final_val_accuracy"])]
     if len(finite) == 0:
         return {"final_val_accuracy": None, "best_val_accuracy": None}
-    clustered = finite["seed"].nunique() > 1 and finite.groupby("seed").size().gt(1).any()
-    n_units = finite["seed"].nunique() if clustered else len(finite)
+    units = seed_units(finite)
+    n_units = len(finite) if units is None else len(np.unique(units))
     design = validation_design(finite)
     aware = (not shares_images(design) or design == "one shared split") and 2 <= n_units < COLLAPSE_AWARE_BELOW
     shares = _class_share_range(finite, finals, n_classes) if aware else None

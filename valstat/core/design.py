@@ -63,6 +63,13 @@ def images_scored(runs: pd.DataFrame) -> float | None:
     return float(n_val.sum()) if n_val.size and np.all(n_val > 0) else None
 
 
+def seed_units(runs: pd.DataFrame):
+    """Each run's seed where seeds ran several runs each (folds of a seed are one unit of the
+    mean), else None: shape (runs,)."""
+    seeds = runs["seed"].to_numpy()
+    return seeds if 1 < len(np.unique(seeds)) < seeds.size else None
+
+
 def _pool_covariance(runs: pd.DataFrame, epoch_col: str, cube: Cube, units) -> float:
     """shared_image_covariance of runs on their own splits, from their per-image predictions at
     their `epoch_col` epoch (own splits drawn from one pool of images overlap); 0 without them."""
@@ -93,8 +100,7 @@ def mean_accuracy_interval(runs: pd.DataFrame, metric: str, epoch_col: str, cube
     (dict), note, components (dict).
     """
     values = runs[metric].to_numpy(dtype=float)
-    seeds = runs["seed"].to_numpy()
-    units = seeds if 1 < len(np.unique(seeds)) < values.size else None
+    units = seed_units(runs)
     design = validation_design(runs)
     scored = images_scored(runs)
     shared = shares_images(design) and len(runs) >= 2
