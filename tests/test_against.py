@@ -41,9 +41,10 @@ def test_place_value_band_and_verdict():
     assert not place_value(0.5, reference)["typical"]
     assert not place_value(41.0, reference)["typical"]
     assert place_value(41.0, reference)["percentile"] == 100.0
-    # with fewer than 39 reruns even a value beyond all of them gets no verdict
+    # with fewer than 39 reruns a value beyond all of them gets no verdict; inside, typical
     few = place_value(100.0, reference[:12])
     assert few["typical"] is None and few["high"] <= 12.0 < few["value"]
+    assert place_value(6.0, reference[:12])["typical"] is True
 
 
 @pytest.mark.parametrize("reruns, lattice", [(12, False), (39, False), (60, False), (39, True), (100, True)])

@@ -115,14 +115,17 @@ def place_history(history: pd.DataFrame, out_dir, val_size: int | None = None,
     placed_epoch = PlacedValue(**place_value(own, collapsed, level, whole=True)) \
         if own is not None and collapsed else None
     typical = None
-    if recorded and len(with_rate) >= verdict_reruns(level):
+    if recorded and len(with_rate):
         # typical: at least (1 - level)/2 of the reruns share its fate (collapsed or not), and
-        # a collapse epoch inside the collapsed reruns' band (no verdict there: none here)
+        # a collapse epoch inside the collapsed reruns' band; not typical gets no verdict
+        # (None) from fewer than verdict_reruns reruns, as in place_value
         share = len(collapsed) / len(with_rate)
         if own is None:
             share = 1 - share
         epoch_typical = True if placed_epoch is None else placed_epoch.typical
-        typical = None if epoch_typical is None else bool(share >= (1 - level) / 2 and epoch_typical)
+        typical = bool(share >= (1 - level) / 2 and epoch_typical)
+        if not typical and (epoch_typical is None or len(with_rate) < verdict_reruns(level)):
+            typical = None
     collapse = CollapsePlacement(epoch=own, recorded=recorded, reruns_collapsed=len(collapsed),
                                  reruns_with_rate=len(with_rate), placed=placed_epoch,
                                  typical=typical)

@@ -637,7 +637,8 @@ class PlacedValue(_Result):
     """stats.against.place_value: one number of the history among the reruns' numbers (reruns
     R): its percentile (0..100, ties half), the reruns' median and central band (low, high) at
     the placement level, typical (inside the band a run like the reruns leaves with chance at
-    most 1 - level; None with too few reruns to say, stats.against.verdict_reruns)."""
+    most 1 - level; None outside the reruns' range when they are too few to call it unusual,
+    stats.against.verdict_reruns)."""
 
     value: float
     reruns: int

@@ -42,19 +42,19 @@ def place_value(value: float, reference, level: float = 0.95, whole: bool = Fals
     reference: shape (R,), one value per rerun. whole: the values are whole counts (or on a
     lattice): the band's ends are observed values, rounded outward. Returns dict: value,
     reruns (R), percentile, median, low, high (central `level` band of the reruns), typical:
-    None with fewer than verdict_reruns(level) reruns, else whether the value lies between
-    the k-th lowest and k-th highest rerun, k = floor((R + 1)(1 - level)/2), which a run
-    exchangeable with the reruns leaves with chance at most 1 - level (order statistics; ties
-    only lower it).
+    whether the value lies between the k-th lowest and k-th highest rerun, k = floor((R + 1)
+    (1 - level)/2), which a run exchangeable with the reruns leaves with chance at most
+    1 - level (order statistics; ties only lower it). With fewer than verdict_reruns(level)
+    reruns k is 0: inside their range is typical, outside it None (no verdict; not unusual).
     """
     level = check_level(level)
     ref = as_1d(reference, "reference")
     low, high = _band(ref, level, whole)
-    typical = None
-    if ref.size >= verdict_reruns(level):
-        k = int(np.floor((ref.size + 1) * (1 - level) / 2 + 1e-9))
-        ordered = np.sort(ref)
-        typical = bool(ordered[k - 1] <= value <= ordered[ref.size - k])
+    k = max(int(np.floor((ref.size + 1) * (1 - level) / 2 + 1e-9)), 1)
+    ordered = np.sort(ref)
+    typical = bool(ordered[k - 1] <= value <= ordered[ref.size - k])
+    if not typical and ref.size < verdict_reruns(level):
+        typical = None
     return {"value": float(value), "reruns": int(ref.size),
             "percentile": percentile_of(value, ref), "median": float(np.median(ref)),
             "low": float(low), "high": float(high), "typical": typical}
