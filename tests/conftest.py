@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,24 @@ def valstat_with_failing_arms(arms: tuple, site_dir: Path, *args):
     return subprocess.run([sys.executable, "-m", "valstat.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": path})
+
+
+def count_rows(out, table: str = "runs") -> int:
+    """Rows in one table of the store in `out`, 0 while it has none. The connection is closed
+    before returning: one left open (Python's sqlite3 frees it only in a GC cycle) keeps this
+    process's WAL index mapped, and after a writer is killed mid-commit a later read here would
+    trust that stale index and miss the writer's last committed run."""
+    from valstat.store import store_path
+
+    if not store_path(out).exists():       # sqlite3.connect would create an empty file
+        return 0
+    connection = sqlite3.connect(store_path(out))
+    try:
+        return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        connection.close()
 
 
 def dead_pid() -> int:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TINY, valstat, write_image_folder
+from conftest import TINY, count_rows, valstat, write_image_folder
 from valstat.store import load_tables, store_path
 
 
@@ -257,22 +257,16 @@ def _wait_for_runs(out, count, process, limit=300):
     deadline = time.time() + limit
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()
-        if store_path(out).exists():
-            try:
-                with sqlite3.connect(store_path(out)) as connection:
-                    if connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= count:
-                        return
-            except sqlite3.OperationalError:
-                pass
+        if count_rows(out) >= count:
+            return
         time.sleep(0.5)
     raise AssertionError("sweep did not store a run in time")
 
 
 def _assert_complete_without_duplicates(out, runs):
-    with sqlite3.connect(store_path(out)) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == runs
-        assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == runs * 3
-        assert connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == runs * 90
+    assert count_rows(out, "runs") == runs
+    assert count_rows(out, "epochs") == runs * 3
+    assert count_rows(out, "predictions") == runs * 90
 
 
 def test_ctrl_c_stops_cleanly_keeps_runs_and_says_how_to_resume(tmp_path):

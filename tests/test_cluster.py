@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,8 +12,8 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import TINY, valstat
-from valstat.store import load_tables, store_path
+from conftest import TINY, count_rows, valstat
+from valstat.store import load_tables
 
 
 def free_port() -> int:
@@ -57,16 +56,6 @@ def cluster():
         process.wait()
 
 
-def stored_runs(out) -> int:
-    if not store_path(out).exists():       # sqlite3.connect would create an empty file
-        return 0
-    try:
-        with sqlite3.connect(store_path(out)) as connection:
-            return connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_killed_worker_does_not_stop_the_sweep_and_answers_match_local(cluster, tmp_path):
     address, workers, _ = cluster
     out = tmp_path / "cluster"
@@ -75,7 +64,7 @@ def test_killed_worker_does_not_stop_the_sweep_and_answers_match_local(cluster, 
          "--out", str(out), "--quiet", "--scheduler", address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while stored_runs(out) < 1:
+    while count_rows(out) < 1:
         assert driver.poll() is None, driver.communicate()
         assert time.time() < deadline, "no run finished on the cluster"
         time.sleep(0.3)
@@ -172,13 +161,13 @@ def test_a_lost_scheduler_is_one_line_and_the_same_command_resumes(cluster, tmp_
                "--out", str(out), "--quiet", "--scheduler", address]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while stored_runs(out) < 1:
+    while count_rows(out) < 1:
         assert driver.poll() is None, driver.communicate()
         assert time.time() < deadline, "no run finished on the cluster"
         time.sleep(0.3)
     os.killpg(scheduler.pid, signal.SIGKILL)              # the scheduler's machine goes away
     stdout, stderr = driver.communicate(timeout=120)
-    stored = stored_runs(out)
+    stored = count_rows(out)
     assert driver.returncode == 1 and 1 <= stored < 6
     assert f"CPU: the workers of {address} (" in stdout.splitlines()[0]   # not this machine's CPU
     assert stderr.strip().splitlines() == [

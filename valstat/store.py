@@ -118,11 +118,14 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     this process cannot write, where SQLite cannot create it, the file is opened as immutable
     (nothing writes there while it is read)."""
     uri = path.resolve().as_uri()
+    connection = None
     try:
         connection = sqlite3.connect(f"{uri}?mode=ro", uri=True)
         connection.execute("SELECT name FROM sqlite_master").fetchall()
         return connection
     except sqlite3.OperationalError:
+        if connection is not None:
+            connection.close()
         if os.access(path.parent, os.W_OK):
             raise
         return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
@@ -130,12 +133,15 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     _check_sqlite_file(path)
+    connection = None
     try:
         connection = _open_readonly(path)
         tables = {row[0] for row in connection.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
         problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
     except sqlite3.DatabaseError as error:
+        if connection is not None:
+            connection.close()
         raise ValstatError(f"{path} is damaged and cannot be read ({error}); "
                         "it was left untouched") from None
     if problems != ["ok"]:
